@@ -1,0 +1,60 @@
+"""Helpers shared by the command modules: option sets, time parsing, output."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, date, datetime, time, tzinfo
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+
+from digest.app import App
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+
+def pass_app(f: F) -> F:
+    return click.pass_obj(f)  # type: ignore[return-value]
+
+
+def parse_as_of(value: str | None, zone: tzinfo = UTC) -> datetime:
+    """``--as-of``: a date or an ISO datetime, read in ``zone`` (the newsletter's
+    timezone) when it carries no offset; default now."""
+    if not value:
+        return datetime.now(UTC)
+    try:
+        if len(value) == 10:
+            return datetime.combine(date.fromisoformat(value), time(0), tzinfo=zone)
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not a date; use YYYY-MM-DD or an ISO datetime like "
+            "2026-11-23T08:00+00:00",
+            param_hint="--as-of",
+        ) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=zone)
+
+
+def as_of_option(f: F) -> F:
+    return click.option(
+        "--as-of",
+        "as_of",
+        metavar="DATE",
+        help="Pretend it is this date or time (YYYY-MM-DD or ISO datetime) for a reproducible run.",
+    )(f)
+
+
+def json_option(f: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")(f)
+
+
+def print_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=str, ensure_ascii=False))
+
+
+__all__ = ["App", "as_of_option", "console", "json_option", "parse_as_of", "pass_app"]

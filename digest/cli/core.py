@@ -1,0 +1,111 @@
+"""`digest init`, `digest collect`, `digest pin`."""
+
+from __future__ import annotations
+
+import click
+from rich.table import Table
+from sqlalchemy import select
+
+from digest import db
+from digest.cli._common import (
+    App,
+    as_of_option,
+    console,
+    json_option,
+    parse_as_of,
+    pass_app,
+    print_json,
+)
+from digest.collect import collect as collect_articles
+from digest.errors import NotFound
+from digest.models import Article
+
+
+@click.command()
+@pass_app
+def init(app: App) -> None:
+    """Create the database schema, or upgrade it to this version. Safe to run again.
+
+    \b
+    Example:
+        DIGEST_DATABASE_URL=postgresql+psycopg://digest@db/digest digest init
+    """
+    engine = db.make_engine(app.settings.database_url)
+    try:
+        before, after = db.upgrade(engine)
+    finally:
+        engine.dispose()
+    where = engine.url.render_as_string(hide_password=True)
+    if before == after:
+        click.echo(f"Schema already current ({after}) in {where}")
+    elif before is None:
+        click.echo(f"Created schema {after} in {where}")
+    else:
+        click.echo(f"Upgraded schema {before} → {after} in {where}")
+
+
+@click.command()
+@click.argument("newsletter")
+@as_of_option
+@json_option
+@pass_app
+def collect(app: App, newsletter: str, as_of: str | None, as_json: bool) -> None:
+    """Show the articles of the period before the send date, grouped by category.
+
+    The period is the ISO week before the send date in the newsletter's
+    timezone (or its configured window).
+
+    \b
+    Example:
+        digest collect weekly --as-of 2026-11-23
+    """
+    nl = app.config.newsletter(newsletter)
+    when = parse_as_of(as_of, nl.zone)
+    with app.session() as session:
+        result = collect_articles(session, nl, when)
+        if as_json:
+            print_json(result.to_dict())
+            return
+        first, last = result.period.local_dates(nl)
+        heading = f"{nl.title} · {result.period.key} ({first:%a %d %b} – {last:%a %d %b %Y})"
+        if result.is_empty:
+            console.print(f"{heading}\nNo new articles this period.")
+            return
+        console.print(f"[bold]{heading}[/bold] · {result.total} articles")
+        for section in result.sections:
+            table = Table(title=section.name, title_justify="left", show_edge=False, expand=False)
+            table.add_column("Published", no_wrap=True)
+            table.add_column("Title")
+            table.add_column("Author", no_wrap=True)
+            for art in section.articles:
+                local = art.published_at.astimezone(nl.zone)
+                pin = "📌 " if art.pinned else ""
+                table.add_row(f"{local:%a %d %b %H:%M}", pin + art.title, art.author)
+            console.print(table)
+
+
+@click.command()
+@click.argument("url")
+@click.option("--off", is_flag=True, help="Unpin instead.")
+@pass_app
+def pin(app: App, url: str, off: bool) -> None:
+    """Pin an article so it leads its section (or unpin it with --off).
+
+    \b
+    Example:
+        digest pin https://www.example.org/news/big-story
+    """
+    from digest.ingest.clean import canonical_url
+
+    key = canonical_url(url)
+    with app.session() as session:
+        article = session.scalars(
+            select(Article).where(Article.canonical_url.in_({url, key}))
+        ).first()
+        if article is None:
+            raise NotFound(f"no article with URL {url!r}; run `digest ingest` first")
+        article.pinned = not off
+        click.echo(f"{'Unpinned' if off else 'Pinned'}: {article.title}")
+
+
+COMMANDS = [init, collect, pin]

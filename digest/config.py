@@ -1,0 +1,338 @@
+"""Settings (environment and ``.env``) and newsletter definitions (``digest.toml``).
+
+Settings are typed and read once: the real environment overrides ``.env``; every
+key is prefixed ``DIGEST_`` except ``SENDGRID_API_KEY``, which keeps the name the
+SendGrid tooling uses.  Newsletters are defined in TOML and validated into
+:class:`NewsletterConfig`; any mistake becomes one :class:`~digest.errors.ConfigError`
+naming the file, the key and the problem.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from email.utils import parseaddr
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from babel import Locale, UnknownLocaleError
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from digest.errors import ConfigError
+
+SAMPLE_DIR = Path(__file__).parent / "sample"
+SAMPLE_CONFIG = SAMPLE_DIR / "digest.toml"
+
+
+class Settings(BaseSettings):
+    """Process-wide settings.  See ``.env.example`` for one line on each."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="DIGEST_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    database_url: str = "sqlite:///digest.db"
+    config: Path = Path("digest.toml")
+    templates: Path | None = None
+    base_url: str = "http://127.0.0.1:8000"
+    secret_key: SecretStr = SecretStr("insecure-development-key-change-me")
+    backend: Literal["outbox", "smtp", "sendgrid"] = "outbox"
+    outbox_dir: Path = Path("outbox")
+    smtp_url: str | None = None
+    sendgrid_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("SENDGRID_API_KEY", "sendgrid_api_key")
+    )
+    sendgrid_api_host: str = "https://api.sendgrid.com"
+    sendgrid_webhook_public_key: str | None = None
+    admin_password: SecretStr | None = None
+    http_timeout: float = Field(default=20.0, gt=0)
+    http_max_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
+    log_level: str = "INFO"
+
+    @cached_property
+    def config_path(self) -> Path:
+        """The newsletter file in use: ``DIGEST_CONFIG`` or ``./digest.toml``, else the sample."""
+        if self.config.exists():
+            return self.config
+        if self.config == Path("digest.toml"):
+            return SAMPLE_CONFIG
+        raise ConfigError(
+            f"{self.config}: DIGEST_CONFIG points to a file that does not exist; "
+            "create it or unset DIGEST_CONFIG to use ./digest.toml"
+        )
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings from the environment and ``.env``; bad values become a ConfigError."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{_env_name(err['loc'])}: {err['msg']}" for err in exc.errors(include_url=False)
+        )
+        raise ConfigError(f"settings: {problems}") from None
+
+
+def _env_name(loc: tuple[Any, ...]) -> str:
+    name = str(loc[0]) if loc else "?"
+    if name.upper() == "SENDGRID_API_KEY":
+        return "SENDGRID_API_KEY"
+    return f"DIGEST_{name.upper()}"
+
+
+# ---------------------------------------------------------------------------
+# Newsletter definitions
+
+
+def category_key(name: str) -> str:
+    """The comparison form of a category name: case, spacing and ``&``/``and`` folded."""
+    folded = name.replace("&", " and ").casefold()
+    return " ".join(re.findall(r"\w+", folded))
+
+
+class CategoryConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1)
+    aliases: list[str] = Field(default_factory=list)
+
+
+class SourceConfig(BaseModel):
+    """A feed or article page: a URL, or a file path relative to the config file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(min_length=1)
+    kind: Literal["auto", "feed", "page"] = "auto"
+
+
+_WINDOW = re.compile(r"^(week|\d{1,3}d)$")
+_SCHEDULE_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class NewsletterConfig(BaseModel):
+    """One newsletter from ``digest.toml`` (``[newsletters.NAME]``)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    name: str
+    title: str = Field(min_length=1)
+    description: str = ""
+    #: The subscriber list this newsletter mails (``list`` in the TOML).
+    list_name: str = Field(alias="list", min_length=1)
+    sources: list[SourceConfig] = Field(default_factory=list)
+    categories: list[CategoryConfig] = Field(default_factory=list)
+    other_category: str | None = "Other"
+    max_per_category: int = Field(default=6, ge=1, le=100)
+    timezone: str = "UTC"
+    schedule: str = "mon 08:00"
+    window: str = "week"
+    sender: str
+    reply_to: str | None = None
+    locale: str = "en_GB"
+    postal_address: str = ""
+    utm: dict[str, str] = Field(
+        default_factory=lambda: {
+            "utm_source": "digest",
+            "utm_medium": "email",
+            "utm_campaign": "{newsletter}-{period}",
+        }
+    )
+    archive: bool = False
+    local_time: bool = False
+
+    @field_validator("sources", mode="before")
+    @classmethod
+    def _sources(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [{"url": v} if isinstance(v, str) else v for v in value]
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown timezone {value!r}; use an IANA name such as 'Europe/London'"
+            ) from None
+        return value
+
+    @field_validator("locale")
+    @classmethod
+    def _locale(cls, value: str) -> str:
+        try:
+            Locale.parse(value)
+        except (UnknownLocaleError, ValueError):
+            raise ValueError(f"unknown locale {value!r}; use a name such as 'en_GB'") from None
+        return value
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, value: str) -> str:
+        if not _WINDOW.match(value) or value == "0d":
+            raise ValueError(f"{value!r} is not a window; use 'week' or a number of days like '7d'")
+        return value
+
+    @field_validator("sender", "reply_to")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        _, addr = parseaddr(value)
+        if "@" not in addr or addr.startswith("@") or addr.endswith("@"):
+            raise ValueError(
+                f"{value!r} is not an email address; write 'Name <news@example.org>' "
+                "or 'news@example.org'"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _unique_categories(self) -> NewsletterConfig:
+        seen: dict[str, str] = {}
+        for cat in self.categories:
+            for label in (cat.name, *cat.aliases):
+                key = category_key(label)
+                if key in seen and seen[key] != cat.name:
+                    raise ValueError(
+                        f"category label {label!r} is used by both {seen[key]!r} and {cat.name!r}"
+                    )
+                seen[key] = cat.name
+        return self
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def sender_address(self) -> str:
+        return parseaddr(self.sender)[1]
+
+    @property
+    def sender_name(self) -> str:
+        return parseaddr(self.sender)[0]
+
+    @property
+    def category_names(self) -> list[str]:
+        return [c.name for c in self.categories]
+
+    def normalise_category(self, label: str) -> str:
+        """Map a feed's category label to this newsletter's name for it (or keep it)."""
+        key = category_key(label)
+        for cat in self.categories:
+            if key == category_key(cat.name) or key in {category_key(a) for a in cat.aliases}:
+                return cat.name
+        return " ".join(label.split())
+
+
+class DigestConfig(BaseModel):
+    """The whole ``digest.toml``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: Path
+    newsletters: dict[str, NewsletterConfig]
+
+    def newsletter(self, name: str) -> NewsletterConfig:
+        try:
+            return self.newsletters[name]
+        except KeyError:
+            known = ", ".join(sorted(self.newsletters)) or "none"
+            raise ConfigError(
+                f"{self.path}: no newsletter called {name!r} (defined: {known}); "
+                f"add a [newsletters.{name}] table or pick one of those"
+            ) from None
+
+    def resolve_source(self, source: SourceConfig) -> str:
+        """A source's URL, or its file path made absolute against the config's folder."""
+        return resolve_source_ref(source.url, self.path.parent)
+
+    def all_sources(self) -> list[tuple[NewsletterConfig, SourceConfig]]:
+        return [(nl, src) for nl in self.newsletters.values() for src in nl.sources]
+
+    def category_aliases(self) -> dict[str, str]:
+        """Every configured label (names and aliases, folded) mapped to its canonical name."""
+        table: dict[str, str] = {}
+        for nl in self.newsletters.values():
+            for cat in nl.categories:
+                for label in (cat.name, *cat.aliases):
+                    table.setdefault(category_key(label), cat.name)
+        return table
+
+
+def resolve_source_ref(ref: str, base: Path) -> str:
+    """URLs stay as they are; ``file://`` and bare paths become absolute paths."""
+    if re.match(r"^https?://", ref, re.I):
+        return ref
+    if ref.startswith("file://"):
+        ref = ref[len("file://") :]
+    path = Path(ref).expanduser()
+    if not path.is_absolute():
+        path = base / path
+    return str(path.resolve())
+
+
+def load_config(path: Path | str) -> DigestConfig:
+    """Read and validate a ``digest.toml``; every mistake is one ConfigError line."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found; create it or set DIGEST_CONFIG") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    unknown = set(raw) - {"newsletters"}
+    if unknown:
+        raise ConfigError(
+            f"{path}: unknown top-level key {sorted(unknown)[0]!r}; "
+            "newsletters go in [newsletters.NAME] tables"
+        )
+    letters = raw.get("newsletters")
+    if not isinstance(letters, dict) or not letters:
+        raise ConfigError(f"{path}: no newsletters defined; add a [newsletters.NAME] table")
+    parsed: dict[str, NewsletterConfig] = {}
+    for name, table in letters.items():
+        if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", name):
+            raise ConfigError(
+                f"{path}: newsletters.{name}: names use lowercase letters, digits, '-' and '_'"
+            )
+        if not isinstance(table, dict):
+            raise ConfigError(f"{path}: newsletters.{name}: must be a table")
+        try:
+            parsed[name] = NewsletterConfig(name=name, **table)
+        except ValidationError as exc:
+            raise ConfigError(_describe(path, f"newsletters.{name}", exc)) from None
+        except TypeError as exc:  # e.g. a key repeated as 'name'
+            raise ConfigError(f"{path}: newsletters.{name}: {exc}") from None
+    return DigestConfig(path=path, newsletters=parsed)
+
+
+def _describe(path: Path, prefix: str, exc: ValidationError) -> str:
+    err = exc.errors(include_url=False)[0]
+    loc = ".".join(str(p) for p in err["loc"] if p != "__root__")
+    key = f"{prefix}.{loc}" if loc else prefix
+    msg = err["msg"]
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key; check the spelling against the README's configuration reference"
+    elif err["type"] == "missing":
+        msg = "required key is missing"
+    more = len(exc.errors()) - 1
+    suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+    return f"{path}: {key}: {msg}{suffix}"

@@ -1,0 +1,43 @@
+"""One root for every error digest raises on purpose.
+
+The CLI turns any :class:`DigestError` into one clear line on stderr and a
+non-zero exit code (``exit_code``); anything else is a bug and keeps its trace.
+"""
+
+from __future__ import annotations
+
+
+class DigestError(Exception):
+    """A problem the user can fix: the message says what, where and how."""
+
+    exit_code = 1
+
+
+class ConfigError(DigestError, ValueError):
+    """Bad settings or a bad ``digest.toml``: names the file, the key and the problem."""
+
+    exit_code = 2
+
+
+class DatabaseError(DigestError):
+    """The database cannot be reached or its schema is not what this version needs."""
+
+
+class SchemaOutOfDate(DatabaseError):
+    """The database schema is behind this version; ``digest init`` upgrades it."""
+
+
+class SourceError(DigestError):
+    """One source (feed or article page) could not be fetched or parsed."""
+
+
+class NotFound(DigestError, LookupError):
+    """A named thing (newsletter, list, segment, edition, subscriber) does not exist."""
+
+
+class TemplateError(DigestError):
+    """A template is missing or broken: names the template and the line."""
+
+
+class DeliveryError(DigestError):
+    """A send could not proceed (bad backend settings, paused edition, …)."""

@@ -1,0 +1,35 @@
+"""Errors of the subscribers package (which stands alone: no ``digest`` import).
+
+The ``digest`` CLI shows any :class:`SubscribersError` as one clear line, like
+its own errors.
+"""
+
+from __future__ import annotations
+
+
+class SubscribersError(Exception):
+    """A problem the admin can fix: the message says what, where and how."""
+
+    exit_code = 1
+
+
+class InvalidAddress(SubscribersError, ValueError):
+    """An email address that does not validate."""
+
+
+class InvalidRule(SubscribersError, ValueError):
+    """A segment rule that is not well-formed: names the path in the rule and the problem."""
+
+    exit_code = 2
+
+
+class NotFound(SubscribersError, LookupError):
+    """A list, subscriber or segment that does not exist."""
+
+
+class Suppressed(SubscribersError):
+    """The address is on the suppression list and may not be (re)subscribed."""
+
+
+class BadToken(SubscribersError):
+    """A link token that is tampered with, expired or meant for another purpose."""

@@ -1,0 +1,154 @@
+"""Subscribers, lists, memberships, segments and suppressions."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Enum,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from subscribers.db import Base, JSONType, UTCDateTime, utcnow
+
+
+class Status(enum.StrEnum):
+    """Where a subscriber (or one membership) stands."""
+
+    PENDING = "pending"
+    ACTIVE = "active"
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"
+    COMPLAINED = "complained"
+
+
+class ConsentMethod(enum.StrEnum):
+    IMPORT = "import"
+    FORM = "form"
+    ADMIN = "admin"
+
+
+class SuppressionReason(enum.StrEnum):
+    HARD_BOUNCE = "hard_bounce"
+    SPAM_REPORT = "spam_report"
+    MANUAL = "manual"
+    ERASED = "erased"
+    UNSUBSCRIBED = "unsubscribed"
+
+
+def _enum(cls: type[enum.Enum], name: str) -> Enum:
+    # Stored as plain strings (no native ENUM type): adding a value never needs
+    # an ALTER TYPE on PostgreSQL.
+    return Enum(
+        cls,
+        name=name,
+        native_enum=False,
+        length=20,
+        values_callable=lambda e: [m.value for m in e],
+        validate_strings=True,
+    )
+
+
+class Subscriber(Base):
+    __tablename__ = "subscriber"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    #: The address as validated and normalised by email-validator.
+    email: Mapped[str | None] = mapped_column(String(320))
+    #: Lower-cased address: the case-insensitive uniqueness key.
+    email_key: Mapped[str | None] = mapped_column(String(320), unique=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    status: Mapped[Status] = mapped_column(_enum(Status, "subscriber_status"), index=True)
+    attributes: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    #: Chosen categories; empty means all.
+    categories: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    unsubscribed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    consent_method: Mapped[ConsentMethod | None] = mapped_column(
+        _enum(ConsentMethod, "consent_method")
+    )
+    consent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    consent_ip: Mapped[str | None] = mapped_column(String(45))
+
+    memberships: Mapped[list[Membership]] = relationship(
+        back_populates="subscriber", cascade="all, delete-orphan"
+    )
+
+    def __repr__(self) -> str:
+        return f"<Subscriber {self.id} {self.email} {self.status}>"
+
+
+class MailingList(Base):
+    __tablename__ = "mailing_list"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    double_opt_in: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    memberships: Mapped[list[Membership]] = relationship(
+        back_populates="mailing_list", cascade="all, delete-orphan"
+    )
+    segments: Mapped[list[Segment]] = relationship(
+        back_populates="mailing_list", cascade="all, delete-orphan"
+    )
+
+
+class Membership(Base):
+    __tablename__ = "membership"
+
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscriber.id", ondelete="CASCADE"), primary_key=True
+    )
+    list_id: Mapped[int] = mapped_column(
+        ForeignKey("mailing_list.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    status: Mapped[Status] = mapped_column(_enum(Status, "membership_status"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    subscriber: Mapped[Subscriber] = relationship(back_populates="memberships")
+    mailing_list: Mapped[MailingList] = relationship(back_populates="memberships")
+
+
+class Segment(Base):
+    __tablename__ = "segment"
+    __table_args__ = (UniqueConstraint("list_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("mailing_list.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(100))
+    #: The rule as data (see subscribers.segments); never evaluated as code.
+    rule: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    #: Categories every reader in this segment gets (empty: their own choice).
+    categories: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    mailing_list: Mapped[MailingList] = relationship(back_populates="segments")
+
+
+class Suppression(Base):
+    """An address never to be mailed, matched by the hash of its normalised form."""
+
+    __tablename__ = "suppression"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    #: Kept for bounces and reports so admins can read them; None once erased.
+    email: Mapped[str | None] = mapped_column(String(320))
+    reason: Mapped[SuppressionReason] = mapped_column(
+        _enum(SuppressionReason, "suppression_reason")
+    )
+    detail: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
