@@ -1,0 +1,1 @@
+"""Test helpers that stand in for outside services (a SendGrid v3 contract server, …)."""
