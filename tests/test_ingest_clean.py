@@ -1,0 +1,286 @@
+"""URLs, summary HTML, plain text, dates and decoding: what reaches the article store."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from digest.ingest.clean import (
+    canonical_url,
+    decode_text,
+    html_to_text,
+    parse_date,
+    safe_url,
+    sanitize_html,
+    text_to_html,
+)
+
+# ---------------------------------------------------------------------------
+# canonical_url
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("https://Example.ORG/a/B", "https://example.org/a/B"),
+        ("HTTPS://example.org", "https://example.org/"),
+        ("https://example.org:443/x", "https://example.org/x"),
+        ("http://example.org:80/x", "http://example.org/x"),
+        ("http://example.org:8080/x", "http://example.org:8080/x"),
+        ("https://example.org/a#section-2", "https://example.org/a"),
+        ("https://example.org/a?utm_source=rss&utm_medium=feed", "https://example.org/a"),
+        (
+            "https://example.org/a?id=7&utm_campaign=x&b=two%20words&UTM_Term=y#top",
+            "https://example.org/a?id=7&b=two%20words",
+        ),
+        ("https://example.org/a?z=1&a=2", "https://example.org/a?z=1&a=2"),
+        ("  https://example.org/a \n", "https://example.org/a"),
+    ],
+)
+def test_canonical_url(url: str, expected: str) -> None:
+    assert canonical_url(url) == expected
+
+
+def test_canonical_url_resolves_relative_links_against_the_base() -> None:
+    base = "https://feeds.example.org/news/feed.xml"
+    assert canonical_url("/2026/story?utm_source=x", base) == "https://feeds.example.org/2026/story"
+    assert canonical_url("story", base) == "https://feeds.example.org/news/story"
+    assert canonical_url("//cdn.example.org/x", base) == "https://cdn.example.org/x"
+
+
+def test_canonical_url_never_raises_on_garbage() -> None:
+    assert canonical_url("http://[::1") == "http://[::1"
+    assert canonical_url("not a url") == "not a url"
+
+
+@given(
+    st.from_regex(
+        r"https?://[a-zA-Z0-9.-]{1,20}(/[a-zA-Z0-9._~%-]{0,10}){0,3}"
+        r"(\?([a-z_]{1,6}=[a-z0-9]{0,4}&?){0,4})?(#[a-z]{0,5})?",
+        fullmatch=True,
+    )
+)
+def test_canonical_url_is_idempotent(url: str) -> None:
+    once = canonical_url(url)
+    assert canonical_url(once) == once
+    assert "#" not in once
+    assert "utm_" not in once
+
+
+# ---------------------------------------------------------------------------
+# safe_url
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "javascript:alert(1)",
+        " JaVaScRiPt:alert(1)",
+        "java\tscript:alert(1)",
+        "java\nscript:alert(1)",
+        "\x01javascript:alert(1)",
+        "data:text/html;base64,PHNjcmlwdD4=",
+        "vbscript:msgbox(1)",
+        "file:///etc/passwd",
+        "ftp://example.org/x",
+        "mailto:a@example.org",
+        "https://",
+        "http://[::1",
+        "",
+        None,
+    ],
+)
+def test_safe_url_rejects_everything_but_web_links(url: str | None) -> None:
+    assert safe_url(url) is None
+    assert safe_url(url, "https://example.org/feed") is None
+
+
+def test_safe_url_resolves_relative_links_only_against_a_web_base() -> None:
+    assert safe_url("/img/a.png", "https://example.org/feed.xml") == "https://example.org/img/a.png"
+    assert safe_url("/img/a.png") is None
+    assert safe_url("/img/a.png", "/home/me/feed.xml") is None
+    assert safe_url("https://example.org/a?utm_source=x") == "https://example.org/a?utm_source=x"
+
+
+@given(st.text(max_size=60), st.sampled_from([None, "https://example.org/dir/feed.xml"]))
+def test_safe_url_only_ever_returns_http_links(url: str, base: str | None) -> None:
+    result = safe_url(url, base)
+    assert result is None or re.match(r"^https?://[^/\s]", result, re.I)
+
+
+# ---------------------------------------------------------------------------
+# sanitize_html
+
+
+def test_sanitize_html_drops_scripts_styles_and_event_handlers() -> None:
+    dirty = (
+        '<p onclick="steal()" style="color:red" class="x">Hello <b onmouseover="x()">there</b></p>'
+        "<script>alert(document.cookie)</script><style>body{display:none}</style>"
+        '<img src="x" onerror="steal()"><iframe src="https://evil.example.net/"></iframe>'
+        "<!-- a comment --><svg><script>alert(2)</script></svg>"
+    )
+    clean = sanitize_html(dirty)
+    assert clean == "<p>Hello <b>there</b></p>"
+
+
+def test_sanitize_html_makes_links_absolute_safe_and_noopener() -> None:
+    html = (
+        '<a href="/about">about</a> <a href="javascript:alert(1)">js</a> '
+        '<a href="data:text/html,x">data</a> <a href="https://other.example.net/x" '
+        'target="_blank" rel="opener">ext</a>'
+    )
+    clean = sanitize_html(html, "https://example.org/news/feed.xml")
+    assert clean == (
+        '<a href="https://example.org/about" rel="noopener">about</a> <a rel="noopener">js</a> '
+        '<a rel="noopener">data</a> <a href="https://other.example.net/x" rel="noopener">ext</a>'
+    )
+
+
+def test_sanitize_html_drops_relative_links_without_a_base() -> None:
+    assert sanitize_html('<a href="/about">about</a>') == '<a rel="noopener">about</a>'
+
+
+def test_sanitize_html_keeps_the_allowlist() -> None:
+    html = (
+        "<blockquote><p><em>a</em> <strong>b</strong> <i>c</i> <b>d</b><br>e</p></blockquote>"
+        "<ul><li>one</li></ul><ol><li>two</li></ol><h2>heading</h2><table><tr><td>cell</td></tr>"
+        "</table>"
+    )
+    assert sanitize_html(html) == (
+        "<blockquote><p><em>a</em> <strong>b</strong> <i>c</i> <b>d</b><br>e</p></blockquote>"
+        "<ul><li>one</li></ul><ol><li>two</li></ol>headingcell"
+    )
+
+
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                "<script>",
+                "</script>",
+                "<style>",
+                "<a href='javascript:x'>",
+                '<a href="data:x">',
+                "<p onclick='x'>",
+                "<img src=x onerror=y>",
+                "</p>",
+                "text",
+                "<b>",
+                "&lt;script&gt;",
+                "<a href=' java\tscript:x'>",
+                "<iframe>",
+                "<svg onload=x>",
+                "\x00",
+                "<!--",
+                "-->",
+            ]
+        ),
+        max_size=20,
+    )
+)
+def test_sanitize_html_never_lets_active_content_through(parts: list[str]) -> None:
+    clean = sanitize_html("".join(parts)).lower()
+    assert "<script" not in clean
+    assert "<style" not in clean
+    assert "<img" not in clean and "<iframe" not in clean and "<svg" not in clean
+    assert "javascript:" not in clean and "data:" not in clean
+    assert not re.search(r"\son\w+\s*=", clean)
+    assert "\x00" not in clean
+
+
+# ---------------------------------------------------------------------------
+# html_to_text and text_to_html
+
+
+def test_html_to_text_decodes_entities_and_keeps_paragraphs() -> None:
+    html = (
+        "<p>Fish &amp; chips&nbsp;&#8212; &lsquo;quoted&rsquo;</p>\n\n"
+        "<p>Second   paragraph\n spread over lines</p><ul><li>one</li><li>two</li></ul>"
+        "<p>line<br>break</p><script>alert(1)</script><style>p{}</style>"
+    )
+    assert html_to_text(html) == (
+        "Fish & chips — ‘quoted’\n\nSecond paragraph spread over lines\n\n"
+        "- one\n\n- two\n\nline\nbreak"
+    )
+
+
+def test_html_to_text_of_plain_text_and_nothing() -> None:
+    assert html_to_text("just  text") == "just text"
+    assert html_to_text("") == ""
+
+
+def test_text_to_html_escapes_and_makes_paragraphs() -> None:
+    assert text_to_html("a < b\n\nsecond\nline") == "<p>a &lt; b</p><p>second line</p>"
+
+
+# ---------------------------------------------------------------------------
+# Dates
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2026-11-17T09:15:00Z", datetime(2026, 11, 17, 9, 15, tzinfo=UTC)),
+        ("2026-11-17T10:15:00+01:00", datetime(2026, 11, 17, 9, 15, tzinfo=UTC)),
+        ("2026-11-17T09:15:00", datetime(2026, 11, 17, 9, 15, tzinfo=UTC)),
+        ("2026-11-17", datetime(2026, 11, 17, tzinfo=UTC)),
+        ("Tue, 17 Nov 2026 09:15:00 GMT", datetime(2026, 11, 17, 9, 15, tzinfo=UTC)),
+        ("Tue, 17 Nov 2026 04:15:00 -0500", datetime(2026, 11, 17, 9, 15, tzinfo=UTC)),
+        ("next tuesday", None),
+        ("", None),
+        (None, None),
+        (12345, None),
+    ],
+)
+def test_parse_date(value: object, expected: datetime | None) -> None:
+    parsed = parse_date(value)
+    assert parsed == expected
+    if parsed is not None:
+        assert parsed.utcoffset() == timedelta(0)
+
+
+def test_parse_date_is_aware_whatever_the_offset() -> None:
+    parsed = parse_date("2026-03-29T01:30:00+05:45")
+    assert parsed == datetime(2026, 3, 29, 1, 30, tzinfo=timezone(timedelta(hours=5, minutes=45)))
+    assert parsed is not None and parsed.tzinfo is UTC
+
+
+# ---------------------------------------------------------------------------
+# Decoding
+
+
+def test_decode_text_trusts_a_correct_declaration() -> None:
+    assert decode_text("Café".encode("latin-1"), "iso-8859-1") == ("Café", None)
+    assert decode_text("Café".encode(), "utf-8") == ("Café", None)
+    assert decode_text(b"plain ascii", "latin-1") == ("plain ascii", None)
+
+
+def test_decode_text_reads_utf8_declared_as_latin1_as_utf8() -> None:
+    text, note = decode_text("Café — ‘quoted’".encode(), "ISO-8859-1")
+    assert text == "Café — ‘quoted’"
+    assert note == "declared ISO-8859-1 but the bytes are UTF-8; read as UTF-8"
+
+
+def test_decode_text_reads_latin1_declared_as_utf8_as_windows_1252() -> None:
+    text, note = decode_text("Café “smart” quotes".encode("cp1252"), "utf-8")
+    assert text == "Café “smart” quotes"
+    assert note == "declared UTF-8 but the bytes are not UTF-8; read as Windows-1252"
+
+
+def test_decode_text_without_a_declaration() -> None:
+    assert decode_text("Café".encode(), None) == ("Café", None)
+    text, note = decode_text("Café".encode("latin-1"), None)
+    assert text == "Café"
+    assert note == "no encoding declared but the bytes are not UTF-8; read as Windows-1252"
+
+
+def test_decode_text_honours_a_byte_order_mark_and_survives_unknown_names() -> None:
+    assert decode_text("\ufeffCafé".encode("utf-16-le"), "latin-1") == ("Café", None)
+    assert decode_text(b"\xef\xbb\xbfCaf\xc3\xa9", None) == ("Café", None)
+    text, note = decode_text("Café".encode(), "klingon-8")
+    assert text == "Café"
+    assert note == "unknown encoding 'klingon-8'; read as utf-8"
