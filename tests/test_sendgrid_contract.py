@@ -28,7 +28,8 @@ from sendgrid.helpers.mail import (
     Substitution,
     To,
 )
-from support.sendgrid_server import (
+
+from tests.support.sendgrid_server import (
     Fault,
     SendGridServer,
     expand,

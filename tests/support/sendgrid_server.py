@@ -20,8 +20,8 @@ order, one fault per ``POST /v3/mail/send``, after which requests are served nor
 
     server.script(Fault.rate_limit(retry_after=2), Fault.server_error(503), Fault.drop())
 
-Use it as the ``sendgrid_server`` fixture (``pytest_plugins = ["support.sendgrid_server"]``
-in ``tests/conftest.py``) or directly: ``with SendGridServer() as server: ...``.
+Use it as the ``sendgrid_server`` fixture (add ``"tests.support.sendgrid_server"`` to
+``pytest_plugins`` in ``tests/conftest.py``) or directly: ``with SendGridServer() as server: ...``.
 
 Schema quirk patched in memory: the file types the top-level ``custom_args`` as a string,
 while the real API takes (and SendGrid's own clients send) an object of string values like
