@@ -205,7 +205,7 @@ def html_to_text(html: str) -> str:
 
 def text_to_html(text: str) -> str:
     """Plain text as HTML paragraphs (blank lines separate them)."""
-    paragraphs = [" ".join(p.split()) for p in re.split(r"\n\s*\n", text or "")]
+    paragraphs = [" ".join(p.split()) for p in re.split(r"\n\s*\n", _CONTROL.sub("", text or ""))]
     return "".join(f"<p>{html_lib.escape(p, quote=False)}</p>" for p in paragraphs if p)
 
 

@@ -1,0 +1,490 @@
+"""Feeds: what a body is (sniffing), and RSS, Atom and JSON Feed entries from it.
+
+RSS 0.9x/1.0/2.0 and Atom go through feedparser; JSON Feed 1.0/1.1 is read
+here with :mod:`json`.  Every parser returns :class:`Entry` objects that are
+already clean: canonical link, sanitised summary plus its plain text, safe
+image URL, aware UTC date (or None when the source gave none).
+
+Choices about hostile XML, in one place:
+
+* A document whose prolog declares entities (``<!ENTITY``) is refused before
+  any parser sees it: that rules out entity-expansion bombs ("billion laughs")
+  and external entities alike.  Feeds never need their own entities.
+* The bytes are decoded here, not by the parser, so a wrong or missing
+  ``encoding=`` is recovered (see :func:`digest.ingest.clean.decode_text`) and
+  reported as a warning rather than stored as mojibake.
+* feedparser is lenient: on broken XML it retries with a loose parser.  A
+  document that does not end with its root's closing tag is *truncated* and is
+  refused outright, since its last entry may be cut short.  A complete document
+  with an XML error (a stray ``&``, an undefined entity) keeps the entries that
+  parsed, with a warning; if no entry parsed it is an error.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import xml.sax
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from html.parser import HTMLParser
+from typing import Any
+
+import feedparser
+
+from digest.errors import SourceError
+from digest.ingest.clean import (
+    bom_encoding,
+    canonical_url,
+    clean_text,
+    decode_text,
+    html_to_text,
+    parse_date,
+    safe_url,
+    sanitize_html,
+    text_to_html,
+)
+from digest.ingest.http import Fetched
+
+JSONFEED_VERSION = "https://jsonfeed.org/version/"
+
+
+@dataclass
+class Entry:
+    """One article as a source describes it, already cleaned."""
+
+    url: str
+    title: str
+    guid: str | None = None
+    summary_html: str = ""
+    summary_text: str = ""
+    author: str = ""
+    categories: list[str] = field(default_factory=list)
+    image_url: str | None = None
+    published_at: datetime | None = None
+
+
+@dataclass
+class Parsed:
+    """A source's entries, what kind of source it was, and anything worth a warning."""
+
+    kind: str
+    entries: list[Entry] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------
+# Sniffing
+
+_MAGIC = (
+    (b"\x89PNG", "a PNG image"),
+    (b"GIF8", "a GIF image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"RIFF", "a RIFF file (WebP image or audio)"),
+    (b"%PDF", "a PDF document"),
+    (b"PK\x03\x04", "a ZIP archive (or an office document)"),
+    (b"\x1f\x8b", "gzip-compressed data"),
+    (b"\x7fELF", "a program (ELF binary)"),
+)
+_HTML_ROOTS = frozenset(
+    {"html", "head", "body", "meta", "title", "link", "div", "p", "article", "main", "script"}
+)
+_PROLOG_ITEM = re.compile(
+    r"""\s*(?:<\?.*?\?>|<!--.*?-->|<!DOCTYPE(?:[^\[>]|\[.*?\])*>)""", re.S | re.I
+)
+_ROOT_NAME = re.compile(r"<([A-Za-z_][\w.:-]*)")
+_ENTITIES_REFUSED = (
+    "refused: the XML declares its own entities (<!ENTITY>), which feeds never "
+    "need and entity-expansion attacks (billion laughs, external entities) rely on"
+)
+
+
+@dataclass
+class Sniffed:
+    """``kind`` is ``rss``, ``atom``, ``jsonfeed`` or ``page``; ``root`` the XML root."""
+
+    kind: str
+    root: str = ""
+
+
+def _head_text(body: bytes, size: int = 65536) -> str:
+    encoding, skip = bom_encoding(body)
+    head = body[skip : skip + size]
+    if encoding and encoding != "utf-8":
+        return head.decode(encoding, errors="ignore")
+    return head.decode("latin-1")  # byte-transparent: enough to read ASCII markup
+
+
+def sniff(body: bytes) -> Sniffed:
+    """Tell a feed from an article page by looking at the bytes, never the file name."""
+    if not body.strip():
+        raise SourceError("empty: no bytes to read, not a feed or article page")
+    for magic, what in _MAGIC:
+        if body.startswith(magic):
+            raise SourceError(f"not a feed or article page: looks like {what}")
+    encoding, _ = bom_encoding(body)
+    if encoding in (None, "utf-8") and b"\x00" in body[:4096]:
+        raise SourceError("not a feed or article page: binary data (contains NUL bytes)")
+    head = _head_text(body).lstrip()
+    if head.startswith(("{", "[")):
+        return Sniffed("jsonfeed")  # confirmed (or refused) by parse_jsonfeed
+    if head.startswith("<"):
+        pos = 0
+        while (match := _PROLOG_ITEM.match(head, pos)) and match.end() > pos:
+            pos = match.end()
+        prolog, rest = head[:pos], head[pos:].lstrip()
+        if "<!ENTITY" in prolog:
+            raise SourceError(_ENTITIES_REFUSED)
+        if re.search(r"<!DOCTYPE\s+html", prolog, re.I):
+            return Sniffed("page", "html")
+        if root := _ROOT_NAME.match(rest):
+            name = root.group(1)
+            local = name.rsplit(":", 1)[-1].lower()
+            if local in ("rss", "rdf"):
+                return Sniffed("rss", name)
+            if local == "feed":
+                return Sniffed("atom", name)
+            if local in _HTML_ROOTS:
+                return Sniffed("page", name)
+            raise SourceError(
+                f"not a feed or article page: XML whose root element is <{name}> "
+                "(feeds start with <rss>, <rdf:RDF> or <feed>)"
+            )
+    raise SourceError(f"not a feed or article page: text starting {_preview(head)!r}")
+
+
+def _preview(text: str, size: int = 40) -> str:
+    line = " ".join(text.split())
+    return line[:size] + ("…" if len(line) > size else "")
+
+
+# ---------------------------------------------------------------------------
+# XML feeds (feedparser)
+
+_TAG_LIKE = re.compile(r"</?[A-Za-z][\w-]*(?:\s[^>]*)?/?>")
+_XML_DECL = re.compile(r"""^\s*<\?xml\b[^>]*?\?>""")
+_XML_ENCODING = re.compile(r"""encoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
+
+
+def _prolog(text: str) -> str:
+    """Everything before the root element's start tag."""
+    match = re.search(r"<[A-Za-z_]", text)
+    return text[: match.start()] if match else text
+
+
+def _ends_with_root(text: str, root: str) -> bool:
+    tail = text[-4096:].rstrip()
+    while tail.endswith("-->"):  # trailing comments are allowed
+        start = tail.rfind("<!--")
+        if start < 0:
+            return False
+        tail = tail[:start].rstrip()
+    return bool(re.search(rf"</\s*{re.escape(root)}\s*>$", tail))
+
+
+def decode_xml(fetched: Fetched) -> tuple[str, str | None]:
+    """The document as text (see :func:`decode_text`) and a note if its encoding was off."""
+    head = _head_text(fetched.body, 512)
+    decl = _XML_DECL.match(head)
+    declared = None
+    if decl and (enc := _XML_ENCODING.search(decl.group(0))):
+        declared = enc.group(1)
+    candidates = [c for c in (fetched.charset, declared) if c]
+    return _decode_candidates(fetched.body, candidates)
+
+
+def _decode_candidates(body: bytes, candidates: list[str]) -> tuple[str, str | None]:
+    """Decode with the first claimed encoding that fits the bytes; else recover."""
+    first: tuple[str, str | None] | None = None
+    for name in candidates or [None]:  # type: ignore[list-item]
+        text, note = decode_text(body, name)
+        if note is None:
+            return text, None
+        first = first or (text, note)
+    assert first is not None
+    return first
+
+
+def parse_xml_feed(fetched: Fetched, sniffed: Sniffed) -> Parsed:
+    """RSS or Atom entries via feedparser, after the checks described above."""
+    text, note = decode_xml(fetched)
+    warnings = [f"encoding: {note}"] if note else []
+    if "<!ENTITY" in _prolog(text):
+        raise SourceError(_ENTITIES_REFUSED)
+    if not _ends_with_root(text, sniffed.root):
+        raise SourceError(
+            f"truncated XML: the document ends before its closing </{sniffed.root}> tag; "
+            "the server may have cut the response short, try again later"
+        )
+    # Hand feedparser UTF-8 that says so: the decoding decisions were made above.
+    utf8 = _XML_DECL.sub('<?xml version="1.0" encoding="utf-8"?>', text, count=1)
+    headers = {"content-type": "application/xml; charset=utf-8"}
+    if fetched.is_http:
+        headers["content-location"] = fetched.location
+    data = feedparser.parse(io.BytesIO(utf8.encode("utf-8")), response_headers=headers)
+    malformed = _xml_problem(data)
+    version = data.get("version") or ""
+    if not version.startswith(("rss", "atom")):
+        if malformed:
+            raise SourceError(f"malformed XML: {malformed}; no entries found")
+        raise SourceError(
+            f"not a feed: feedparser could not recognise <{sniffed.root}> as RSS or Atom"
+        )
+    kind = "atom" if version.startswith("atom") else "rss"
+    feed = data.get("feed", {})
+    base = fetched.location if fetched.is_http else safe_url(feed.get("link"))
+    feed_author = _names(feed.get("authors")) or _name(feed.get("author_detail"))
+    parsed = Parsed(kind=kind, warnings=warnings)
+    skipped = 0
+    for raw in data.entries:
+        entry = _feedparser_entry(raw, base, feed_author)
+        if entry is None:
+            skipped += 1
+        else:
+            parsed.entries.append(entry)
+    if malformed:
+        if not parsed.entries:
+            raise SourceError(f"malformed XML: {malformed}; no entries found")
+        parsed.warnings.append(f"malformed XML ({malformed}); kept the entries that could be read")
+    if skipped:
+        parsed.warnings.append(_skipped(skipped))
+    return parsed
+
+
+def _xml_problem(data: Any) -> str | None:
+    """feedparser's XML well-formedness error, if it hit one (other 'bozo' notes are ignored)."""
+    problem = data.get("bozo_exception") if data.get("bozo") else None
+    if not isinstance(problem, xml.sax.SAXException):
+        return None
+    if isinstance(problem, xml.sax.SAXParseException):
+        return f"{problem.getMessage()} at line {problem.getLineNumber()}"
+    return problem.getMessage()
+
+
+def _skipped(count: int) -> str:
+    return f"skipped {count} entr{'y' if count == 1 else 'ies'} without a usable http(s) link"
+
+
+def _feedparser_entry(raw: Any, base: str | None, feed_author: str) -> Entry | None:
+    guid = clean_text(raw.get("id")) or None
+    link = raw.get("link") or (guid if raw.get("guidislink") else None)
+    url = safe_url(link, base) if link else None
+    if url is None and guid and guid.startswith(("http://", "https://")):
+        url = safe_url(guid)
+    if url is None:
+        return None
+    summary_html, summary_text = _feedparser_summary(raw, base)
+    title = _feedparser_title(raw) or _title_from(summary_text)
+    return Entry(
+        url=canonical_url(url),
+        guid=guid,
+        title=title,
+        summary_html=summary_html,
+        summary_text=summary_text,
+        author=_names(raw.get("authors")) or _name(raw.get("author_detail")) or feed_author,
+        categories=[
+            label
+            for tag in raw.get("tags") or []
+            if (label := clean_text(tag.get("label") or tag.get("term")))
+        ],
+        image_url=_feedparser_image(raw, base),
+        published_at=_struct_time(
+            raw.get("published_parsed") or raw.get("updated_parsed") or raw.get("created_parsed")
+        ),
+    )
+
+
+def _feedparser_title(raw: Any) -> str:
+    detail = raw.get("title_detail") or {}
+    value = raw.get("title") or ""
+    # RSS cannot say whether a title is text or HTML; escaped markup in one
+    # (``&lt;em&gt;``) is meant as HTML, so read anything tag-like as HTML.
+    if "html" in (detail.get("type") or "") or _TAG_LIKE.search(value):
+        return clean_text(html_to_text(value))
+    return clean_text(value)
+
+
+def _feedparser_summary(raw: Any, base: str | None) -> tuple[str, str]:
+    candidates = []
+    if raw.get("summary"):
+        candidates.append(raw.get("summary_detail") or {"value": raw["summary"]})
+    candidates.extend(raw.get("content") or [])
+    for detail in candidates:
+        value = detail.get("value") or ""
+        if not value.strip():
+            continue
+        if "html" in (detail.get("type") or "text/html"):
+            cleaned = sanitize_html(value, base)
+        else:
+            cleaned = text_to_html(value)
+        if cleaned:
+            return cleaned, html_to_text(cleaned)
+    return "", ""
+
+
+def _feedparser_image(raw: Any, base: str | None) -> str | None:
+    candidates: list[str | None] = []
+    for media in raw.get("media_content") or []:
+        medium = media.get("medium") or ""
+        mime = media.get("type") or ""
+        if medium == "image" or mime.startswith("image/") or (not medium and not mime):
+            candidates.append(media.get("url"))
+    candidates.extend(t.get("url") for t in raw.get("media_thumbnail") or [])
+    candidates.extend(
+        link.get("href")
+        for link in raw.get("links") or []
+        if link.get("rel") == "enclosure" and (link.get("type") or "").startswith("image/")
+    )
+    candidates.append((raw.get("image") or {}).get("href"))
+    for detail in [raw.get("summary_detail") or {}, *(raw.get("content") or [])]:
+        candidates.append(first_image(detail.get("value") or ""))
+    for candidate in candidates:
+        if candidate and (url := safe_url(candidate, base)):
+            return url
+    return None
+
+
+def _struct_time(value: Any) -> datetime | None:
+    if not value:
+        return None
+    try:
+        year, month, day, hour, minute, second = (int(v) for v in value[:6])
+        return datetime(year, month, day, hour, minute, min(second, 59), tzinfo=UTC)
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def _name(detail: Any) -> str:
+    if not isinstance(detail, dict):
+        return ""
+    return clean_text(detail.get("name") if isinstance(detail.get("name"), str) else "")
+
+
+def _names(details: Any) -> str:
+    if not isinstance(details, list):
+        return ""
+    names = [n for d in details if (n := _name(d))]
+    return ", ".join(dict.fromkeys(names))
+
+
+def _title_from(text: str, size: int = 80) -> str:
+    line = " ".join(text.split())
+    if not line:
+        return "Untitled"
+    return line if len(line) <= size else line[: size - 1].rsplit(" ", 1)[0] + "…"
+
+
+class _FirstImage(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.src: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "img" and self.src is None:
+            self.src = dict(attrs).get("src")
+
+
+def first_image(html: str) -> str | None:
+    """The ``src`` of the first ``<img>`` in an HTML fragment, if any."""
+    if "<img" not in html.lower():
+        return None
+    finder = _FirstImage()
+    finder.feed(html)
+    finder.close()
+    return finder.src
+
+
+# ---------------------------------------------------------------------------
+# JSON Feed
+
+
+def parse_jsonfeed(fetched: Fetched) -> Parsed:
+    """Entries of a JSON Feed 1.0 or 1.1 document."""
+    text, note = _decode_candidates(fetched.body, [fetched.charset or "utf-8"])
+    warnings = [f"encoding: {note}"] if note else []
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SourceError(
+            f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
+    except RecursionError:
+        raise SourceError("malformed JSON: nested too deeply") from None
+    version = doc.get("version") if isinstance(doc, dict) else None
+    if not isinstance(version, str) or not version.startswith(JSONFEED_VERSION):
+        raise SourceError(
+            "not a feed or article page: JSON, but not a JSON Feed "
+            f'(no "version": "{JSONFEED_VERSION}1.1")'
+        )
+    items = doc.get("items")
+    if not isinstance(items, list):
+        raise SourceError('invalid JSON Feed: "items" must be a list')
+    home = _str(doc.get("home_page_url")) or _str(doc.get("feed_url"))
+    base = fetched.location if fetched.is_http else safe_url(home)
+    feed_author = _json_authors(doc)
+    parsed = Parsed(kind="jsonfeed", warnings=warnings)
+    skipped = 0
+    for item in items:
+        entry = _json_item(item, base, feed_author) if isinstance(item, dict) else None
+        if entry is None:
+            skipped += 1
+        else:
+            parsed.entries.append(entry)
+    if skipped:
+        parsed.warnings.append(_skipped(skipped))
+    return parsed
+
+
+def _str(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _json_authors(obj: dict[str, Any]) -> str:
+    authors = obj.get("authors")
+    if isinstance(authors, list):
+        return _names(authors)
+    return _name(obj.get("author"))
+
+
+def _json_item(item: dict[str, Any], base: str | None, feed_author: str) -> Entry | None:
+    raw_id = item.get("id")
+    guid = clean_text(str(raw_id)) if isinstance(raw_id, str | int) else None
+    url = None
+    for key in ("url", "external_url"):
+        if candidate := safe_url(_str(item.get(key)), base):
+            url = candidate
+            break
+    if url is None and guid and guid.startswith(("http://", "https://")):
+        url = safe_url(guid)
+    if url is None:
+        return None
+    summary_html = ""
+    if summary := _str(item.get("summary")).strip():
+        summary_html = text_to_html(summary)
+    elif content := _str(item.get("content_html")).strip():
+        summary_html = sanitize_html(content, base)
+    elif content := _str(item.get("content_text")).strip():
+        summary_html = text_to_html(content)
+    summary_text = html_to_text(summary_html)
+    image = safe_url(_str(item.get("image")), base) or safe_url(
+        _str(item.get("banner_image")), base
+    )
+    if image is None and (content := _str(item.get("content_html"))):
+        image = safe_url(first_image(content), base)
+    tags = item.get("tags")
+    return Entry(
+        url=canonical_url(url),
+        guid=guid or None,
+        title=clean_text(_str(item.get("title"))) or _title_from(summary_text),
+        summary_html=summary_html,
+        summary_text=summary_text,
+        author=_json_authors(item) or feed_author,
+        categories=[t for tag in tags if (t := clean_text(_str(tag)))]
+        if isinstance(tags, list)
+        else [],
+        image_url=image,
+        published_at=(
+            parse_date(item.get("date_published")) or parse_date(item.get("date_modified"))
+        ),
+    )

@@ -1,0 +1,335 @@
+"""Feed formats, kind sniffing and hostile feeds, parsed from real bytes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from digest.errors import SourceError
+from digest.ingest import parse_source
+from digest.ingest.feeds import Parsed
+from digest.ingest.http import Fetched
+
+DATA = Path(__file__).parent / "data" / "ingest"
+FEED_URL = "https://news.example.org/feeds/main.xml"
+
+
+def load(name: str, location: str | None = None, charset: str | None = None) -> Fetched:
+    path = DATA / name
+    return Fetched(location=location or str(path), body=path.read_bytes(), charset=charset)
+
+
+def parse(body: bytes, location: str = "/tmp/feed.xml", expect: str = "auto") -> Parsed:
+    return parse_source(Fetched(location=location, body=body), expect)
+
+
+def rss(items: str, *, decl: str = '<?xml version="1.0" encoding="utf-8"?>') -> str:
+    return (
+        f'{decl}<rss version="2.0"><channel><title>T</title>'
+        f"<link>https://site.example.org/</link>{items}</channel></rss>"
+    )
+
+
+# ---------------------------------------------------------------------------
+# Formats
+
+
+def test_rss_091_with_netscape_doctype() -> None:
+    parsed = parse_source(load("rss091.xml"))
+    assert parsed.kind == "rss"
+    [entry] = parsed.entries
+    assert entry.url == "https://news.example.org/2026/11/councils-publish-digital-plans"
+    assert entry.title == "Councils publish digital plans"
+    assert entry.summary_text == "Most English councils now publish a digital strategy."
+    assert entry.published_at is None
+
+
+def test_rss_092_keeps_html_in_the_summary() -> None:
+    [entry] = parse_source(load("rss092.xml")).entries
+    assert (
+        entry.summary_html == "<p>Twelve care providers are testing a <em>shared</em> record.</p>"
+    )
+    assert entry.summary_text == "Twelve care providers are testing a shared record."
+    assert entry.categories == ["Adult Social Care"]
+
+
+def test_rss_10_rdf_with_dublin_core() -> None:
+    parsed = parse_source(load("rss10.rdf"))
+    assert parsed.kind == "rss"
+    [entry] = parsed.entries
+    assert entry.title == "Change fatigue in the civil service"
+    assert entry.author == "Priya Shah"
+    assert entry.categories == ["Change Management"]
+    assert entry.published_at == datetime(2026, 11, 17, 9, 30, tzinfo=UTC)
+
+
+def test_rss_20_every_field() -> None:
+    parsed = parse_source(load("rss20.xml", FEED_URL))
+    assert parsed.kind == "rss"
+    assert parsed.warnings == []
+    first, second, undated = parsed.entries
+    assert first.url == "https://news.example.org/2026/11/digital-government-slow?ref=home"
+    assert first.guid == "tag:news.example.org,2026:article-101"
+    assert first.title == "Progress on digital government ‘painfully slow’"
+    assert first.summary_html == (
+        "<p>A new report argues the digitisation of government is happening "
+        "<strong>too slowly</strong>.</p><p>Read the "
+        '<a href="https://news.example.org/reports/igov" rel="noopener">full report</a>.</p>'
+    )
+    assert first.summary_text == (
+        "A new report argues the digitisation of government is happening too slowly."
+        "\n\nRead the full report."
+    )
+    assert first.author == "Sam Jones"
+    assert first.categories == ["Digital Transformation", "Data & Security"]
+    assert first.image_url == "https://news.example.org/img/whitehall.jpg"
+    assert first.published_at == datetime(2026, 11, 17, 9, 15, tzinfo=UTC)
+    # A relative link and enclosure resolve against the feed's own URL.
+    assert second.url == "https://news.example.org/2026/11/web-chat"
+    assert second.image_url == "https://news.example.org/img/webchat.png"
+    assert second.author == "Amira Okafor"
+    assert second.published_at == datetime(2026, 11, 18, 14, 0, tzinfo=UTC)
+    assert undated.published_at is None
+
+
+def test_relative_links_in_a_local_feed_resolve_against_its_channel_link() -> None:
+    body = rss("<item><title>x</title><link>/a/b?utm_medium=x</link></item>").encode()
+    [entry] = parse(body).entries
+    assert entry.url == "https://site.example.org/a/b"
+
+
+def test_relative_links_resolve_against_the_feed_url_when_fetched() -> None:
+    body = rss("<item><title>x</title><link>story.html</link></item>").encode()
+    [entry] = parse(body, "https://cdn.example.net/feeds/news.xml").entries
+    assert entry.url == "https://cdn.example.net/feeds/story.html"
+
+
+def test_atom_10() -> None:
+    parsed = parse_source(load("atom.xml"))
+    assert parsed.kind == "atom"
+    slow, backups = parsed.entries
+    # Same article as in rss20.xml: host case, utm_* and fragment do not matter.
+    assert slow.url == "https://news.example.org/2026/11/digital-government-slow?ref=home"
+    assert slow.title == "Progress on digital government ‘painfully slow’"  # type="html"
+    assert slow.published_at == datetime(2026, 11, 17, 9, 15, tzinfo=UTC)
+    assert slow.categories == ["Digital Transformation"]  # label preferred over term
+    assert backups.author == "Newsroom"  # inherited from the feed
+    assert backups.published_at == datetime(2026, 11, 19, 8, 0, tzinfo=UTC)  # <updated>
+    assert backups.summary_html == "<p>Test your restores, not just your backups.</p>"
+    assert backups.image_url == "https://news.example.org/img/fire.jpg"  # first <img>
+
+
+def test_json_feed_10() -> None:
+    parsed = parse_source(load("jsonfeed10.json"))
+    assert parsed.kind == "jsonfeed"
+    [entry] = parsed.entries
+    assert entry.guid == "7"
+    assert entry.url == "https://community.example.org/notes/volunteer-drivers"
+    assert entry.summary_html == (
+        "<p>Volunteer drivers now cover 40 routes.</p><p>The scheme needs more help in winter.</p>"
+    )
+    assert entry.author == "Community desk"
+    assert entry.categories == ["adult social care"]
+    assert entry.image_url == "https://community.example.org/img/drivers.jpg"  # banner, resolved
+    assert entry.published_at == datetime(2026, 11, 16, 12, 45, tzinfo=UTC)
+
+
+def test_json_feed_11() -> None:
+    parsed = parse_source(load("jsonfeed11.json"))
+    one_login, linked = parsed.entries
+    assert one_login.url == "https://community.example.org/notes/one-login"
+    assert one_login.summary_text == "Residents will sign in once for bins, benefits and parking."
+    assert one_login.author == "Lee Chen, Ola Berg"
+    assert one_login.image_url == "https://community.example.org/img/login.png"
+    # external_url when there is no url; content_html sanitised; title from the text.
+    assert linked.url == "https://elsewhere.example.net/story"
+    assert linked.summary_html == (
+        '<p>A linked story <a rel="noopener">bad</a> '
+        '<a href="https://community.example.org/about" rel="noopener">about</a></p>'
+    )
+    assert linked.title == "A linked story bad about"
+    assert linked.author == "Community desk"
+    # The item without any link and the item that is not an object are skipped, and said so.
+    assert parsed.warnings == ["skipped 2 entries without a usable http(s) link"]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b'{"version": "https://jsonfeed.org/version/1.1", "items": {}}', '"items" must be a list'),
+        (b'{"version": "https://jsonfeed.org/version/1.1", "items": [', "malformed JSON"),
+        (b'{"name": "package.json"}', "JSON, but not a JSON Feed"),
+        (b"[1, 2, 3]", "JSON, but not a JSON Feed"),
+        (b"[" * 100_000 + b"]" * 100_000, "malformed JSON"),
+    ],
+)
+def test_broken_json_feeds(body: bytes, message: str) -> None:
+    with pytest.raises(SourceError, match=message):
+        parse(body)
+
+
+def test_json_feed_field_types_are_checked() -> None:
+    body = (
+        b'{"version": "https://jsonfeed.org/version/1.1", "items": [{"id": ["x"], '
+        b'"url": "https://a.example.org/1", "title": 5, "tags": "not-a-list", '
+        b'"image": {"bad": 1}, "date_published": 20261118, "authors": "me", '
+        b'"summary": "\\u0000nul\\u0007 and bell"}]}'
+    )
+    [entry] = parse(body).entries
+    assert entry.guid is None
+    assert entry.title == "nul and bell"
+    assert entry.categories == []
+    assert entry.image_url is None
+    assert entry.published_at is None
+    assert entry.author == ""
+    assert "\x00" not in entry.summary_html + entry.summary_text
+
+
+# ---------------------------------------------------------------------------
+# Sniffing and kinds
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"", "empty"),
+        (b"  \n\t ", "empty"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(64), "looks like a PNG image"),
+        (b"\xff\xd8\xff\xe0\x00\x10JFIF", "looks like a JPEG image"),
+        (b"%PDF-1.7\n", "looks like a PDF document"),
+        (bytes(range(256)) * 4, "binary data"),
+        (b"Hello, this is just text.", "text starting 'Hello, this is just text.'"),
+        (b'<?xml version="1.0"?><urlset><url/></urlset>', "root element is <urlset>"),
+    ],
+)
+def test_things_that_are_not_feeds_or_pages(body: bytes, message: str) -> None:
+    with pytest.raises(SourceError, match="^" + ("empty" if message == "empty" else "not a")) as e:
+        parse(body)
+    assert message in str(e.value)
+
+
+def test_sniffing_looks_at_bytes_not_names() -> None:
+    assert parse((DATA / "atom.xml").read_bytes(), "/tmp/feed.json").kind == "atom"
+    body = (DATA / "jsonfeed11.json").read_bytes()
+    assert parse(body, "https://x.example.org/feed.xml").kind == "jsonfeed"
+
+
+def test_configured_kind_must_match() -> None:
+    with pytest.raises(SourceError, match='kind = "page" but this is an RSS feed'):
+        parse((DATA / "rss20.xml").read_bytes(), expect="page")
+    with pytest.raises(SourceError, match='kind = "feed" but this is an HTML page'):
+        parse((DATA / "page-og.html").read_bytes(), expect="feed")
+    assert parse((DATA / "rss20.xml").read_bytes(), expect="feed").kind == "rss"
+
+
+def test_utf16_feed_with_byte_order_mark() -> None:
+    text = rss("<item><title>Café</title><link>https://a.example.org/c</link></item>")
+    body = text.replace('encoding="utf-8"', 'encoding="utf-16"').encode("utf-16")
+    [entry] = parse(body).entries
+    assert entry.title == "Café"
+
+
+# ---------------------------------------------------------------------------
+# Hostile XML
+
+
+@pytest.mark.parametrize("name", ["billion-laughs.xml", "xxe.xml"])
+def test_entity_declarations_are_refused_before_parsing(name: str) -> None:
+    with pytest.raises(SourceError, match=r"refused: the XML declares its own entities"):
+        parse_source(load(name))
+
+
+def test_entity_declarations_after_a_long_prolog_are_still_refused() -> None:
+    body = (
+        b'<?xml version="1.0"?>\n<!--' + b"x" * 10_000 + b"-->\n"
+        b'<!DOCTYPE rss [<!ENTITY a "aaaa">]>\n'
+        + rss("<item><title>&a;</title></item>", decl="").encode()
+    )
+    with pytest.raises(SourceError, match=r"^refused: the XML declares its own entities"):
+        parse(body)
+
+
+def test_truncated_feed_is_refused_whole() -> None:
+    with pytest.raises(SourceError, match=r"truncated XML: .* before its closing </rss>"):
+        parse_source(load("truncated.xml"))
+
+
+def test_malformed_but_complete_feed_keeps_what_parsed() -> None:
+    parsed = parse_source(load("malformed.xml"))
+    [entry] = parsed.entries
+    assert entry.title == "Fish & chips for the care home"
+    assert parsed.warnings == [
+        "malformed XML (not well-formed (invalid token) at line 7); "
+        "kept the entries that could be read"
+    ]
+
+
+def test_malformed_feed_without_entries_is_an_error() -> None:
+    with pytest.raises(SourceError, match=r"malformed XML: .*; no entries found"):
+        parse_source(load("garbage.xml"))
+
+
+def test_feed_with_no_items_is_fine() -> None:
+    parsed = parse(rss("").encode())
+    assert parsed.entries == []
+    assert parsed.warnings == []
+
+
+def test_script_style_handlers_and_bad_links_are_sanitised_away() -> None:
+    parsed = parse_source(load("hostile-html.xml"))
+    [entry] = parsed.entries  # the javascript: article link is skipped
+    assert parsed.warnings == ["skipped 1 entry without a usable http(s) link"]
+    assert entry.title == "Summary full of tricks"
+    html = entry.summary_html
+    for bad in ("<script", "<style", "onclick", "onmouseover", "onerror", "javascript:",
+                "data:", "vbscript:", "<iframe", "<img", "style=", "evil.example.net"):  # fmt: skip
+        assert bad not in html.lower(), bad
+    assert (
+        '<a href="https://hostile.example.org/safe/page" rel="noopener">relative link</a>' in html
+    )
+    assert html.startswith("<p>Hello <b>there</b></p>")
+    assert "document.cookie" not in entry.summary_text
+    assert entry.image_url == "https://hostile.example.org/x"  # javascript: media skipped
+
+
+def test_utf8_bytes_declared_as_latin1_are_read_as_utf8() -> None:
+    body = rss(
+        "<item><title>Café — ‘quoted’</title><link>https://a.example.org/c</link></item>",
+        decl='<?xml version="1.0" encoding="ISO-8859-1"?>',
+    ).encode("utf-8")
+    parsed = parse(body)
+    assert parsed.entries[0].title == "Café — ‘quoted’"
+    assert parsed.warnings == [
+        "encoding: declared ISO-8859-1 but the bytes are UTF-8; read as UTF-8"
+    ]
+
+
+def test_latin1_bytes_declared_as_utf8_are_read_as_windows_1252() -> None:
+    body = rss(
+        "<item><title>Café “smart”</title><link>https://a.example.org/c</link></item>"
+    ).encode("cp1252")
+    parsed = parse(body)
+    assert parsed.entries[0].title == "Café “smart”"
+    assert parsed.warnings == [
+        "encoding: declared UTF-8 but the bytes are not UTF-8; read as Windows-1252"
+    ]
+
+
+def test_missing_declaration() -> None:
+    item = "<item><title>Café</title><link>https://a.example.org/c</link></item>"
+    utf8 = parse(rss(item, decl="").encode("utf-8"))
+    assert (utf8.entries[0].title, utf8.warnings) == ("Café", [])
+    latin = parse(rss(item, decl="").encode("latin-1"))
+    assert latin.entries[0].title == "Café"
+    assert latin.warnings == [
+        "encoding: no encoding declared but the bytes are not UTF-8; read as Windows-1252"
+    ]
+
+
+def test_http_charset_is_one_of_the_claims() -> None:
+    item = "<item><title>Café</title><link>https://a.example.org/c</link></item>"
+    body = rss(item, decl='<?xml version="1.0" encoding="utf-8"?>').encode("utf-8")
+    parsed = parse_source(Fetched(location=FEED_URL, body=body, charset="iso-8859-1"))
+    assert (parsed.entries[0].title, parsed.warnings) == ("Café", [])

@@ -1,0 +1,148 @@
+"""Article pages: JSON-LD, then OpenGraph, then plain meta tags."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from digest.errors import SourceError
+from digest.ingest import parse_source
+from digest.ingest.feeds import Entry
+from digest.ingest.http import Fetched
+
+DATA = Path(__file__).parent / "data" / "ingest"
+PAGE_URL = "https://news.example.org/2026/11/some-page"
+
+
+def page(body: bytes | str, location: str = PAGE_URL, charset: str | None = None) -> Entry:
+    data = body.encode() if isinstance(body, str) else body
+    parsed = parse_source(Fetched(location=location, body=data, charset=charset))
+    assert parsed.kind == "page"
+    [entry] = parsed.entries
+    return entry
+
+
+def fixture(name: str, location: str = PAGE_URL) -> Entry:
+    return page((DATA / name).read_bytes(), location)
+
+
+def test_json_ld_news_article_wins_over_opengraph() -> None:
+    entry = fixture("page-jsonld.html")
+    # Relative canonical resolved against the page; utm_* dropped.
+    assert entry.url == "https://news.example.org/2026/11/tell-us-once"
+    assert entry.title == "Council leaders back ‘tell us once’ data standard"
+    assert entry.author == "Hannah Price"
+    assert entry.published_at == datetime(2026, 11, 19, 16, 30, tzinfo=UTC)
+    assert entry.categories == ["Data & Security"]
+    assert entry.summary_text == "Leaders of 40 councils have signed up to a shared data standard."
+    assert entry.summary_html == (
+        "<p>Leaders of 40 councils have signed up to a shared data standard.</p>"
+    )
+    assert entry.image_url == "https://news.example.org/img/tell-us-once.jpg"
+
+
+def test_json_ld_inside_graph_with_author_and_section_lists() -> None:
+    entry = fixture("page-graph.html")
+    assert entry.url == "https://news.example.org/2026/11/graph-article"
+    assert entry.title == "Change leaders share what worked"
+    assert entry.author == "Ade Bello, Ruth Mill"
+    assert entry.categories == ["Change Management", "Digital Transformation"]
+    assert entry.published_at == datetime(2026, 11, 20, tzinfo=UTC)
+    assert entry.image_url == "https://news.example.org/img/a.jpg"
+
+
+def test_json_ld_as_a_top_level_list() -> None:
+    html = """<html><head><script type="application/ld+json">
+    [{"@type": "Organization", "name": "Org"},
+     {"@type": "BlogPosting", "headline": "A list of things", "author": "Kim Lee",
+      "url": "https://blog.example.org/list", "datePublished": "2026-11-20T08:00:00-05:00"}]
+    </script></head><body></body></html>"""
+    entry = page(html, "/tmp/saved.html")  # a local file: the JSON-LD url is the address
+    assert entry.url == "https://blog.example.org/list"
+    assert entry.author == "Kim Lee"
+    assert entry.published_at == datetime(2026, 11, 20, 13, 0, tzinfo=UTC)
+
+
+def test_opengraph_when_there_is_no_json_ld() -> None:
+    entry = fixture("page-og.html", "https://news.example.org/2026/11/chatbots?from=home")
+    assert entry.url == "https://news.example.org/2026/11/chatbots"  # og:url, no fragment
+    assert entry.title == "Chatbots answer half of council queries"
+    assert entry.summary_text == (
+        "Half of routine queries are now answered by chatbots & web forms."
+    )
+    assert entry.image_url == "https://news.example.org/img/chatbot.png"
+    assert entry.published_at == datetime(2026, 11, 18, 9, 0, tzinfo=UTC)
+    assert entry.categories == ["Digital Customer Service"]
+    assert entry.author == "Jo Marsh"  # the profile-URL article:author is not a name
+
+
+def test_plain_meta_tags_title_and_canonical() -> None:
+    entry = fixture("page-meta.html", "/tmp/saved.html")
+    assert entry.url == "https://news.example.org/2026/11/care-funding"
+    assert entry.title == "Plain page about care funding"
+    assert entry.summary_text == "A page with only classic meta tags."
+    assert entry.author == "Chris Dale"
+    assert entry.published_at is None
+    assert entry.image_url is None
+
+
+def test_a_fetched_page_without_canonical_uses_its_final_url() -> None:
+    entry = fixture("page-nourl.html", "https://news.example.org/saved?utm_source=mail")
+    assert entry.url == "https://news.example.org/saved"
+    assert entry.title == "Saved page with no address"
+
+
+def test_a_local_page_without_any_address_is_an_error() -> None:
+    with pytest.raises(SourceError, match="does not say its own web address"):
+        fixture("page-nourl.html", "/tmp/page-nourl.html")
+
+
+def test_a_page_without_any_title_is_an_error() -> None:
+    with pytest.raises(SourceError, match="no article title found"):
+        page("<!DOCTYPE html><html><head></head><body><p>nothing</p></body></html>")
+
+
+def test_hostile_metadata_is_neutralised() -> None:
+    html = """<!DOCTYPE html><html><head>
+    <title>Fine title</title>
+    <link rel="canonical" href="javascript:alert(1)">
+    <meta property="og:image" content="data:image/png;base64,AAAA">
+    <meta name="twitter:image" content="https://news.example.org/img/ok.png">
+    <meta property="og:description" content="<script>alert(1)</script>Text &lt;b&gt;bold&lt;/b&gt;">
+    <script type="application/ld+json">{"@type": "NewsArticle",
+      "headline": "<img src=x onerror=alert(1)>Real headline",
+      "image": "javascript:alert(2)"}</script>
+    </head><body onload="alert(1)"></body></html>"""
+    entry = page(html)
+    assert entry.url == PAGE_URL  # the javascript: canonical is ignored
+    assert entry.title == "Real headline"
+    assert entry.image_url == "https://news.example.org/img/ok.png"
+    assert entry.summary_html == "<p>Text bold</p>"
+    assert "alert" not in entry.summary_text
+
+
+def test_page_charset_from_meta_and_misdeclared_bytes() -> None:
+    latin = (
+        (DATA / "page-meta.html")
+        .read_text()
+        .replace("Plain page about care funding", "Café funding")
+    )
+    assert page(latin.encode("latin-1"), "/tmp/p.html").title == "Café funding"
+    # Declared iso-8859-1 in <meta>, but really UTF-8: read as UTF-8 with a warning.
+    parsed = parse_source(Fetched(location="/tmp/p.html", body=latin.encode("utf-8")))
+    assert parsed.entries[0].title == "Café funding"
+    assert parsed.warnings == [
+        "encoding: declared iso-8859-1 but the bytes are UTF-8; read as UTF-8"
+    ]
+
+
+def test_broken_html_still_parses() -> None:
+    html = (
+        "<html><head><title>Unclosed <b>title</title><meta property='og:title' "
+        "content='Broken markup survives'><meta name=author content=Anon></head><body><div><p>"
+    )
+    entry = page(html)
+    assert entry.title == "Broken markup survives"
+    assert entry.author == "Anon"
