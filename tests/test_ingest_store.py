@@ -1,0 +1,415 @@
+"""Articles in the database: dedupe, update in place, no needless writes, both backends."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, event, func, insert, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from digest import db
+from digest.config import SAMPLE_CONFIG, DigestConfig, load_config
+from digest.ingest import IngestReport, ingest
+from digest.ingest.feeds import Entry, Parsed
+from digest.ingest.http import Fetched
+from digest.ingest.store import content_hash, is_global_guid, store_parsed
+from digest.models import Article, Source
+
+DATA = Path(__file__).parent / "data" / "ingest"
+NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+LATER = NOW + timedelta(days=1)
+
+CONFIG = """
+[newsletters.weekly]
+title = "Weekly"
+list = "weekly"
+sender = "news@example.org"
+sources = [{url = "feeds/rss20.xml"}, {url = "feeds/atom.xml", kind = "feed"},
+           {url = "pages/page-og.html", kind = "page"}]
+
+[[newsletters.weekly.categories]]
+name = "Data and security"
+aliases = ["Cyber security"]
+
+[[newsletters.weekly.categories]]
+name = "Digital Customer Service"
+aliases = ["Customer Service"]
+
+[[newsletters.weekly.categories]]
+name = "Digital Transformation"
+"""
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> DigestConfig:
+    site = tmp_path / "site"
+    (site / "feeds").mkdir(parents=True)
+    (site / "pages").mkdir()
+    for name in ("rss20.xml", "atom.xml"):
+        shutil.copy(DATA / name, site / "feeds" / name)
+    shutil.copy(DATA / "page-og.html", site / "pages" / "page-og.html")
+    (site / "digest.toml").write_text(CONFIG)
+    return load_config(site / "digest.toml")
+
+
+@pytest.fixture
+def sessions(engine: Engine) -> sessionmaker[Session]:
+    return db.session_factory(engine)
+
+
+def run(
+    sessions: sessionmaker[Session],
+    config: DigestConfig,
+    refs: list[str] | None = None,
+    now: datetime = NOW,
+) -> IngestReport:
+    from digest.config import Settings
+
+    return ingest(sessions, config, Settings(), refs, now=now)
+
+
+def articles(sessions: sessionmaker[Session]) -> dict[str, Article]:
+    with sessions() as s:
+        return {a.canonical_url: a for a in s.scalars(select(Article))}
+
+
+@pytest.fixture
+def writes(engine: Engine) -> Iterator[list[str]]:
+    """Every INSERT/UPDATE/DELETE statement on the article table, as sent to the database."""
+    seen: list[str] = []
+
+    def log(conn, cursor, statement: str, params, context, executemany) -> None:  # type: ignore[no-untyped-def]
+        head = " ".join(statement.split()[:3]).upper()
+        if head.startswith(("INSERT INTO ARTICLE", "UPDATE ARTICLE", "DELETE FROM ARTICLE")):
+            seen.append(statement)
+
+    event.listen(engine, "before_cursor_execute", log)
+    yield seen
+    event.remove(engine, "before_cursor_execute", log)
+
+
+def feed(tmp_path: Path, name: str, items: str) -> str:
+    path = tmp_path / name
+    path.write_text(
+        '<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>T</title>'
+        f"<link>https://site.example.org/</link>{items}</channel></rss>"
+    )
+    return str(path)
+
+
+def item(url: str, title: str = "Title", guid: str | None = None, extra: str = "") -> str:
+    g = f"<guid>{guid}</guid>" if guid else ""
+    return f"<item><title>{title}</title><link>{url}</link>{g}{extra}</item>"
+
+
+# ---------------------------------------------------------------------------
+
+
+def test_every_configured_source_with_its_kind(
+    sessions: sessionmaker[Session], config: DigestConfig
+) -> None:
+    report = run(sessions, config)
+    assert [(r.kind, r.new, r.unchanged, r.error) for r in report.results] == [
+        ("rss", 3, 0, None),
+        ("atom", 1, 1, None),  # the shared article counts once, for the feed that owns it
+        ("page", 1, 0, None),
+    ]
+    assert report.ok
+    assert report.totals == {"sources": 3, "new": 5, "updated": 0, "unchanged": 1, "errors": 0}
+    assert report.to_dict()["sources"][0]["kind"] == "rss"
+    site = config.path.parent
+    with sessions() as s:
+        assert set(s.scalars(select(Source.url))) == {
+            str(site / "feeds/rss20.xml"),
+            str(site / "feeds/atom.xml"),
+            str(site / "pages/page-og.html"),
+        }
+
+
+def test_same_article_in_rss_and_atom_is_stored_once(
+    sessions: sessionmaker[Session], config: DigestConfig
+) -> None:
+    run(sessions, config)
+    stored = articles(sessions)
+    slow = [a for url, a in stored.items() if "digital-government-slow" in url]
+    assert len(slow) == 1
+    [article] = slow
+    # Both links differed (host case, utm_*, fragment); the canonical form is shared.
+    assert (
+        article.canonical_url == "https://news.example.org/2026/11/digital-government-slow?ref=home"
+    )
+    assert article.guid == "tag:news.example.org,2026:article-101"
+    assert article.author == "Sam Jones"
+    assert article.image_url == "https://news.example.org/img/whitehall.jpg"
+    assert article.published_at == datetime(2026, 11, 17, 9, 15, tzinfo=UTC)
+    assert article.date_estimated is False
+    assert article.first_seen_at == NOW
+
+
+def test_categories_are_normalised_through_aliases(
+    sessions: sessionmaker[Session], config: DigestConfig
+) -> None:
+    run(sessions, config)
+    stored = articles(sessions)
+    slow = stored["https://news.example.org/2026/11/digital-government-slow?ref=home"]
+    assert slow.categories == ["Digital Transformation", "Data and security"]  # "Data & Security"
+    chat = stored["https://news.example.org/2026/11/web-chat"]
+    assert chat.categories == ["Digital Customer Service"]  # "Digital customer service"
+    page = stored["https://news.example.org/2026/11/chatbots"]
+    assert page.categories == ["Digital Customer Service"]
+
+
+def test_unknown_categories_are_kept_as_given(
+    sessions: sessionmaker[Session], config: DigestConfig, tmp_path: Path
+) -> None:
+    extra = "<category>  Adult   Social Care </category><category>cyber SECURITY</category>"
+    path = feed(tmp_path, "f.xml", item("https://a.example.org/1", extra=extra))
+    run(sessions, config, [path])
+    [article] = articles(sessions).values()
+    assert article.categories == ["Adult Social Care", "Data and security"]
+
+
+def test_missing_date_becomes_first_seen_and_stays(
+    sessions: sessionmaker[Session], config: DigestConfig, tmp_path: Path
+) -> None:
+    path = feed(tmp_path, "f.xml", item("https://a.example.org/undated"))
+    run(sessions, config, [path], now=NOW)
+    [article] = articles(sessions).values()
+    assert (article.published_at, article.date_estimated, article.first_seen_at) == (
+        NOW,
+        True,
+        NOW,
+    )
+    again = run(sessions, config, [path], now=LATER)
+    assert (again.results[0].unchanged, again.results[0].updated) == (1, 0)
+    [article] = articles(sessions).values()
+    assert (article.published_at, article.date_estimated) == (NOW, True)
+    # The feed later gives a date: the article takes it.
+    feed(tmp_path, "f.xml", item("https://a.example.org/undated", extra=(
+        "<pubDate>Wed, 18 Nov 2026 10:00:00 GMT</pubDate>"
+    )))  # fmt: skip
+    dated = run(sessions, config, [path], now=LATER)
+    assert dated.results[0].updated == 1
+    [article] = articles(sessions).values()
+    assert article.published_at == datetime(2026, 11, 18, 10, 0, tzinfo=UTC)
+    assert article.date_estimated is False
+    assert article.first_seen_at == NOW
+
+
+def test_unchanged_reingest_writes_no_article(
+    sessions: sessionmaker[Session], config: DigestConfig, writes: list[str]
+) -> None:
+    run(sessions, config)
+    assert len(writes) == 5
+    before = {url: (a.updated_at, a.content_hash) for url, a in articles(sessions).items()}
+    writes.clear()
+    report = run(sessions, config, now=LATER)
+    assert writes == []
+    assert report.totals == {"sources": 3, "new": 0, "updated": 0, "unchanged": 6, "errors": 0}
+    assert {url: (a.updated_at, a.content_hash) for url, a in articles(sessions).items()} == before
+
+
+def test_changed_article_is_updated_in_place(
+    sessions: sessionmaker[Session], config: DigestConfig, tmp_path: Path
+) -> None:
+    url = "https://a.example.org/story"
+    path = feed(tmp_path, "f.xml", item(url, "First title", extra="<description>One</description>"))
+    run(sessions, config, [path], now=NOW)
+    with sessions() as s, s.begin():
+        s.scalars(select(Article)).one().pinned = True
+    feed(tmp_path, "f.xml", item(url, "Better title", extra="<description>Two</description>"))
+    report = run(sessions, config, [path], now=LATER)
+    assert (report.results[0].new, report.results[0].updated) == (0, 1)
+    [article] = articles(sessions).values()
+    assert (article.title, article.summary_text) == ("Better title", "Two")
+    assert (article.first_seen_at, article.updated_at, article.pinned) == (NOW, LATER, True)
+
+
+def test_guid_match_with_a_new_url_updates_the_article(
+    sessions: sessionmaker[Session], config: DigestConfig, tmp_path: Path
+) -> None:
+    path = feed(tmp_path, "f.xml", item("https://a.example.org/draft-slug", "T", guid="post-42"))
+    run(sessions, config, [path])
+    [old] = articles(sessions).values()
+    feed(tmp_path, "f.xml", item("https://a.example.org/final-slug", "T", guid="post-42"))
+    report = run(sessions, config, [path], now=LATER)
+    assert (report.results[0].new, report.results[0].updated) == (0, 1)
+    [new] = articles(sessions).values()
+    assert (new.id, new.canonical_url, new.first_seen_at) == (
+        old.id,
+        "https://a.example.org/final-slug",
+        NOW,
+    )
+
+
+def test_global_guid_dedupes_across_feeds(
+    sessions: sessionmaker[Session], config: DigestConfig, tmp_path: Path
+) -> None:
+    guid = "tag:a.example.org,2026:42"
+    one = feed(tmp_path, "one.xml", item("https://a.example.org/story", "T", guid=guid))
+    two = feed(tmp_path, "two.xml", item("https://mirror.example.net/story", "T", guid=guid))
+    report = run(sessions, config, [one, two])
+    assert [(r.new, r.unchanged) for r in report.results] == [(1, 0), (0, 1)]
+    assert list(articles(sessions)) == ["https://a.example.org/story"]
+
+
+def test_plain_guids_only_dedupe_within_their_own_feed(
+    sessions: sessionmaker[Session], config: DigestConfig, tmp_path: Path
+) -> None:
+    one = feed(tmp_path, "one.xml", item("https://a.example.org/1", "A", guid="1"))
+    two = feed(tmp_path, "two.xml", item("https://b.example.org/1", "B", guid="1"))
+    run(sessions, config, [one, two])
+    assert sorted(articles(sessions)) == ["https://a.example.org/1", "https://b.example.org/1"]
+
+
+def test_a_feed_listing_one_article_twice(
+    sessions: sessionmaker[Session], config: DigestConfig, tmp_path: Path
+) -> None:
+    path = feed(
+        tmp_path,
+        "f.xml",
+        item("https://a.example.org/x#a", "Newest", guid="g")
+        + item("https://a.example.org/x?utm_source=y", "Older", guid="g2")
+        + item("https://a.example.org/other", "Same guid", guid="g"),
+    )
+    report = run(sessions, config, [path])
+    assert report.results[0].new == 1
+    assert [a.title for a in articles(sessions).values()] == ["Newest"]
+    assert run(sessions, config, [path], now=LATER).results[0].unchanged == 1
+
+
+def test_failing_sources_write_nothing_and_others_land(
+    sessions: sessionmaker[Session], config: DigestConfig, tmp_path: Path
+) -> None:
+    bad = [str(DATA / n) for n in ("truncated.xml", "billion-laughs.xml", "garbage.xml")]
+    empty = tmp_path / "empty.xml"
+    empty.write_bytes(b"")
+    png = tmp_path / "image.png"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(200))
+    good = str(DATA / "rss20.xml")
+    report = run(sessions, config, [*bad, str(empty), str(png), good, str(tmp_path / "nope.xml")])
+    assert report.ok
+    assert [r.ok for r in report.results] == [False] * 5 + [True, False]
+    assert all(r.error and r.error.startswith(r.ref + ": ") for r in report.results if not r.ok)
+    hosts = {url.split("/")[2] for url in articles(sessions)}
+    assert hosts == {"news.example.org"}  # nothing from the truncated feed's complete item
+
+
+def test_every_source_failing_is_not_ok(
+    sessions: sessionmaker[Session], config: DigestConfig, tmp_path: Path
+) -> None:
+    report = run(sessions, config, [str(tmp_path / "nope.xml")])
+    assert not report.ok
+    assert report.errors == [f"{tmp_path / 'nope.xml'}: file not found; check the path"]
+
+
+def test_no_sources_is_ok(sessions: sessionmaker[Session], tmp_path: Path) -> None:
+    path = tmp_path / "digest.toml"
+    path.write_text('[newsletters.x]\ntitle = "X"\nlist = "x"\nsender = "a@example.org"\n')
+    report = run(sessions, load_config(path))
+    assert report.ok and report.results == []
+
+
+def test_cli_refs_are_relative_to_the_working_directory(
+    sessions: sessionmaker[Session], config: DigestConfig, tmp_path: Path
+) -> None:
+    shutil.copy(DATA / "rss10.rdf", tmp_path / "local.rdf")  # cwd is tmp_path (conftest)
+    report = run(sessions, config, ["local.rdf"])
+    assert report.results[0].ref == str(tmp_path / "local.rdf")
+    assert report.results[0].new == 1
+
+
+def test_a_source_is_one_transaction(sessions: sessionmaker[Session]) -> None:
+    good = Entry(url="https://a.example.org/good", title="Good")
+    broken = Entry(url="https://a.example.org/broken", title="Broken")
+    broken.categories = None  # type: ignore[assignment]  # fails while storing
+    parsed = Parsed(kind="rss", entries=[good, broken])
+    with pytest.raises(TypeError), sessions() as s, s.begin():
+        store_parsed(s, "/tmp/f.xml", parsed, Fetched("/tmp/f.xml"), now=NOW, aliases={})
+    with sessions() as s:
+        assert s.scalar(select(func.count()).select_from(Article)) == 0
+        assert s.scalar(select(func.count()).select_from(Source)) == 0
+
+
+def test_concurrent_ingests_of_one_feed_store_each_article_once(
+    sessions: sessionmaker[Session], config: DigestConfig
+) -> None:
+    ref = [str(DATA / "rss20.xml")]
+    start = threading.Barrier(3)
+    reports: list[IngestReport] = []
+
+    def worker() -> None:
+        start.wait()
+        reports.append(run(sessions, config, ref))
+
+    threads = [threading.Thread(target=worker) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(reports) == 3 and all(r.ok for r in reports)
+    assert sum(r.totals["new"] for r in reports) == 3
+    assert len(articles(sessions)) == 3
+
+
+def test_insert_race_becomes_an_update(
+    engine: Engine, sessions: sessionmaker[Session], config: DigestConfig
+) -> None:
+    """Another ingest commits the same article between our lookup and our insert."""
+    if engine.dialect.name == "sqlite":
+        pytest.skip("SQLite serialises writers: no insert can land inside our transaction")
+    url = "https://news.example.org/2026/11/web-chat"
+    fired: list[bool] = []
+
+    def rival(conn, cursor, statement: str, params, context, executemany) -> None:  # type: ignore[no-untyped-def]
+        if fired or not statement.lstrip().upper().startswith("INSERT INTO ARTICLE"):
+            return
+        fired.append(True)
+        with engine.connect() as other:
+            other.execute(
+                insert(Article).values(
+                    canonical_url=url, title="Rival", published_at=NOW, content_hash="x"
+                )
+            )
+            other.commit()
+
+    event.listen(engine, "before_cursor_execute", rival)
+    try:
+        report = run(sessions, config, [str(DATA / "rss20.xml")])
+    finally:
+        event.remove(engine, "before_cursor_execute", rival)
+    [result] = report.results
+    assert result.ok, result.error
+    assert (result.new, result.updated) == (2, 1)
+    stored = articles(sessions)
+    assert len(stored) == 3
+    assert stored[url].title == "Council contact centres move to web chat"
+
+
+def test_content_hash_and_guid_rules() -> None:
+    fields = {"title": "T", "categories": ["A"]}
+    assert content_hash(fields, None) == content_hash(dict(fields), None)
+    assert content_hash(fields, None) != content_hash(fields, NOW)
+    assert content_hash(fields, NOW) != content_hash({"title": "T2", "categories": ["A"]}, NOW)
+    for guid in ("https://a.example.org/p/1", "tag:a.example.org,2026:1", "urn:uuid:x",
+                 "0b8a3c52-6c1d-4c35-9d1c-4d0f2c1e7e11"):  # fmt: skip
+        assert is_global_guid(guid)
+    for guid in ("1", "post-42", "article-102"):
+        assert not is_global_guid(guid)
+
+
+def test_the_bundled_sample_ingests_cleanly(sessions: sessionmaker[Session]) -> None:
+    if not SAMPLE_CONFIG.exists():
+        pytest.skip("the bundled sample publication is not in this tree")
+    report = run(sessions, load_config(SAMPLE_CONFIG))
+    assert report.ok and report.errors == [], report.errors
+    assert all(r.warnings == [] for r in report.results)
+    assert {r.kind for r in report.results} >= {"rss", "atom", "page"}
+    stored = articles(sessions)
+    assert len(stored) >= 40
+    assert all(a.published_at.tzinfo is not None and a.title for a in stored.values())
