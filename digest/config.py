@@ -61,6 +61,12 @@ class Settings(BaseSettings):
     http_max_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
     log_level: str = "INFO"
 
+    @field_validator("templates", mode="before")
+    @classmethod
+    def _blank_templates(cls, value: Any) -> Any:
+        # `DIGEST_TEMPLATES=` (as in .env.example) means "no override", not the current folder.
+        return None if isinstance(value, str) and not value.strip() else value
+
     @cached_property
     def config_path(self) -> Path:
         """The newsletter file in use: ``DIGEST_CONFIG`` or ``./digest.toml``, else the sample."""
