@@ -1,0 +1,152 @@
+"""Per-recipient fields, and filling them into a rendered variant.
+
+A variant is rendered once with placeholders where the reader's first name
+and links go; every delivery backend fills them with the functions here (a
+plain string fill for SMTP and the outbox, :func:`substitutions` for
+SendGrid).
+
+Placeholders are spelled ``~~digest.html.NAME~~`` in HTML bodies and
+``~~digest.text.NAME~~`` in plain text (and subjects).  Only URL-unreserved
+characters, nothing Jinja2, MRML or an HTML parser changes, and valid inside
+an ``href``.  The two spellings are distinct because SendGrid applies one
+substitution map to every content part: the HTML one gets the HTML-escaped
+value.  Article text can never spell one (the template environment breaks up
+every ``~~`` in printed values, see :mod:`digest.templating`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from urllib.parse import quote
+
+from markupsafe import Markup, escape
+
+from digest.config import Settings
+from digest.errors import TemplateError
+from digest.templating import neutralise, translate
+from subscribers.tokens import make_token
+
+#: Every field a rendered variant may ask for.
+FIELDS = ("first_name", "unsubscribe_url", "preferences_url", "web_url")
+
+_PLACEHOLDER = re.compile(r"~~digest\.(html|text)\.([a-z][a-z0-9_]*)~~")
+
+
+def placeholder(name: str, *, html: bool) -> str:
+    """The placeholder for field ``name`` in an HTML or a plain-text body."""
+    return f"~~digest.{'html' if html else 'text'}.{name}~~"
+
+
+def placeholders(*, html: bool) -> dict[str, Markup]:
+    """``{field: placeholder}`` for templates (``recipient.unsubscribe_url`` …)."""
+    return {name: Markup(placeholder(name, html=html)) for name in FIELDS}
+
+
+def first_name(name: str, locale: str = "en_GB") -> str:
+    """The first word of ``name`` (at most 40 characters), or the locale's fallback."""
+    words = neutralise("".join(c for c in name if c.isprintable())).split()
+    if words:
+        return words[0][:40]
+    return translate("there", locale)
+
+
+def recipient_fields(
+    settings: Settings,
+    *,
+    subscriber_id: int,
+    name: str,
+    email: str,
+    newsletter: str,
+    period: str,
+    variant_key: str,
+    locale: str = "en_GB",
+) -> dict[str, str]:
+    """The values of every placeholder for one reader.
+
+    ``email`` is accepted so that every backend passes the same arguments; the
+    links carry signed tokens, never the address itself.
+    """
+    secret = settings.secret_key.get_secret_value()
+    base = settings.base_url.rstrip("/")
+    return {
+        "first_name": first_name(name, locale),
+        "unsubscribe_url": f"{base}/u/{make_token(secret, subscriber_id, 'unsubscribe')}",
+        "preferences_url": f"{base}/p/{make_token(secret, subscriber_id, 'preferences')}",
+        "web_url": web_url(settings, newsletter, period, variant_key),
+    }
+
+
+def web_url(settings: Settings, newsletter: str, period: str, variant_key: str) -> str:
+    """``{base_url}/e/{newsletter}/{period}/{variant_key}``: the edition on the web."""
+    base = settings.base_url.rstrip("/")
+    parts = "/".join(quote(p, safe="") for p in (newsletter, period, variant_key))
+    return f"{base}/e/{parts}"
+
+
+def preview_fields(
+    settings: Settings, *, newsletter: str, period: str, variant_key: str
+) -> dict[str, str]:
+    """Stand-in values for previews: a reader called "Reader" and ``…/preview`` links."""
+    base = settings.base_url.rstrip("/")
+    return {
+        "first_name": "Reader",
+        "unsubscribe_url": f"{base}/u/preview",
+        "preferences_url": f"{base}/p/preview",
+        "web_url": web_url(settings, newsletter, period, variant_key),
+    }
+
+
+def personalize(body: str, fields: Mapping[str, str], *, html: bool) -> str:
+    """``body`` with every placeholder filled from ``fields``.
+
+    Values are HTML-escaped in HTML bodies.  Either spelling is filled (a
+    template may mix them), in one pass, so a value is never scanned again.
+    Raises TemplateError when the body asks for a field ``fields`` lacks.
+    """
+    missing = sorted({m.group(0) for m in _PLACEHOLDER.finditer(body)} - _fillable(fields))
+    if missing:
+        raise TemplateError(
+            f"placeholder {missing[0]} has no value (fields given: {', '.join(sorted(fields))}); "
+            "templates may only use recipient.first_name, unsubscribe_url, preferences_url "
+            "and web_url"
+        )
+
+    def fill(match: re.Match[str]) -> str:
+        value = fields[match.group(2)]
+        return str(escape(value)) if html else value
+
+    return _PLACEHOLDER.sub(fill, body)
+
+
+def _fillable(fields: Mapping[str, str]) -> set[str]:
+    return {placeholder(n, html=h) for n in fields for h in (True, False)}
+
+
+def substitutions(fields: Mapping[str, str]) -> dict[str, str]:
+    """``{placeholder: value}`` for both spellings, ready for SendGrid ``substitutions``:
+    the HTML spelling maps to the escaped value, the text spelling to the raw one."""
+    out: dict[str, str] = {}
+    for name, value in fields.items():
+        out[placeholder(name, html=True)] = str(escape(value))
+        out[placeholder(name, html=False)] = value
+    return out
+
+
+def unfilled(body: str) -> list[str]:
+    """The placeholders still in ``body``, in order of first appearance (none once filled)."""
+    return list(dict.fromkeys(m.group(0) for m in _PLACEHOLDER.finditer(body)))
+
+
+__all__ = [
+    "FIELDS",
+    "first_name",
+    "personalize",
+    "placeholder",
+    "placeholders",
+    "preview_fields",
+    "recipient_fields",
+    "substitutions",
+    "unfilled",
+    "web_url",
+]
