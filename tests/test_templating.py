@@ -303,3 +303,26 @@ def test_blank_digest_templates_means_builtins_only(monkeypatch: pytest.MonkeyPa
     assert settings.templates is None
     env = create_environment(settings.templates)
     assert env.get_template("digest.mjml.j2").filename == str(ROOT / "templates" / "digest.mjml.j2")
+
+
+def test_other_emails_extend_the_base_layout(tmp_path: Path) -> None:
+    """E.g. the double opt-in email: its own content in the shared layout and styles."""
+    from digest.templating import mjml_to_html
+
+    (tmp_path / "confirm.mjml.j2").write_text(
+        '{% extends "base.mjml.j2" %}\n'
+        "{% block content %}<mj-section><mj-column><mj-text>"
+        '<a href="{{ url }}">{{ _("Confirm") }}</a>'
+        "</mj-text></mj-column></mj-section>{% endblock %}\n"
+    )
+    env = create_environment(tmp_path, locale="fr_FR")
+    source = render(
+        env,
+        "confirm.mjml.j2",
+        {"subject": "Confirm <now>", "preheader": "One click", "url": "https://x.example/c/t"},
+    )
+    html = mjml_to_html(source, template="confirm.mjml.j2")
+    assert '<html lang="fr-FR"' in html
+    assert "<title>Confirm &lt;now&gt;</title>" in html
+    assert 'href="https://x.example/c/t"' in html
+    assert "prefers-color-scheme: dark" in html
