@@ -147,6 +147,8 @@ class NewsletterConfig(BaseModel):
     window: str = "week"
     sender: str
     reply_to: str | None = None
+    #: Optional mailbox for the ``mailto:`` half of List-Unsubscribe.
+    unsubscribe_mailto: str | None = None
     locale: str = "en_GB"
     postal_address: str = ""
     utm: dict[str, str] = Field(
@@ -193,7 +195,7 @@ class NewsletterConfig(BaseModel):
             raise ValueError(f"{value!r} is not a window; use 'week' or a number of days like '7d'")
         return value
 
-    @field_validator("sender", "reply_to")
+    @field_validator("sender", "reply_to", "unsubscribe_mailto")
     @classmethod
     def _address(cls, value: str | None) -> str | None:
         if value is None:

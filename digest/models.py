@@ -144,9 +144,9 @@ class DeliveryStatus(enum.StrEnum):
 
 class BatchStatus(enum.StrEnum):
     PENDING = "pending"
+    #: Claimed by a sender (``claimed_by``) until ``lease_until``.
     SENDING = "sending"
     DONE = "done"
-    UNCERTAIN = "uncertain"
 
 
 class DeliveryBatch(Base):

@@ -13,6 +13,8 @@ from sqlalchemy.orm import Session
 
 from digest import db
 
+pytest_plugins = ["tests.support.smtp_server", "tests.support.sendgrid_server"]
+
 POSTGRES_URL = os.environ.get("DIGEST_TEST_POSTGRES_URL", "")
 PG_SKIP = "PostgreSQL backend skipped: DIGEST_TEST_POSTGRES_URL is unset"
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,6 +31,14 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         }:
             monkeypatch.delenv(key, raising=False)
     monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(autouse=True)
+def _close_worlds() -> Iterator[None]:
+    yield
+    from tests.support.world import close_apps
+
+    close_apps()
 
 
 def _pg_schema_url(schema: str) -> str:

@@ -1,0 +1,321 @@
+"""`digest send`, `digest send-test`, `digest editions list|show`."""
+
+from __future__ import annotations
+
+import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from sqlalchemy import func, select
+
+from digest.cli._common import (
+    App,
+    as_of_option,
+    console,
+    err_console,
+    json_option,
+    parse_as_of,
+    pass_app,
+    print_json,
+)
+from digest.delivery import ledger
+from digest.delivery.base import Progress as SendProgress
+from digest.delivery.base import SendOptions
+from digest.delivery.factory import BACKENDS
+from digest.models import Delivery, DeliveryStatus, Edition
+from digest.send import SendReport, require_edition, send_edition
+from digest.sendtest import send_test as send_test_copies
+
+backend_option = click.option(
+    "--backend",
+    type=click.Choice(BACKENDS),
+    help="Where to deliver (default: DIGEST_BACKEND, itself 'outbox').",
+)
+
+
+@click.command()
+@click.argument("newsletter")
+@as_of_option
+@backend_option
+@click.option("--segment", metavar="NAME", help="Send only to this segment of the list.")
+@click.option("--dry-run", is_flag=True, help="Show who would get what; write and send nothing.")
+@click.option(
+    "--resend-uncertain",
+    is_flag=True,
+    help="Also resend messages that were in flight when an earlier run was killed.",
+)
+@click.option("--concurrency", type=click.IntRange(1, 64), default=None, help="Sending threads.")
+@click.option(
+    "--rate", type=click.FloatRange(min=0.1), help="At most this many messages per second."
+)
+@json_option
+@pass_app
+def send(
+    app: App,
+    newsletter: str,
+    as_of: str | None,
+    backend: str | None,
+    segment: str | None,
+    dry_run: bool,
+    resend_uncertain: bool,
+    concurrency: int | None,
+    rate: float | None,
+    as_json: bool,
+) -> None:
+    """Create or resume the edition for the period and deliver it, exactly once per reader.
+
+    Running it again for the same period resumes the same edition and sends
+    only what is still pending.
+
+    \b
+    Example:
+        digest send weekly --as-of 2026-11-23 --backend outbox
+        digest send weekly --segment health --dry-run
+    """
+    nl = app.config.newsletter(newsletter)
+    when = parse_as_of(as_of, nl.zone)
+    name = backend or app.settings.backend
+    options = SendOptions(concurrency=concurrency or (4 if name == "sendgrid" else 1), rate=rate)
+    quiet = as_json or not console.is_terminal
+    bar = Progress(
+        TextColumn("[bold]sending"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        disable=quiet,
+        transient=True,
+    )
+    task = bar.add_task("send", total=None)
+
+    def on_progress(p: SendProgress, total: int) -> None:
+        bar.update(task, total=total, completed=p.sent + p.failed + p.skipped)
+
+    with bar:
+        report = send_edition(
+            app,
+            newsletter,
+            when,
+            backend=name,
+            segment=segment,
+            dry_run=dry_run,
+            resend_uncertain=resend_uncertain,
+            options=options,
+            on_progress=on_progress,
+        )
+    if as_json:
+        print_json(report.to_dict())
+    else:
+        _print_report(report)
+    if report.paused:
+        raise SystemExit(3)
+
+
+def _print_report(r: SendReport) -> None:
+    head = f"{r.newsletter} {r.period}"
+    if r.no_articles:
+        console.print(f"{head}: no new articles this period; nothing to send.")
+        return
+    if r.dry_run:
+        console.print(f"[bold]{head}[/bold] (dry run: nothing written or sent)")
+    elif r.nothing_new:
+        console.print(
+            f"[bold]{head}[/bold]: edition {r.edition_id} has nothing left to send "
+            "(already delivered); nothing new sent."
+        )
+    else:
+        verb = "created" if r.created else "resumed"
+        console.print(f"[bold]{head}[/bold]: edition {r.edition_id} {verb}, backend {r.backend}")
+    table = Table(show_header=False, box=None)
+    table.add_row("recipients", str(r.recipients))
+    if r.dry_run:
+        table.add_row("would send", str(r.counts.get("pending", 0)))
+    else:
+        table.add_row("sent", f"{r.counts.get('sent', 0)} ({r.sent_now} in this run)")
+        table.add_row("failed", str(r.counts.get("failed", 0)))
+        table.add_row("pending", str(r.counts.get("pending", 0) + r.counts.get("sending", 0)))
+        table.add_row("uncertain", str(r.counts.get("uncertain", 0)))
+    table.add_row("skipped", str(r.counts.get("skipped", 0)))
+    for reason, count in r.skipped_reasons.items():
+        table.add_row("", f"{count} × {reason}")
+    variants = ", ".join(f"{k} ({n})" for k, n in r.variants.items())
+    table.add_row("variants", variants or "-")
+    if not r.dry_run:
+        table.add_row("time", f"{r.elapsed:.1f}s")
+    console.print(table)
+    uncertain = r.counts.get("uncertain", 0)
+    if uncertain and not r.dry_run:
+        console.print(
+            f"[yellow]{uncertain} message(s) were handed over without an answer (in flight "
+            "when a run stopped, or the provider went silent): they may or may not have gone "
+            f"out. See `digest editions show {r.edition_id}`; resend them with "
+            "--resend-uncertain.[/yellow]"
+        )
+    if r.paused:
+        console.print(
+            f"[red]Paused: {r.pause_reason}[/red]\nFix the cause, then run the same command "
+            "again to resume where it stopped."
+        )
+
+
+@click.command("send-test")
+@click.argument("newsletter")
+@click.option("--to", "to", required=True, help="Comma-separated addresses of the editors.")
+@click.option("--variant", default="all", show_default=True, help="Which variant to send.")
+@as_of_option
+@backend_option
+@pass_app
+def send_test(
+    app: App, newsletter: str, to: str, variant: str, as_of: str | None, backend: str | None
+) -> None:
+    """Send a marked [TEST] copy of the edition to editors; the ledger is not touched.
+
+    \b
+    Example:
+        digest send-test weekly --to editor@example.org,chief@example.org
+    """
+    nl = app.config.newsletter(newsletter)
+    addresses = [a.strip() for a in to.split(",") if a.strip()]
+    sent = send_test_copies(
+        app, nl, addresses, parse_as_of(as_of, nl.zone), variant=variant, backend=backend
+    )
+    for address, where in sent:
+        click.echo(f"Test copy sent to {address} ({where})")
+
+
+@click.group()
+def editions() -> None:
+    """Editions sent or in progress, with their delivery counts.
+
+    \b
+    Example:
+        digest editions list
+        digest editions show weekly/2026-W47
+    """
+
+
+@editions.command("list")
+@click.option("--newsletter", help="Only this newsletter.")
+@json_option
+@pass_app
+def editions_list(app: App, newsletter: str | None, as_json: bool) -> None:
+    """List editions, newest first, with delivery counts.
+
+    \b
+    Example:
+        digest editions list --newsletter weekly
+    """
+    with app.session() as s:
+        q = select(Edition).order_by(Edition.period_start.desc(), Edition.id.desc())
+        if newsletter:
+            q = q.where(Edition.newsletter == newsletter)
+        rows = []
+        for e in s.scalars(q):
+            counts = ledger.status_counts(s, e.id)
+            rows.append((e, counts))
+    if as_json:
+        print_json(
+            [
+                {
+                    "id": e.id,
+                    "newsletter": e.newsletter,
+                    "period": e.period,
+                    "status": e.status.value,
+                    "counts": c,
+                }
+                for e, c in rows
+            ]
+        )
+        return
+    if not rows:
+        console.print("No editions yet; `digest send NEWSLETTER` creates one.")
+        return
+    table = Table()
+    for col in (
+        "id",
+        "newsletter",
+        "period",
+        "status",
+        "sent",
+        "failed",
+        "skipped",
+        "uncertain",
+        "pending",
+    ):
+        table.add_column(col)
+    for e, c in rows:
+        table.add_row(
+            str(e.id),
+            e.newsletter,
+            e.period,
+            e.status.value,
+            str(c["sent"]),
+            str(c["failed"]),
+            str(c["skipped"]),
+            str(c["uncertain"]),
+            str(c["pending"] + c["sending"]),
+        )
+    console.print(table)
+
+
+@editions.command("show")
+@click.argument("edition")
+@json_option
+@pass_app
+def editions_show(app: App, edition: str, as_json: bool) -> None:
+    """Show one edition (by id or NEWSLETTER/PERIOD): counts, reasons, uncertain readers.
+
+    \b
+    Example:
+        digest editions show weekly/2026-W47
+    """
+    with app.session() as s:
+        e = require_edition(s, edition)
+        counts = ledger.status_counts(s, e.id)
+        failed = ledger.reason_counts(s, e.id, DeliveryStatus.FAILED)
+        skipped = ledger.reason_counts(s, e.id, DeliveryStatus.SKIPPED)
+        uncertain = s.scalars(
+            select(Delivery.email)
+            .where(Delivery.edition_id == e.id, Delivery.status == DeliveryStatus.UNCERTAIN)
+            .order_by(Delivery.id)
+            .limit(200)
+        ).all()
+        variants = s.execute(
+            select(Delivery.variant_id, func.count())
+            .where(Delivery.edition_id == e.id)
+            .group_by(Delivery.variant_id)
+        ).all()
+        data = {
+            "id": e.id,
+            "newsletter": e.newsletter,
+            "period": e.period,
+            "status": e.status.value,
+            "subject": e.subject,
+            "created_at": e.created_at.isoformat(),
+            "counts": counts,
+            "failed_reasons": failed,
+            "skipped_reasons": skipped,
+            "uncertain": list(uncertain),
+            "variants": {str(v): n for v, n in variants},
+        }
+    if as_json:
+        print_json(data)
+        return
+    console.print(f"[bold]Edition {e.id}[/bold] {e.newsletter} {e.period} · {e.status.value}")
+    if e.subject:
+        console.print(f"Subject: {e.subject}")
+    table = Table(show_header=False, box=None)
+    for key, value in counts.items():
+        table.add_row(key, str(value))
+    console.print(table)
+    for title, reasons in (("Failed", failed), ("Skipped", skipped)):
+        for reason, n in reasons.items():
+            console.print(f"{title}: {n} × {reason}")
+    if uncertain:
+        console.print(
+            f"[yellow]Uncertain ({counts['uncertain']}): may or may not have been sent[/yellow]"
+        )
+        for address in uncertain:
+            console.print(f"  {address}")
+
+
+COMMANDS = [send, send_test, editions]

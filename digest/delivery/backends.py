@@ -1,0 +1,85 @@
+"""The backend interface: each provider only turns a :class:`Post` into a request.
+
+Everything else — batching, retries, rate limiting, pausing, the ledger — lives
+once in :mod:`digest.delivery.base`.  A backend reports problems by raising:
+
+- :class:`RetryableError` for anything worth trying again (429, 5xx, timeouts,
+  dropped connections), with ``retry_after`` when the provider said how long;
+- :class:`PermanentError` when the provider refused the post (other 4xx): the
+  recipients are recorded as failed with the provider's message;
+- :class:`AmbiguousError` when the post was handed over but no answer came back
+  (a read timeout, a connection dropped after the request was sent): the
+  provider may or may not have accepted it, so retrying could send a second
+  copy.  Those recipients become *uncertain* and are resent only on request;
+- :class:`FatalError` when nothing can be sent until a human fixes something
+  (bad credentials, a refused sender): the edition pauses at once.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar
+
+from digest.delivery.message import Post
+from digest.errors import DeliveryError
+
+
+class BackendError(DeliveryError):
+    """A backend's refusal, with the provider's own words."""
+
+
+class RetryableError(BackendError):
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PermanentError(BackendError):
+    pass
+
+
+class AmbiguousError(BackendError):
+    pass
+
+
+class FatalError(BackendError):
+    pass
+
+
+@dataclass(frozen=True)
+class RecipientResult:
+    """What happened to one recipient of a post."""
+
+    delivery_id: int | None
+    ok: bool
+    provider_id: str | None = None
+    message_id: str | None = None
+    error: str | None = None
+
+
+class Backend(ABC):
+    """One provider.  Instances are used by one thread at a time."""
+
+    name: ClassVar[str]
+    #: Most recipients one post may carry.
+    max_recipients: ClassVar[int] = 1
+    #: Recipients per ledger batch when an edition is planned for this backend.
+    batch_size: ClassVar[int] = 100
+
+    def open(self) -> None:  # noqa: B027 - optional hook
+        """Set up (connect, authenticate) before the first post."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""
+
+    @abstractmethod
+    def send(self, post: Post) -> list[RecipientResult]:
+        """Deliver ``post``; return one result per recipient, or raise for the whole post."""
+
+    def __enter__(self) -> Backend:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

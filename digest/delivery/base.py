@@ -1,0 +1,313 @@
+"""The one send loop every backend shares.
+
+It claims batches from the ledger, re-checks each batch's readers (someone who
+unsubscribed or was suppressed since planning gets nothing), builds posts of
+up to ``backend.max_recipients`` readers, paces them (messages per second),
+retries what is worth retrying (exponential backoff with full jitter, honouring
+``Retry-After``), records every outcome in a committed step, and pauses the
+edition after too many consecutive failures.  Several threads may run it at
+once (``concurrency``); each has its own backend instance.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from digest.delivery import ledger
+from digest.delivery.backends import (
+    AmbiguousError,
+    Backend,
+    FatalError,
+    PermanentError,
+    RecipientResult,
+    RetryableError,
+)
+from digest.delivery.message import Envelope, Post, Recipient
+from digest.models import DeliveryBatch, EditionStatus
+from subscribers.service import is_sendable
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SendOptions:
+    concurrency: int = 1
+    #: Messages per second across all threads (None: as fast as the provider takes them).
+    rate: float | None = None
+    #: Tries per post before giving the post up for this run.
+    max_attempts: int = 5
+    backoff_base: float = 1.0
+    backoff_cap: float = 60.0
+    #: Longest Retry-After honoured; a longer one pauses the edition instead.
+    retry_after_cap: float = 600.0
+    #: Consecutive failed posts after which the edition pauses.
+    pause_after: int = 5
+    #: How long a claim holds without a sign of life.
+    lease: timedelta = timedelta(minutes=5)
+    #: Times one batch may be claimed before its leftovers are failed.
+    max_batch_claims: int = 5
+
+
+class RateLimiter:
+    """A token bucket shared by the sending threads."""
+
+    def __init__(
+        self,
+        rate: float | None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.rate = rate
+        self.clock = clock
+        self.sleep = sleep
+        self._lock = threading.Lock()
+        self._next = clock()
+
+    def acquire(self, n: int = 1) -> None:
+        if not self.rate:
+            return
+        with self._lock:
+            now = self.clock()
+            start = max(now, self._next)
+            self._next = start + n / self.rate
+            wait = start - now
+        if wait > 0:
+            self.sleep(wait)
+
+
+@dataclass
+class Progress:
+    """Running totals a progress bar can show."""
+
+    sent: int = 0
+    failed: int = 0
+    skipped: int = 0
+    retries: int = 0
+    uncertain: int = 0
+
+
+@dataclass
+class RunResult:
+    paused: bool = False
+    reason: str | None = None
+    progress: Progress = field(default_factory=Progress)
+
+
+EnvelopeFor = Callable[[int], Envelope]
+FieldsFor = Callable[[ledger.Row, Envelope], dict[str, str]]
+
+
+class SendLoop:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        backend_factory: Callable[[], Backend],
+        envelope_for: EnvelopeFor,
+        fields_for: FieldsFor,
+        list_name: str,
+        options: SendOptions | None = None,
+        on_progress: Callable[[Progress], None] | None = None,
+        sleep: Callable[[float], None] | None = None,
+        owner: str | None = None,
+    ) -> None:
+        self.sessions = sessions
+        self.backend_factory = backend_factory
+        self.envelope_for = envelope_for
+        self.fields_for = fields_for
+        self.list_name = list_name
+        self.options = options or SendOptions()
+        self.on_progress = on_progress
+        self.stop = threading.Event()
+        self._sleep = sleep
+        self.owner = owner or ledger.owner_id()
+        self.limiter = RateLimiter(self.options.rate, sleep=self.wait)
+        self._lock = threading.Lock()
+        self._consecutive = 0
+        self.result = RunResult()
+
+    # -- waiting, interruptible by stop ------------------------------------
+    def wait(self, seconds: float) -> None:
+        if self._sleep is not None:
+            self._sleep(seconds)
+        else:
+            self.stop.wait(seconds)
+
+    def backoff(self, attempt: int, error: RetryableError) -> float:
+        if error.retry_after is not None:
+            return max(0.0, error.retry_after)
+        ceiling = min(self.options.backoff_cap, self.options.backoff_base * 2 ** (attempt - 1))
+        return random.uniform(0, ceiling)
+
+    # -- the loop ----------------------------------------------------------
+    def run(self, edition_id: int | None = None) -> RunResult:
+        """Send every claimable batch (of one edition, or of any) until none is left."""
+        threads = max(1, self.options.concurrency)
+        if threads == 1:
+            self._worker(edition_id)
+        else:
+            with ThreadPoolExecutor(threads, thread_name_prefix="digest-send") as pool:
+                for future in [pool.submit(self._worker, edition_id) for _ in range(threads)]:
+                    future.result()
+        return self.result
+
+    def _worker(self, edition_id: int | None) -> None:
+        backend = self.backend_factory()
+        try:
+            try:
+                backend.open()
+            except RetryableError as exc:  # the first post retries the connection
+                log.info("backend not ready yet: %s", exc)
+            while not self.stop.is_set():
+                claim = ledger.claim_batch(
+                    self.sessions, self.owner, self.options.lease, edition_id
+                )
+                if claim is None:
+                    return
+                self._process(backend, claim)
+        except FatalError as exc:
+            self._pause(str(exc), edition_id)
+        finally:
+            backend.close()
+
+    def _process(self, backend: Backend, claim: ledger.Claim) -> None:
+        rows = ledger.pending_rows(self.sessions, claim)
+        with self.sessions() as s:
+            keep = is_sendable(s, [r.subscriber_id for r in rows], self.list_name)
+        dropped = [r.delivery_id for r in rows if r.subscriber_id not in keep]
+        if dropped:
+            ledger.skip(self.sessions, dropped, "unsubscribed or suppressed before sending")
+            self._count(skipped=len(dropped))
+        rows = [r for r in rows if r.subscriber_id in keep]
+        envelope = self.envelope_for(claim.variant_id)
+        size = max(1, backend.max_recipients)
+        for start in range(0, len(rows), size):
+            if self.stop.is_set():
+                ledger.release(self.sessions, claim)
+                return
+            chunk = rows[start : start + size]
+            if not self._post(backend, claim, envelope, chunk):
+                self._give_back(claim)
+                return
+        ledger.finish(self.sessions, claim)
+
+    def _give_back(self, claim: ledger.Claim) -> None:
+        with self.sessions() as s:
+            batch = s.get(DeliveryBatch, claim.batch_id)
+            claims = batch.attempts if batch else 0
+        if claims >= self.options.max_batch_claims:
+            ledger.fail_pending(
+                self.sessions, claim, f"gave up after {claims} rounds of failed attempts"
+            )
+            ledger.finish(self.sessions, claim)
+        else:
+            ledger.release(self.sessions, claim)
+
+    def _post(
+        self, backend: Backend, claim: ledger.Claim, envelope: Envelope, chunk: Sequence[ledger.Row]
+    ) -> bool:
+        """Send one post; False when it must be tried again later (batch released)."""
+        recipients = [
+            Recipient(r.delivery_id, r.subscriber_id, r.email, r.name, self.fields_for(r, envelope))
+            for r in chunk
+        ]
+        ids = [r.delivery_id for r in chunk]
+        self.limiter.acquire(len(chunk))
+        try:
+            ledger.start_post(self.sessions, claim, ids, self.options.lease)
+        except ledger.LostClaim:
+            log.warning("batch %s was taken over by another sender", claim.batch_id)
+            return True
+        try:
+            results = self._send_with_retries(backend, Post(envelope, recipients))
+        except PermanentError as exc:
+            ledger.record_results(
+                self.sessions, [RecipientResult(i, ok=False, error=str(exc)) for i in ids]
+            )
+            self._count(failed=len(ids))
+            self._failure(str(exc), claim.edition_id)
+            return True
+        except RetryableError as exc:
+            ledger.unsend(self.sessions, ids, f"not sent yet: {exc}")
+            self._failure(str(exc), claim.edition_id)
+            return False
+        except AmbiguousError as exc:
+            ledger.mark_uncertain(self.sessions, ids, f"{exc}; {ledger.UNCERTAIN_HINT}")
+            self._count(uncertain=len(ids))
+            self._failure(str(exc), claim.edition_id)
+            return True
+        except FatalError:
+            ledger.unsend(self.sessions, ids, "not sent: the backend stopped")
+            ledger.release(self.sessions, claim)
+            raise
+        ledger.record_results(self.sessions, results)
+        sent = sum(1 for r in results if r.ok)
+        self._count(sent=sent, failed=len(results) - sent)
+        if sent:
+            self._success()
+        else:
+            self._failure(results[0].error or "failed", claim.edition_id)
+        return True
+
+    def _send_with_retries(self, backend: Backend, post: Post) -> list[RecipientResult]:
+        attempt = 1
+        while True:
+            try:
+                return backend.send(post)
+            except RetryableError as exc:
+                if attempt >= self.options.max_attempts or self.stop.is_set():
+                    raise
+                delay = self.backoff(attempt, exc)
+                if delay > self.options.retry_after_cap:
+                    raise RetryableError(
+                        f"{exc} (asked to wait {delay:.0f}s, more than the "
+                        f"{self.options.retry_after_cap:.0f}s allowed)"
+                    ) from None
+                log.info("retrying in %.1fs after: %s", delay, exc)
+                self._count(retries=1)
+                self.wait(delay)
+                attempt += 1
+
+    # -- bookkeeping -------------------------------------------------------
+    def _count(
+        self, sent: int = 0, failed: int = 0, skipped: int = 0, retries: int = 0, uncertain: int = 0
+    ) -> None:
+        with self._lock:
+            p = self.result.progress
+            p.sent += sent
+            p.failed += failed
+            p.skipped += skipped
+            p.retries += retries
+            p.uncertain += uncertain
+        if self.on_progress:
+            self.on_progress(self.result.progress)
+
+    def _success(self) -> None:
+        with self._lock:
+            self._consecutive = 0
+
+    def _failure(self, reason: str, edition_id: int | None) -> None:
+        with self._lock:
+            self._consecutive += 1
+            over = self._consecutive >= self.options.pause_after
+        if over:
+            self._pause(f"{self._consecutive} consecutive failures, the last: {reason}", edition_id)
+
+    def _pause(self, reason: str, edition_id: int | None) -> None:
+        with self._lock:
+            if self.result.paused:
+                return
+            self.result.paused = True
+            self.result.reason = reason
+        self.stop.set()
+        if edition_id is not None:
+            ledger.set_edition_status(self.sessions, edition_id, EditionStatus.PAUSED)
+        log.warning("paused: %s", reason)

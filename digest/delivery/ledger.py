@@ -1,0 +1,478 @@
+"""The delivery ledger: every state change is its own committed step.
+
+A Delivery row per (edition, subscriber) exists before anything is sent.
+Deliveries move ``pending → sending → sent | failed`` and batches move
+``pending → sending (claimed, leased) → done``.  After a crash, deliveries
+still marked ``sending`` were in flight: they become ``uncertain`` and are only
+sent again on request (``--resend-uncertain``); everything still ``pending``
+is sent by the next run.  Unique constraints make two concurrent senders safe.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, sessionmaker
+
+from digest.delivery.backends import RecipientResult
+from digest.models import (
+    BatchStatus,
+    Delivery,
+    DeliveryBatch,
+    DeliveryStatus,
+    Edition,
+    EditionStatus,
+)
+from subscribers.db import utcnow
+from subscribers.models import Subscriber
+
+UNCERTAIN_HINT = "it may or may not have been sent; resend with --resend-uncertain"
+UNCERTAIN_REASON = f"in flight when a sender stopped: {UNCERTAIN_HINT}"
+
+
+def owner_id() -> str:
+    """Who holds a claim: this host and process."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def owner_is_dead(owner: str | None) -> bool:
+    """True when ``owner`` is a process on this host that no longer runs."""
+    if not owner:
+        return True
+    host, _, pid_text = owner.rpartition(":")
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False  # another machine: only its lease can tell
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def insert_ignore(
+    session: Session, model: Any, rows: Sequence[dict[str, Any]], keys: list[str]
+) -> None:
+    """INSERT … ON CONFLICT DO NOTHING on both SQLite and PostgreSQL."""
+    if not rows:
+        return
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(model).on_conflict_do_nothing(index_elements=keys)
+    session.execute(stmt, list(rows))
+
+
+# ---------------------------------------------------------------------------
+# Planning
+
+
+@dataclass
+class PlannedRecipient:
+    subscriber_id: int
+    email: str
+    variant_key: str | None  # None: nothing to send this reader (see reason)
+    reason: str | None = None
+
+
+@dataclass
+class PlanCounts:
+    planned: int = 0
+    skipped: int = 0
+    batches: int = 0
+    skipped_reasons: dict[str, int] = field(default_factory=dict)
+
+
+def plan_deliveries(
+    session: Session,
+    edition_id: int,
+    recipients: Iterable[PlannedRecipient],
+    variant_ids: dict[str, int],
+    batch_size: int,
+) -> PlanCounts:
+    """Write pending deliveries in batches of one variant each (in the caller's transaction)."""
+    counts = PlanCounts()
+    buffers: dict[str, list[PlannedRecipient]] = {}
+    skipped: list[PlannedRecipient] = []
+    now = utcnow()
+
+    def flush_batch(key: str) -> None:
+        rows = buffers.pop(key, [])
+        if not rows:
+            return
+        batch = DeliveryBatch(edition_id=edition_id, variant_id=variant_ids[key])
+        session.add(batch)
+        session.flush()
+        insert_ignore(
+            session,
+            Delivery,
+            [
+                {
+                    "edition_id": edition_id,
+                    "subscriber_id": r.subscriber_id,
+                    "email": r.email,
+                    "variant_id": variant_ids[key],
+                    "batch_id": batch.id,
+                    "status": DeliveryStatus.PENDING,
+                    "attempts": 0,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for r in rows
+            ],
+            ["edition_id", "subscriber_id"],
+        )
+        counts.planned += len(rows)
+        counts.batches += 1
+
+    def flush_skipped() -> None:
+        insert_ignore(
+            session,
+            Delivery,
+            [
+                {
+                    "edition_id": edition_id,
+                    "subscriber_id": r.subscriber_id,
+                    "email": r.email,
+                    "status": DeliveryStatus.SKIPPED,
+                    "reason": r.reason,
+                    "attempts": 0,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for r in skipped
+            ],
+            ["edition_id", "subscriber_id"],
+        )
+        for r in skipped:
+            reason = r.reason or "skipped"
+            counts.skipped_reasons[reason] = counts.skipped_reasons.get(reason, 0) + 1
+        counts.skipped += len(skipped)
+        skipped.clear()
+
+    for rcpt in recipients:
+        if rcpt.variant_key is None:
+            skipped.append(rcpt)
+            if len(skipped) >= 1000:
+                flush_skipped()
+            continue
+        bucket = buffers.setdefault(rcpt.variant_key, [])
+        bucket.append(rcpt)
+        if len(bucket) >= batch_size:
+            flush_batch(rcpt.variant_key)
+    for key in list(buffers):
+        flush_batch(key)
+    flush_skipped()
+    return counts
+
+
+# ---------------------------------------------------------------------------
+# Claiming and recovering batches
+
+
+@dataclass(frozen=True)
+class Claim:
+    batch_id: int
+    edition_id: int
+    variant_id: int
+    owner: str
+
+
+def recover_stale(sessions: sessionmaker[Session], edition_id: int | None = None) -> int:
+    """Release batches whose sender died; what it had in flight becomes uncertain.
+
+    Returns the number of deliveries marked uncertain.
+    """
+    now = utcnow()
+    uncertain = 0
+    with sessions.begin() as s:
+        q = select(DeliveryBatch).where(DeliveryBatch.status == BatchStatus.SENDING)
+        if edition_id is not None:
+            q = q.where(DeliveryBatch.edition_id == edition_id)
+        for batch in s.scalars(q).all():
+            expired = batch.lease_until is None or batch.lease_until < now
+            if not (expired or owner_is_dead(batch.claimed_by)):
+                continue
+            result = s.execute(
+                update(Delivery)
+                .where(Delivery.batch_id == batch.id, Delivery.status == DeliveryStatus.SENDING)
+                .values(status=DeliveryStatus.UNCERTAIN, reason=UNCERTAIN_REASON, updated_at=now)
+            )
+            uncertain += result.rowcount or 0
+            batch.status = BatchStatus.PENDING
+            batch.claimed_by = None
+            batch.lease_until = None
+    return uncertain
+
+
+def claim_batch(
+    sessions: sessionmaker[Session],
+    owner: str,
+    lease: timedelta,
+    edition_id: int | None = None,
+) -> Claim | None:
+    """Take the next pending batch (of a sendable edition) for ``owner``, or None."""
+    now = utcnow()
+    with sessions.begin() as s:
+        q = (
+            select(DeliveryBatch)
+            .join(Edition, Edition.id == DeliveryBatch.edition_id)
+            .where(
+                DeliveryBatch.status == BatchStatus.PENDING,
+                or_(DeliveryBatch.not_before.is_(None), DeliveryBatch.not_before <= now),
+                Edition.status.in_([EditionStatus.PLANNED, EditionStatus.SENDING]),
+            )
+            .order_by(DeliveryBatch.id)
+            .limit(1)
+        )
+        if edition_id is not None:
+            q = q.where(DeliveryBatch.edition_id == edition_id)
+        if s.get_bind().dialect.name == "postgresql":
+            q = q.with_for_update(skip_locked=True, of=DeliveryBatch)
+        batch = s.scalars(q).first()
+        if batch is None:
+            return None
+        batch.status = BatchStatus.SENDING
+        batch.claimed_by = owner
+        batch.lease_until = now + lease
+        batch.attempts += 1
+        return Claim(batch.id, batch.edition_id, batch.variant_id, owner)
+
+
+@dataclass(frozen=True)
+class Row:
+    delivery_id: int
+    subscriber_id: int
+    email: str
+    name: str
+
+
+def pending_rows(sessions: sessionmaker[Session], claim: Claim) -> list[Row]:
+    with sessions() as s:
+        rows = s.execute(
+            select(Delivery.id, Delivery.subscriber_id, Delivery.email, Subscriber.name)
+            .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+            .where(Delivery.batch_id == claim.batch_id, Delivery.status == DeliveryStatus.PENDING)
+            .order_by(Delivery.id)
+        ).all()
+    return [Row(r[0], r[1], r[2] or "", r[3] or "") for r in rows]
+
+
+class LostClaim(Exception):
+    """Another sender took this batch over (our lease ran out)."""
+
+
+def start_post(
+    sessions: sessionmaker[Session], claim: Claim, delivery_ids: Sequence[int], lease: timedelta
+) -> None:
+    """Mark a post's deliveries in flight and renew the lease, in one committed step."""
+    now = utcnow()
+    with sessions.begin() as s:
+        renewed = s.execute(
+            update(DeliveryBatch)
+            .where(
+                DeliveryBatch.id == claim.batch_id,
+                DeliveryBatch.claimed_by == claim.owner,
+                DeliveryBatch.status == BatchStatus.SENDING,
+            )
+            .values(lease_until=now + lease, updated_at=now)
+        )
+        if not renewed.rowcount:
+            raise LostClaim(f"batch {claim.batch_id} was taken over")
+        s.execute(
+            update(Delivery)
+            .where(Delivery.id.in_(delivery_ids), Delivery.status == DeliveryStatus.PENDING)
+            .values(status=DeliveryStatus.SENDING, attempts=Delivery.attempts + 1, updated_at=now)
+        )
+
+
+def record_results(sessions: sessionmaker[Session], results: Sequence[RecipientResult]) -> None:
+    """Store what the provider said about each recipient of a post."""
+    now = utcnow()
+    rows = [
+        {
+            "id": r.delivery_id,
+            "status": DeliveryStatus.SENT if r.ok else DeliveryStatus.FAILED,
+            "provider_id": r.provider_id,
+            "message_id": r.message_id,
+            "reason": None if r.ok else (r.error or "failed")[:2000],
+            "updated_at": now,
+        }
+        for r in results
+        if r.delivery_id is not None
+    ]
+    if not rows:
+        return
+    with sessions.begin() as s:
+        s.execute(update(Delivery), rows)
+
+
+def unsend(sessions: sessionmaker[Session], delivery_ids: Sequence[int], reason: str) -> None:
+    """A post that certainly did not go out: its deliveries are pending again."""
+    with sessions.begin() as s:
+        s.execute(
+            update(Delivery)
+            .where(Delivery.id.in_(delivery_ids), Delivery.status == DeliveryStatus.SENDING)
+            .values(status=DeliveryStatus.PENDING, reason=reason[:2000], updated_at=utcnow())
+        )
+
+
+def mark_uncertain(
+    sessions: sessionmaker[Session], delivery_ids: Sequence[int], reason: str
+) -> None:
+    """A post handed over without an answer: its deliveries are uncertain."""
+    with sessions.begin() as s:
+        s.execute(
+            update(Delivery)
+            .where(Delivery.id.in_(delivery_ids), Delivery.status == DeliveryStatus.SENDING)
+            .values(status=DeliveryStatus.UNCERTAIN, reason=reason[:2000], updated_at=utcnow())
+        )
+
+
+def skip(sessions: sessionmaker[Session], delivery_ids: Sequence[int], reason: str) -> None:
+    if not delivery_ids:
+        return
+    with sessions.begin() as s:
+        s.execute(
+            update(Delivery)
+            .where(Delivery.id.in_(delivery_ids), Delivery.status == DeliveryStatus.PENDING)
+            .values(status=DeliveryStatus.SKIPPED, reason=reason, updated_at=utcnow())
+        )
+
+
+def release(sessions: sessionmaker[Session], claim: Claim) -> None:
+    """Give a batch back (stopping or pausing between posts)."""
+    with sessions.begin() as s:
+        s.execute(
+            update(DeliveryBatch)
+            .where(DeliveryBatch.id == claim.batch_id, DeliveryBatch.claimed_by == claim.owner)
+            .values(status=BatchStatus.PENDING, claimed_by=None, lease_until=None)
+        )
+
+
+def finish(sessions: sessionmaker[Session], claim: Claim) -> None:
+    """A batch with nothing pending is done; one with pending left goes back to the queue."""
+    with sessions.begin() as s:
+        left = s.scalar(
+            select(func.count())
+            .select_from(Delivery)
+            .where(Delivery.batch_id == claim.batch_id, Delivery.status == DeliveryStatus.PENDING)
+        )
+        s.execute(
+            update(DeliveryBatch)
+            .where(DeliveryBatch.id == claim.batch_id, DeliveryBatch.claimed_by == claim.owner)
+            .values(
+                status=BatchStatus.PENDING if left else BatchStatus.DONE,
+                claimed_by=None,
+                lease_until=None,
+            )
+        )
+
+
+def fail_pending(sessions: sessionmaker[Session], claim: Claim, reason: str) -> None:
+    """Give up on a batch that failed too often: its pending deliveries are failed."""
+    with sessions.begin() as s:
+        s.execute(
+            update(Delivery)
+            .where(Delivery.batch_id == claim.batch_id, Delivery.status == DeliveryStatus.PENDING)
+            .values(status=DeliveryStatus.FAILED, reason=reason[:2000], updated_at=utcnow())
+        )
+
+
+def resend_uncertain(sessions: sessionmaker[Session], edition_id: int, batch_size: int) -> int:
+    """Queue uncertain deliveries again, in new batches; returns how many."""
+    now = utcnow()
+    with sessions.begin() as s:
+        rows = s.execute(
+            select(Delivery.id, Delivery.variant_id)
+            .where(Delivery.edition_id == edition_id, Delivery.status == DeliveryStatus.UNCERTAIN)
+            .order_by(Delivery.variant_id, Delivery.id)
+        ).all()
+        by_variant: dict[int, list[int]] = {}
+        for delivery_id, variant_id in rows:
+            by_variant.setdefault(variant_id, []).append(delivery_id)
+        for variant_id, ids in by_variant.items():
+            for start in range(0, len(ids), batch_size):
+                chunk = ids[start : start + batch_size]
+                batch = DeliveryBatch(edition_id=edition_id, variant_id=variant_id)
+                s.add(batch)
+                s.flush()
+                s.execute(
+                    update(Delivery)
+                    .where(Delivery.id.in_(chunk))
+                    .values(
+                        status=DeliveryStatus.PENDING,
+                        batch_id=batch.id,
+                        reason=None,
+                        updated_at=now,
+                    )
+                )
+    return len(rows)
+
+
+# ---------------------------------------------------------------------------
+# Edition state and counts
+
+
+def set_edition_status(
+    sessions: sessionmaker[Session], edition_id: int, status: EditionStatus
+) -> None:
+    with sessions.begin() as s:
+        s.execute(update(Edition).where(Edition.id == edition_id).values(status=status))
+
+
+def outstanding(session: Session, edition_id: int) -> int:
+    """Deliveries not yet settled (pending or in flight)."""
+    return (
+        session.scalar(
+            select(func.count())
+            .select_from(Delivery)
+            .where(
+                Delivery.edition_id == edition_id,
+                Delivery.status.in_([DeliveryStatus.PENDING, DeliveryStatus.SENDING]),
+            )
+        )
+        or 0
+    )
+
+
+def settle_edition(sessions: sessionmaker[Session], edition_id: int) -> EditionStatus:
+    """Mark the edition sent when nothing is outstanding; return its status."""
+    with sessions.begin() as s:
+        edition = s.get(Edition, edition_id)
+        assert edition is not None
+        if edition.status != EditionStatus.PAUSED and outstanding(s, edition_id) == 0:
+            edition.status = EditionStatus.SENT
+        return edition.status
+
+
+def status_counts(session: Session, edition_id: int) -> dict[str, int]:
+    rows = session.execute(
+        select(Delivery.status, func.count())
+        .where(Delivery.edition_id == edition_id)
+        .group_by(Delivery.status)
+    ).all()
+    counts = {s.value: 0 for s in DeliveryStatus}
+    for status, count in rows:
+        counts[DeliveryStatus(status).value] = count
+    return counts
+
+
+def reason_counts(session: Session, edition_id: int, status: DeliveryStatus) -> dict[str, int]:
+    rows = session.execute(
+        select(Delivery.reason, func.count())
+        .where(and_(Delivery.edition_id == edition_id, Delivery.status == status))
+        .group_by(Delivery.reason)
+        .order_by(func.count().desc())
+    ).all()
+    return {(reason or status.value): count for reason, count in rows}

@@ -1,0 +1,119 @@
+"""What goes out: the envelope shared by a variant's messages, the recipients, the MIME.
+
+Outbox and SMTP write exactly the same RFC 5322 message (``build_mime``);
+SendGrid builds its JSON from the same :class:`Post`.
+"""
+
+from __future__ import annotations
+
+import email.policy
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from email.utils import formataddr, formatdate
+from urllib.parse import quote
+
+from digest.personalize import personalize
+
+#: CRLF line ends, as SMTP wants them.  Headers may run to RFC 5322's hard limit of
+#: 998 characters rather than being folded at 78: folding a long List-Unsubscribe
+#: URL would force it into an RFC 2047 encoded-word, which mail clients do not decode.
+POLICY = email.policy.SMTP.clone(max_line_length=998)
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """Headers and bodies shared by every message of one variant of one edition."""
+
+    newsletter: str
+    edition_id: int
+    period: str
+    variant_key: str
+    sender: str
+    sender_name: str
+    reply_to: str | None
+    list_id: str
+    subject: str
+    html: str
+    text: str
+    unsubscribe_mailto: str | None = None
+    test: bool = False
+
+    @property
+    def sender_domain(self) -> str:
+        return self.sender.rpartition("@")[2]
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """One reader in one post, with the per-recipient fields already worked out."""
+
+    delivery_id: int | None
+    subscriber_id: int | None
+    email: str
+    name: str
+    fields: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Post:
+    """What one call to a backend sends: one variant to one or more recipients."""
+
+    envelope: Envelope
+    recipients: list[Recipient]
+
+
+def message_id(envelope: Envelope, recipient: Recipient) -> str:
+    """A Message-ID on the sender's domain, stable per (edition, reader): a resend of an
+    uncertain message carries the same id, so receiving systems can drop the duplicate."""
+    who = recipient.subscriber_id if recipient.subscriber_id is not None else "test"
+    tag = "test." if envelope.test else ""
+    return f"<{tag}{envelope.newsletter}.{envelope.edition_id}.{who}@{envelope.sender_domain}>"
+
+
+def list_unsubscribe(envelope: Envelope, recipient: Recipient) -> str:
+    """RFC 2369/8058 ``List-Unsubscribe``: the one-click HTTPS URL, then mailto if configured."""
+    parts = [f"<{recipient.fields['unsubscribe_url']}>"]
+    if envelope.unsubscribe_mailto:
+        token = recipient.fields["unsubscribe_url"].rstrip("/").rpartition("/")[2]
+        subject = quote(f"unsubscribe {token}")
+        parts.append(f"<mailto:{envelope.unsubscribe_mailto}?subject={subject}>")
+    return ", ".join(parts)
+
+
+def list_headers(envelope: Envelope, recipient: Recipient) -> dict[str, str]:
+    """Headers every message carries besides From/To/Subject/Date."""
+    headers = {
+        "Message-ID": message_id(envelope, recipient),
+        "List-Unsubscribe": list_unsubscribe(envelope, recipient),
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        "List-Id": envelope.list_id,
+        "X-Digest-Edition": f"{envelope.newsletter}/{envelope.period}/{envelope.variant_key}",
+    }
+    return headers
+
+
+def subject_for(envelope: Envelope, recipient: Recipient) -> str:
+    subject = personalize(envelope.subject, recipient.fields, html=False)
+    return f"[TEST] {subject}" if envelope.test else subject
+
+
+def build_mime(envelope: Envelope, recipient: Recipient) -> EmailMessage:
+    """The complete message for one reader: multipart/alternative, text then HTML."""
+    msg = EmailMessage(policy=POLICY)
+    msg["From"] = formataddr((envelope.sender_name, envelope.sender))
+    msg["To"] = formataddr((recipient.name, recipient.email))
+    if envelope.reply_to:
+        msg["Reply-To"] = envelope.reply_to
+    msg["Subject"] = subject_for(envelope, recipient)
+    msg["Date"] = formatdate(usegmt=True)
+    for name, value in list_headers(envelope, recipient).items():
+        msg[name] = value
+    msg.set_content(
+        personalize(envelope.text, recipient.fields, html=False), cte="quoted-printable"
+    )
+    msg.add_alternative(
+        personalize(envelope.html, recipient.fields, html=True),
+        subtype="html",
+        cte="quoted-printable",
+    )
+    return msg

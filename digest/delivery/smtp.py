@@ -1,0 +1,222 @@
+"""The SMTP backend: the outbox's exact MIME, over one reused connection.
+
+``DIGEST_SMTP_URL`` forms:
+
+- ``smtp://user:pass@host:587`` — STARTTLS when the server offers it
+  (``?starttls=required`` insists on it, ``?starttls=never`` never tries);
+- ``smtps://user:pass@host:465`` — TLS from the first byte;
+- ``?timeout=30`` seconds per command; ``?cafile=/path/ca.pem`` to trust a private CA.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import smtplib
+import ssl
+from dataclasses import dataclass
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from digest.delivery.backends import (
+    AmbiguousError,
+    Backend,
+    FatalError,
+    RecipientResult,
+    RetryableError,
+)
+from digest.delivery.message import Post, build_mime
+from digest.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class SMTPSettings:
+    host: str
+    port: int
+    implicit_tls: bool
+    starttls: str  # auto | required | never
+    username: str | None
+    password: str | None
+    timeout: float
+    cafile: str | None
+
+
+def parse_smtp_url(url: str | None) -> SMTPSettings:
+    """Read ``DIGEST_SMTP_URL``; a malformed one is a ConfigError saying how to write it."""
+    hint = "write it as smtp://user:pass@host:587 or smtps://user:pass@host:465"
+    if not url:
+        raise ConfigError(f"DIGEST_SMTP_URL is not set; {hint}")
+    parts = urlsplit(url)
+    if parts.scheme not in {"smtp", "smtps"} or not parts.hostname:
+        raise ConfigError(f"DIGEST_SMTP_URL {_redact(url)!r} is not an SMTP URL; {hint}")
+    query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    starttls = query.get("starttls", "auto").lower()
+    if starttls in {"1", "true", "yes"}:
+        starttls = "required"
+    if starttls in {"0", "false", "no"}:
+        starttls = "never"
+    if starttls not in {"auto", "required", "never"}:
+        raise ConfigError(f"DIGEST_SMTP_URL: starttls={starttls!r}; use auto, required or never")
+    try:
+        port = parts.port or (465 if parts.scheme == "smtps" else 587)
+        timeout = float(query.get("timeout", "30"))
+    except ValueError as exc:
+        raise ConfigError(f"DIGEST_SMTP_URL: {exc}; {hint}") from None
+    return SMTPSettings(
+        host=parts.hostname,
+        port=port,
+        implicit_tls=parts.scheme == "smtps",
+        starttls=starttls,
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+        timeout=timeout,
+        cafile=query.get("cafile"),
+    )
+
+
+def _redact(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password:
+        return url.replace(f":{parts.password}@", ":***@")
+    return url
+
+
+class SMTPBackend(Backend):
+    name = "smtp"
+    max_recipients = 1
+    batch_size = 100
+
+    def __init__(self, settings: SMTPSettings) -> None:
+        self.settings = settings
+        self._conn: smtplib.SMTP | None = None
+
+    # -- connection -------------------------------------------------------
+    def _context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=self.settings.cafile)
+
+    def _connect(self) -> smtplib.SMTP:
+        s = self.settings
+        where = f"{s.host}:{s.port}"
+        try:
+            conn: smtplib.SMTP
+            if s.implicit_tls:
+                conn = smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout, context=self._context())
+            else:
+                conn = smtplib.SMTP(s.host, s.port, timeout=s.timeout)
+        except ssl.SSLError as exc:
+            raise FatalError(f"TLS with SMTP server {where} failed: {exc}") from None
+        except (OSError, smtplib.SMTPException) as exc:
+            raise RetryableError(f"cannot connect to SMTP server {where}: {exc}") from None
+        try:
+            self._greet(conn)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _greet(self, conn: smtplib.SMTP) -> None:
+        """EHLO, STARTTLS when asked or offered, and login."""
+        s = self.settings
+        where = f"{s.host}:{s.port}"
+        try:
+            conn.ehlo()
+            if not s.implicit_tls:
+                if s.starttls != "never" and conn.has_extn("starttls"):
+                    conn.starttls(context=self._context())
+                    conn.ehlo()
+                elif s.starttls == "required":
+                    raise FatalError(
+                        f"SMTP server {where} does not offer STARTTLS and "
+                        "DIGEST_SMTP_URL says starttls=required"
+                    )
+            if s.username:
+                conn.login(s.username, s.password or "")
+        except smtplib.SMTPAuthenticationError as exc:
+            raise FatalError(
+                f"SMTP server {where} refused the login: {_reply(exc)}; "
+                "check the user and password in DIGEST_SMTP_URL"
+            ) from None
+        except smtplib.SMTPNotSupportedError as exc:
+            raise FatalError(f"SMTP server {where}: {exc}") from None
+        except ssl.SSLError as exc:
+            raise FatalError(f"TLS with SMTP server {where} failed: {exc}") from None
+        except (OSError, smtplib.SMTPException) as exc:
+            raise RetryableError(f"SMTP server {where} failed the greeting: {exc}") from None
+
+    def open(self) -> None:
+        if self._conn is None:
+            self._conn = self._connect()
+
+    def close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(OSError, smtplib.SMTPException):
+                self._conn.quit()
+            self._conn = None
+
+    # -- sending ----------------------------------------------------------
+    def send(self, post: Post) -> list[RecipientResult]:
+        results = []
+        for rcpt in post.recipients:
+            msg = build_mime(post.envelope, rcpt)
+            if self._conn is None:
+                self._conn = self._connect()
+            conn = self._conn
+            try:
+                refusal = self._envelope(conn, post.envelope.sender, rcpt.email)
+                if refusal is not None:
+                    results.append(RecipientResult(rcpt.delivery_id, ok=False, error=refusal))
+                    continue
+            except (smtplib.SMTPServerDisconnected, OSError) as exc:
+                # Nothing of the message was handed over yet: safe to try again.
+                self.close()
+                raise RetryableError(f"SMTP connection lost: {exc}") from None
+            try:
+                code, reply = conn.data(msg.as_bytes())
+                if code != 250:
+                    raise smtplib.SMTPDataError(code, reply)
+            except smtplib.SMTPDataError as exc:
+                self._reset()
+                if 400 <= exc.smtp_code < 500:
+                    raise RetryableError(f"SMTP server deferred it: {_reply(exc)}") from None
+                results.append(RecipientResult(rcpt.delivery_id, ok=False, error=_reply(exc)))
+                continue
+            except (smtplib.SMTPException, OSError) as exc:
+                # The message may have been taken before the line dropped.
+                self.close()
+                raise AmbiguousError(
+                    f"SMTP connection lost while handing over the message: {exc}"
+                ) from None
+            results.append(RecipientResult(rcpt.delivery_id, ok=True, message_id=msg["Message-ID"]))
+        return results
+
+    def _envelope(self, conn: smtplib.SMTP, sender: str, address: str) -> str | None:
+        """MAIL FROM and RCPT TO; the server's refusal of this recipient, or None."""
+        code, reply = conn.mail(sender)
+        if code != 250:
+            self._reset()
+            text = f"{code} {_decode(reply)}"
+            if 400 <= code < 500:
+                raise RetryableError(f"SMTP server deferred the sender: {text}")
+            raise FatalError(f"SMTP server refused the sender {sender}: {text}")
+        code, reply = conn.rcpt(address)
+        if code in (250, 251):
+            return None
+        self._reset()
+        text = f"{code} {_decode(reply)}"
+        if 400 <= code < 500:
+            raise RetryableError(f"SMTP server deferred {address}: {text}")
+        return text
+
+    def _reset(self) -> None:
+        if self._conn is None:
+            return
+        try:
+            self._conn.rset()
+        except (smtplib.SMTPException, OSError):
+            self.close()
+
+
+def _decode(text: bytes | str) -> str:
+    return text.decode("utf-8", "replace") if isinstance(text, bytes) else text
+
+
+def _reply(exc: smtplib.SMTPResponseException) -> str:
+    return f"{exc.smtp_code} {_decode(exc.smtp_error)}"

@@ -1,0 +1,82 @@
+"""Marked test copies of an edition for editors, outside the ledger."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from digest.app import App
+from digest.collect import collect_period, period_for
+from digest.compose import Composer
+from digest.config import NewsletterConfig
+from digest.delivery.factory import make_backend
+from digest.delivery.message import Post, Recipient
+from digest.errors import DeliveryError, NotFound
+from digest.models import Edition
+from digest.personalize import preview_fields
+from digest.send import edition_collection, envelope, find_edition
+from subscribers.errors import InvalidAddress
+from subscribers.validate import normalise
+
+
+def send_test(
+    app: App,
+    newsletter: NewsletterConfig,
+    addresses: list[str],
+    as_of: datetime,
+    *,
+    variant: str = "all",
+    backend: str | None = None,
+) -> list[tuple[str, str]]:
+    """Render the period's edition (one variant) and send it to ``addresses`` as a test.
+
+    Returns (address, where it went) pairs.  Nothing is written to the ledger.
+    """
+    if not addresses:
+        raise DeliveryError("no addresses given; pass --to editor@example.org")
+    try:
+        clean = [normalise(a) for a in addresses]
+    except InvalidAddress as exc:
+        raise DeliveryError(f"--to: {exc}") from None
+    period = period_for(newsletter, as_of)
+    with app.session() as s:
+        edition = find_edition(s, newsletter.name, period.key)
+        if edition is not None:
+            collection = edition_collection(s, newsletter, edition)
+        else:
+            collection = collect_period(s, newsletter, period)
+            edition = Edition(id=0, newsletter=newsletter.name, period=period.key)
+        if collection.is_empty:
+            raise NotFound(f"{newsletter.name} {period.key} has no articles; nothing to test")
+        names = [sec.name for sec in collection.sections]
+        composer = Composer(app.settings, newsletter)
+        sections = _sections_of(variant, names, edition)
+        rendered = composer.render(collection, sections)
+    env = envelope(
+        newsletter, edition, rendered.key, rendered.subject, rendered.html, rendered.text, test=True
+    )
+    fields = preview_fields(
+        app.settings, newsletter=newsletter.name, period=period.key, variant_key=rendered.key
+    )
+    recipients = [Recipient(None, None, address, "", fields) for address in clean]
+    name = backend or app.settings.backend
+    with make_backend(name, app.settings) as sender:
+        results = sender.send(Post(env, recipients))
+    failed = [r.error for r in results if not r.ok]
+    if failed:
+        raise DeliveryError(f"test copy refused by {name}: {failed[0]}")
+    return [(a, r.provider_id or name) for a, r in zip(clean, results, strict=True)]
+
+
+def _sections_of(variant: str, names: list[str], edition: Edition) -> list[str] | None:
+    if variant == "all":
+        return None
+    for v in edition.variants if edition.id else []:
+        if v.key == variant:
+            return list(v.sections)
+    matching = [n for n in names if n.casefold() == variant.casefold()]
+    if matching:
+        return matching
+    raise NotFound(
+        f"no variant {variant!r}; use 'all', a section name ({', '.join(names)}) or a "
+        "variant key from `digest compose`"
+    )

@@ -1,0 +1,135 @@
+"""The SMTP backend against a real aiosmtpd server on 127.0.0.1."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from aiosmtpd.smtp import AuthResult, LoginPassword
+
+from digest.delivery.base import SendOptions
+from digest.delivery.smtp import parse_smtp_url
+from digest.errors import ConfigError
+from digest.personalize import unfilled
+from digest.send import send_edition
+from tests.support.smtp_server import SMTPServer, free_port
+from tests.support.world import AS_OF, make_world
+
+FAST = SendOptions(backoff_base=0.01, backoff_cap=0.05, max_attempts=3, pause_after=3)
+
+
+def _world(db_url: str, tmp_path: Path, url: str, readers: int = 3):  # type: ignore[no-untyped-def]
+    return make_world(db_url, tmp_path, readers=readers, env={"DIGEST_SMTP_URL": url})
+
+
+def test_delivers_the_outbox_mime_over_one_connection(
+    db_url: str, tmp_path: Path, smtp_server: SMTPServer
+) -> None:
+    world = _world(db_url, tmp_path, smtp_server.url, readers=5)
+    report = send_edition(world.app, "weekly", AS_OF, backend="smtp", options=FAST)
+    assert report.counts["sent"] == 5
+    got = smtp_server.sink.received
+    assert sorted(r.rcpt_tos[0] for r in got) == [f"reader{i}@example.net" for i in range(5)]
+    assert smtp_server.sink.connections == 1
+    for r in got:
+        msg = r.message
+        assert r.mail_from == "news@example.org"
+        assert [p.get_content_type() for p in msg.iter_parts()] == ["text/plain", "text/html"]
+        assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        assert msg["List-Unsubscribe"].startswith("<https://news.example.org/u/")
+        assert not unfilled(r.raw.decode())
+
+
+def test_temporary_failure_is_retried_once_delivered(
+    db_url: str, tmp_path: Path, smtp_server: SMTPServer
+) -> None:
+    smtp_server.sink.faults.extend(["451 4.3.0 Try again later"])
+    world = _world(db_url, tmp_path, smtp_server.url, readers=2)
+    report = send_edition(world.app, "weekly", AS_OF, backend="smtp", options=FAST)
+    assert report.counts["sent"] == 2
+    assert sorted(smtp_server.sink.per_recipient().values()) == [1, 1]
+
+
+def test_rejected_recipient_fails_with_server_reply(
+    db_url: str, tmp_path: Path, smtp_server: SMTPServer
+) -> None:
+    smtp_server.sink.reject["reader1@example.net"] = "550 5.1.1 No such user"
+    world = _world(db_url, tmp_path, smtp_server.url, readers=3)
+    report = send_edition(world.app, "weekly", AS_OF, backend="smtp", options=FAST)
+    assert report.counts["sent"] == 2 and report.counts["failed"] == 1
+    from sqlalchemy import select
+
+    from digest.models import Delivery, DeliveryStatus
+
+    with world.app.session() as s:
+        reason = s.scalar(select(Delivery.reason).where(Delivery.status == DeliveryStatus.FAILED))
+    assert reason == "550 5.1.1 No such user"
+
+
+def test_dead_server_pauses_then_resume_delivers(db_url: str, tmp_path: Path) -> None:
+    port = free_port()
+    url = f"smtp://127.0.0.1:{port}?starttls=never&timeout=2"
+    world = _world(db_url, tmp_path, url, readers=3)
+    options = SendOptions(backoff_base=0.01, backoff_cap=0.02, max_attempts=2, pause_after=1)
+    report = send_edition(world.app, "weekly", AS_OF, backend="smtp", options=options)
+    assert report.paused and "cannot connect to SMTP server 127.0.0.1" in (
+        report.pause_reason or ""
+    )
+    assert report.counts["pending"] == 3
+    with SMTPServer(port) as server:
+        resumed = send_edition(world.app, "weekly", AS_OF, backend="smtp", options=options)
+    assert resumed.counts["sent"] == 3 and not resumed.paused
+    assert sorted(server.sink.per_recipient().values()) == [1, 1, 1]
+
+
+def _authenticator(server, session, envelope, mechanism, auth_data):  # type: ignore[no-untyped-def]
+    ok = (
+        isinstance(auth_data, LoginPassword)
+        and auth_data.login == b"digest"
+        and (auth_data.password == b"s3cret")
+    )
+    return AuthResult(success=ok, handled=False)
+
+
+def test_wrong_password_pauses_then_right_one_delivers(db_url: str, tmp_path: Path) -> None:
+    with SMTPServer(authenticator=_authenticator, auth_require_tls=False) as server:
+        good = f"smtp://digest:s3cret@127.0.0.1:{server.port}?starttls=never&timeout=5"
+        bad = good.replace("s3cret", "wrong")
+        world = _world(db_url, tmp_path, bad, readers=2)
+        report = send_edition(world.app, "weekly", AS_OF, backend="smtp", options=FAST)
+        assert report.paused and report.counts["pending"] == 2
+        assert "refused the login" in (report.pause_reason or "")
+        assert "DIGEST_SMTP_URL" in (report.pause_reason or "")
+        world.app.settings.smtp_url = good
+        resumed = send_edition(world.app, "weekly", AS_OF, backend="smtp", options=FAST)
+        assert resumed.counts["sent"] == 2 and not resumed.paused
+        assert sorted(server.sink.per_recipient().values()) == [1, 1]
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        (None, "DIGEST_SMTP_URL is not set"),
+        ("http://mail.example.org", "is not an SMTP URL"),
+        ("smtp://mail.example.org?starttls=maybe", "starttls='maybe'"),
+        ("smtp://user:pw@mail.example.org:notaport", "DIGEST_SMTP_URL"),
+    ],
+)
+def test_bad_smtp_url_is_one_clear_error(url: str | None, message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as info:
+        parse_smtp_url(url)
+    assert "pw" not in str(info.value) or "***" in str(info.value)
+
+
+def test_smtp_url_forms() -> None:
+    s = parse_smtp_url("smtps://u%40x:p%3Aw@mail.example.org?timeout=9")
+    assert (s.host, s.port, s.implicit_tls, s.username, s.password, s.timeout) == (
+        "mail.example.org",
+        465,
+        True,
+        "u@x",
+        "p:w",
+        9.0,
+    )
+    s = parse_smtp_url("smtp://mail.example.org?starttls=required")
+    assert (s.port, s.implicit_tls, s.starttls) == (587, False, "required")

@@ -1,0 +1,276 @@
+"""digest.send: editions created once, planned once, delivered once, on both databases."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from digest.delivery.backends import PermanentError, RecipientResult, RetryableError
+from digest.delivery.base import SendOptions
+from digest.delivery.memory import MemoryBackend, MemoryMailbox
+from digest.delivery.message import Post
+from digest.models import Delivery, DeliveryStatus, Edition, EditionStatus, Variant
+from digest.personalize import unfilled
+from digest.send import NO_SECTIONS, send_edition
+from subscribers.models import SuppressionReason
+from subscribers.service import unsubscribe
+from subscribers.suppression import suppress
+from tests.support.world import AS_OF, add_readers, make_world
+
+FAST = SendOptions(backoff_base=0.0, backoff_cap=0.0, pause_after=3)
+
+
+def _send(world, mailbox=None, **kw):  # type: ignore[no-untyped-def]
+    box = mailbox or MemoryMailbox()
+    kw.setdefault("options", FAST)
+    report = send_edition(
+        world.app, "weekly", AS_OF, backend_factory=lambda: MemoryBackend(box), **kw
+    )
+    return report, box
+
+
+def test_outbox_writes_one_rfc5322_message_per_reader(db_url: str, tmp_path: Path) -> None:
+    world = make_world(db_url, tmp_path, readers=3)
+    report = send_edition(world.app, "weekly", AS_OF, backend="outbox")
+    assert report.created and report.counts["sent"] == 3 and report.recipients == 3
+    files = sorted(world.outbox.rglob("*.eml"))
+    assert len(files) == 3
+    for path in files:
+        msg = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        assert msg.get_content_type() == "multipart/alternative"
+        parts = [p.get_content_type() for p in msg.iter_parts()]
+        assert parts == ["text/plain", "text/html"]
+        assert msg["From"] == "The Weekly <news@example.org>"
+        assert msg["Reply-To"] == "editors@example.org"
+        assert msg["Subject"].startswith("The Weekly")
+        assert msg["Date"] and msg["Message-ID"].endswith("@example.org>")
+        assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        assert msg["List-Id"] == '"The Weekly" <weekly.example.org>'
+        unsub = msg["List-Unsubscribe"]
+        assert unsub.startswith("<https://news.example.org/u/")
+        assert "<mailto:unsubscribe@example.org?subject=unsubscribe%20" in unsub
+        raw = path.read_text()
+        assert "~~digest" not in raw
+        text = msg.get_body(("plain",)).get_content()
+        token_url = unsub.split(">")[0][1:]
+        assert token_url in text  # the visible unsubscribe link is the reader's own
+
+
+def test_running_again_sends_nothing_new(db_url: str, tmp_path: Path) -> None:
+    world = make_world(db_url, tmp_path, readers=4)
+    first, box = _send(world)
+    assert first.sent_now == 4 and len(box.sent) == 4
+    again, box2 = _send(world)
+    assert again.nothing_new and again.sent_now == 0 and not box2.sent
+    assert again.edition_id == first.edition_id
+    with world.app.session() as s:
+        assert s.scalar(select(func.count()).select_from(Edition)) == 1
+        assert s.scalar(select(Edition.status)) == EditionStatus.SENT
+
+
+def test_no_articles_means_no_edition(db_url: str, tmp_path: Path) -> None:
+    world = make_world(db_url, tmp_path, readers=2, articles_per_category=0)
+    report, box = _send(world)
+    assert report.no_articles and not box.sent
+    with world.app.session() as s:
+        assert s.scalar(select(func.count()).select_from(Edition)) == 0
+
+
+def test_each_reader_gets_only_their_sections(db_url: str, tmp_path: Path) -> None:
+    world = make_world(db_url, tmp_path)
+    add_readers(world.app, 2, categories=["Data"], prefix="data")
+    add_readers(world.app, 1, categories=["Data", "Care"], prefix="two")
+    add_readers(world.app, 1, prefix="all")
+    report, box = _send(world)
+    assert report.counts["sent"] == 4
+    by_to = {m["to"]: m for m in box.sent}
+    data_only = by_to["data0@example.net"]["text"]
+    assert "Data story 0" in data_only and "Policy story" not in data_only
+    assert "Care story" not in data_only
+    two = by_to["two0@example.net"]["text"]
+    assert "Data story" in two and "Care story" in two and "Policy story" not in two
+    everything = by_to["all0@example.net"]["text"]
+    assert all(f"{c} story 0" in everything for c in ("Policy", "Data", "Care"))
+    with world.app.session() as s:
+        # three distinct section sets → three variants, each rendered once
+        assert s.scalar(select(func.count()).select_from(Variant)) == 3
+
+
+def test_skipped_when_chosen_category_is_empty(db_url: str, tmp_path: Path) -> None:
+    world = make_world(db_url, tmp_path, categories=("Policy", "Data"))
+    # A reader who chose a category that exists in config but has no articles this week.
+    toml = world.root / "digest.toml"
+    toml.write_text(toml.read_text() + '[[newsletters.weekly.categories]]\nname = "Care"\n')
+    world.app.__dict__.pop("config", None)
+    add_readers(world.app, 1, categories=["Care"], prefix="care")
+    add_readers(world.app, 1, prefix="all")
+    report, box = _send(world)
+    assert [m["to"] for m in box.sent] == ["all0@example.net"]
+    assert report.counts["skipped"] == 1
+    assert report.skipped_reasons == {NO_SECTIONS: 1}
+
+
+def test_suppressed_and_unsubscribed_readers_are_not_planned(db_url: str, tmp_path: Path) -> None:
+    world = make_world(db_url, tmp_path, readers=3)
+    with world.app.session() as s:
+        suppress(s, "reader0@example.net", SuppressionReason.HARD_BOUNCE, "550 no such user")
+        sub_id = s.scalar(select(Delivery.id).limit(1))  # none yet
+        assert sub_id is None
+    with world.app.session() as s:
+        from subscribers.service import get_subscriber
+
+        unsubscribe(s, get_subscriber(s, "reader1@example.net").id, "weekly")
+    report, box = _send(world)
+    assert [m["to"] for m in box.sent] == ["reader2@example.net"]
+    assert report.recipients == 1
+
+
+def test_unsubscribed_mid_send_gets_nothing_more(db_url: str, tmp_path: Path) -> None:
+    world = make_world(db_url, tmp_path, readers=4)
+    box = MemoryMailbox()
+
+    def first_post_then_unsubscribe_last(post: Post) -> list[RecipientResult]:
+        with world.app.session() as s:
+            from subscribers.service import get_subscriber
+
+            unsubscribe(s, get_subscriber(s, "reader3@example.net").id)
+        return MemoryBackend(box).deliver(post)
+
+    box.script.append(first_post_then_unsubscribe_last)
+    report = send_edition(
+        world.app,
+        "weekly",
+        AS_OF,
+        backend_factory=lambda: MemoryBackend(box, max_recipients=2),
+        batch_size=2,
+        options=FAST,
+    )
+    assert sorted(m["to"] for m in box.sent) == [
+        "reader0@example.net",
+        "reader1@example.net",
+        "reader2@example.net",
+    ]
+    assert report.counts["sent"] == 3 and report.counts["skipped"] == 1
+
+
+def test_permanent_error_records_provider_message(db_url: str, tmp_path: Path) -> None:
+    world = make_world(db_url, tmp_path, readers=2)
+    box = MemoryMailbox()
+    box.script.append(PermanentError("SendGrid answered 400: bad things (field: from)"))
+    report, _ = _send(world, box)
+    assert report.counts["failed"] == 2 and report.counts["sent"] == 0
+    with world.app.session() as s:
+        reasons = set(s.scalars(select(Delivery.reason)))
+    assert reasons == {"SendGrid answered 400: bad things (field: from)"}
+
+
+def test_retryable_errors_are_retried_then_succeed(db_url: str, tmp_path: Path) -> None:
+    world = make_world(db_url, tmp_path, readers=2)
+    box = MemoryMailbox()
+    box.script.extend([RetryableError("429", retry_after=0), RetryableError("503")])
+    report, _ = _send(world, box)
+    assert report.counts["sent"] == 2 and box.posts == 3 and len(box.sent) == 2
+
+
+def test_pauses_after_consecutive_failures_and_resumes(db_url: str, tmp_path: Path) -> None:
+    world = make_world(db_url, tmp_path, readers=6)
+    box = MemoryMailbox()
+    box.script.extend(RetryableError("503 down") for _ in range(100))
+    options = SendOptions(backoff_base=0, backoff_cap=0, max_attempts=2, pause_after=2)
+    report = send_edition(
+        world.app,
+        "weekly",
+        AS_OF,
+        backend_factory=lambda: MemoryBackend(box, 2),
+        batch_size=2,
+        options=options,
+    )
+    assert report.paused and "503 down" in (report.pause_reason or "")
+    assert report.counts["sent"] == 0 and report.counts["pending"] == 6
+    with world.app.session() as s:
+        assert s.scalar(select(Edition.status)) == EditionStatus.PAUSED
+    box.script.clear()
+    resumed = send_edition(
+        world.app,
+        "weekly",
+        AS_OF,
+        backend_factory=lambda: MemoryBackend(box, 2),
+        batch_size=2,
+        options=options,
+    )
+    assert not resumed.paused and resumed.counts["sent"] == 6 and len(box.sent) == 6
+
+
+def test_no_placeholder_reaches_a_reader(db_url: str, tmp_path: Path) -> None:
+    world = make_world(db_url, tmp_path, readers=2)
+    _, box = _send(world)
+    for msg in box.sent:
+        for part in ("subject", "text", "html", "list_unsubscribe"):
+            assert not unfilled(msg[part]), (part, unfilled(msg[part]))
+
+
+def test_dry_run_writes_nothing(db_url: str, tmp_path: Path) -> None:
+    world = make_world(db_url, tmp_path, readers=3)
+    report, box = _send(world, dry_run=True)
+    assert report.dry_run and report.counts == {"pending": 3, "skipped": 0}
+    assert not box.sent
+    with world.app.session() as s:
+        assert s.scalar(select(func.count()).select_from(Edition)) == 0
+        assert s.scalar(select(func.count()).select_from(Delivery)) == 0
+
+
+def test_segment_then_rest_of_list(db_url: str, tmp_path: Path) -> None:
+    from subscribers.segments import create_segment
+
+    world = make_world(db_url, tmp_path)
+    with world.app.session() as s:
+        from subscribers.service import add_subscriber
+
+        add_subscriber(s, "nhs@example.net", "weekly", attributes={"sector": "health"})
+        add_subscriber(s, "council@example.net", "weekly", attributes={"sector": "local"})
+        create_segment(s, "weekly", "health", {"attr": "sector", "equals": "health"})
+    first, box = _send(world, segment="health")
+    assert [m["to"] for m in box.sent] == ["nhs@example.net"]
+    rest, box2 = _send(world)
+    assert [m["to"] for m in box2.sent] == ["council@example.net"]
+    assert rest.edition_id == first.edition_id
+
+
+def test_uncertain_deliveries_only_resent_on_request(db_url: str, tmp_path: Path) -> None:
+    world = make_world(db_url, tmp_path, readers=3)
+    report, _box = _send(world)
+    with world.app.session() as s:
+        d = s.scalars(select(Delivery).order_by(Delivery.id)).first()
+        assert d is not None
+        d.status = DeliveryStatus.UNCERTAIN
+        edition = s.get(Edition, report.edition_id)
+        assert edition is not None
+        edition.status = EditionStatus.SENDING
+    again, box2 = _send(world)
+    assert not box2.sent and again.counts["uncertain"] == 1
+    resent, box3 = _send(world, resend_uncertain=True)
+    assert [m["to"] for m in box3.sent] == ["reader0@example.net"]
+    assert resent.counts["uncertain"] == 0 and resent.counts["sent"] == 3
+
+
+@pytest.mark.parametrize("concurrency", [1, 3])
+def test_concurrent_threads_send_each_reader_once(
+    db_url: str, tmp_path: Path, concurrency: int
+) -> None:
+    world = make_world(db_url, tmp_path, readers=40)
+    box = MemoryMailbox()
+    report = send_edition(
+        world.app,
+        "weekly",
+        AS_OF,
+        backend_factory=lambda: MemoryBackend(box, 3),
+        batch_size=5,
+        options=SendOptions(concurrency=concurrency),
+    )
+    addresses = [m["to"] for m in box.sent]
+    assert len(addresses) == 40 and len(set(addresses)) == 40
+    assert report.counts["sent"] == 40
