@@ -11,6 +11,7 @@ is planned once, in one transaction: a crash while planning leaves nothing.
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -57,6 +58,10 @@ class SendReport:
     requeued_uncertain: int = 0
     sent_now: int = 0
     nothing_new: bool = False
+    #: Deliveries left for `digest worker` processes (``--enqueue``).
+    enqueued: int = 0
+    #: Stopped by a signal before the end (the next run resumes).
+    stopped: bool = False
     paused: bool = False
     pause_reason: str | None = None
     backend: str = ""
@@ -253,25 +258,6 @@ def _list_id(newsletter: NewsletterConfig) -> str:
     return f'"{title}" <{newsletter.name}.{domain}>'
 
 
-def envelope_factory(
-    app: App, newsletter: NewsletterConfig, edition: Edition, *, test: bool = False
-) -> Callable[[int], Envelope]:
-    cache: dict[int, Envelope] = {}
-
-    def envelope_for(variant_id: int) -> Envelope:
-        if variant_id not in cache:
-            with app.sessions() as s:
-                v = s.get(Variant, variant_id)
-                if v is None:
-                    raise NotFound(f"variant {variant_id} of edition {edition.id} is gone")
-                cache[variant_id] = envelope(
-                    newsletter, edition, v.key, v.subject, v.html, v.text, test=test
-                )
-        return cache[variant_id]
-
-    return envelope_for
-
-
 def envelope(
     newsletter: NewsletterConfig,
     edition: Edition,
@@ -299,14 +285,52 @@ def envelope(
     )
 
 
-def fields_factory(
-    app: App, newsletter: NewsletterConfig
-) -> Callable[[ledger.Row, Envelope], dict[str, str]]:
-    settings = app.settings
+class Editions:
+    """Resolves any edition's envelope, reader fields and list (cached), for the send loop."""
 
-    def fields_for(row: ledger.Row, env: Envelope) -> dict[str, str]:
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self._envelopes: dict[int, Envelope] = {}
+        self._editions: dict[int, tuple[Edition, NewsletterConfig]] = {}
+        self._lock = threading.Lock()
+
+    def _edition(self, edition_id: int) -> tuple[Edition, NewsletterConfig]:
+        with self._lock:
+            if edition_id not in self._editions:
+                with self.app.sessions() as s:
+                    edition = s.get(Edition, edition_id)
+                if edition is None:
+                    raise NotFound(f"edition {edition_id} does not exist")
+                newsletter = self.app.config.newsletter(edition.newsletter)
+                self._editions[edition_id] = (edition, newsletter)
+            return self._editions[edition_id]
+
+    def list_name(self, edition_id: int) -> str:
+        return self._edition(edition_id)[1].list_name
+
+    def envelope(self, variant_id: int) -> Envelope:
+        if variant_id not in self._envelopes:
+            with self.app.sessions() as s:
+                v = s.get(Variant, variant_id)
+                if v is None:
+                    raise NotFound(f"variant {variant_id} does not exist")
+                key, subject, html, text, edition_id = (
+                    v.key,
+                    v.subject,
+                    v.html,
+                    v.text,
+                    v.edition_id,
+                )
+            edition, newsletter = self._edition(edition_id)
+            env = envelope(newsletter, edition, key, subject, html, text)
+            with self._lock:
+                self._envelopes[variant_id] = env
+        return self._envelopes[variant_id]
+
+    def fields(self, row: ledger.Row, env: Envelope) -> dict[str, str]:
+        newsletter = self._edition(env.edition_id)[1]
         return recipient_fields(
-            settings,
+            self.app.settings,
             subscriber_id=row.subscriber_id,
             name=row.name,
             email=row.email,
@@ -315,8 +339,6 @@ def fields_factory(
             variant_key=env.variant_key,
             locale=newsletter.locale,
         )
-
-    return fields_for
 
 
 def send_edition(
@@ -332,6 +354,8 @@ def send_edition(
     on_progress: Callable[[Progress, int], None] | None = None,
     backend_factory: Callable[[], Backend] | None = None,
     batch_size: int | None = None,
+    enqueue: bool = False,
+    cancel: threading.Event | None = None,
 ) -> SendReport:
     """Create or resume the edition for the period before ``as_of`` and deliver it."""
     started = time.monotonic()
@@ -361,17 +385,19 @@ def send_edition(
         if pending and current.status != EditionStatus.SENDING:
             # planned, paused, or sent before this audience was added
             current.status = EditionStatus.SENDING
-    if pending:
+    if pending and enqueue:
+        report.enqueued = pending
+    elif pending:
         loop = SendLoop(
             app.sessions,
             factory,
-            envelope_factory(app, newsletter, edition),
-            fields_factory(app, newsletter),
-            newsletter.list_name,
+            Editions(app),
             options,
+            cancel=cancel,
             on_progress=(lambda p: on_progress(p, pending)) if on_progress else None,
         )
         result = loop.run(edition.id)
+        report.stopped = bool(cancel and cancel.is_set())
         report.sent_now = result.progress.sent
         report.paused, report.pause_reason = result.paused, result.reason
     else:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -24,6 +26,7 @@ from digest.delivery.factory import BACKENDS
 from digest.models import Delivery, DeliveryStatus, Edition
 from digest.send import SendReport, require_edition, send_edition
 from digest.sendtest import send_test as send_test_copies
+from digest.signals import graceful_stop
 
 backend_option = click.option(
     "--backend",
@@ -43,6 +46,11 @@ backend_option = click.option(
     is_flag=True,
     help="Also resend messages that were in flight when an earlier run was killed.",
 )
+@click.option(
+    "--enqueue",
+    is_flag=True,
+    help="Only plan the edition; `digest worker` processes deliver it.",
+)
 @click.option("--concurrency", type=click.IntRange(1, 64), default=None, help="Sending threads.")
 @click.option(
     "--rate", type=click.FloatRange(min=0.1), help="At most this many messages per second."
@@ -57,6 +65,7 @@ def send(
     segment: str | None,
     dry_run: bool,
     resend_uncertain: bool,
+    enqueue: bool,
     concurrency: int | None,
     rate: float | None,
     as_json: bool,
@@ -64,12 +73,14 @@ def send(
     """Create or resume the edition for the period and deliver it, exactly once per reader.
 
     Running it again for the same period resumes the same edition and sends
-    only what is still pending.
+    only what is still pending. SIGTERM or Ctrl-C stops it after the message
+    in hand; run it again to resume.
 
     \b
     Example:
         digest send weekly --as-of 2026-11-23 --backend outbox
         digest send weekly --segment health --dry-run
+        digest send weekly --enqueue   # then: digest worker
     """
     nl = app.config.newsletter(newsletter)
     when = parse_as_of(as_of, nl.zone)
@@ -90,7 +101,12 @@ def send(
     def on_progress(p: SendProgress, total: int) -> None:
         bar.update(task, total=total, completed=p.sent + p.failed + p.skipped)
 
-    with bar:
+    cancel = threading.Event()
+
+    def on_signal(_signum: int) -> None:
+        err_console.print("stopping after the message in hand…")
+
+    with bar, graceful_stop(cancel, on_signal):
         report = send_edition(
             app,
             newsletter,
@@ -101,12 +117,14 @@ def send(
             resend_uncertain=resend_uncertain,
             options=options,
             on_progress=on_progress,
+            enqueue=enqueue,
+            cancel=cancel,
         )
     if as_json:
         print_json(report.to_dict())
     else:
         _print_report(report)
-    if report.paused:
+    if report.paused or report.stopped:
         raise SystemExit(3)
 
 
@@ -117,6 +135,11 @@ def _print_report(r: SendReport) -> None:
         return
     if r.dry_run:
         console.print(f"[bold]{head}[/bold] (dry run: nothing written or sent)")
+    elif r.enqueued:
+        console.print(
+            f"[bold]{head}[/bold]: edition {r.edition_id} planned; {r.enqueued} deliveries "
+            "queued for `digest worker`."
+        )
     elif r.nothing_new:
         console.print(
             f"[bold]{head}[/bold]: edition {r.edition_id} has nothing left to send "
@@ -150,6 +173,8 @@ def _print_report(r: SendReport) -> None:
             f"out. See `digest editions show {r.edition_id}`; resend them with "
             "--resend-uncertain.[/yellow]"
         )
+    if r.stopped:
+        console.print("[yellow]Stopped on request; run the same command again to resume.[/yellow]")
     if r.paused:
         console.print(
             f"[red]Paused: {r.pause_reason}[/red]\nFix the cause, then run the same command "

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -102,8 +103,17 @@ class RunResult:
     progress: Progress = field(default_factory=Progress)
 
 
-EnvelopeFor = Callable[[int], Envelope]
-FieldsFor = Callable[[ledger.Row, Envelope], dict[str, str]]
+class EditionContext(Protocol):
+    """What the loop needs to know about the editions it sends (any edition, for workers)."""
+
+    def envelope(self, variant_id: int) -> Envelope:
+        """Headers and bodies shared by every message of one variant."""
+
+    def fields(self, row: ledger.Row, envelope: Envelope) -> dict[str, str]:
+        """One reader's placeholder values."""
+
+    def list_name(self, edition_id: int) -> str:
+        """The subscriber list an edition goes to (for the send-time re-check)."""
 
 
 class SendLoop:
@@ -111,22 +121,22 @@ class SendLoop:
         self,
         sessions: sessionmaker[Session],
         backend_factory: Callable[[], Backend],
-        envelope_for: EnvelopeFor,
-        fields_for: FieldsFor,
-        list_name: str,
+        context: EditionContext,
         options: SendOptions | None = None,
         on_progress: Callable[[Progress], None] | None = None,
         sleep: Callable[[float], None] | None = None,
         owner: str | None = None,
+        cancel: threading.Event | None = None,
     ) -> None:
         self.sessions = sessions
         self.backend_factory = backend_factory
-        self.envelope_for = envelope_for
-        self.fields_for = fields_for
-        self.list_name = list_name
+        self.context = context
         self.options = options or SendOptions()
         self.on_progress = on_progress
+        #: Set by the loop itself when it pauses an edition.
         self.stop = threading.Event()
+        #: Set from outside (SIGTERM, a worker shutting down): finish the post in hand, stop.
+        self.cancel = cancel or threading.Event()
         self._sleep = sleep
         self.owner = owner or ledger.owner_id()
         self.limiter = RateLimiter(self.options.rate, sleep=self.wait)
@@ -134,12 +144,21 @@ class SendLoop:
         self._consecutive = 0
         self.result = RunResult()
 
-    # -- waiting, interruptible by stop ------------------------------------
+    @property
+    def stopping(self) -> bool:
+        return self.stop.is_set() or self.cancel.is_set()
+
+    # -- waiting, interruptible by stop or cancel ---------------------------
     def wait(self, seconds: float) -> None:
         if self._sleep is not None:
             self._sleep(seconds)
-        else:
-            self.stop.wait(seconds)
+            return
+        deadline = time.monotonic() + seconds
+        while not self.stopping:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self.stop.wait(min(left, 0.2))
 
     def backoff(self, attempt: int, error: RetryableError) -> float:
         if error.retry_after is not None:
@@ -166,7 +185,7 @@ class SendLoop:
                 backend.open()
             except RetryableError as exc:  # the first post retries the connection
                 log.info("backend not ready yet: %s", exc)
-            while not self.stop.is_set():
+            while not self.stopping:
                 claim = ledger.claim_batch(
                     self.sessions, self.owner, self.options.lease, edition_id
                 )
@@ -181,16 +200,17 @@ class SendLoop:
     def _process(self, backend: Backend, claim: ledger.Claim) -> None:
         rows = ledger.pending_rows(self.sessions, claim)
         with self.sessions() as s:
-            keep = is_sendable(s, [r.subscriber_id for r in rows], self.list_name)
+            list_name = self.context.list_name(claim.edition_id)
+            keep = is_sendable(s, [r.subscriber_id for r in rows], list_name)
         dropped = [r.delivery_id for r in rows if r.subscriber_id not in keep]
         if dropped:
             ledger.skip(self.sessions, dropped, "unsubscribed or suppressed before sending")
             self._count(skipped=len(dropped))
         rows = [r for r in rows if r.subscriber_id in keep]
-        envelope = self.envelope_for(claim.variant_id)
+        envelope = self.context.envelope(claim.variant_id)
         size = max(1, backend.max_recipients)
         for start in range(0, len(rows), size):
-            if self.stop.is_set():
+            if self.stopping:
                 ledger.release(self.sessions, claim)
                 return
             chunk = rows[start : start + size]
@@ -216,7 +236,9 @@ class SendLoop:
     ) -> bool:
         """Send one post; False when it must be tried again later (batch released)."""
         recipients = [
-            Recipient(r.delivery_id, r.subscriber_id, r.email, r.name, self.fields_for(r, envelope))
+            Recipient(
+                r.delivery_id, r.subscriber_id, r.email, r.name, self.context.fields(r, envelope)
+            )
             for r in chunk
         ]
         ids = [r.delivery_id for r in chunk]
@@ -263,7 +285,7 @@ class SendLoop:
             try:
                 return backend.send(post)
             except RetryableError as exc:
-                if attempt >= self.options.max_attempts or self.stop.is_set():
+                if attempt >= self.options.max_attempts or self.stopping:
                     raise
                 delay = self.backoff(attempt, exc)
                 if delay > self.options.retry_after_cap:

@@ -1,0 +1,75 @@
+"""`digest worker`: deliver queued batches, on any number of machines."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import click
+
+from digest.cli._common import App, err_console, pass_app
+from digest.delivery.base import SendOptions
+from digest.delivery.factory import BACKENDS
+from digest.signals import graceful_stop
+from digest.worker import run_worker
+
+
+@click.command()
+@click.option("--backend", type=click.Choice(BACKENDS), help="Default: DIGEST_BACKEND.")
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Sending threads in this process.",
+)
+@click.option(
+    "--rate", type=click.FloatRange(min=0.1), help="At most this many messages per second."
+)
+@click.option(
+    "--poll",
+    type=click.FloatRange(min=0.1),
+    default=2.0,
+    show_default=True,
+    help="Seconds between looks for new work.",
+)
+@click.option("--once", is_flag=True, help="Stop when no batch is left instead of waiting.")
+@pass_app
+def worker(
+    app: App, backend: str | None, concurrency: int, rate: float | None, poll: float, once: bool
+) -> None:
+    """Claim queued delivery batches and send them until stopped (SIGTERM or Ctrl-C).
+
+    Run as many as you like, on any machines that share the (PostgreSQL)
+    database; each batch goes to exactly one worker. Pair with
+    `digest send NEWSLETTER --enqueue`.
+
+    \b
+    Example:
+        digest send weekly --enqueue
+        digest worker --backend sendgrid --concurrency 4
+    """
+    logging.basicConfig(
+        level=app.settings.log_level, format="%(asctime)s %(levelname)s %(message)s"
+    )
+    stop = threading.Event()
+
+    def on_signal(_signum: int) -> None:
+        err_console.print("worker: stopping after the message in hand…")
+
+    with graceful_stop(stop, on_signal):
+        stats = run_worker(
+            app,
+            backend,
+            options=SendOptions(concurrency=concurrency, rate=rate),
+            poll=poll,
+            once=once,
+            stop=stop,
+        )
+    click.echo(
+        f"worker: sent {stats.sent}, failed {stats.failed}, uncertain {stats.uncertain}, "
+        f"recovered {stats.recovered} from stopped senders"
+    )
+
+
+COMMANDS = [worker]
