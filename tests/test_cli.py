@@ -1,0 +1,75 @@
+"""The CLI as a whole: every command documented with an example; errors are one line."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from digest.cli import cli
+
+
+def _walk(group: click.Group, prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    for name, command in sorted(group.commands.items()):
+        path = (*prefix, name)
+        yield path
+        if isinstance(command, click.Group):
+            yield from _walk(command, path)
+
+
+COMMANDS = list(_walk(cli))
+
+
+def test_there_are_commands() -> None:
+    assert ("send",) in COMMANDS and ("subscribers", "import") in COMMANDS
+
+
+@pytest.mark.parametrize("path", COMMANDS, ids=[" ".join(p) for p in COMMANDS])
+def test_every_command_has_help_with_an_example(path: tuple[str, ...]) -> None:
+    result = CliRunner().invoke(cli, [*path, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Example:" in result.output, f"`digest {' '.join(path)} --help` has no Example block"
+    assert f"digest {path[0]}" in result.output.split("Example:", 1)[1]
+
+
+def test_unknown_newsletter_is_one_line_exit_2(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("DIGEST_DATABASE_URL", f"sqlite:///{tmp_path / 'd.db'}")
+    result = CliRunner().invoke(cli, ["collect", "nosuch"])
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ")
+    assert "no newsletter called 'nosuch' (defined: weekly)" in lines[0]
+
+
+def test_bad_config_is_one_line_exit_2(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "digest.toml").write_text("[newsletters.weekly]\ntitle = 1\n")
+    result = CliRunner().invoke(cli, ["collect", "weekly"])
+    assert result.exit_code == 2
+    assert result.output.startswith("error: digest.toml: newsletters.weekly.")
+    assert "Traceback" not in result.output
+
+
+def test_unreachable_database_is_one_line(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("DIGEST_DATABASE_URL", "postgresql+psycopg://nobody@127.0.0.1:1/none")
+    result = CliRunner().invoke(cli, ["init"])
+    assert result.exit_code == 1
+    assert result.output.startswith("error: cannot open the database")
+    assert "check DIGEST_DATABASE_URL" in result.output
+
+
+def test_bad_database_url_is_one_line(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("DIGEST_DATABASE_URL", "not a url")
+    result = CliRunner().invoke(cli, ["init"])
+    assert result.exit_code == 2
+    assert "is not a database URL" in result.output
+
+
+def test_init_is_idempotent(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("DIGEST_DATABASE_URL", f"sqlite:///{tmp_path / 'sub' / 'd.db'}")
+    first = CliRunner().invoke(cli, ["init"])
+    assert first.exit_code == 0 and first.output.startswith("Created schema")
+    again = CliRunner().invoke(cli, ["init"])
+    assert again.exit_code == 0 and again.output.startswith("Schema already current")
