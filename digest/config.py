@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     sendgrid_api_host: str = "https://api.sendgrid.com"
     sendgrid_webhook_public_key: str | None = None
     admin_password: SecretStr | None = None
+    #: Subscribe-form posts allowed per client IP per minute (an in-process token bucket).
+    subscribe_rate: int = Field(default=5, ge=1, le=10_000)
     http_timeout: float = Field(default=20.0, gt=0)
     http_max_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
     log_level: str = "INFO"
