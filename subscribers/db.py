@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, MetaData, TypeDecorator
-from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy import JSON, ColumnElement, DateTime, MetaData, TypeDecorator, any_, bindparam
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.engine import Dialect, Result
+from sqlalchemy.orm import DeclarativeBase, Session
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -52,6 +52,19 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def in_values(session: Session, column: Any, values: list[Any]) -> ColumnElement[bool]:
+    """``column IN (values)`` for thousands of values: one array parameter on PostgreSQL
+    (``= ANY(:values)``, cheap to send and parse), a plain IN list elsewhere."""
+    if session.get_bind().dialect.name == "postgresql":
+        return column == any_(bindparam(None, values, type_=ARRAY(column.type)))
+    return column.in_(values)
+
+
+def rowcount(result: Result[Any]) -> int:
+    """Rows matched by an UPDATE or DELETE (``Session.execute`` is typed as a plain Result)."""
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 class Base(DeclarativeBase):

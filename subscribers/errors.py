@@ -33,3 +33,33 @@ class Suppressed(SubscribersError):
 
 class BadToken(SubscribersError):
     """A link token that is tampered with, expired or meant for another purpose."""
+
+
+class InvalidTimezone(SubscribersError, ValueError):
+    """A timezone that is not an IANA name."""
+
+
+class AlreadyExists(SubscribersError):
+    """A list or segment with that name exists already."""
+
+
+class NotResubscribable(SubscribersError):
+    """The address unsubscribed (or bounced, or complained) and may not be added back silently."""
+
+
+class CsvError(SubscribersError, ValueError):
+    """A CSV file that cannot be imported at all (encoding, header): names the file and line."""
+
+    exit_code = 2
+
+
+class InvalidName(SubscribersError, ValueError):
+    """A list, segment or attribute name that is not allowed."""
+
+    exit_code = 2
+
+
+class UnknownCategory(SubscribersError, ValueError):
+    """A category that none of the list's newsletters has."""
+
+    exit_code = 2

@@ -1,0 +1,132 @@
+"""Signed, expiring link tokens for confirm, unsubscribe and preferences links.
+
+A token is ``<purpose letter><subscriber id>.<timestamp>.<signature>`` signed with
+itsdangerous (HMAC-SHA256 over the whole, keyed by the app secret), e.g.
+``u42.ZyX1aQ.3vQ…``: URL-safe and about 60 characters, short enough for a
+``List-Unsubscribe`` header.  The purpose is part of the signed value, so a
+confirm token can never be used as an unsubscribe token, and :func:`read_token`
+can say which of the three things went wrong: tampered, expired, wrong purpose.
+
+Default lifetimes (``DEFAULT_MAX_AGE``):
+
+* ``confirm``: 7 days: a double opt-in link is used soon or not at all;
+* ``unsubscribe``: 2 years: links in old emails must keep working (RFC 8058
+  one-click, and the law, expect unsubscribing to stay possible long after sending);
+* ``preferences``: 1 year.
+
+Rotating the secret invalidates every outstanding token.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from typing import Final
+
+from itsdangerous import BadSignature, SignatureExpired, TimestampSigner
+
+from subscribers.errors import BadToken
+
+DAY: Final = 24 * 60 * 60
+
+PURPOSES: Final = {"confirm": "c", "unsubscribe": "u", "preferences": "p"}
+_BY_LETTER: Final = {letter: purpose for purpose, letter in PURPOSES.items()}
+
+DEFAULT_MAX_AGE: Final = {
+    "confirm": 7 * DAY,
+    "unsubscribe": 730 * DAY,
+    "preferences": 365 * DAY,
+}
+
+_SALT: Final = "subscribers.tokens"
+
+
+class _Signer(TimestampSigner):
+    """A TimestampSigner whose clock can be fixed (tests, and reproducible links)."""
+
+    def __init__(self, secret: str, now: datetime | None) -> None:
+        super().__init__(secret, salt=_SALT, digest_method=hashlib.sha256)
+        self._now = now
+
+    def get_timestamp(self) -> int:
+        if self._now is None:
+            return super().get_timestamp()
+        return int(self._now.timestamp())
+
+
+def _letter(purpose: str) -> str:
+    try:
+        return PURPOSES[purpose]
+    except KeyError:
+        raise ValueError(
+            f"unknown token purpose {purpose!r}; use one of {', '.join(PURPOSES)}"
+        ) from None
+
+
+def _check_secret(secret: str) -> None:
+    if not secret:
+        raise ValueError("an empty secret cannot sign tokens; set DIGEST_SECRET_KEY")
+
+
+def make_token(
+    secret: str, subscriber_id: int, purpose: str, *, now: datetime | None = None
+) -> str:
+    """A URL-safe token for ``purpose`` (confirm, unsubscribe, preferences) and one subscriber."""
+    _check_secret(secret)
+    letter = _letter(purpose)
+    if isinstance(subscriber_id, bool) or not isinstance(subscriber_id, int) or subscriber_id < 1:
+        raise ValueError(f"subscriber id must be a positive integer, not {subscriber_id!r}")
+    return _Signer(secret, now).sign(f"{letter}{subscriber_id}").decode("ascii")
+
+
+def read_token(
+    secret: str,
+    token: str,
+    purpose: str,
+    max_age: int | None = None,
+    *,
+    now: datetime | None = None,
+) -> int:
+    """The subscriber id in ``token``; :class:`BadToken` when it is tampered with, older
+    than ``max_age`` seconds (default: ``DEFAULT_MAX_AGE[purpose]``) or for another purpose."""
+    _check_secret(secret)
+    letter = _letter(purpose)
+    limit = DEFAULT_MAX_AGE[purpose] if max_age is None else max_age
+    signer = _Signer(secret, now)
+    try:
+        value = signer.unsign(token.strip(), max_age=limit)
+    except SignatureExpired as exc:
+        when = exc.date_signed.astimezone(UTC) if exc.date_signed else None
+        if when is not None and when > (now or datetime.now(UTC)):
+            raise BadToken(
+                f"this {purpose} link is dated in the future ({when:%Y-%m-%d %H:%M} UTC); "
+                "check the server clock"
+            ) from None
+        issued = f" (issued {when:%Y-%m-%d})" if when else ""
+        raise BadToken(
+            f"this {purpose} link has expired{issued}; links of this kind last "
+            f"{_describe_age(limit)}, so ask for a new one"
+        ) from None
+    except (BadSignature, UnicodeError):
+        raise BadToken(
+            f"this {purpose} link is damaged or was not issued by us (bad signature); "
+            "copy the whole link from the email"
+        ) from None
+    text = value.decode("ascii", "replace")
+    got_letter, digits = text[:1], text[1:]
+    if got_letter != letter:
+        other = _BY_LETTER.get(got_letter, "another purpose")
+        raise BadToken(f"this is a {other} link, not a {purpose} link")
+    if not digits.isdigit():  # only possible with a leaked secret or a bug: say so
+        raise BadToken(f"this {purpose} link carries no subscriber id")
+    return int(digits)
+
+
+def _describe_age(seconds: int) -> str:
+    if seconds >= DAY and seconds % DAY == 0:
+        days = seconds // DAY
+        return f"{days} day{'s' if days != 1 else ''}"
+    return f"{seconds} second{'s' if seconds != 1 else ''}"
+
+
+__all__ = ["DEFAULT_MAX_AGE", "PURPOSES", "make_token", "read_token"]
