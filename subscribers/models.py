@@ -145,8 +145,9 @@ class Suppression(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     email_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    #: Kept for bounces and reports so admins can read them; None once erased.
-    email: Mapped[str | None] = mapped_column(String(320))
+    #: The address key (lower-cased, normalised), kept for bounces and reports so admins
+    #: can read them and the recipients query can join on it; None once erased.
+    email: Mapped[str | None] = mapped_column(String(320), index=True)
     reason: Mapped[SuppressionReason] = mapped_column(
         _enum(SuppressionReason, "suppression_reason")
     )
