@@ -673,9 +673,17 @@ def segments_group() -> None:
     """Segments: saved rules that pick part of a list (by attributes, categories,
     status, signup date), optionally fixing the categories their readers get.
 
-    Rules are JSON or TOML data, e.g. {"all": [{"attr": "sector", "equals":
-    "health"}, {"not": {"attr": "role", "contains": "intern"}}]}; see the README
-    for the grammar.
+    Rules are JSON or TOML data, never code:
+
+    \b
+      {"all": [RULE, ...]}   {"any": [RULE, ...]}   {"not": RULE}
+      {"attr": "sector", "equals": "health"}       exact text (numbers as text)
+      {"attr": "region", "in": ["north", "south"]}
+      {"attr": "role", "contains": "cio"}          substring, any case
+      {"attr": "sector", "exists": true}           set and not empty
+      {"category": "Data and security"}            chose it, or chose none (= all)
+      {"status": "active"}  or  {"status": ["pending", "active"]}
+      {"signed_up": {"after": "2026-01-01", "before": "2026-06-30"}}   days inclusive, UTC
 
     \b
     Example:
