@@ -74,13 +74,13 @@ def _check(status: dict[str, DeliveryStatus], copies: Counter[str], readers: int
 
 @pytest.mark.slow
 def test_smtp_kill_9_twice_then_resume(db_url: str, tmp_path: Path) -> None:
-    readers = 800
+    readers = 400
     with SMTPServer() as server:
         world = make_world(db_url, tmp_path, env={"DIGEST_SMTP_URL": server.url})
         bulk_readers(world.app, readers)
         received = lambda n: lambda: len(server.sink.received) >= n  # noqa: E731
-        _kill_when(_digest(world, "--backend", "smtp"), received(150))
-        _kill_when(_digest(world, "--backend", "smtp"), received(450))
+        _kill_when(_digest(world, "--backend", "smtp"), received(100))
+        _kill_when(_digest(world, "--backend", "smtp"), received(250))
         out = _finish(world, "--backend", "smtp")
 
         status = _ledger(world)
