@@ -54,7 +54,7 @@ def test_canonical_url_resolves_relative_links_against_the_base() -> None:
 
 def test_canonical_url_never_raises_on_garbage() -> None:
     assert canonical_url("http://[::1") == "http://[::1"
-    assert canonical_url("not a url") == "not a url"
+    assert canonical_url("not a url") == "not%20a%20url"
 
 
 @given(
@@ -284,3 +284,22 @@ def test_decode_text_honours_a_byte_order_mark_and_survives_unknown_names() -> N
     text, note = decode_text("Café".encode(), "klingon-8")
     assert text == "Café"
     assert note == "unknown encoding 'klingon-8'; read as utf-8"
+
+
+def test_urls_lose_invisible_characters_and_encode_spaces() -> None:
+    assert safe_url("https://example.org/a b\x00\ud800") == "https://example.org/a%20b"
+    assert canonical_url("https://example.org/a b") == "https://example.org/a%20b"
+
+
+def test_decode_text_refuses_a_utf16_claim_for_single_byte_text() -> None:
+    text, note = decode_text(b"<rss>plain</rss>", "utf-16")
+    assert text == "<rss>plain</rss>"
+    assert note == "declared utf-16 but the bytes are not; read as utf-8"
+
+
+def test_first_image_src() -> None:
+    from digest.ingest.clean import first_image_src
+
+    assert first_image_src('<p>x</p><img alt="" src="/a.png"><img src="/b.png">') == "/a.png"
+    assert first_image_src("<p>no image</p>") is None
+    assert first_image_src("<img src='x' " * 50_000 + ">") == "x"  # one huge tag

@@ -333,3 +333,27 @@ def test_http_charset_is_one_of_the_claims() -> None:
     body = rss(item, decl='<?xml version="1.0" encoding="utf-8"?>').encode("utf-8")
     parsed = parse_source(Fetched(location=FEED_URL, body=body, charset="iso-8859-1"))
     assert (parsed.entries[0].title, parsed.warnings) == ("Café", [])
+
+
+def test_atom_xml_base_is_honoured_for_summary_links() -> None:
+    body = b"""<?xml version="1.0" encoding="utf-8"?>
+    <feed xmlns="http://www.w3.org/2005/Atom" xml:base="https://site.example.org/blog/">
+      <title>t</title><id>urn:x</id><updated>2026-11-18T00:00:00Z</updated>
+      <entry xml:base="https://other.example.org/posts/">
+        <title>x</title><id>urn:y</id><updated>2026-11-18T00:00:00Z</updated>
+        <link href="one"/>
+        <summary type="html">&lt;a href="two"&gt;two&lt;/a&gt;</summary>
+      </entry>
+    </feed>"""
+    [entry] = parse(body, FEED_URL).entries
+    assert entry.url == "https://other.example.org/posts/one"
+    assert entry.summary_html == (
+        '<a href="https://other.example.org/posts/two" rel="noopener">two</a>'
+    )
+
+
+def test_large_broken_xml_is_refused_rather_than_read_leniently() -> None:
+    junk = "<p b='" * 200_000  # 1.2 MB of broken markup
+    body = rss(f"<item><title>t &amp; t</title>{junk}<link>https://a.example.org/</link></item>")
+    with pytest.raises(SourceError, match=r"too large to read leniently"):
+        parse(body.encode())

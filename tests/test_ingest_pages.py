@@ -146,3 +146,29 @@ def test_broken_html_still_parses() -> None:
     entry = page(html)
     assert entry.title == "Broken markup survives"
     assert entry.author == "Anon"
+
+
+def test_base_href_is_used_for_relative_links() -> None:
+    html = (
+        '<html><head><base href="https://cdn.example.net/articles/">'
+        '<link rel="canonical" href="story-1"><title>T</title>'
+        '<meta property="og:image" content="img/1.png"></head></html>'
+    )
+    entry = page(html, "/tmp/saved.html")
+    assert entry.url == "https://cdn.example.net/articles/story-1"
+    assert entry.image_url == "https://cdn.example.net/articles/img/1.png"
+
+
+@pytest.mark.parametrize(
+    "junk",
+    [
+        "<a b='" * 60_000,  # unclosed attribute quotes: quadratic in html.parser alone
+        "</titl" * 60_000,  # unfinished end tags inside <title>
+        "<![" * 20_000,  # makes html.parser raise AssertionError
+        "<!-- </]]>" * 30_000 + ">",
+    ],
+)
+def test_pathological_markup_is_read_in_linear_time(junk: str) -> None:
+    """The page goes through html5ever (nh3) before HTMLParser sees it: these finish at once."""
+    html = '<!DOCTYPE html><meta property="og:title" content="Still found">' + junk
+    assert page(html).title == "Still found"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import threading
 from collections.abc import Iterator
@@ -413,3 +414,41 @@ def test_the_bundled_sample_ingests_cleanly(sessions: sessionmaker[Session]) -> 
     stored = articles(sessions)
     assert len(stored) >= 40
     assert all(a.published_at.tzinfo is not None and a.title for a in stored.values())
+
+
+def test_hostile_strings_are_stored_cleanly(
+    sessions: sessionmaker[Session], config: DigestConfig, tmp_path: Path
+) -> None:
+    """NUL, lone surrogates and over-long values would fail a whole source on PostgreSQL."""
+    long_url = "https://a.example.org/" + "x" * 3000
+    item = {
+        "id": "g" * 3000,
+        "url": "https://a.example.org/nul\\u0000story\\ud800",
+        "title": "Title\\u0000 with NUL and \\ud800 surrogate",
+        "content_html": "<p>Body\\u0000 \\udfff</p>",
+        "authors": [{"name": "A" * 500}],
+        "tags": ["Tag\\u0000", "\\ud83d"],
+        "image": long_url,
+    }
+    body = json.dumps({"version": "https://jsonfeed.org/version/1.1", "items": [item]})
+    path = tmp_path / "hostile.json"
+    path.write_text(body.replace("\\\\u", "\\u"))
+    report = run(sessions, config, [str(path), str(DATA / "rss10.rdf")])
+    assert [r.error for r in report.results] == [None, None]
+    stored = articles(sessions)
+    article = stored["https://a.example.org/nulstory"]
+    assert article.title == "Title with NUL and surrogate"
+    assert article.summary_html == "<p>Body </p>"
+    assert article.author == "A" * 300
+    assert article.guid is None and article.image_url is None
+    assert article.categories == ["Tag"]
+    assert len(stored) == 2
+
+
+def test_overlong_validators_are_not_remembered(sessions: sessionmaker[Session]) -> None:
+    fetched = Fetched("https://a.example.org/f", etag="x" * 10_000, last_modified="y" * 200)
+    with sessions() as s, s.begin():
+        store_parsed(s, fetched.location, Parsed(kind="rss"), fetched, now=NOW, aliases={})
+    with sessions() as s:
+        source = s.scalars(select(Source)).one()
+        assert (source.etag, source.last_modified, source.kind) == (None, None, "rss")

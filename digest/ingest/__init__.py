@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.config import DigestConfig, Settings, resolve_source_ref
@@ -192,11 +192,14 @@ def _ingest_one(
         result.new, result.updated, result.unchanged = counts.new, counts.updated, counts.unchanged
     except SourceError as exc:
         result.error = f"{ref}: {exc}"
-    except SQLAlchemyError as exc:
+    except (OperationalError, InterfaceError) as exc:  # the database itself is unwell
         raise DatabaseError(
             f"the database failed while storing {ref}: {_first_line(exc)}; "
             "check DIGEST_DATABASE_URL and run `digest init`"
         ) from None
+    except SQLAlchemyError as exc:  # this source's data, not the database: its own error
+        log.debug("could not store %s", ref, exc_info=True)
+        result.error = f"{ref}: could not be stored ({_first_line(exc)})"
     except Exception as exc:  # a parser tripping over input we did not foresee
         log.debug("unexpected error reading %s", ref, exc_info=True)
         result.error = (

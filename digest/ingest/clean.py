@@ -29,7 +29,10 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 # leading/trailing control characters and spaces: strip them the same way.
 _URL_IGNORED = re.compile(r"[\t\n\r]")
 _URL_STRIPPED = "".join(map(chr, range(0x21)))
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# C0 controls (but tab and newline) and lone surrogates: no database takes them
+# (PostgreSQL refuses NUL; a surrogate cannot be encoded as UTF-8).
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
+_URL_UNSAFE = re.compile(r"[\x00-\x20\x7f]")
 
 
 # ---------------------------------------------------------------------------
@@ -42,6 +45,7 @@ def _is_http(url: str | None) -> bool:
 
 def _prepare(url: str, base: str | None) -> str:
     url = _URL_IGNORED.sub("", url).strip(_URL_STRIPPED)
+    url = _URL_UNSAFE.sub(lambda m: f"%{ord(m.group()):02X}", _CONTROL.sub("", url))
     if base and _is_http(base) and not re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", url):
         url = urljoin(base, url)  # relative only: "https://" alone must not become the base
     return url
@@ -190,6 +194,24 @@ class _TextExtractor(HTMLParser):
         return "\n\n".join(self.blocks)
 
 
+def well_formed(html: str, tags: set[str], attributes: dict[str, set[str]] | None = None) -> str:
+    """``html`` parsed by a real HTML5 parser (html5ever, inside nh3) and written back
+    with only ``tags`` (others unwrapped; scripts and styles dropped unless in ``tags``).
+
+    Hostile markup can make the standard library's HTMLParser quadratic or make it
+    raise; html5ever's output is well-formed, which HTMLParser reads in linear time.
+    So every HTMLParser here reads this function's output, never raw input.
+    """
+    return nh3.clean(
+        _CONTROL.sub("", html),
+        tags=tags,
+        clean_content_tags=set(DROPPED_WITH_CONTENT) - tags,
+        attributes=attributes or {},
+        link_rel=None,
+        strip_comments=True,
+    )
+
+
 def html_to_text(html: str) -> str:
     """The plain-text form of an HTML fragment.
 
@@ -199,8 +221,24 @@ def html_to_text(html: str) -> str:
     if not html:
         return ""
     parser = _TextExtractor()
-    parser.feed(_CONTROL.sub("", html))
+    parser.feed(well_formed(html, set(_BLOCKS | {"br"})))
     return parser.text()
+
+
+def first_image_src(html: str) -> str | None:
+    """The ``src`` of the first ``<img>`` in an HTML fragment, as written (not yet checked)."""
+    if "<img" not in html.lower():
+        return None
+    found: list[str] = []
+
+    def collect(tag: str, attr: str, value: str) -> str | None:
+        if tag == "img" and attr == "src" and not found:
+            found.append(value)
+        return None
+
+    nh3.clean(_CONTROL.sub("", html), tags={"img"}, attributes={"img": {"src"}},
+              attribute_filter=collect)  # fmt: skip
+    return found[0] if found else None
 
 
 def text_to_html(text: str) -> str:
@@ -291,6 +329,9 @@ def decode_text(data: bytes, declared: str | None) -> tuple[str, str | None]:
     if bom:
         return data[skip:].decode(bom, errors="replace"), None
     codec = _codec(declared)
+    if codec and codec.startswith(("utf_16", "utf_32")) and b"\x00" not in data[:1024]:
+        text, fallback = _utf8_or_cp1252(data)  # no BOM and no NUL bytes: not UTF-16/32
+        return text, f"declared {declared} but the bytes are not; read as {fallback}"
     if declared and codec is None:
         note = f"unknown encoding {declared!r}"
         text, fallback = _utf8_or_cp1252(data)

@@ -28,8 +28,8 @@ import re
 import xml.sax
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from html.parser import HTMLParser
 from typing import Any
+from xml.parsers import expat
 
 import feedparser
 
@@ -39,6 +39,7 @@ from digest.ingest.clean import (
     canonical_url,
     clean_text,
     decode_text,
+    first_image_src,
     html_to_text,
     parse_date,
     safe_url,
@@ -48,6 +49,11 @@ from digest.ingest.clean import (
 from digest.ingest.http import Fetched
 
 JSONFEED_VERSION = "https://jsonfeed.org/version/"
+#: Broken XML larger than this is refused instead of handed to feedparser's loose
+#: (regular-expression) parser, whose time grows quickly on hostile input.
+LENIENT_LIMIT = 1024 * 1024
+#: Characters of a title we look at; anything longer is not a headline.
+MAX_TITLE = 1000
 
 
 @dataclass
@@ -90,9 +96,6 @@ _MAGIC = (
 _HTML_ROOTS = frozenset(
     {"html", "head", "body", "meta", "title", "link", "div", "p", "article", "main", "script"}
 )
-_PROLOG_ITEM = re.compile(
-    r"""\s*(?:<\?.*?\?>|<!--.*?-->|<!DOCTYPE(?:[^\[>]|\[.*?\])*>)""", re.S | re.I
-)
 _ROOT_NAME = re.compile(r"<([A-Za-z_][\w.:-]*)")
 _ENTITIES_REFUSED = (
     "refused: the XML declares its own entities (<!ENTITY>), which feeds never "
@@ -130,9 +133,7 @@ def sniff(body: bytes) -> Sniffed:
     if head.startswith(("{", "[")):
         return Sniffed("jsonfeed")  # confirmed (or refused) by parse_jsonfeed
     if head.startswith("<"):
-        pos = 0
-        while (match := _PROLOG_ITEM.match(head, pos)) and match.end() > pos:
-            pos = match.end()
+        pos = _prolog_end(head)
         prolog, rest = head[:pos], head[pos:].lstrip()
         if "<!ENTITY" in prolog:
             raise SourceError(_ENTITIES_REFUSED)
@@ -152,6 +153,51 @@ def sniff(body: bytes) -> Sniffed:
                 "(feeds start with <rss>, <rdf:RDF> or <feed>)"
             )
     raise SourceError(f"not a feed or article page: text starting {_preview(head)!r}")
+
+
+def _prolog_end(text: str) -> int:
+    """Where the prolog (XML declaration, comments, PIs, DOCTYPE) ends.
+
+    A plain scanner rather than a regular expression: an internal DTD subset
+    in hostile input must not trigger catastrophic backtracking.
+    """
+    pos, size = 0, len(text)
+    while True:
+        while pos < size and text[pos].isspace():
+            pos += 1
+        if text.startswith("<?", pos):
+            end = text.find("?>", pos + 2)
+            closing = 2
+        elif text.startswith("<!--", pos):
+            end = text.find("-->", pos + 4)
+            closing = 3
+        elif text[pos : pos + 9].upper() == "<!DOCTYPE":
+            end = _doctype_end(text, pos + 9)
+            closing = 1
+        else:
+            return pos
+        if end < 0:
+            return pos  # unfinished: whatever follows is not a root element
+        pos = end + closing
+
+
+def _doctype_end(text: str, pos: int) -> int:
+    """Index of the ``>`` closing a DOCTYPE, skipping its internal subset and quotes."""
+    depth, quote = 0, ""
+    for i in range(pos, len(text)):
+        char = text[i]
+        if quote:
+            if char == quote:
+                quote = ""
+        elif char in "\"'":
+            quote = char
+        elif char == "[":
+            depth += 1
+        elif char == "]":
+            depth -= 1
+        elif char == ">" and depth <= 0:
+            return i
+    return -1
 
 
 def _preview(text: str, size: int = 40) -> str:
@@ -222,7 +268,19 @@ def parse_xml_feed(fetched: Fetched, sniffed: Sniffed) -> Parsed:
     headers = {"content-type": "application/xml; charset=utf-8"}
     if fetched.is_http:
         headers["content-location"] = fetched.location
-    data = feedparser.parse(io.BytesIO(utf8.encode("utf-8")), response_headers=headers)
+    raw = utf8.encode("utf-8")
+    if len(raw) > LENIENT_LIMIT and (problem := _expat_error(raw)):
+        raise SourceError(
+            f"malformed XML: {problem}; at {len(raw)} bytes it is too large to read leniently"
+        )
+    # Our own nh3 pass sanitises and resolves links in summaries (against each
+    # element's xml:base); feedparser's older sanitiser is slow on hostile markup.
+    data = feedparser.parse(
+        io.BytesIO(raw),
+        response_headers=headers,
+        sanitize_html=False,
+        resolve_relative_uris=False,
+    )
     malformed = _xml_problem(data)
     version = data.get("version") or ""
     if not version.startswith(("rss", "atom")):
@@ -250,6 +308,16 @@ def parse_xml_feed(fetched: Fetched, sniffed: Sniffed) -> Parsed:
     if skipped:
         parsed.warnings.append(_skipped(skipped))
     return parsed
+
+
+def _expat_error(raw: bytes) -> str | None:
+    """Why ``raw`` is not well-formed XML, or None.  (Entities were refused earlier.)"""
+    parser = expat.ParserCreate()
+    try:
+        parser.Parse(raw, True)
+    except expat.ExpatError as exc:
+        return f"{expat.ErrorString(exc.code)} at line {exc.lineno}"
+    return None
 
 
 def _xml_problem(data: Any) -> str | None:
@@ -297,7 +365,7 @@ def _feedparser_entry(raw: Any, base: str | None, feed_author: str) -> Entry | N
 
 def _feedparser_title(raw: Any) -> str:
     detail = raw.get("title_detail") or {}
-    value = raw.get("title") or ""
+    value = (raw.get("title") or "")[:MAX_TITLE]
     # RSS cannot say whether a title is text or HTML; escaped markup in one
     # (``&lt;em&gt;``) is meant as HTML, so read anything tag-like as HTML.
     if "html" in (detail.get("type") or "") or _TAG_LIKE.search(value):
@@ -315,7 +383,7 @@ def _feedparser_summary(raw: Any, base: str | None) -> tuple[str, str]:
         if not value.strip():
             continue
         if "html" in (detail.get("type") or "text/html"):
-            cleaned = sanitize_html(value, base)
+            cleaned = sanitize_html(value, safe_url(detail.get("base"), base) or base)
         else:
             cleaned = text_to_html(value)
         if cleaned:
@@ -338,7 +406,8 @@ def _feedparser_image(raw: Any, base: str | None) -> str | None:
     )
     candidates.append((raw.get("image") or {}).get("href"))
     for detail in [raw.get("summary_detail") or {}, *(raw.get("content") or [])]:
-        candidates.append(first_image(detail.get("value") or ""))
+        if src := first_image_src(detail.get("value") or ""):
+            candidates.append(safe_url(src, safe_url(detail.get("base"), base) or base))
     for candidate in candidates:
         if candidate and (url := safe_url(candidate, base)):
             return url
@@ -373,26 +442,6 @@ def _title_from(text: str, size: int = 80) -> str:
     if not line:
         return "Untitled"
     return line if len(line) <= size else line[: size - 1].rsplit(" ", 1)[0] + "…"
-
-
-class _FirstImage(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.src: str | None = None
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag == "img" and self.src is None:
-            self.src = dict(attrs).get("src")
-
-
-def first_image(html: str) -> str | None:
-    """The ``src`` of the first ``<img>`` in an HTML fragment, if any."""
-    if "<img" not in html.lower():
-        return None
-    finder = _FirstImage()
-    finder.feed(html)
-    finder.close()
-    return finder.src
 
 
 # ---------------------------------------------------------------------------
@@ -471,12 +520,12 @@ def _json_item(item: dict[str, Any], base: str | None, feed_author: str) -> Entr
         _str(item.get("banner_image")), base
     )
     if image is None and (content := _str(item.get("content_html"))):
-        image = safe_url(first_image(content), base)
+        image = safe_url(first_image_src(content), base)
     tags = item.get("tags")
     return Entry(
         url=canonical_url(url),
         guid=guid or None,
-        title=clean_text(_str(item.get("title"))) or _title_from(summary_text),
+        title=clean_text(_str(item.get("title"))[:MAX_TITLE]) or _title_from(summary_text),
         summary_html=summary_html,
         summary_text=summary_text,
         author=_json_authors(item) or feed_author,

@@ -25,6 +25,7 @@ from digest.ingest.clean import (
     parse_date,
     safe_url,
     text_to_html,
+    well_formed,
 )
 from digest.ingest.feeds import Entry, Parsed
 from digest.ingest.http import Fetched
@@ -46,7 +47,16 @@ ARTICLE_TYPES = frozenset(
         "liveblogposting",
     }
 )
-_MAX_JSONLD = 1_000_000  # characters of one JSON-LD block we are willing to parse
+_MAX_JSONLD = 1_000_000
+#: The elements (and their attributes) metadata is read from; all else is dropped first.
+_KEPT: dict[str, set[str]] = {
+    "meta": {"property", "name", "itemprop", "http-equiv", "content", "charset"},
+    "link": {"rel", "href"},
+    "base": {"href"},
+    "script": {"type"},
+    "title": set(),
+    "h1": set(),
+}  # characters of one JSON-LD block we are willing to parse
 
 
 @dataclass
@@ -58,6 +68,7 @@ class _Head:
     meta: dict[str, list[str]] = field(default_factory=dict)
     title: str = ""
     canonical: str | None = None
+    base: str | None = None
     h1: str = ""
 
     def first(self, *keys: str) -> str:
@@ -96,6 +107,8 @@ class _HeadParser(HTMLParser):
                 self.head.meta.setdefault(key, []).append(a["content"])
             elif (charset := a.get("charset")) is not None:
                 self.head.meta.setdefault("charset", []).append(charset)
+        elif tag == "base" and self.head.base is None and a.get("href"):
+            self.head.base = a["href"]
         elif tag == "link":
             rels = (a.get("rel") or "").lower().split()
             if "canonical" in rels and self.head.canonical is None and a.get("href"):
@@ -220,10 +233,16 @@ def decode_html(fetched: Fetched) -> tuple[str, str | None]:
     return decode_text(fetched.body, declared)
 
 
-def _meta_charset(head: bytes) -> str | None:
+def _read_head(text: str) -> _Head:
+    """The metadata elements of a page, wherever they are in it."""
     parser = _HeadParser()
-    parser.feed(head.decode("latin-1"))
-    head_info = parser.head
+    parser.feed(well_formed(text, set(_KEPT), _KEPT))
+    parser.close()
+    return parser.head
+
+
+def _meta_charset(head: bytes) -> str | None:
+    head_info = _read_head(head.decode("latin-1"))
     if charset := head_info.raw("charset"):
         return charset
     content_type = head_info.raw("content-type")
@@ -235,12 +254,10 @@ def parse_page(fetched: Fetched) -> Parsed:
     """The article an HTML page describes."""
     text, note = decode_html(fetched)
     warnings = [f"encoding: {note}"] if note else []
-    parser = _HeadParser()
-    parser.feed(text)
-    parser.close()
-    head = parser.head
+    head = _read_head(text)
     ld = _jsonld_article(head.jsonld)
     page_url = fetched.location if fetched.is_http else None
+    page_url = safe_url(head.base, page_url) or page_url  # <base href> when it is a web URL
 
     url = None
     for candidate in (head.canonical, head.raw("og:url"), *_urls(ld.get("url"))):

@@ -40,6 +40,8 @@ from digest.ingest.http import Fetched
 from digest.models import Article, Source
 
 MAX_URL = 2048
+MAX_ETAG = 512
+MAX_LAST_MODIFIED = 100
 MAX_AUTHOR = 300
 MAX_CATEGORY = 100
 MAX_CATEGORIES = 20
@@ -65,7 +67,7 @@ def normalise_categories(labels: list[str], aliases: dict[str, str]) -> list[str
     """Labels mapped through the configured aliases; unknown ones kept, duplicates dropped."""
     out: dict[str, str] = {}
     for label in labels:
-        spaced = " ".join(label.split())[:MAX_CATEGORY]
+        spaced = " ".join(strip_controls(label).split())[:MAX_CATEGORY]
         if not spaced:
             continue
         name = aliases.get(category_key(spaced), spaced)
@@ -131,6 +133,15 @@ def conditional_state(session: Session, ref: str) -> tuple[str | None, str | Non
     return (row.etag, row.last_modified) if row else (None, None)
 
 
+def _remember_validators(source: Source, fetched: Fetched) -> None:
+    """Keep ETag/Last-Modified for the next conditional GET (unless absurdly long)."""
+    etag, modified = fetched.etag, fetched.last_modified
+    source.etag = strip_controls(etag) if etag and len(etag) <= MAX_ETAG else None
+    source.last_modified = (
+        strip_controls(modified) if modified and len(modified) <= MAX_LAST_MODIFIED else None
+    )
+
+
 def record_error(session: Session, ref: str, kind: str, error: str, now: datetime) -> None:
     source = source_row(session, ref, kind)
     source.last_error = error
@@ -140,8 +151,7 @@ def record_error(session: Session, ref: str, kind: str, error: str, now: datetim
 def record_not_modified(session: Session, ref: str, fetched: Fetched, now: datetime) -> int:
     """Note a ``304``; returns how many articles this source owns (all unchanged)."""
     source = source_row(session, ref, "auto")
-    source.etag = fetched.etag
-    source.last_modified = fetched.last_modified
+    _remember_validators(source, fetched)
     source.last_error = None
     source.last_fetched_at = now
     return (
@@ -168,8 +178,7 @@ def store_parsed(
     """Write ``parsed``'s entries and the source's fetch state, in the caller's transaction."""
     source = source_row(session, ref, parsed.kind)
     source.kind = parsed.kind
-    source.etag = fetched.etag
-    source.last_modified = fetched.last_modified
+    _remember_validators(source, fetched)
     source.last_error = None
     source.last_fetched_at = now
     counts = Counts()
