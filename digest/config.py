@@ -62,6 +62,8 @@ class Settings(BaseSettings):
     http_timeout: float = Field(default=20.0, gt=0)
     http_max_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
     log_level: str = "INFO"
+    #: Seconds a scheduled run may start late; a run missed by more is recorded, not sent.
+    scheduler_misfire_grace: int = Field(default=3600, gt=0)
 
     @field_validator("templates", mode="before")
     @classmethod
@@ -179,6 +181,14 @@ class NewsletterConfig(BaseModel):
             raise ValueError(
                 f"unknown timezone {value!r}; use an IANA name such as 'Europe/London'"
             ) from None
+        return value
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, value: str) -> str:
+        from digest.scheduling.rules import parse_schedule  # APScheduler only when needed
+
+        parse_schedule(value)
         return value
 
     @field_validator("locale")

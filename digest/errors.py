@@ -41,3 +41,7 @@ class TemplateError(DigestError):
 
 class DeliveryError(DigestError):
     """A send could not proceed (bad backend settings, paused edition, …)."""
+
+
+class ScheduleError(DigestError):
+    """A scheduled run cannot start (another run of the same slot is in progress, …)."""

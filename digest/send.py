@@ -35,6 +35,8 @@ from digest.delivery.message import Envelope
 from digest.errors import DeliveryError, NotFound
 from digest.models import Article, Delivery, DeliveryStatus, Edition, EditionStatus, Variant
 from digest.personalize import recipient_fields
+from digest.scheduling import waves
+from subscribers.db import utcnow
 from subscribers.models import Subscriber
 from subscribers.service import recipients
 
@@ -64,6 +66,9 @@ class SendReport:
     stopped: bool = False
     paused: bool = False
     pause_reason: str | None = None
+    #: Deliveries held for later local-time waves, and when the next one is due.
+    waiting: int = 0
+    next_wave: datetime | None = None
     backend: str = ""
     elapsed: float = 0.0
 
@@ -196,6 +201,7 @@ def _planned_recipients(
     edition_id: int,
     segment: str | None,
     fixed: tuple[str, ...],
+    wave: Callable[[str | None], datetime | None] | None = None,
 ) -> Iterator[ledger.PlannedRecipient]:
     all_sections = [s.name for s in collection.sections]
     q = (
@@ -205,16 +211,21 @@ def _planned_recipients(
                 Delivery.edition_id == edition_id, Delivery.subscriber_id == Subscriber.id
             )
         )
-        .with_only_columns(Subscriber.id, Subscriber.email, Subscriber.categories)
+        .with_only_columns(
+            Subscriber.id, Subscriber.email, Subscriber.categories, Subscriber.timezone
+        )
     )
     cache: dict[tuple[str, ...], str | None] = {}
-    for sub_id, email, categories in session.execute(q.execution_options(yield_per=2000)):
+    for sub_id, email, categories, zone in session.execute(q.execution_options(yield_per=2000)):
         choice = tuple(categories or ())
         if choice not in cache:
             sections = sections_for(collection, list(choice), fixed)
             cache[choice] = variant_key(sections, all_sections) if sections else None
         key = cache[choice]
-        yield ledger.PlannedRecipient(sub_id, email or "", key, None if key else NO_SECTIONS)
+        not_before = wave(zone) if wave is not None and key else None
+        yield ledger.PlannedRecipient(
+            sub_id, email or "", key, None if key else NO_SECTIONS, not_before
+        )
 
 
 def plan_audience(
@@ -223,8 +234,13 @@ def plan_audience(
     edition_id: int,
     segment: str | None,
     batch_size: int,
+    as_of: datetime | None = None,
 ) -> ledger.PlanCounts | None:
-    """Write the ledger for one audience of an edition (None if it was planned before)."""
+    """Write the ledger for one audience of an edition (None if it was planned before).
+
+    With ``local_time = true``, each reader's batch waits for the send's local hour
+    (``as_of``) in the reader's own timezone (see :mod:`digest.scheduling.waves`).
+    """
     marker = segment or ALL_AUDIENCE
     with app.session() as s:
         edition = _lock_edition(s, edition_id)
@@ -238,7 +254,15 @@ def plan_audience(
         counts = ledger.plan_deliveries(
             s,
             edition.id,
-            _planned_recipients(s, newsletter, collection, edition.id, segment, fixed),
+            _planned_recipients(
+                s,
+                newsletter,
+                collection,
+                edition.id,
+                segment,
+                fixed,
+                waves.planner(newsletter, as_of, utcnow()),
+            ),
             variant_ids,
             batch_size,
         )
@@ -372,7 +396,7 @@ def send_edition(
         report.no_articles = True
         return report
     report.edition_id, report.created = edition.id, created
-    planned = plan_audience(app, newsletter, edition.id, segment, batch_size)
+    planned = plan_audience(app, newsletter, edition.id, segment, batch_size, as_of)
     if planned is not None:
         report.planned = planned.planned
     report.uncertain_recovered = ledger.recover_stale(app.sessions, edition.id)
@@ -404,6 +428,8 @@ def send_edition(
         report.nothing_new = True
     ledger.settle_edition(app.sessions, edition.id)
     _fill_counts(app, edition.id, report)
+    with app.sessions() as s:
+        report.waiting, report.next_wave = waves.waiting(s, edition.id, utcnow())
     report.elapsed = time.monotonic() - started
     return report
 

@@ -173,6 +173,12 @@ def _print_report(r: SendReport) -> None:
             f"out. See `digest editions show {r.edition_id}`; resend them with "
             "--resend-uncertain.[/yellow]"
         )
+    if r.waiting and r.next_wave is not None and not r.dry_run:
+        console.print(
+            f"{r.waiting} deliveries scheduled for later waves (readers' local time), next at "
+            f"{r.next_wave:%Y-%m-%d %H:%M} UTC: a running `digest scheduler` or `digest worker` "
+            "sends each wave when it falls due (or run this command again then)."
+        )
     if r.stopped:
         console.print("[yellow]Stopped on request; run the same command again to resume.[/yellow]")
     if r.paused:

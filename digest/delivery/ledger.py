@@ -14,7 +14,7 @@ import os
 import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select, update
@@ -83,6 +83,8 @@ class PlannedRecipient:
     email: str
     variant_key: str | None  # None: nothing to send this reader (see reason)
     reason: str | None = None
+    #: Not to be sent before this time (local-time waves); None: with the send itself.
+    not_before: datetime | None = None
 
 
 @dataclass
@@ -100,17 +102,21 @@ def plan_deliveries(
     variant_ids: dict[str, int],
     batch_size: int,
 ) -> PlanCounts:
-    """Write pending deliveries in batches of one variant each (in the caller's transaction)."""
+    """Write pending deliveries in batches of one variant and one wave each
+    (``not_before``), in the caller's transaction."""
     counts = PlanCounts()
-    buffers: dict[str, list[PlannedRecipient]] = {}
+    buffers: dict[tuple[str, datetime | None], list[PlannedRecipient]] = {}
     skipped: list[PlannedRecipient] = []
     now = utcnow()
 
-    def flush_batch(key: str) -> None:
-        rows = buffers.pop(key, [])
+    def flush_batch(group: tuple[str, datetime | None]) -> None:
+        rows = buffers.pop(group, [])
         if not rows:
             return
-        batch = DeliveryBatch(edition_id=edition_id, variant_id=variant_ids[key])
+        key, not_before = group
+        batch = DeliveryBatch(
+            edition_id=edition_id, variant_id=variant_ids[key], not_before=not_before
+        )
         session.add(batch)
         session.flush()
         insert_ignore(
@@ -166,12 +172,13 @@ def plan_deliveries(
             if len(skipped) >= 1000:
                 flush_skipped()
             continue
-        bucket = buffers.setdefault(rcpt.variant_key, [])
+        group = (rcpt.variant_key, rcpt.not_before)
+        bucket = buffers.setdefault(group, [])
         bucket.append(rcpt)
         if len(bucket) >= batch_size:
-            flush_batch(rcpt.variant_key)
-    for key in list(buffers):
-        flush_batch(key)
+            flush_batch(group)
+    for group in list(buffers):
+        flush_batch(group)
     flush_skipped()
     return counts
 

@@ -1,0 +1,218 @@
+"""`digest scheduler` (the service), `digest schedule list` and `digest schedule run`."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import UTC, datetime, tzinfo
+from zoneinfo import ZoneInfo
+
+import click
+from rich.table import Table
+
+from digest.cli._common import (
+    App,
+    as_of_option,
+    console,
+    err_console,
+    json_option,
+    parse_as_of,
+    pass_app,
+    print_json,
+)
+from digest.delivery.base import SendOptions
+from digest.delivery.factory import BACKENDS
+from digest.scheduling.runs import PAUSED, STOPPED, RunContext, run_edition
+from digest.scheduling.service import DigestScheduler, overview
+from digest.signals import graceful_stop
+
+backend_option = click.option(
+    "--backend",
+    type=click.Choice(BACKENDS),
+    help="Where to deliver (default: DIGEST_BACKEND, itself 'outbox').",
+)
+concurrency_option = click.option(
+    "--concurrency", type=click.IntRange(1, 64), default=None, help="Sending threads per run."
+)
+rate_option = click.option(
+    "--rate", type=click.FloatRange(min=0.1), help="At most this many messages per second."
+)
+
+
+def _options(backend: str, concurrency: int | None, rate: float | None) -> SendOptions:
+    return SendOptions(concurrency=concurrency or (4 if backend == "sendgrid" else 1), rate=rate)
+
+
+@click.command()
+@backend_option
+@concurrency_option
+@rate_option
+@click.option(
+    "--once",
+    is_flag=True,
+    help="Run what is due now (and take up unfinished runs), then exit: for cron or a timer.",
+)
+@pass_app
+def scheduler(
+    app: App, backend: str | None, concurrency: int | None, rate: float | None, once: bool
+) -> None:
+    """Run every newsletter on its schedule until stopped: ingest its sources, then send
+    the edition for the period that just ended.
+
+    Jobs live in the database (table apscheduler_jobs), so a restart, or a second
+    scheduler by mistake, never sends an edition twice. A run missed by more than
+    DIGEST_SCHEDULER_MISFIRE_GRACE seconds is recorded as missed, not sent late.
+    SIGTERM or Ctrl-C stops it after the message in hand; the next start resumes.
+
+    \b
+    Example:
+        digest scheduler
+        digest scheduler --backend sendgrid --concurrency 4
+        digest scheduler --once   # from cron or a systemd timer
+    """
+    logging.basicConfig(
+        level=app.settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    name = backend or app.settings.backend
+    stop = threading.Event()
+    service = DigestScheduler(
+        app, backend=name, options=_options(name, concurrency, rate), stop=stop
+    )
+
+    def on_signal(_signum: int) -> None:
+        err_console.print("scheduler: stopping after the message in hand…")
+        service.wakeup()
+
+    with graceful_stop(stop, on_signal):
+        service.start()
+        err_console.print(
+            f"scheduler: started with {len(app.config.newsletters)} newsletter(s), "
+            f"backend {name}; SIGTERM or Ctrl-C stops it"
+        )
+        if once:
+            service.tick()
+            service.shutdown()
+        else:
+            service.serve()
+    err_console.print("scheduler: stopped")
+
+
+@click.group()
+def schedule() -> None:
+    """The newsletters' schedules: what runs when, and running one now.
+
+    \b
+    Example:
+        digest schedule list
+        digest schedule run weekly
+    """
+
+
+@schedule.command("list")
+@click.option("--count", type=click.IntRange(1, 50), default=3, show_default=True)
+@json_option
+@pass_app
+def schedule_list(app: App, count: int, as_json: bool) -> None:
+    """Each newsletter's rule, timezone, next fire times (local and UTC) and last run.
+
+    \b
+    Example:
+        digest schedule list
+        digest schedule list --count 5 --json
+    """
+    rows = overview(app, count=count)
+    if as_json:
+        print_json(rows)
+        return
+    for row in rows:
+        local_note = " · readers' local time" if row["local_time"] else ""
+        console.print(
+            f"[bold]{row['newsletter']}[/bold]  {row['schedule']}  {row['timezone']}{local_note}"
+        )
+        grid = Table.grid(padding=(0, 2))
+        grid.add_column(style="dim")
+        grid.add_column(no_wrap=True)
+        grid.add_column(no_wrap=True)
+        zone = ZoneInfo(row["timezone"])
+        for i, t in enumerate(row["next"]):
+            grid.add_row("next" if i == 0 else "", _short(t["local"], zone), _short(t["utc"], UTC))
+        if not row["next"]:
+            grid.add_row("next", "never", "")
+        last = row["last_run"]
+        if last is None:
+            grid.add_row("last", "no run yet", "")
+        else:
+            grid.add_row("last", last["outcome"], f"due {_short(last['scheduled_for'], UTC)}")
+        for held in row.get("waiting", []):
+            grid.add_row(
+                "waves",
+                f"{held['deliveries']} deliveries waiting",
+                f"next {_short(held['next_wave'], UTC)}",
+            )
+        console.print(grid)
+        if last is not None and last["detail"]:
+            console.print(f"  {last['detail']}", style="dim")
+        console.print()
+
+
+def _short(value: str | None, zone: tzinfo) -> str:
+    """An ISO time shown in ``zone``: ``Mon 2026-11-30 08:00 GMT``."""
+    if not value:
+        return "-"
+    return f"{datetime.fromisoformat(value).astimezone(zone):%a %Y-%m-%d %H:%M %Z}"
+
+
+@schedule.command("run")
+@click.argument("newsletter")
+@as_of_option
+@backend_option
+@concurrency_option
+@rate_option
+@json_option
+@pass_app
+def schedule_run(
+    app: App,
+    newsletter: str,
+    as_of: str | None,
+    backend: str | None,
+    concurrency: int | None,
+    rate: float | None,
+    as_json: bool,
+) -> None:
+    """Run a newsletter's scheduled job now: ingest its sources, then send the edition for
+    the period before now (or --as-of), recorded like a scheduled run.
+
+    Give --as-of the time of a missed run to send that run's edition late.
+
+    \b
+    Example:
+        digest schedule run weekly
+        digest schedule run weekly --as-of 2026-11-23T08:00
+    """
+    nl = app.config.newsletter(newsletter)
+    when = parse_as_of(as_of, nl.zone)
+    name = backend or app.settings.backend
+    cancel = threading.Event()
+    ctx = RunContext(app, cancel=cancel, backend=name, options=_options(name, concurrency, rate))
+
+    def on_signal(_signum: int) -> None:
+        err_console.print("stopping after the message in hand…")
+
+    with graceful_stop(cancel, on_signal):
+        result = run_edition(ctx, nl.name, when, manual=True)
+    if as_json:
+        print_json(result.to_dict())
+    else:
+        console.print(f"[bold]{nl.name}[/bold] run for {_short(when.isoformat(), nl.zone)}: ")
+        console.print(f"{result.outcome}: {result.detail}")
+        report = result.report
+        if report is not None and report.waiting:
+            console.print(
+                f"{report.waiting} deliveries wait for later local-time waves; a running "
+                "`digest scheduler` or `digest worker` sends each wave when it falls due."
+            )
+    if result.outcome in (STOPPED, PAUSED):
+        raise SystemExit(3)
+
+
+COMMANDS = [scheduler, schedule]
