@@ -17,7 +17,9 @@ Choices about hostile XML, in one place:
   document that does not end with its root's closing tag is *truncated* and is
   refused outright, since its last entry may be cut short.  A complete document
   with an XML error (a stray ``&``, an undefined entity) keeps the entries that
-  parsed, with a warning; if no entry parsed it is an error.
+  parsed, with a warning; if no entry parsed it is an error.  Broken XML over
+  ``LENIENT_LIMIT`` is refused, as the loose parser slows down badly on it.
+* Summary HTML is sanitised by nh3 (html5ever), not by feedparser.
 """
 
 from __future__ import annotations
