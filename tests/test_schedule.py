@@ -58,8 +58,7 @@ def second_app(world: World) -> App:
     return app
 
 
-@pytest.fixture
-def schedulers() -> Iterator[Callable[..., DigestScheduler]]:
+def scheduler_pool() -> Iterator[Callable[..., DigestScheduler]]:
     """Start schedulers (memory backend, 1 h grace); all are shut down afterwards."""
     started: list[DigestScheduler] = []
 
@@ -78,6 +77,9 @@ def schedulers() -> Iterator[Callable[..., DigestScheduler]]:
     for scheduler in started:
         if scheduler.running:
             scheduler.shutdown()
+
+
+schedulers = pytest.fixture(scheduler_pool, name="schedulers")
 
 
 def run_rows(app: App) -> list[tuple[datetime, str]]:
