@@ -21,8 +21,10 @@ from digest import __version__
 from digest.config import Settings
 from digest.errors import SourceError
 
-PROJECT_URL = "https://github.com/digest-newsletter/digest"
-USER_AGENT = f"digest/{__version__} (+{PROJECT_URL})"
+def user_agent(settings: Settings) -> str:
+    """``digest/VERSION (+BASE_URL)``: names the project, and the publication running it
+    so a site's operator can see whose fetches these are."""
+    return f"digest/{__version__} (newsletter digest; +{settings.base_url})"
 MAX_REDIRECTS = 5
 ACCEPT = (
     "application/rss+xml, application/atom+xml, application/feed+json, "
@@ -60,7 +62,7 @@ def make_client(settings: Settings) -> httpx.Client:
         timeout=settings.http_timeout,
         follow_redirects=True,
         max_redirects=MAX_REDIRECTS,
-        headers={"User-Agent": USER_AGENT, "Accept": ACCEPT},
+        headers={"User-Agent": user_agent(settings), "Accept": ACCEPT},
     )
 
 
@@ -87,7 +89,7 @@ def fetch_url(
     last_modified: str | None = None,
 ) -> Fetched:
     """GET ``url`` (conditionally, when ``etag``/``last_modified`` are known)."""
-    headers = {"User-Agent": USER_AGENT, "Accept": ACCEPT}
+    headers = {"User-Agent": user_agent(settings), "Accept": ACCEPT}
     if etag:
         headers["If-None-Match"] = etag
     if last_modified:
