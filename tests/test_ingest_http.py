@@ -137,7 +137,9 @@ def test_user_agent_names_the_project(server: LocalServer) -> None:
     assert fetched.content_type == "application/rss+xml"
     assert fetched.charset == "utf-8"
     [(_, headers)] = server.requests
-    assert headers["User-Agent"].startswith(f"digest/{__version__} (+https://github.com/")
+    assert headers["User-Agent"] == (
+        f"digest/{__version__} (newsletter digest; +http://127.0.0.1:8000)"
+    )
 
 
 def test_redirects_are_followed_and_the_final_url_kept(server: LocalServer) -> None:
