@@ -1,27 +1,151 @@
-"""The web application (Starlette): for now the SendGrid Event Webhook.
+"""The web application (FastAPI on Starlette): one ASGI app in four areas.
 
-Serve it with uvicorn's factory mode, e.g.
+* public pages at ``DIGEST_BASE_URL`` (:mod:`~digest.web.public`,
+  :mod:`~digest.web.archive`): subscribe with double opt-in, confirm, one-click
+  unsubscribe, preferences, the web version of each edition, archives with Atom feeds;
+* the editor's preview with live reload (:mod:`~digest.web.editor`);
+* the admin console at ``/admin`` (:mod:`~digest.web.admin`) and its JSON endpoints
+  at ``/api`` (:mod:`~digest.web.api`, OpenAPI schema at ``/api/openapi.json``);
+* the SendGrid Event Webhook at ``/webhooks/sendgrid`` (:mod:`~digest.web.webhooks`).
+
+Serve it with ``digest serve`` (uvicorn), or uvicorn's factory mode:
 ``uvicorn --factory digest.web:main --host 127.0.0.1 --port 8000``.
 """
 
 from __future__ import annotations
 
-from starlette.applications import Starlette
+import logging
+from pathlib import Path
 
+from fastapi import FastAPI
+from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import DataError
+from starlette.exceptions import HTTPException
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.staticfiles import StaticFiles
+
+from digest import __version__
 from digest.app import App
-from digest.web import webhooks
+from digest.errors import DigestError
+from digest.web import admin, api, archive, editor, public, webhooks
+from digest.web.pages import (
+    ADMIN_SESSION_SECONDS,
+    Limited,
+    WebError,
+    WebOptions,
+    WebState,
+    error_page,
+    status_for,
+    wants_json,
+)
+from digest.web.security import SecurityHeaders, derive_key
+from subscribers.errors import SubscribersError
+
+log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).parent / "static"
+SESSION_COOKIE = "digest_session"
+_TITLES = {404: "Page not found", 405: "Not allowed", 413: "Too large"}
 
 
-def create_app(app: App) -> Starlette:
-    """The ASGI application for one :class:`~digest.app.App` (its settings and database)."""
-    web = Starlette(routes=[*webhooks.routes(app)])
+def create_app(
+    app: App, *, open_preview: bool = False, options: WebOptions | None = None
+) -> FastAPI:
+    """The ASGI application for one :class:`~digest.app.App` (its settings and database).
+
+    ``open_preview`` serves ``/preview`` without signing in (``digest preview`` does
+    that on the editor's own machine); ``options`` tunes the rest (see WebOptions).
+    """
+    options = options or WebOptions()
+    if open_preview:
+        options.open_preview = True
+    web = FastAPI(
+        title="digest",
+        version=__version__,
+        description="JSON endpoints of digest's web app (the pages are HTML).",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/api/openapi.json",
+    )
     web.state.app = app
+    web.state.web = state = WebState(app, options)
+    for module in (public, archive, editor, admin, api):
+        web.include_router(module.router)
+    web.router.routes.extend(webhooks.routes(app))
+    web.mount("/static", StaticFiles(directory=STATIC), name="static")
+    _handle_errors(web)
+    settings = app.settings
+    web.add_middleware(
+        SessionMiddleware,
+        secret_key=derive_key(state.secret, "digest.web.session"),
+        session_cookie=SESSION_COOKIE,
+        max_age=ADMIN_SESSION_SECONDS,
+        same_site="lax",
+        https_only=settings.base_url.lower().startswith("https://"),
+    )
+    web.add_middleware(SecurityHeaders)
+    if state.secret == "insecure-development-key-change-me" and settings.base_url.startswith(
+        "https://"
+    ):
+        log.warning("DIGEST_SECRET_KEY is the development default: set a long random value")
     return web
 
 
-def main() -> Starlette:
+def _handle_errors(web: FastAPI) -> None:
+    async def web_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, WebError)
+        response = error_page(request, exc.status, exc.title, exc.message)
+        if isinstance(exc, Limited):
+            response.headers["Retry-After"] = exc.retry_after
+        return response
+
+    async def domain_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, DigestError | SubscribersError)
+        status = status_for(exc)
+        title = {404: "Not found", 503: "Not available"}.get(status, "That did not work")
+        return error_page(request, status, title, str(exc))
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        if wants_json(request):
+            response = error_page(request, exc.status_code, "", str(exc.detail))
+        else:
+            title = _TITLES.get(exc.status_code, "Something is not right")
+            message = "There is nothing at this address." if exc.status_code == 404 else title
+            response = error_page(request, exc.status_code, title, message)
+        for name, value in (exc.headers or {}).items():
+            response.headers[name] = value
+        return response
+
+    async def invalid_request(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        if wants_json(request):
+            return await request_validation_exception_handler(request, exc)
+        return error_page(request, 404, "Page not found", "There is nothing at this address.")
+
+    async def bad_data(request: Request, exc: Exception) -> Response:
+        log.info("refused a request the database could not store: %s", exc.__class__.__name__)
+        return error_page(
+            request,
+            400,
+            "That did not work",
+            "the input holds characters or values the database cannot store",
+        )
+
+    web.add_exception_handler(WebError, web_error)
+    web.add_exception_handler(DigestError, domain_error)
+    web.add_exception_handler(SubscribersError, domain_error)
+    web.add_exception_handler(HTTPException, http_error)
+    web.add_exception_handler(RequestValidationError, invalid_request)
+    web.add_exception_handler(DataError, bad_data)
+
+
+def main() -> FastAPI:
     """The application with settings from the environment and ``.env``."""
     return create_app(App())
 
 
-__all__ = ["create_app", "main"]
+__all__ = ["WebOptions", "create_app", "main"]

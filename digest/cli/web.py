@@ -1,0 +1,123 @@
+"""`digest serve` (the web app) and `digest preview` (the editor's preview, locally)."""
+
+from __future__ import annotations
+
+import errno
+import socket
+from urllib.parse import urlencode
+
+import click
+import uvicorn
+
+from digest.cli._common import App, as_of_option, console, parse_as_of, pass_app
+from digest.errors import ConfigError
+from digest.web import create_app
+
+#: Seconds uvicorn waits for open connections (live-reload streams) when stopping.
+GRACEFUL_SECONDS = 3
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port`` (port 0 picks a free one), or a clear error."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(
+                f"{host}:{port} is already in use; pick another with --port (0 picks a free one)"
+            ) from None
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.listen(128)
+    sock.set_inheritable(True)
+    return sock
+
+
+def run(web: object, sock: socket.socket, log_level: str) -> None:
+    config = uvicorn.Config(
+        web,  # type: ignore[arg-type]
+        log_level=log_level.lower(),
+        timeout_graceful_shutdown=GRACEFUL_SECONDS,
+        proxy_headers=True,
+    )
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option("--reload", is_flag=True, help="Restart when the Python code changes (development).")
+@pass_app
+def serve(app: App, host: str, port: int, reload: bool) -> None:
+    """Run the web app: subscribe pages, preview, admin console and webhooks.
+
+    Public pages answer at DIGEST_BASE_URL (put a TLS proxy in front and set it to
+    the https address); the admin console at /admin needs DIGEST_ADMIN_PASSWORD.
+    Behind a proxy, uvicorn trusts X-Forwarded-For from 127.0.0.1 only (see
+    FORWARDED_ALLOW_IPS) so that rate limits see real client addresses.
+
+    \b
+    Example:
+        digest serve
+        DIGEST_ADMIN_PASSWORD=s3cret digest serve --host 0.0.0.0 --port 8080
+    """
+    if reload:
+        console.print(f"Serving on http://{host}:{port}/ (restarting on code changes)")
+        uvicorn.run(
+            "digest.web:main",
+            factory=True,
+            host=host,
+            port=port,
+            reload=True,
+            log_level=app.settings.log_level.lower(),
+            timeout_graceful_shutdown=GRACEFUL_SECONDS,
+        )
+        return
+    web = create_app(app)
+    sock = bind(host, port)
+    console.print(f"Serving on http://{host}:{sock.getsockname()[1]}/")
+    run(web, sock, app.settings.log_level)
+
+
+@click.command()
+@click.argument("newsletter", required=False)
+@as_of_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8001,
+    show_default=True,
+    help="Port (0 picks a free one).",
+)
+@pass_app
+def preview(app: App, newsletter: str | None, as_of: str | None, host: str, port: int) -> None:
+    """Preview an edition in the browser; the page reloads when a template is saved.
+
+    Serves the preview (no sign-in: keep it on 127.0.0.1) and prints its URL.
+    The page shows the email at desktop and mobile widths and in dark mode, the
+    plain-text version, the size against Gmail's clip and any problems found, and
+    can send a test copy.  Stop it with Ctrl+C.
+
+    \b
+    Example:
+        digest preview weekly --as-of 2026-11-23
+        DIGEST_TEMPLATES=./my-templates digest preview --port 0
+    """
+    config = app.config
+    nl = config.newsletter(newsletter) if newsletter else next(iter(config.newsletters.values()))
+    day = parse_as_of(as_of, nl.zone).astimezone(nl.zone).date()
+    web = create_app(app, open_preview=True)
+    sock = bind(host, port)
+    where = sock.getsockname()
+    shown = f"[{where[0]}]" if ":" in where[0] else where[0]
+    query = urlencode({"newsletter": nl.name, "as_of": day.isoformat()})
+    click.echo(f"Preview of {nl.title}: http://{shown}:{where[1]}/preview?{query}")
+    click.echo("Saving a template or digest.toml reloads the page. Stop with Ctrl+C.")
+    run(web, sock, "warning")
+
+
+COMMANDS = [serve, preview]

@@ -1,0 +1,646 @@
+"""The admin console at ``/admin``: lists, subscribers, CSV import, segments, editions.
+
+Sign in with ``DIGEST_ADMIN_PASSWORD``; without one the console is switched off (404
+with a page that says how to switch it on).  Every page needs the signed-in
+session (else 401 and the sign-in form), every form its CSRF token (else 403).
+Sign-in attempts are rate-limited per client IP.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from digest.config import DigestConfig
+from digest.errors import NotFound
+from digest.models import Edition, Variant
+from digest.personalize import web_url
+from digest.web.pages import (
+    MAX_UPLOAD_BYTES,
+    AdminDisabled,
+    Limited,
+    WebError,
+    client_ip,
+    field,
+    fields,
+    flash,
+    in_session,
+    is_admin,
+    read_form,
+    render,
+    require_admin,
+    safe_next,
+    state,
+)
+from digest.web.ratelimit import retry_after
+from digest.web.security import ADMIN_AT_KEY, ADMIN_KEY, rotate_csrf
+from digest.web.stats import bar_chart, edition_stats
+from subscribers import io as subscribers_io
+from subscribers import lists as subscribers_lists
+from subscribers import segments as subscribers_segments
+from subscribers import service
+from subscribers.errors import SubscribersError
+from subscribers.models import MailingList, Status, Subscriber
+
+router = APIRouter(prefix="/admin", include_in_schema=False)
+
+PAGE_SIZE = 50
+#: Rejected rows listed on the import report page (all are counted).
+REPORT_ROWS = 500
+
+
+def known_categories(config: DigestConfig, list_name: str | None = None) -> list[str]:
+    """The categories of the newsletters mailing ``list_name`` (all newsletters if None)."""
+    out: list[str] = []
+    for nl in config.newsletters.values():
+        if list_name is None or nl.list_name == list_name:
+            out.extend(c for c in nl.category_names if c not in out)
+    return out
+
+
+def _categories_or_none(config: DigestConfig, list_name: str) -> list[str] | None:
+    """Known categories for a list, or None (accept any) when no newsletter mails it."""
+    if not any(nl.list_name == list_name for nl in config.newsletters.values()):
+        return None
+    return known_categories(config, list_name)
+
+
+# ---------------------------------------------------------------------------
+# Signing in and out
+
+
+@router.get("/login")
+async def login_page(request: Request) -> Response:
+    if state(request).admin is None:
+        require_admin(request)  # raises AdminDisabled
+    if is_admin(request):
+        return RedirectResponse(safe_next(request.query_params.get("next")), status_code=303)
+    context = {"next": safe_next(request.query_params.get("next")), "error": None}
+    return render(request, "admin/login.html.j2", context)
+
+
+@router.post("/login")
+async def login(request: Request) -> Response:
+    web = state(request)
+    if web.admin is None:
+        raise AdminDisabled("Set DIGEST_ADMIN_PASSWORD and restart the web app to switch it on.")
+    wait = web.login_limit.take(client_ip(request))
+    if wait:
+        raise Limited("Too many sign-in attempts. Wait a minute and try again.", retry_after(wait))
+    form = await read_form(request)
+    target = safe_next(field(form, "next", 500))
+    password = form.get("password")
+    admin = web.admin
+    ok = isinstance(password, str) and await _check(admin.check, password)
+    if not ok:
+        context = {"next": target, "error": "That password is not right."}
+        return render(request, "admin/login.html.j2", context, status=401)
+    request.session[ADMIN_KEY] = admin.fingerprint
+    request.session[ADMIN_AT_KEY] = int(time.time())
+    rotate_csrf(request.session)
+    return RedirectResponse(target, status_code=303)
+
+
+async def _check(check: Any, password: str) -> bool:
+    return bool(await run_in_threadpool(check, password))
+
+
+@router.post("/logout")
+async def logout(request: Request) -> Response:
+    await read_form(request)
+    request.session.clear()
+    return RedirectResponse("/admin/login", status_code=303)
+
+
+# ---------------------------------------------------------------------------
+# Dashboard and lists
+
+
+@router.get("")
+async def dashboard(request: Request) -> Response:
+    require_admin(request)
+    config = state(request).digest_config()
+
+    def load(session: Session) -> list[Any]:
+        return subscribers_lists.all_lists(session)
+
+    summaries = await in_session(request, load)
+    users: dict[str, list[str]] = {}
+    for nl in config.newsletters.values():
+        users.setdefault(nl.list_name, []).append(nl.title)
+    missing = sorted(set(users) - {s.mailing_list.name for s in summaries})
+    return render(
+        request,
+        "admin/dashboard.html.j2",
+        {
+            "summaries": summaries,
+            "users": users,
+            "missing": missing,
+            "statuses": [s.value for s in Status],
+            "newsletters": list(config.newsletters.values()),
+        },
+    )
+
+
+@router.post("/lists")
+async def create_list(request: Request) -> Response:
+    require_admin(request)
+    form = await read_form(request)
+    name = field(form, "name", 100)
+    description = field(form, "description", 2000)
+    double = form.get("double_opt_in") == "on"
+    try:
+        await in_session(
+            request,
+            lambda s: subscribers_lists.create_list(
+                s, name, description=description, double_opt_in=double
+            ),
+        )
+    except SubscribersError as exc:
+        flash(request, str(exc), "error")
+    else:
+        flash(request, f"List {name!r} created.", "success")
+    return RedirectResponse("/admin", status_code=303)
+
+
+# ---------------------------------------------------------------------------
+# Subscribers
+
+
+def _parse_segment(value: str) -> tuple[str | None, str | None]:
+    list_name, slash, segment = value.partition("/")
+    return (list_name or None, segment or None) if slash else (None, None)
+
+
+def _search(
+    session: Session,
+    list_name: str | None,
+    segment: str | None,
+    status: str | None,
+    query: str,
+    page: int,
+) -> dict[str, Any]:
+    stmt: Any
+    if list_name:
+        stmt = service.members(session, list_name, segment=segment, status=status)
+    else:
+        stmt = select(Subscriber).order_by(Subscriber.id)
+        if status:
+            stmt = stmt.where(Subscriber.status == Status(status))
+    if query:
+        stmt = stmt.where(
+            or_(
+                Subscriber.email_key.contains(query.lower(), autoescape=True),
+                Subscriber.name.icontains(query, autoescape=True),
+            )
+        )
+    total = service.count(session, stmt)
+    rows = []
+    for row in session.execute(stmt.limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)):
+        sub = row[0]
+        member = row[1] if len(row) > 1 else None
+        status_shown = (
+            Status(member.status).value
+            if member is not None and sub.status is Status.ACTIVE
+            else Status(sub.status).value
+        )
+        rows.append(
+            {
+                "id": sub.id,
+                "email": sub.email or "(erased)",
+                "name": sub.name,
+                "status": status_shown,
+                "categories": list(sub.categories or []),
+                "created_at": sub.created_at,
+            }
+        )
+    segments = [
+        f"{seg.mailing_list.name}/{seg.name}" for seg in subscribers_segments.list_segments(session)
+    ]
+    list_names = [m.name for m in session.scalars(select(MailingList).order_by(MailingList.name))]
+    return {"rows": rows, "total": total, "segments": segments, "lists": list_names}
+
+
+@router.get("/subscribers")
+async def subscribers_page(request: Request) -> Response:
+    require_admin(request)
+    params = request.query_params
+    query = (params.get("q") or "").strip()[:200]
+    status = params.get("status") or None
+    if status not in {None, *(s.value for s in Status)}:
+        raise WebError(f"{status!r} is not a status.", status=400)
+    list_name = params.get("list") or None
+    seg_list, segment = _parse_segment(params.get("segment") or "")
+    if segment:
+        list_name = seg_list
+    page = int(params["page"]) if (params.get("page") or "").isdigit() else 1
+    page = max(1, min(page, 100_000))
+    try:
+        found = await in_session(request, _search, list_name, segment, status, query, page)
+    except SubscribersError as exc:
+        raise WebError(str(exc), status=404) from None
+    pages = max(1, -(-found["total"] // PAGE_SIZE))
+    return render(
+        request,
+        "admin/subscribers.html.j2",
+        {
+            **found,
+            "q": query,
+            "status": status or "",
+            "list": list_name or "",
+            "segment": f"{list_name}/{segment}" if segment else "",
+            "statuses": [s.value for s in Status],
+            "page": page,
+            "pages": pages,
+            "query_for": lambda p: _page_query(params, p),
+        },
+    )
+
+
+def _page_query(params: Any, page: int) -> str:
+    kept = {k: v for k, v in params.items() if k != "page" and v}
+    return urlencode({**kept, "page": page})
+
+
+def _subscriber(session: Session, subscriber_id: int) -> dict[str, Any]:
+    try:
+        subscriber = service.get_by_id(session, subscriber_id)
+    except SubscribersError:
+        raise NotFound(f"no subscriber with id {subscriber_id}") from None
+    return service.describe(session, subscriber)
+
+
+@router.get("/subscribers/{subscriber_id}")
+async def subscriber_page(request: Request, subscriber_id: int) -> Response:
+    require_admin(request)
+    return await _subscriber_view(request, subscriber_id)
+
+
+async def _subscriber_view(
+    request: Request, subscriber_id: int, *, error: str | None = None, status: int = 200
+) -> Response:
+    who = await in_session(request, _subscriber, subscriber_id)
+    config = state(request).digest_config()
+    attributes = "\n".join(f"{k} = {v}" for k, v in sorted(who["attributes"].items()))
+    return render(
+        request,
+        "admin/subscriber.html.j2",
+        {
+            "who": who,
+            "categories": known_categories(config),
+            "chosen": who["categories"],
+            "attributes_text": attributes,
+            "error": error,
+        },
+        status=status,
+    )
+
+
+def parse_attributes(text: str) -> dict[str, str]:
+    """``name = value`` lines (``:`` works too); blank lines are skipped."""
+    out: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        sep = "=" if "=" in line else ":"
+        name, found, value = line.partition(sep)
+        if not found or not name.strip():
+            raise WebError(f"attributes, line {number}: write name = value")
+        out[name.strip()] = value.strip()
+    return out
+
+
+@router.post("/subscribers/{subscriber_id}")
+async def subscriber_save(request: Request, subscriber_id: int) -> Response:
+    require_admin(request)
+    form = await read_form(request)
+    config = state(request).digest_config()
+    known = known_categories(config)
+    try:
+        attributes = parse_attributes(field(form, "attributes", 20_000))
+    except WebError as exc:
+        return await _subscriber_view(request, subscriber_id, error=exc.message, status=400)
+    chosen = fields(form, "categories")
+    timezone = field(form, "timezone", 64)
+
+    def work(session: Session) -> bool:
+        current = _subscriber(session, subscriber_id)
+        updates: dict[str, Any] = {k: None for k in current["attributes"] if k not in attributes}
+        updates.update(attributes)
+        return service.update_subscriber(
+            session,
+            subscriber_id,
+            name=field(form, "name", 200),
+            categories=[] if known and set(chosen) >= set(known) else chosen,
+            attributes=updates or None,
+            timezone=timezone or None,
+            known_categories=known or None,
+        )
+
+    try:
+        changed = await in_session(request, work)
+    except SubscribersError as exc:
+        return await _subscriber_view(request, subscriber_id, error=str(exc), status=400)
+    flash(request, "Saved." if changed else "Nothing changed.", "success")
+    return RedirectResponse(f"/admin/subscribers/{subscriber_id}", status_code=303)
+
+
+@router.post("/subscribers/{subscriber_id}/unsubscribe")
+async def subscriber_unsubscribe(request: Request, subscriber_id: int) -> Response:
+    require_admin(request)
+    form = await read_form(request)
+    list_name = field(form, "list", 100) or None
+
+    def work(session: Session) -> None:
+        _subscriber(session, subscriber_id)
+        service.unsubscribe(session, subscriber_id, list_name, reason="admin console")
+
+    try:
+        await in_session(request, work)
+    except SubscribersError as exc:
+        flash(request, str(exc), "error")
+    else:
+        where = f"from {list_name!r}" if list_name else "from every list"
+        flash(request, f"Unsubscribed {where}.", "success")
+    return RedirectResponse(f"/admin/subscribers/{subscriber_id}", status_code=303)
+
+
+@router.post("/subscribers/{subscriber_id}/forget")
+async def subscriber_forget(request: Request, subscriber_id: int) -> Response:
+    require_admin(request)
+    form = await read_form(request)
+    if form.get("confirm") != "yes":
+        return await _subscriber_view(
+            request,
+            subscriber_id,
+            error="Tick the box to confirm the erasure: it cannot be undone.",
+            status=400,
+        )
+
+    def work(session: Session) -> str:
+        who = _subscriber(session, subscriber_id)
+        service.forget(session, who["email"] or "")
+        return str(who["email"])
+
+    email = await in_session(request, work)
+    flash(request, f"Erased everything held about {email}.", "success")
+    return RedirectResponse("/admin/subscribers", status_code=303)
+
+
+# ---------------------------------------------------------------------------
+# CSV import
+
+
+async def _list_names(request: Request) -> list[str]:
+    return await in_session(
+        request,
+        lambda s: list(s.scalars(select(MailingList.name).order_by(MailingList.name))),
+    )
+
+
+@router.get("/import")
+async def import_page(request: Request) -> Response:
+    require_admin(request)
+    context = {"lists": await _list_names(request), "report": None, "error": None, "chosen": ""}
+    return render(request, "admin/import.html.j2", context)
+
+
+@router.post("/import")
+async def import_post(request: Request) -> Response:
+    require_admin(request)
+    form = await read_form(request)
+    list_name = field(form, "list", 100)
+    dry_run = form.get("dry_run") == "on"
+    upload = form.get("file")
+    lists = await _list_names(request)
+    context: dict[str, Any] = {"lists": lists, "report": None, "error": None, "chosen": list_name}
+    data = await upload.read(MAX_UPLOAD_BYTES + 1) if isinstance(upload, UploadFile) else b""
+    if not data:
+        context["error"] = "Choose a CSV file to import."
+        return render(request, "admin/import.html.j2", context, status=400)
+    if len(data) > MAX_UPLOAD_BYTES:
+        context["error"] = f"The file is larger than {MAX_UPLOAD_BYTES // (1024 * 1024)} MB."
+        return render(request, "admin/import.html.j2", context, status=413)
+    config = state(request).digest_config()
+    label = upload.filename if isinstance(upload, UploadFile) and upload.filename else "upload.csv"
+
+    def work(session: Session) -> subscribers_io.ImportReport:
+        return subscribers_io.import_csv(
+            session,
+            data,
+            list_name,
+            known_categories=_categories_or_none(config, list_name),
+            dry_run=dry_run,
+            consent_ip=client_ip(request),
+        )
+
+    try:
+        report = await in_session(request, work)
+    except SubscribersError as exc:
+        context["error"] = f"{label}: {exc}"
+        return render(request, "admin/import.html.j2", context, status=400)
+    context.update(
+        report=report,
+        counts=report.counts(),
+        rejected=report.rejected[:REPORT_ROWS],
+        more=max(0, len(report.rejected) - REPORT_ROWS),
+        filename=label,
+    )
+    return render(request, "admin/import.html.j2", context)
+
+
+# ---------------------------------------------------------------------------
+# Segments
+
+
+def _segments(session: Session) -> list[dict[str, Any]]:
+    out = []
+    for seg in subscribers_segments.list_segments(session):
+        list_name = seg.mailing_list.name
+        out.append(
+            {
+                "list": list_name,
+                "name": seg.name,
+                "rule": json.dumps(seg.rule, ensure_ascii=False),
+                "categories": list(seg.categories or []),
+                "recipients": service.count(
+                    session, service.recipients(session, list_name, seg.name)
+                ),
+                "members": service.count(
+                    session, service.members(session, list_name, segment=seg.name)
+                ),
+            }
+        )
+    return out
+
+
+def rule_count(session: Session, list_name: str, rule: dict[str, Any]) -> dict[str, int]:
+    """How many of ``list_name``'s recipients, and of all its members, match ``rule``."""
+    condition = subscribers_segments.compile_rule(rule)
+    return {
+        "recipients": service.count(
+            session, service.recipients(session, list_name).where(condition)
+        ),
+        "members": service.count(session, service.members(session, list_name).where(condition)),
+    }
+
+
+async def _segments_view(
+    request: Request, form_values: dict[str, Any] | None = None, *, status: int = 200
+) -> Response:
+    config = state(request).digest_config()
+    values: dict[str, Any] = {
+        "list": "",
+        "name": "",
+        "rule": "",
+        "categories": [],
+        "count": None,
+        "error": None,
+    }
+    values.update(form_values or {})
+    return render(
+        request,
+        "admin/segments.html.j2",
+        {
+            "segments": await in_session(request, _segments),
+            "lists": await _list_names(request),
+            "all_categories": known_categories(config),
+            "form": values,
+        },
+        status=status,
+    )
+
+
+@router.get("/segments")
+async def segments_page(request: Request) -> Response:
+    require_admin(request)
+    return await _segments_view(request, {"list": request.query_params.get("list", "")})
+
+
+def parse_rule(text: str) -> dict[str, Any]:
+    if not text.strip():
+        raise SubscribersError('write a rule, e.g. {"attr": "sector", "equals": "health"}')
+    return subscribers_segments.parse_rule_text(text, source="rule")
+
+
+@router.post("/segments")
+async def segments_post(request: Request) -> Response:
+    require_admin(request)
+    form = await read_form(request)
+    values: dict[str, Any] = {
+        "list": field(form, "list", 100),
+        "name": field(form, "name", 100),
+        "rule": field(form, "rule", 20_000),
+        "categories": fields(form, "categories"),
+        "count": None,
+        "error": None,
+    }
+    config = state(request).digest_config()
+    action = field(form, "action", 10)
+    try:
+        rule = parse_rule(values["rule"])
+        if action == "count":
+            values["count"] = await in_session(request, rule_count, values["list"], rule)
+            return await _segments_view(request, values)
+        known = _categories_or_none(config, values["list"])
+        await in_session(
+            request,
+            lambda s: subscribers_segments.create_segment(
+                s,
+                values["list"],
+                values["name"],
+                rule,
+                categories=values["categories"],
+                known_categories=known,
+            ),
+        )
+    except SubscribersError as exc:
+        values["error"] = str(exc)
+        return await _segments_view(request, values, status=400)
+    flash(request, f"Segment {values['name']!r} saved on {values['list']!r}.", "success")
+    return RedirectResponse("/admin/segments", status_code=303)
+
+
+@router.post("/segments/delete")
+async def segments_delete(request: Request) -> Response:
+    require_admin(request)
+    form = await read_form(request)
+    list_name, name = field(form, "list", 100), field(form, "name", 100)
+    try:
+        await in_session(request, lambda s: subscribers_segments.delete_segment(s, list_name, name))
+    except SubscribersError as exc:
+        flash(request, str(exc), "error")
+    else:
+        flash(request, f"Segment {name!r} deleted.", "success")
+    return RedirectResponse("/admin/segments", status_code=303)
+
+
+# ---------------------------------------------------------------------------
+# Editions
+
+
+def recent_editions(
+    session: Session, newsletter: str | None = None, limit: int = PAGE_SIZE
+) -> Sequence[Edition]:
+    stmt = select(Edition).order_by(Edition.created_at.desc(), Edition.id.desc()).limit(limit)
+    if newsletter:
+        stmt = stmt.where(Edition.newsletter == newsletter)
+    return session.scalars(stmt).all()
+
+
+@router.get("/editions")
+async def editions_page(request: Request) -> Response:
+    require_admin(request)
+    stats = await in_session(request, lambda s: edition_stats(s, recent_editions(s)))
+    return render(request, "admin/editions.html.j2", {"editions": stats})
+
+
+@router.get("/editions/{edition_id}")
+async def edition_page(request: Request, edition_id: int) -> Response:
+    require_admin(request)
+    settings = state(request).app.settings
+
+    def load(session: Session) -> tuple[Any, list[dict[str, Any]]]:
+        edition = session.get(Edition, edition_id)
+        if edition is None:
+            raise NotFound(f"no edition with id {edition_id}")
+        (stats,) = edition_stats(session, [edition])
+        variants = [
+            {
+                "key": v.key,
+                "sections": list(v.sections),
+                "subject": v.subject,
+                "html_bytes": len(v.html.encode("utf-8")),
+                "url": web_url(settings, edition.newsletter, edition.period, v.key),
+            }
+            for v in session.scalars(
+                select(Variant).where(Variant.edition_id == edition.id).order_by(Variant.id)
+            )
+        ]
+        return stats, variants
+
+    stats, variants = await in_session(request, load)
+    chart = bar_chart(
+        stats.bars(),
+        chart_id=f"chart-{stats.id}",
+        title=f"Delivery and engagement for {stats.newsletter} {stats.period}",
+    )
+    return render(
+        request,
+        "admin/edition.html.j2",
+        {"stats": stats, "variants": variants, "chart": chart},
+    )
+
+
+__all__ = ["known_categories", "parse_attributes", "router", "rule_count"]

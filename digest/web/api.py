@@ -1,0 +1,294 @@
+"""JSON endpoints under ``/api`` (described by the OpenAPI schema at ``/api/openapi.json``).
+
+Public: ``/api/health`` and ``/api/newsletters``.  Editors: ``/api/preview`` (the
+preview's report: subject, sizes, checks).  Admins: lists, subscribers, a rule's
+live count, editions with their counts.  They use the admin session cookie; the one
+POST also needs the session's CSRF token in ``X-CSRF-Token``.  Errors are
+``{"error": "..."}`` with a 4xx status.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, Request
+from pydantic import BaseModel, Field
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from digest.models import Edition
+from digest.web.admin import recent_editions, rule_count
+from digest.web.editor import as_of_time, check_day, parse_day, pick_newsletter
+from digest.web.pages import (
+    WebError,
+    check_api_csrf,
+    in_session,
+    require_admin,
+    require_editor,
+    state,
+)
+from digest.web.preview import ALL, build_preview
+from digest.web.stats import edition_stats
+from subscribers import lists as subscribers_lists
+from subscribers import service
+from subscribers.models import Status, Subscriber
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": None, "description": text}
+    for code, text in {
+        400: "Bad input",
+        401: "Sign in first",
+        403: "Missing or wrong CSRF token",
+        404: "Not found (or the admin console is off)",
+    }.items()
+}
+
+router = APIRouter(prefix="/api", tags=["api"])
+
+MAX_ID = 2**31 - 1
+
+
+class ErrorOut(BaseModel):
+    error: str
+
+
+for _code in ERRORS:
+    ERRORS[_code]["model"] = ErrorOut
+
+
+class Health(BaseModel):
+    status: str
+
+
+class NewsletterOut(BaseModel):
+    name: str
+    title: str
+    description: str
+    list_name: str = Field(alias="list")
+    categories: list[str]
+    archive: bool
+    subscribe_url: str
+    archive_url: str | None
+
+
+class FindingOut(BaseModel):
+    level: str
+    message: str
+
+
+class VariantOut(BaseModel):
+    key: str
+    label: str
+    sections: list[str]
+    readers: int | None
+
+
+class PreviewOut(BaseModel):
+    newsletter: str
+    period: str
+    as_of: date
+    first_day: date
+    last_day: date
+    edition_id: int | None
+    edition_status: str | None
+    variant: str
+    sections: list[str]
+    variants: list[VariantOut]
+    subject: str
+    preheader: str
+    articles: int
+    html_bytes: int
+    text_bytes: int
+    gmail_clip_bytes: int
+    findings: list[FindingOut]
+
+
+class ListOut(BaseModel):
+    name: str
+    description: str
+    double_opt_in: bool
+    members: dict[str, int]
+    total: int
+
+
+class SubscriberOut(BaseModel):
+    id: int
+    email: str | None
+    name: str
+    status: str
+    categories: list[str]
+    created_at: datetime
+
+
+class SubscriberPage(BaseModel):
+    total: int
+    limit: int
+    offset: int
+    items: list[SubscriberOut]
+
+
+class RuleCountIn(BaseModel):
+    list_name: str = Field(alias="list", min_length=1, max_length=100)
+    rule: dict[str, Any]
+
+
+class RuleCountOut(BaseModel):
+    recipients: int
+    members: int
+
+
+class EditionOut(BaseModel):
+    id: int
+    newsletter: str
+    period: str
+    status: str
+    subject: str
+    created_at: datetime
+    deliveries: dict[str, int]
+    readers: dict[str, int]
+    events: dict[str, int]
+
+
+@router.get("/health", response_model=Health)
+def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/newsletters", response_model=list[NewsletterOut])
+def newsletters(request: Request) -> list[dict[str, Any]]:
+    web = state(request)
+    base = web.base_url
+    return [
+        {
+            "name": nl.name,
+            "title": nl.title,
+            "description": nl.description,
+            "list": nl.list_name,
+            "categories": nl.category_names,
+            "archive": nl.archive,
+            "subscribe_url": f"{base}/subscribe/{nl.name}",
+            "archive_url": f"{base}/archive/{nl.name}" if nl.archive else None,
+        }
+        for nl in web.digest_config().newsletters.values()
+    ]
+
+
+@router.get("/preview", response_model=PreviewOut, responses=ERRORS)
+async def preview(
+    request: Request,
+    newsletter: Annotated[str | None, Query(max_length=100)] = None,
+    as_of: date | None = None,
+    variant: Annotated[str, Query(max_length=100)] = ALL,
+) -> dict[str, Any]:
+    require_editor(request)
+    nl = pick_newsletter(request, newsletter)
+    day = check_day(as_of) if as_of else parse_day(None, nl)
+    built = await run_in_threadpool(
+        build_preview, state(request).app, nl, as_of_time(day, nl), variant
+    )
+    return built.to_dict()
+
+
+@router.get("/lists", response_model=list[ListOut], responses=ERRORS)
+async def lists(request: Request) -> list[dict[str, Any]]:
+    require_admin(request)
+    summaries = await in_session(request, subscribers_lists.all_lists)
+    return [
+        {
+            "name": s.mailing_list.name,
+            "description": s.mailing_list.description,
+            "double_opt_in": s.mailing_list.double_opt_in,
+            "members": {k.value: v for k, v in s.counts.items()},
+            "total": s.total,
+        }
+        for s in summaries
+    ]
+
+
+@router.get("/subscribers", response_model=SubscriberPage, responses=ERRORS)
+async def subscribers(
+    request: Request,
+    list_name: Annotated[str | None, Query(alias="list", max_length=100)] = None,
+    segment: Annotated[str | None, Query(max_length=100)] = None,
+    status: Status | None = None,
+    q: Annotated[str, Query(max_length=200)] = "",
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> dict[str, Any]:
+    require_admin(request)
+    if segment and not list_name:
+        raise WebError("a segment belongs to a list: pass list as well")
+    query = q.strip()
+
+    def work(session: Session) -> dict[str, Any]:
+        stmt: Any
+        if list_name:
+            stmt = service.members(session, list_name, segment=segment, status=status)
+        else:
+            stmt = select(Subscriber).order_by(Subscriber.id)
+            if status is not None:
+                stmt = stmt.where(Subscriber.status == status)
+        if query:
+            stmt = stmt.where(
+                or_(
+                    Subscriber.email_key.contains(query.lower(), autoescape=True),
+                    Subscriber.name.icontains(query, autoescape=True),
+                )
+            )
+        total = service.count(session, stmt)
+        items = [
+            {
+                "id": row[0].id,
+                "email": row[0].email,
+                "name": row[0].name,
+                "status": Status(row[0].status).value,
+                "categories": list(row[0].categories or []),
+                "created_at": row[0].created_at,
+            }
+            for row in session.execute(stmt.limit(limit).offset(offset))
+        ]
+        return {"total": total, "limit": limit, "offset": offset, "items": items}
+
+    return await in_session(request, work)
+
+
+@router.post("/segments/count", response_model=RuleCountOut, responses=ERRORS)
+async def segment_count(request: Request, body: RuleCountIn) -> dict[str, int]:
+    """How many of a list's recipients (and members) a rule matches, before saving it."""
+    require_admin(request)
+    check_api_csrf(request)
+    return await in_session(request, rule_count, body.list_name, body.rule)
+
+
+@router.get("/editions", response_model=list[EditionOut], responses=ERRORS)
+async def editions(
+    request: Request,
+    newsletter: Annotated[str | None, Query(max_length=100)] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> list[dict[str, Any]]:
+    require_admin(request)
+    found = await in_session(
+        request, lambda s: edition_stats(s, recent_editions(s, newsletter, limit))
+    )
+    return [e.to_dict() for e in found]
+
+
+@router.get("/editions/{edition_id}", response_model=EditionOut, responses=ERRORS)
+async def edition(
+    request: Request, edition_id: Annotated[int, Path(ge=1, le=MAX_ID)]
+) -> dict[str, Any]:
+    require_admin(request)
+
+    def work(session: Session) -> dict[str, Any] | None:
+        found = session.get(Edition, edition_id)
+        return edition_stats(session, [found])[0].to_dict() if found else None
+
+    result = await in_session(request, work)
+    if result is None:
+        raise WebError(f"no edition with id {edition_id}", status=404)
+    return result
+
+
+__all__ = ["router"]

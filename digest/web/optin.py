@@ -1,0 +1,190 @@
+"""Signing up from the public form, and the double opt-in email.
+
+:func:`subscribe` decides, for one form post, whether a confirmation email goes
+out, and never lets the form change an existing person's data: the page shows the
+same answer whatever the address (new, pending, active, unsubscribed, bounced,
+suppressed), so the form cannot be used to learn who is subscribed.
+
+* a new address joins the list: pending on a double opt-in list (a confirmation
+  email goes out), active at once otherwise, with the name and categories given;
+* a pending address (never confirmed) is sent the confirmation again;
+* someone active elsewhere joins this list (pending until confirmed on a double
+  opt-in list); their name and categories are left alone;
+* someone who unsubscribed may come back only through a confirmation email, so only
+  on a double opt-in list;
+* active members, bounced or complained addresses and suppressed ones: nothing.
+
+:func:`send_confirmation` renders ``confirm.mjml.j2`` / ``confirm.txt.j2`` (they
+extend the shared email layout; override them in ``DIGEST_TEMPLATES``) and sends
+the message through the configured delivery backend.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from digest.app import App
+from digest.config import NewsletterConfig
+from digest.delivery.factory import make_backend
+from digest.delivery.message import Post, Recipient
+from digest.errors import DeliveryError, NotFound
+from digest.models import Edition
+from digest.personalize import first_name
+from digest.send import envelope
+from digest.templating import create_environment, mjml_to_html, render, translate, wrap_text
+from subscribers.errors import NotResubscribable, Suppressed
+from subscribers.lists import get_list
+from subscribers.models import ConsentMethod, Status, Subscriber
+from subscribers.service import add_subscriber, find_subscriber, membership
+from subscribers.tokens import make_token
+
+log = logging.getLogger(__name__)
+
+HTML_TEMPLATE = "confirm.mjml.j2"
+TEXT_TEMPLATE = "confirm.txt.j2"
+#: The envelope's period and variant for confirmation emails (they belong to no edition).
+CONFIRM = "confirm"
+
+
+def subscribe(
+    session: Session,
+    newsletter: NewsletterConfig,
+    address: str,
+    *,
+    name: str = "",
+    categories: list[str] | None = None,
+    ip: str | None = None,
+) -> int | None:
+    """Act on a form signup for ``newsletter``'s list (see the module docs); returns the
+    subscriber id to send a confirmation email to, or None.  ``address`` must be valid
+    (normalise it first); categories must be the newsletter's."""
+    mlist = get_list(session, newsletter.list_name)
+    existing = find_subscriber(session, address)
+    if existing is None:
+        try:
+            added = add_subscriber(
+                session,
+                address,
+                mlist.name,
+                name=name or None,
+                categories=categories or None,
+                method=ConsentMethod.FORM,
+                ip=ip,
+                known_categories=newsletter.category_names,
+            )
+        except Suppressed:
+            return None
+        return added.subscriber.id if added.membership.status is Status.PENDING else None
+    if existing.status in (Status.BOUNCED, Status.COMPLAINED):
+        return None
+    member = membership(session, existing.id, mlist.id)
+    came_back = existing.status is Status.UNSUBSCRIBED or (
+        member is not None and member.status is Status.UNSUBSCRIBED
+    )
+    if came_back and not mlist.double_opt_in:
+        log.info("form signup of unsubscribed subscriber %s to a single opt-in list", existing.id)
+        return None
+    if not came_back and member is not None and member.status is Status.ACTIVE:
+        return None
+    try:
+        added = add_subscriber(
+            session,
+            address,
+            mlist.name,
+            method=ConsentMethod.FORM,
+            ip=ip,
+            resubscribe=came_back,
+        )
+    except (Suppressed, NotResubscribable):
+        return None
+    waiting = Status.PENDING in (added.membership.status, added.subscriber.status)
+    return added.subscriber.id if waiting else None
+
+
+@dataclass(frozen=True)
+class ConfirmationEmail:
+    to: str
+    subject: str
+    html: str
+    text: str
+    confirm_url: str
+
+
+def links(app: App, subscriber_id: int) -> dict[str, str]:
+    """A subscriber's own confirm, unsubscribe and preferences links."""
+    secret = app.settings.secret_key.get_secret_value()
+    base = app.settings.base_url.rstrip("/")
+    return {
+        "confirm_url": f"{base}/c/{make_token(secret, subscriber_id, 'confirm')}",
+        "unsubscribe_url": f"{base}/u/{make_token(secret, subscriber_id, 'unsubscribe')}",
+        "preferences_url": f"{base}/p/{make_token(secret, subscriber_id, 'preferences')}",
+    }
+
+
+def compose_confirmation(
+    app: App, newsletter: NewsletterConfig, subscriber_id: int, email: str, name: str
+) -> tuple[ConfirmationEmail, dict[str, str]]:
+    """The confirmation email for one subscriber, and their links."""
+    urls = links(app, subscriber_id)
+    locale = newsletter.locale
+    env = create_environment(app.settings.templates, locale=locale, timezone=newsletter.timezone)
+    subject = translate("Please confirm your subscription to %s", locale) % newsletter.title
+    context = {
+        "newsletter": newsletter,
+        "subject": subject,
+        "preheader": translate("One click and you are subscribed.", locale),
+        "first_name": first_name(name, locale),
+        **urls,
+    }
+    html = mjml_to_html(render(env, HTML_TEMPLATE, context), template=HTML_TEMPLATE)
+    text = wrap_text(render(env, TEXT_TEMPLATE, context).strip() + "\n")
+    return ConfirmationEmail(email, subject, html, text, urls["confirm_url"]), urls
+
+
+def send_confirmation(app: App, newsletter: NewsletterConfig, subscriber_id: int) -> str:
+    """Send the confirmation email to subscriber ``subscriber_id`` through the configured
+    backend; returns where it went (the provider's id or the outbox file)."""
+    with app.session() as session:
+        subscriber = session.get(Subscriber, subscriber_id)
+        if subscriber is None or not subscriber.email:
+            raise NotFound(f"no subscriber with id {subscriber_id}")
+        email, name = subscriber.email, subscriber.name or ""
+    message, urls = compose_confirmation(app, newsletter, subscriber_id, email, name)
+    stand_in = Edition(id=0, newsletter=newsletter.name, period=CONFIRM)
+    env = envelope(newsletter, stand_in, CONFIRM, message.subject, message.html, message.text)
+    fields = {
+        "first_name": first_name(name, newsletter.locale),
+        "unsubscribe_url": urls["unsubscribe_url"],
+        "preferences_url": urls["preferences_url"],
+        "web_url": app.settings.base_url.rstrip("/") + "/",
+    }
+    recipient = Recipient(None, subscriber_id, email, name, fields)
+    backend = app.settings.backend
+    with make_backend(backend, app.settings) as sender:
+        (result,) = sender.send(Post(env, [recipient]))
+    if not result.ok:
+        raise DeliveryError(f"the confirmation email was refused by {backend}: {result.error}")
+    return result.provider_id or backend
+
+
+def send_confirmation_quietly(app: App, newsletter: NewsletterConfig, subscriber_id: int) -> None:
+    """:func:`send_confirmation` after the page has been answered: failures are logged."""
+    try:
+        where = send_confirmation(app, newsletter, subscriber_id)
+    except Exception:
+        log.exception("could not send the confirmation email to subscriber %s", subscriber_id)
+        return
+    log.info("confirmation email for subscriber %s sent (%s)", subscriber_id, where)
+
+
+__all__ = [
+    "ConfirmationEmail",
+    "compose_confirmation",
+    "links",
+    "send_confirmation",
+    "send_confirmation_quietly",
+    "subscribe",
+]

@@ -1,0 +1,383 @@
+"""What every route shares: the app's state, page rendering, forms, sign-in checks, errors.
+
+Pages are Jinja2 templates from ``templates/web/`` (a ``web/`` folder in
+``DIGEST_TEMPLATES`` overrides them file by file), autoescaped, with undefined
+names as errors.  Each page gets ``request``, ``csrf`` (the session's token for
+its forms), ``signed_in`` (the admin), ``flashes`` (one-time messages) and ``site``.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import jinja2
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData, UploadFile
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+
+from digest.app import App
+from digest.config import DigestConfig
+from digest.errors import ConfigError, DigestError
+from digest.templating import builtin_templates_dir
+from digest.web.lint import GMAIL_CLIP_BYTES
+from digest.web.preview import PreviewCache
+from digest.web.ratelimit import RateLimiter
+from digest.web.security import (
+    ADMIN_AT_KEY,
+    ADMIN_KEY,
+    CSRF_FIELD,
+    CSRF_HEADER,
+    AdminPassword,
+    csrf_ok,
+    csrf_token,
+)
+from digest.web.watch import LiveConfig
+from subscribers.errors import NotFound as SubscribersNotFound
+from subscribers.errors import SubscribersError
+
+T = TypeVar("T")
+
+#: How long an admin sign-in lasts.
+ADMIN_SESSION_SECONDS = 12 * 60 * 60
+#: Largest form body accepted (a CSV import included).
+MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+
+
+@dataclass
+class WebOptions:
+    """Knobs for one web app; the defaults suit production."""
+
+    #: Serve /preview without signing in (``digest preview`` on the editor's machine).
+    open_preview: bool = False
+    #: Seconds between checks of the watched files while a preview is open.
+    live_reload_poll: float = 0.5
+    #: Seconds before an idle live-reload stream ends (the browser reconnects at once).
+    live_reload_max: float = 300.0
+    #: Seconds a rendered preview is reused (the page and its frames share one render).
+    preview_ttl: float = 5.0
+    #: Confirmation emails one address may be sent per hour, whoever asks.
+    confirmations_per_hour: int = 3
+    #: Sign-in attempts per client IP per minute.
+    logins_per_minute: int = 10
+
+
+class WebState:
+    """Everything the routes need, built once per web app."""
+
+    def __init__(self, app: App, options: WebOptions) -> None:
+        self.app = app
+        self.options = options
+        settings = app.settings
+        self.secret = settings.secret_key.get_secret_value()
+        password = settings.admin_password.get_secret_value() if settings.admin_password else ""
+        self.admin: AdminPassword | None = (
+            AdminPassword(password, self.secret) if password else None
+        )
+        self.config = LiveConfig(settings)
+        self.subscribe_limit = RateLimiter(settings.subscribe_rate, 60.0)
+        self.address_limit = RateLimiter(options.confirmations_per_hour, 3600.0)
+        self.login_limit = RateLimiter(options.logins_per_minute, 60.0)
+        self.previews = PreviewCache(options.preview_ttl)
+        self.env = page_environment(settings.templates)
+
+    @property
+    def base_url(self) -> str:
+        return self.app.settings.base_url.rstrip("/")
+
+    def digest_config(self) -> DigestConfig:
+        return self.config.get()
+
+
+def page_environment(override: Path | None) -> jinja2.Environment:
+    folders = []
+    if override is not None and (Path(override) / "web").is_dir():
+        folders.append(str(Path(override) / "web"))
+    folders.append(str(builtin_templates_dir() / "web"))
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(folders),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.globals["GMAIL_CLIP_KB"] = GMAIL_CLIP_BYTES // 1024
+    env.filters["kb"] = lambda n: f"{n / 1024:.1f}"
+    return env
+
+
+def state(request: Request) -> WebState:
+    found = request.app.state.web
+    assert isinstance(found, WebState)
+    return found
+
+
+# ---------------------------------------------------------------------------
+# Errors a route raises; the app turns them into pages (or JSON under /api/)
+
+
+class WebError(Exception):
+    """An answer other than success: a status, a title and one clear sentence."""
+
+    status = 400
+    title = "Something is not right"
+
+    def __init__(self, message: str, *, title: str | None = None, status: int | None = None):
+        super().__init__(message)
+        self.message = message
+        if title is not None:
+            self.title = title
+        if status is not None:
+            self.status = status
+
+
+class SignInRequired(WebError):
+    status = 401
+    title = "Please sign in"
+
+
+class AdminDisabled(WebError):
+    status = 404
+    title = "The admin console is switched off"
+
+
+class CsrfFailed(WebError):
+    status = 403
+    title = "This form has expired"
+
+
+class Limited(WebError):
+    status = 429
+    title = "Too many requests"
+
+    def __init__(self, message: str, retry_after: str) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def status_for(exc: DigestError | SubscribersError) -> int:
+    from digest.errors import NotFound as DigestNotFound
+
+    if isinstance(exc, DigestNotFound | SubscribersNotFound):
+        return 404
+    if isinstance(exc, ConfigError):
+        return 503
+    return 400
+
+
+def wants_json(request: Request) -> bool:
+    return request.url.path.startswith(("/api/", "/webhooks/"))
+
+
+# ---------------------------------------------------------------------------
+# Sign-in
+
+
+def is_admin(request: Request) -> bool:
+    web = state(request)
+    if web.admin is None:
+        return False
+    session = request.session
+    at = session.get(ADMIN_AT_KEY)
+    return (
+        session.get(ADMIN_KEY) == web.admin.fingerprint
+        and isinstance(at, int | float)
+        and 0 <= time.time() - at < ADMIN_SESSION_SECONDS
+    )
+
+
+def require_admin(request: Request) -> None:
+    """Raise unless an admin is signed in (404 when the console is off, else 401)."""
+    if state(request).admin is None:
+        raise AdminDisabled(
+            "Set DIGEST_ADMIN_PASSWORD and restart the web app to switch the admin console on."
+        )
+    if not is_admin(request):
+        raise SignInRequired("Sign in with the admin password to see this page.")
+
+
+def require_editor(request: Request) -> None:
+    """The preview is open in ``digest preview``; otherwise it is part of the admin console."""
+    if not state(request).options.open_preview:
+        require_admin(request)
+
+
+def client_ip(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+# ---------------------------------------------------------------------------
+# Forms
+
+
+async def read_form(request: Request, *, check_csrf: bool = True) -> FormData:
+    """The posted form, its CSRF token checked (403 when it is missing or wrong)."""
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > MAX_UPLOAD_BYTES:
+        raise WebError(
+            f"the form is larger than {MAX_UPLOAD_BYTES // (1024 * 1024)} MB", status=413
+        )
+    parsed = await request.form(max_files=2, max_fields=500)
+    items: list[tuple[str, str | UploadFile]] = []
+    for key, value in parsed.multi_items():
+        if isinstance(value, UploadFile):  # kept in memory, so the temporary file closes now
+            data = await value.read(MAX_UPLOAD_BYTES + 1)
+            value = UploadFile(io.BytesIO(data), size=len(data), filename=value.filename)
+        items.append((key, value))
+    await parsed.close()
+    form = FormData(items)
+    if check_csrf:
+        check_csrf_token(request, form.get(CSRF_FIELD))
+    return form
+
+
+def check_csrf_token(request: Request, sent: object) -> None:
+    if not csrf_ok(request.session, sent):
+        raise CsrfFailed(
+            "The page this form came from is too old or was opened in another browser. "
+            "Go back, reload the page and try again."
+        )
+
+
+def check_api_csrf(request: Request) -> None:
+    check_csrf_token(request, request.headers.get(CSRF_HEADER))
+
+
+def field(form: FormData, name: str, limit: int = 1000) -> str:
+    """A text field, trimmed and capped at ``limit`` characters ("" when absent)."""
+    value = form.get(name)
+    return value.strip()[:limit] if isinstance(value, str) else ""
+
+
+def fields(form: FormData, name: str, limit: int = 200) -> list[str]:
+    return [v.strip()[:limit] for v in form.getlist(name) if isinstance(v, str) and v.strip()]
+
+
+def flash(request: Request, message: str, level: str = "info") -> None:
+    """A message for the next page this browser sees (kept in the session cookie)."""
+    items = list(request.session.get("flash", []))[-3:]
+    items.append([level, message[:300]])
+    request.session["flash"] = items
+
+
+# ---------------------------------------------------------------------------
+# Running database work off the event loop
+
+
+async def in_session(request: Request, work: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``work(session, *args, **kwargs)`` in one transaction, in a worker thread."""
+    app = state(request).app
+
+    def run() -> T:
+        session: Session
+        with app.session() as session:
+            return work(session, *args, **kwargs)
+
+    return await run_in_threadpool(run)
+
+
+# ---------------------------------------------------------------------------
+# Rendering
+
+
+def render(
+    request: Request,
+    template: str,
+    context: Mapping[str, Any] | None = None,
+    *,
+    status: int = 200,
+    headers: Mapping[str, str] | None = None,
+) -> HTMLResponse:
+    web = state(request)
+    try:
+        config: DigestConfig | None = web.digest_config()
+    except DigestError:
+        config = None
+    newsletters = list(config.newsletters.values()) if config else []
+    site = newsletters[0].title if len(newsletters) == 1 else "Newsletters"
+    flashes = request.session.pop("flash", []) if "flash" in request.session else []
+    values = {
+        "request": request,
+        "csrf": csrf_token(request.session),
+        "signed_in": is_admin(request),
+        "admin_enabled": web.admin is not None,
+        "open_preview": web.options.open_preview,
+        "flashes": flashes,
+        "site": site,
+        "lang": _lang(newsletters),
+        **(context or {}),
+    }
+    html = web.env.get_template(template).render(values)
+    response = HTMLResponse(html, status_code=status, headers=dict(headers or {}))
+    response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+def _lang(newsletters: list[Any]) -> str:
+    if not newsletters:
+        return "en"
+    return str(newsletters[0].locale).split("_")[0]
+
+
+def error_page(request: Request, status: int, title: str, message: str) -> Response:
+    if wants_json(request):
+        return JSONResponse({"error": message}, status_code=status)
+    headers = {}
+    template = "error.html.j2"
+    context: dict[str, Any] = {"title": title, "message": message, "status": status}
+    if status == 401:
+        template = "admin/login.html.j2"
+        context.update(next=_next_path(request), error=None)
+        headers["WWW-Authenticate"] = 'Form realm="digest admin"'
+    return render(request, template, context, status=status, headers=headers)
+
+
+def _next_path(request: Request) -> str:
+    path = request.url.path
+    if request.url.query and request.method == "GET":
+        path += "?" + request.url.query
+    return safe_next(path)
+
+
+def safe_next(value: str | None) -> str:
+    """A local path to return to after signing in (never another site)."""
+    if (
+        value
+        and value.startswith("/")
+        and not value.startswith("//")
+        and "\\" not in value
+        and value.startswith(("/admin", "/preview"))
+    ):
+        return value
+    return "/admin"
+
+
+__all__ = [
+    "AdminDisabled",
+    "CsrfFailed",
+    "Limited",
+    "SignInRequired",
+    "WebError",
+    "WebOptions",
+    "WebState",
+    "check_api_csrf",
+    "client_ip",
+    "error_page",
+    "field",
+    "fields",
+    "flash",
+    "in_session",
+    "is_admin",
+    "read_form",
+    "render",
+    "require_admin",
+    "require_editor",
+    "safe_next",
+    "state",
+]
