@@ -253,7 +253,8 @@ def run_edition(
     result = RunResult(nl.name, scheduled_for, RUNNING, "", run_id)
     log.info("%s: run due %s started", nl.name, local(nl, scheduled_for))
     try:
-        result.ingested = _ingest(app, nl)
+        if not ctx.cancel.is_set():  # a stop may come while the run waited for a thread
+            result.ingested = _ingest(app, nl)
         if ctx.cancel.is_set():
             result.outcome, result.detail = STOPPED, "stopped before sending; resumed at next start"
         else:
