@@ -203,7 +203,7 @@ def schedule_run(
     if as_json:
         print_json(result.to_dict())
     else:
-        console.print(f"[bold]{nl.name}[/bold] run for {_short(when.isoformat(), nl.zone)}: ")
+        console.print(f"[bold]{nl.name}[/bold] run due {_short(when.isoformat(), nl.zone)}")
         console.print(f"{result.outcome}: {result.detail}")
         report = result.report
         if report is not None and report.waiting:

@@ -310,6 +310,10 @@ def describe(
         )
     if report.stopped:
         return STOPPED, f"{edition} stopped after {report.sent_now} sent; resumed at next start"
+    if report.nothing_new and report.recipients == 0:
+        return SKIPPED, f"{edition}: nobody to send it to (no active readers on the list)"
+    if report.nothing_new and report.created:
+        return SKIPPED, f"{edition}: nothing to send ({report.counts.get('skipped', 0)} skipped)"
     if report.nothing_new:
         return SKIPPED, f"{edition} was already delivered"
     counts = report.counts
