@@ -54,7 +54,8 @@ class MemoryBackend(Backend):
         results = []
         for rcpt in post.recipients:
             msg = build_mime(post.envelope, rcpt)
-            text_part, html_part = msg.get_payload()  # type: ignore[misc]
+            text_part, html_part = msg.get_body(("plain",)), msg.get_body(("html",))
+            assert text_part is not None and html_part is not None
             record = {
                 "to": rcpt.email,
                 "subject": str(msg["Subject"]),

@@ -21,6 +21,7 @@ from digest import __version__
 from digest.config import Settings
 from digest.errors import SourceError
 
+
 def user_agent(settings: Settings) -> str:
     """``digest/VERSION (+BASE_URL)``: names the project, and the publication running it
     so a site's operator can see whose fetches these are."""
