@@ -7,11 +7,11 @@ import socket
 from urllib.parse import urlencode
 
 import click
-import uvicorn
 
 from digest.cli._common import App, as_of_option, console, parse_as_of, pass_app
 from digest.errors import ConfigError
-from digest.web import create_app
+
+# uvicorn and the web app are imported inside the commands: other commands start faster.
 
 #: Seconds uvicorn waits for open connections (live-reload streams) when stopping.
 GRACEFUL_SECONDS = 3
@@ -37,6 +37,8 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 def run(web: object, sock: socket.socket, log_level: str) -> None:
+    import uvicorn
+
     config = uvicorn.Config(
         web,  # type: ignore[arg-type]
         log_level=log_level.lower(),
@@ -64,6 +66,10 @@ def serve(app: App, host: str, port: int, reload: bool) -> None:
         digest serve
         DIGEST_ADMIN_PASSWORD=s3cret digest serve --host 0.0.0.0 --port 8080
     """
+    import uvicorn
+
+    from digest.web import create_app
+
     if reload:
         console.print(f"Serving on http://{host}:{port}/ (restarting on code changes)")
         uvicorn.run(
@@ -107,6 +113,8 @@ def preview(app: App, newsletter: str | None, as_of: str | None, host: str, port
         digest preview weekly --as-of 2026-11-23
         DIGEST_TEMPLATES=./my-templates digest preview --port 0
     """
+    from digest.web import create_app
+
     config = app.config
     nl = config.newsletter(newsletter) if newsletter else next(iter(config.newsletters.values()))
     day = parse_as_of(as_of, nl.zone).astimezone(nl.zone).date()

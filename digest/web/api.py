@@ -13,7 +13,7 @@ from datetime import date, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, WithJsonSchema
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -129,9 +129,80 @@ class SubscriberPage(BaseModel):
     items: list[SubscriberOut]
 
 
+def _condition_schemas() -> list[dict[str, Any]]:
+    """The segment rule's conditions (see subscribers.segments), as JSON Schema."""
+    name = {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9_ .-]{0,30}$"}
+    value = {"anyOf": [{"type": "string", "maxLength": 40}, {"type": "integer"}]}
+
+    def closed(**properties: Any) -> dict[str, Any]:
+        return {
+            "type": "object",
+            "properties": properties,
+            "required": list(properties),
+            "additionalProperties": False,
+        }
+
+    day = {"type": "string", "format": "date"}
+    return [
+        closed(attr=name, equals=value),
+        closed(
+            attr=name, **{"in": {"type": "array", "items": value, "minItems": 1, "maxItems": 5}}
+        ),
+        closed(attr=name, contains={"type": "string", "minLength": 1, "maxLength": 40}),
+        closed(attr=name, exists={"type": "boolean"}),
+        closed(category={"type": "string", "minLength": 1, "maxLength": 40}),
+        closed(status={"enum": [s.value for s in Status]}),
+        {
+            "type": "object",
+            "properties": {
+                "signed_up": {
+                    "type": "object",
+                    "properties": {"after": day, "before": day},
+                    "additionalProperties": False,
+                    "minProperties": 1,
+                }
+            },
+            "required": ["signed_up"],
+            "additionalProperties": False,
+        },
+    ]
+
+
+def _rule_schema() -> dict[str, Any]:
+    """Conditions, and all/any/not over them (rules may nest deeper; the schema shows two
+    levels so that generated examples stay readable)."""
+    conditions = _condition_schemas()
+    leaf = {"anyOf": conditions}
+    group = {"type": "array", "items": leaf, "minItems": 1, "maxItems": 4}
+    return {
+        "description": "A segment rule: a condition, or all/any/not of rules.",
+        "anyOf": [
+            *conditions,
+            {
+                "type": "object",
+                "properties": {"all": group},
+                "required": ["all"],
+                "additionalProperties": False,
+            },
+            {
+                "type": "object",
+                "properties": {"any": group},
+                "required": ["any"],
+                "additionalProperties": False,
+            },
+            {
+                "type": "object",
+                "properties": {"not": leaf},
+                "required": ["not"],
+                "additionalProperties": False,
+            },
+        ],
+    }
+
+
 class RuleCountIn(BaseModel):
     list_name: str = Field(alias="list", min_length=1, max_length=100)
-    rule: dict[str, Any]
+    rule: Annotated[dict[str, Any], WithJsonSchema(_rule_schema())]
 
 
 class RuleCountOut(BaseModel):
