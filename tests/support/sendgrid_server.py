@@ -20,6 +20,10 @@ order, one fault per ``POST /v3/mail/send``, after which requests are served nor
 
     server.script(Fault.rate_limit(retry_after=2), Fault.server_error(503), Fault.drop())
 
+Benchmarks may check only a sample of requests and keep no bodies
+(``SendGridServer(validate_every=10, keep_bodies=False, on_accept=count)``); tests keep the
+defaults, which check every request.
+
 Use it as the ``sendgrid_server`` fixture (add ``"tests.support.sendgrid_server"`` to
 ``pytest_plugins`` in ``tests/conftest.py``) or directly: ``with SendGridServer() as server: ...``.
 
@@ -38,7 +42,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -546,9 +550,23 @@ class SendGridServer:
         *,
         host: str = "127.0.0.1",
         max_body_bytes: int = MAX_BODY_BYTES,
+        validate_every: int = 1,
+        keep_bodies: bool = True,
+        on_accept: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
+        """``validate_every``: 1 (the default) holds every request to the contract; N > 1
+        checks the first request and then one in N, 0 none (for benchmarks, where the
+        validation's CPU would crowd out the client being measured).  Requests not checked
+        are still authenticated and parsed, and accepted when they are JSON objects.
+        ``keep_bodies=False`` records requests without their raw and parsed bodies (so
+        :meth:`messages` is empty); ``on_accept`` is called with each accepted body, in
+        the handler's thread, to count what arrived instead."""
         self.api_key = api_key
         self.max_body_bytes = max_body_bytes
+        self.validate_every = validate_every
+        self.keep_bodies = keep_bodies
+        self.on_accept = on_accept
+        self._posts = 0
         self._host = host
         self._lock = threading.Lock()
         self._closing = threading.Event()
@@ -689,9 +707,20 @@ class SendGridServer:
             return 401, [sendgrid_error(message)], None
         if body is _NOT_JSON:
             return 400, [sendgrid_error("Bad Request: the request body is not valid JSON")], None
-        errors = validate_mail_send(body)
+        with self._lock:
+            nth = self._posts
+            self._posts += 1
+        every = self.validate_every
+        if every == 1 or (every > 1 and nth % every == 0):
+            errors = validate_mail_send(body)
+        elif not isinstance(body, dict):
+            errors = [sendgrid_error("Bad Request: the request body is not a JSON object")]
+        else:
+            errors = []
         if errors:
             return 400, errors, None
+        if self.on_accept is not None:
+            self.on_accept(body)
         return 202, [], secrets.token_urlsafe(16)[:22]
 
     def _fault_reply(
@@ -742,8 +771,8 @@ class SendGridServer:
                     method=h.command,
                     path=path,
                     headers=headers,
-                    raw=raw,
-                    body=None if body is _NOT_JSON else body,
+                    raw=raw if self.keep_bodies else b"",
+                    body=None if body is _NOT_JSON or not self.keep_bodies else body,
                     **outcome,
                 )
             )

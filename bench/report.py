@@ -1,0 +1,191 @@
+"""The bench's verdicts against the targets, its table, and ``bench/results.json``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+#: Targets on a 2-core machine (issue 8).
+COMPOSE_RATIO = 20.0
+DELIVERY_SIZE = 100_000
+DELIVERY_SECONDS = 15.0
+DELIVERY_RSS_MB = 300.0
+#: "Flat": the largest run's peak RSS within this factor of the smallest run's.
+RSS_FLAT_FACTOR = 1.25
+
+
+def _fmt(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each target with the figure measured and whether it is met (None: not measured)."""
+    out: list[dict[str, Any]] = []
+    compose = results.get("compose") or {}
+    ratio = compose.get("ratio")
+    out.append(
+        {
+            "target": f"compose ≥ {COMPOSE_RATIO:.0f}× faster than Node mjml",
+            "measured": f"{ratio}×" if ratio else f"skipped: {compose.get('node_skipped')}",
+            "met": None if ratio is None else ratio >= COMPOSE_RATIO,
+        }
+    )
+    runs = results.get("delivery") or []
+    for database in sorted({r["database"] for r in runs}):
+        mine = sorted(
+            (r for r in runs if r["database"] == database), key=lambda r: r["subscribers"]
+        )
+        headline = next((r for r in mine if r["subscribers"] == DELIVERY_SIZE), None)
+        if headline is not None:
+            out.append(
+                {
+                    "target": f"100,000 recipients end to end < {DELIVERY_SECONDS:.0f} s "
+                    f"({database})",
+                    "measured": f"{headline['total_s']} s",
+                    "met": headline["total_s"] < DELIVERY_SECONDS,
+                }
+            )
+            out.append(
+                {
+                    "target": f"100,000 recipients < {DELIVERY_RSS_MB:.0f} MB peak RSS "
+                    f"({database})",
+                    "measured": f"{headline['peak_rss_mb']} MB",
+                    "met": headline["peak_rss_mb"] < DELIVERY_RSS_MB,
+                }
+            )
+        if len(mine) > 1:
+            small, large = mine[0], mine[-1]
+            factor = large["peak_rss_mb"] / small["peak_rss_mb"]
+            out.append(
+                {
+                    "target": f"peak RSS flat as readers grow ({database}: "
+                    f"{small['subscribers']:,} → {large['subscribers']:,})",
+                    "measured": " → ".join(f"{r['peak_rss_mb']:.0f}" for r in mine)
+                    + f" MB (×{factor:.2f})",
+                    "met": factor <= RSS_FLAT_FACTOR,
+                }
+            )
+    return out
+
+
+def print_tables(results: dict[str, Any], console: Console | None = None) -> None:
+    console = console or Console(highlight=False)
+    compose = results.get("compose")
+    if compose:
+        t = Table(title="Compose: the 40-article digest, MJML → HTML (median of runs)")
+        for col in ("engine", "ms per render", "HTML bytes", "note"):
+            t.add_column(col)
+        t.add_row(
+            "ours (mjml-python)",
+            _fmt(compose["ours_ms"], 2),
+            _fmt(compose["ours_html_bytes"]),
+            f"full composer render (Jinja2 + MJML + text): {compose['full_render_ms']} ms",
+        )
+        if compose.get("node_ms") is not None:
+            t.add_row(
+                f"Node mjml {compose['node_mjml_version']} (warm)",
+                _fmt(compose["node_ms"], 2),
+                _fmt(compose["node_html_bytes"]),
+                f"ours is {compose['ratio']}× faster",
+            )
+        else:
+            t.add_row("Node mjml", "-", "-", f"comparison skipped: {compose['node_skipped']}")
+        console.print(t)
+
+    runs = results.get("delivery") or []
+    if runs:
+        t = Table(
+            title="Delivery: one edition, ten segments, category choices → SendGrid contract "
+            "server (separate process)"
+        )
+        for col in (
+            "db",
+            "readers",
+            "total s",
+            "resolve s",
+            "render s",
+            "send s",
+            "readers/s",
+            "renders",
+            "naive s*",
+            "RSS MB",
+            "received (dup)",
+        ):
+            t.add_column(col, justify="right")
+        for r in runs:
+            server = r.get("server") or {}
+            t.add_row(
+                r["database"],
+                _fmt(r["recipients"]),
+                _fmt(r["total_s"], 2),
+                _fmt(r["resolve_s"], 2),
+                _fmt(r["render_s"], 2),
+                _fmt(r["send_s"], 2),
+                _fmt(r["recipients_per_s"]),
+                _fmt(r["renders"]),
+                _fmt(r["naive_render_s"], 0),
+                _fmt(r["peak_rss_mb"], 0),
+                f"{_fmt(server.get('distinct'))} ({_fmt(server.get('duplicates'))})",
+            )
+        console.print(t)
+        console.print(
+            "  * naive baseline: render time with one render per reader instead of one per "
+            "variant, extrapolated from this run's mean render time."
+        )
+
+    smtp = results.get("smtp")
+    if smtp:
+        t = Table(
+            title="SMTP: the same edition, one message per reader → aiosmtpd (separate process)"
+        )
+        for col in ("messages", "send s", "messages/s", "total s", "received (dup)", "RSS MB"):
+            t.add_column(col, justify="right")
+        server = smtp.get("server") or {}
+        t.add_row(
+            _fmt(smtp["recipients"]),
+            _fmt(smtp["send_s"], 2),
+            _fmt(smtp["sent_per_send_s"]),
+            _fmt(smtp["total_s"], 2),
+            f"{_fmt(server.get('distinct'))} ({_fmt(server.get('duplicates'))})",
+            _fmt(smtp["peak_rss_mb"], 0),
+        )
+        console.print(t)
+
+    ingest = results.get("ingest")
+    if ingest:
+        t = Table(title="Ingest: one generated RSS file → articles (SQLite)")
+        for col in ("entries", "seconds", "entries/s", "re-ingest s", "re-ingest entries/s"):
+            t.add_column(col, justify="right")
+        t.add_row(
+            _fmt(ingest["entries"]),
+            _fmt(ingest["seconds"], 2),
+            _fmt(ingest["entries_per_s"]),
+            _fmt(ingest["reingest_seconds"], 2),
+            _fmt(ingest["reingest_entries_per_s"]),
+        )
+        console.print(t)
+
+    verdicts = results.get("targets") or []
+    if verdicts:
+        t = Table(title="Targets (2-core machine)")
+        for col in ("target", "measured", "met"):
+            t.add_column(col)
+        for v in verdicts:
+            met = {True: "[green]yes[/green]", False: "[red]no[/red]", None: "-"}[v["met"]]
+            t.add_row(v["target"], v["measured"], met)
+        console.print(t)
+
+
+def write_json(results: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2, default=str) + "\n", encoding="utf-8")
