@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from datetime import timedelta
 
 import click
 
@@ -33,21 +34,38 @@ from digest.worker import run_worker
     show_default=True,
     help="Seconds between looks for new work.",
 )
+@click.option(
+    "--lease",
+    type=click.FloatRange(min=1),
+    default=300.0,
+    show_default=True,
+    help="Seconds a claimed batch stays this worker's without a sign of life; after that "
+    "another worker may take it over. Keep it well above the provider's timeout.",
+)
 @click.option("--once", is_flag=True, help="Stop when no batch is left instead of waiting.")
 @pass_app
 def worker(
-    app: App, backend: str | None, concurrency: int, rate: float | None, poll: float, once: bool
+    app: App,
+    backend: str | None,
+    concurrency: int,
+    rate: float | None,
+    poll: float,
+    lease: float,
+    once: bool,
 ) -> None:
     """Claim queued delivery batches and send them until stopped (SIGTERM or Ctrl-C).
 
     Run as many as you like, on any machines that share the (PostgreSQL)
     database; each batch goes to exactly one worker. Pair with
-    `digest send NEWSLETTER --enqueue`.
+    `digest send NEWSLETTER --enqueue`. A batch held by a worker that died is
+    taken over when its --lease runs out (at once when the dead worker ran on
+    this machine); what it had in flight is reported uncertain.
 
     \b
     Example:
         digest send weekly --enqueue
         digest worker --backend sendgrid --concurrency 4
+        digest worker --backend sendgrid --lease 120
     """
     logging.basicConfig(
         level=app.settings.log_level, format="%(asctime)s %(levelname)s %(message)s"
@@ -61,7 +79,7 @@ def worker(
         stats = run_worker(
             app,
             backend,
-            options=SendOptions(concurrency=concurrency, rate=rate),
+            options=SendOptions(concurrency=concurrency, rate=rate, lease=timedelta(seconds=lease)),
             poll=poll,
             once=once,
             stop=stop,
