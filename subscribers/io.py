@@ -401,24 +401,25 @@ def _import_chunk(
 ) -> None:
     hashes = {row.key: email_hash(row.key) for row in rows}
     blocked = suppressed_hashes(session, hashes.values())
+    # Core columns (not ORM attributes): plain rows, no ORM loading overhead.
     existing = {
         r.email_key: r
         for r in session.execute(
             select(
-                Subscriber.id,
-                Subscriber.email_key,
-                Subscriber.name,
-                Subscriber.status,
-                Subscriber.attributes,
-                Subscriber.categories,
-                Subscriber.timezone,
+                _SUB.c.id,
+                _SUB.c.email_key,
+                _SUB.c.name,
+                _SUB.c.status,
+                _SUB.c.attributes,
+                _SUB.c.categories,
+                _SUB.c.timezone,
                 # A correlated lookup (primary-key probe per row) rather than a join: the
                 # planner cannot misjudge it when the statistics lag behind the import.
-                select(Membership.status)
-                .where(Membership.subscriber_id == Subscriber.id, Membership.list_id == mlist.id)
+                select(_MEM.c.status)
+                .where(_MEM.c.subscriber_id == _SUB.c.id, _MEM.c.list_id == mlist.id)
                 .scalar_subquery()
                 .label("member_status"),
-            ).where(in_values(session, Subscriber.email_key, list(hashes)))
+            ).where(in_values(session, _SUB.c.email_key, list(hashes)))
         )
     }
     new_rows: list[_Row] = []
