@@ -61,8 +61,10 @@ def test_without_a_password_the_console_is_off(fast_sqlite_url: str, tmp_path: P
             response = client.get(path)
             assert response.status_code == 404, path
         page = client.get("/admin")
+        preview = client.get("/preview")
         post = client.post("/admin/login", data={"password": "x"})
     assert "DIGEST_ADMIN_PASSWORD" in page.text
+    assert "run `digest preview` on your own machine" in preview.text
     assert post.status_code == 404
 
 

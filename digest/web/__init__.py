@@ -15,6 +15,7 @@ Serve it with ``digest serve`` (uvicorn), or uvicorn's factory mode:
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -59,9 +60,8 @@ def create_app(
     ``open_preview`` serves ``/preview`` without signing in (``digest preview`` does
     that on the editor's own machine); ``options`` tunes the rest (see WebOptions).
     """
-    options = options or WebOptions()
-    if open_preview:
-        options.open_preview = True
+    options = replace(options or WebOptions())
+    options.open_preview = options.open_preview or open_preview
     web = FastAPI(
         title="digest",
         version=__version__,

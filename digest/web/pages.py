@@ -204,8 +204,15 @@ def require_admin(request: Request) -> None:
 
 def require_editor(request: Request) -> None:
     """The preview is open in ``digest preview``; otherwise it is part of the admin console."""
-    if not state(request).options.open_preview:
-        require_admin(request)
+    web = state(request)
+    if web.options.open_preview:
+        return
+    if web.admin is None:
+        raise AdminDisabled(
+            "The preview is part of the admin console: set DIGEST_ADMIN_PASSWORD and restart "
+            "the web app, or run `digest preview` on your own machine."
+        )
+    require_admin(request)
 
 
 def client_ip(request: Request) -> str:
