@@ -16,18 +16,22 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from sqlalchemy import select
 
 from digest.cli.web import bind
+from digest.models import Edition, Event
+from digest.send import send_edition
 from digest.web import WebOptions, create_app
 from subscribers.service import find_subscriber
 from tests.support import web as support
 from tests.support.web import PASSWORD, link_path, outbox_messages, text_of, web_world
-from tests.support.world import World
+from tests.support.world import AS_OF, World
 
 pytestmark = pytest.mark.browser
 
@@ -145,6 +149,15 @@ def visit(
         context.close()
 
 
+def wait_for_mail(world: World, count: int = 1) -> list[EmailMessage]:
+    """The outbox once it holds ``count`` messages (confirmations go out in the background)."""
+    deadline = time.monotonic() + 10
+    while len(messages := outbox_messages(world)) < count:
+        assert time.monotonic() < deadline, f"{len(messages)} of {count} messages arrived"
+        time.sleep(0.05)
+    return messages
+
+
 def keep(*shots: Path) -> None:
     """Copy screenshots for the lead when the notes folder exists."""
     if SCREENS.is_dir():
@@ -213,7 +226,7 @@ def test_a_reader_subscribes_confirms_changes_preferences_and_unsubscribes(
         page.get_by_role("heading", name="Check your inbox").wait_for()
         inbox = tab.check_and_shoot("subscribe-check-inbox")
 
-        (message,) = outbox_messages(world)
+        (message,) = wait_for_mail(world)  # sent after the page was answered
         tab.go(link_path(text_of(message), "c"))
         page.get_by_role("button", name="Yes, subscribe me").click()
         page.get_by_role("heading", name="You are subscribed").wait_for()
@@ -288,4 +301,35 @@ def test_an_admin_imports_a_csv_and_builds_a_segment(
         row.get_by_role("link", name="health").click()
         page.get_by_text("2 subscribers found.").wait_for()
         people = tab.check_and_shoot("admin-subscribers")
-    keep(login, report, segments, people)
+
+        send_edition(world.app, "weekly", AS_OF, backend="outbox")
+        with world.app.session() as s:
+            edition_id = s.scalars(select(Edition.id)).one()
+            for n, (kind, email) in enumerate(
+                [
+                    ("delivered", "ann@example.org"),
+                    ("delivered", "bob@example.org"),
+                    ("delivered", "cat@example.org"),
+                    ("opened", "ann@example.org"),
+                    ("opened", "bob@example.org"),
+                    ("clicked", "ann@example.org"),
+                ]
+            ):
+                s.add(
+                    Event(
+                        provider="sendgrid",
+                        provider_event_id=f"e{n}",
+                        type=kind,
+                        email=email,
+                        edition_id=edition_id,
+                        occurred_at=AS_OF,
+                        payload={},
+                    )
+                )
+        page.get_by_role("link", name="Editions").click()
+        page.get_by_role("link", name="weekly 2026-W47").click()
+        chart = page.get_by_role("img", name="Delivery and engagement for weekly 2026-W47")
+        chart.wait_for()
+        assert chart.bounding_box() is not None
+        edition = tab.check_and_shoot("admin-edition")
+    keep(login, report, segments, people, edition)

@@ -28,4 +28,5 @@
   function later() { clearTimeout(timer); timer = setTimeout(update, 400); }
   rule.addEventListener("input", later);
   list.addEventListener("change", later);
+  if (rule.value.trim()) later();  // typed before this script ran, or sent back with an error
 })();
