@@ -74,6 +74,8 @@ class Subscriber(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     unsubscribed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: Mail is paused (by the reader) until this moment; None: not paused.
+    paused_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     consent_method: Mapped[ConsentMethod | None] = mapped_column(
         _enum(ConsentMethod, "consent_method")
     )

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, case, delete, exists, func, select, update
+from sqlalchemy import ColumnElement, Select, and_, case, delete, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from subscribers.db import rowcount, utcnow
@@ -361,9 +361,19 @@ def effective_status() -> ColumnElement[str]:
     return case((Subscriber.status == Status.ACTIVE, Membership.status), else_=Subscriber.status)
 
 
+def not_paused(now: datetime | None = None) -> ColumnElement[bool]:
+    """Filter: the reader has not paused their mail (or the pause is over)."""
+    return or_(Subscriber.paused_until.is_(None), Subscriber.paused_until <= (now or utcnow()))
+
+
+def pause(session: Session, subscriber_id: int, until: datetime | None) -> None:
+    """Pause a reader's mail until ``until`` (None resumes it now)."""
+    get_by_id(session, subscriber_id).paused_until = until
+
+
 def recipients(session: Session, list_name: str, segment: str | None = None) -> Select[Subscriber]:
     """Who a send to ``list_name`` (and ``segment``) goes to: active members who are
-    active subscribers, not suppressed, matching the segment rule; ordered by id.
+    active subscribers, not suppressed, not paused, matching the segment rule; ordered by id.
 
     A query, not a list: stream it (``yield_per``) or page it by ``Subscriber.id``.
     """
@@ -378,6 +388,7 @@ def recipients(session: Session, list_name: str, segment: str | None = None) -> 
             Membership.status == Status.ACTIVE,
             Subscriber.status == Status.ACTIVE,
             not_suppressed(session),
+            not_paused(),
         )
         .order_by(Subscriber.id)
     )
@@ -388,7 +399,7 @@ def recipients(session: Session, list_name: str, segment: str | None = None) -> 
 
 def is_sendable(session: Session, subscriber_ids: Sequence[int], list_name: str) -> set[int]:
     """Which of ``subscriber_ids`` may still be mailed on ``list_name`` right now
-    (one query: active member, active subscriber, not suppressed)."""
+    (one query: active member, active subscriber, not suppressed, not paused)."""
     ids = list(subscriber_ids)
     if not ids:
         return set()
@@ -402,6 +413,7 @@ def is_sendable(session: Session, subscriber_ids: Sequence[int], list_name: str)
             Membership.status == Status.ACTIVE,
             Subscriber.status == Status.ACTIVE,
             not_suppressed(session),
+            not_paused(),
         )
     )
     return set(session.scalars(stmt))
@@ -465,6 +477,7 @@ def describe(session: Session, subscriber: Subscriber) -> dict[str, Any]:
         "created_at": _iso(subscriber.created_at),
         "confirmed_at": _iso(subscriber.confirmed_at),
         "unsubscribed_at": _iso(subscriber.unsubscribed_at),
+        "paused_until": _iso(subscriber.paused_until),
         "consent": {
             "method": subscriber.consent_method.value if subscriber.consent_method else None,
             "at": _iso(subscriber.consent_at),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -28,6 +29,7 @@ from subscribers.models import (
     Suppression,
     SuppressionReason,
 )
+from subscribers.db import utcnow
 from subscribers.validate import email_hash
 
 
@@ -304,6 +306,23 @@ def test_recipients_and_is_sendable(weekly: Session) -> None:
     assert by_status["pending"] == ["p@example.org"]
     assert by_status["unsubscribed"] == ["b@example.org", "f@example.org"]
     assert by_status["bounced"] == ["d@example.org"]
+
+
+def test_paused_readers_get_nothing_until_the_pause_ends(weekly: Session) -> None:
+    a = service.add_subscriber(weekly, "a@example.org", "weekly").subscriber.id
+    b = service.add_subscriber(weekly, "b@example.org", "weekly").subscriber.id
+    service.pause(weekly, b, utcnow() + timedelta(days=14))
+    weekly.commit()
+    assert emails(weekly, service.recipients(weekly, "weekly")) == ["a@example.org"]
+    assert service.is_sendable(weekly, [a, b], "weekly") == {a}
+    service.pause(weekly, b, utcnow() - timedelta(seconds=1))  # the pause is over
+    weekly.commit()
+    assert service.is_sendable(weekly, [a, b], "weekly") == {a, b}
+    service.pause(weekly, a, utcnow() + timedelta(days=1))
+    service.pause(weekly, a, None)  # resumed by hand
+    weekly.commit()
+    assert len(emails(weekly, service.recipients(weekly, "weekly"))) == 2
+    assert service.describe(weekly, service.get_by_id(weekly, a))["paused_until"] is None
 
 
 # ---------------------------------------------------------------------------

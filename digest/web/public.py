@@ -12,14 +12,13 @@ answers 200, never a redirect.  Any other post needs the page's CSRF token.
 The links in previews and web versions (``/u/preview``, ``/p/preview``) lead to a
 page explaining that only the link in one's own email works.
 
-Pause: a reader may pause for 2 weeks, a month or 3 months.  It is kept as the
-subscriber attribute ``paused_until`` (an ISO date, the day mail resumes) so that
-segments and exports see it; sends must skip readers whose date is still ahead.
+Pause: a reader may pause for 2 weeks, a month or 3 months (``Subscriber.paused_until``,
+the start of the day mail resumes); sends skip them until then.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -50,6 +49,7 @@ from subscribers.errors import BadToken, InvalidAddress, NotResubscribable, Subs
 from subscribers.lists import find_list
 from subscribers.models import MailingList, Membership, Status, Subscriber
 from subscribers.service import GONE, confirm, unsubscribe, update_subscriber
+from subscribers.service import pause as pause_mail
 from subscribers.tokens import make_token, read_token
 from subscribers.validate import email_hash, normalise
 
@@ -57,7 +57,6 @@ router = APIRouter(include_in_schema=False)
 
 #: Tokens that are not tokens: the links in previews and web versions.
 STAND_IN_TOKENS = frozenset({"preview"})
-PAUSE_ATTRIBUTE = "paused_until"
 PAUSE_CHOICES = {"14": "2 weeks", "30": "1 month", "90": "3 months"}
 
 
@@ -204,6 +203,7 @@ def _describe(session: Session, subscriber_id: int) -> dict[str, Any] | None:
         "gone": subscriber.status in GONE,
         "categories": list(subscriber.categories or []),
         "attributes": dict(subscriber.attributes or {}),
+        "paused_until": subscriber.paused_until.isoformat() if subscriber.paused_until else None,
         "memberships": {name: Status(status).value for name, status in rows},
     }
 
@@ -365,13 +365,8 @@ def _preferences_context(request: Request, token: str, who: dict[str, Any]) -> d
         lists.append({"name": name, "title": " / ".join(titles) or name})
     categories = _categories_for(config, live)
     chosen = who["categories"] or categories
-    paused = who["attributes"].get(PAUSE_ATTRIBUTE)
-    paused_until = None
-    if isinstance(paused, str):
-        try:
-            paused_until = date.fromisoformat(paused)
-        except ValueError:
-            paused_until = None
+    paused = who.get("paused_until")
+    paused_until = datetime.fromisoformat(paused).date() if paused else None
     if paused_until is not None and paused_until <= _today():
         paused_until = None
     return {
@@ -415,18 +410,16 @@ async def preferences_post(request: Request, token: str) -> Response:
         live = [n for n, s in who["memberships"].items() if s in ("active", "pending")]
         known = _categories_for(config, live)
         chosen = [c for c in picked if c in known]
-        attributes: dict[str, Any] = {}
         if pause in PAUSE_CHOICES:
-            until = _today() + timedelta(days=int(pause))
-            attributes[PAUSE_ATTRIBUTE] = until.isoformat()
+            resume = _today() + timedelta(days=int(pause))
+            pause_mail(session, sid, datetime.combine(resume, time(0), tzinfo=UTC))
         elif pause == "resume":
-            attributes[PAUSE_ATTRIBUTE] = None
+            pause_mail(session, sid, None)
         update_subscriber(
             session,
             sid,
             name=name,
             categories=([] if set(chosen) >= set(known) else chosen) if known else None,
-            attributes=attributes or None,
             known_categories=known or None,
         )
         for list_name in live:
@@ -457,4 +450,4 @@ async def preferences_unsubscribe(request: Request, token: str) -> Response:
     return render(request, "unsubscribed.html.j2", {"one_click": False})
 
 
-__all__ = ["PAUSE_ATTRIBUTE", "mask", "router"]
+__all__ = ["mask", "router"]

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-27 12:56:47.164732
+Create Date: 2026-11-27 14:14:55.447289
 """
 from __future__ import annotations
 
@@ -80,6 +80,7 @@ def upgrade() -> None:
     sa.Column('created_at', subscribers.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('confirmed_at', subscribers.db.UTCDateTime(timezone=True), nullable=True),
     sa.Column('unsubscribed_at', subscribers.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('paused_until', subscribers.db.UTCDateTime(timezone=True), nullable=True),
     sa.Column('consent_method', sa.Enum('import', 'form', 'admin', name='consent_method', native_enum=False, length=20), nullable=True),
     sa.Column('consent_at', subscribers.db.UTCDateTime(timezone=True), nullable=True),
     sa.Column('consent_ip', sa.String(length=45), nullable=True),
@@ -99,6 +100,9 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_suppression')),
     sa.UniqueConstraint('email_hash', name=op.f('uq_suppression_email_hash'))
     )
+    with op.batch_alter_table('suppression', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_suppression_email'), ['email'], unique=False)
+
     op.create_table('article',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('canonical_url', sa.String(length=2048), nullable=False),
@@ -167,7 +171,7 @@ def upgrade() -> None:
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('edition_id', sa.Integer(), nullable=False),
     sa.Column('variant_id', sa.Integer(), nullable=False),
-    sa.Column('status', sa.Enum('pending', 'sending', 'done', 'uncertain', name='batch_status', native_enum=False, length=20), nullable=False),
+    sa.Column('status', sa.Enum('pending', 'sending', 'done', name='batch_status', native_enum=False, length=20), nullable=False),
     sa.Column('not_before', subscribers.db.UTCDateTime(timezone=True), nullable=True),
     sa.Column('claimed_by', sa.String(length=200), nullable=True),
     sa.Column('lease_until', subscribers.db.UTCDateTime(timezone=True), nullable=True),
@@ -263,6 +267,9 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_article_guid'))
 
     op.drop_table('article')
+    with op.batch_alter_table('suppression', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_suppression_email'))
+
     op.drop_table('suppression')
     with op.batch_alter_table('subscriber', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_subscriber_status'))
