@@ -7,6 +7,7 @@ SendGrid builds its JSON from the same :class:`Post`.
 from __future__ import annotations
 
 import email.policy
+import uuid
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import formataddr, formatdate
@@ -63,11 +64,20 @@ class Post:
 
 
 def message_id(envelope: Envelope, recipient: Recipient) -> str:
-    """A Message-ID on the sender's domain, stable per (edition, reader): a resend of an
-    uncertain message carries the same id, so receiving systems can drop the duplicate."""
-    who = recipient.subscriber_id if recipient.subscriber_id is not None else "test"
-    tag = "test." if envelope.test else ""
-    return f"<{tag}{envelope.newsletter}.{envelope.edition_id}.{who}@{envelope.sender_domain}>"
+    """A Message-ID on the sender's domain.
+
+    For a delivery in the ledger it is stable per (edition, reader): a resend of an
+    uncertain message carries the same id, so receiving systems can drop the
+    duplicate.  Mail outside the ledger (test copies, confirmation emails) gets a
+    fresh id each time, so a second one is never hidden as a duplicate of the first.
+    """
+    if recipient.delivery_id is None or recipient.subscriber_id is None:
+        tag = "test." if envelope.test else ""
+        return f"<{tag}{envelope.newsletter}.{uuid.uuid4().hex}@{envelope.sender_domain}>"
+    return (
+        f"<{envelope.newsletter}.{envelope.edition_id}.{recipient.subscriber_id}"
+        f"@{envelope.sender_domain}>"
+    )
 
 
 def list_unsubscribe(envelope: Envelope, recipient: Recipient) -> str:
