@@ -12,8 +12,9 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from digest.models import Edition, Event
+from digest.models import Delivery, Edition, Event
 from digest.send import send_edition
+from subscribers.db import utcnow
 from subscribers.models import Segment, Status, Subscriber, Suppression
 from subscribers.service import add_subscriber, find_subscriber
 from tests.support import web as support
@@ -177,6 +178,12 @@ def test_edit_unsubscribe_and_forget_a_subscriber(world: World) -> None:
         sid = add_subscriber(
             s, "ed@example.org", "weekly", name="Ed", attributes={"sector": "health"}
         ).subscriber.id
+        edition = Edition(
+            newsletter="weekly", period="2026-W47", period_start=utcnow(), period_end=utcnow()
+        )
+        s.add(edition)
+        s.flush()
+        s.add(Delivery(edition_id=edition.id, subscriber_id=sid, email="ed@example.org"))
     with client_for(world) as client:
         sign_in(client)
         page = client.get(f"/admin/subscribers/{sid}")
@@ -219,6 +226,8 @@ def test_edit_unsubscribe_and_forget_a_subscriber(world: World) -> None:
     with world.app.session() as s:
         assert find_subscriber(s, "ed@example.org") is None
         assert s.scalar(select(func.count()).select_from(Suppression)) == 1
+        # the ledger keeps the row for the edition's counts, not the address
+        assert s.execute(select(Delivery.email, Delivery.subscriber_id)).all() == [(None, None)]
 
 
 # ---------------------------------------------------------------------------

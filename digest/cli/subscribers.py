@@ -12,18 +12,16 @@ from typing import Any
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
+from digest import privacy
 from digest.cli._common import App, console, err_console, json_option, pass_app, print_json
-from digest.models import Delivery, Edition, Event
 from subscribers import io as csv_io
 from subscribers import lists as lists_lib
 from subscribers import segments as segments_lib
 from subscribers import service
 from subscribers.errors import NotFound
 from subscribers.models import Status
-from subscribers.validate import lookup_key
 
 STATUSES = [s.value for s in Status]
 SHOW_REJECTED = 50
@@ -561,39 +559,12 @@ def subscribers_forget(app: App, email: str, yes: bool) -> None:
     if not yes:
         click.confirm(f"Erase everything held about {email}? This cannot be undone", abort=True)
     with app.session() as session:
-        subscriber = service.find_subscriber(session, email)
-        cleared = _erase_delivery_records(
-            session, subscriber.id if subscriber else None, lookup_key(email)
-        )
-        result = service.forget(session, email)
+        result, cleared = privacy.forget_person(session, email)
     what = "subscriber record" if result.subscriber_id else "no subscriber record"
     click.echo(
         f"Erased {email}: {what}, {result.memberships} memberships, "
         f"{cleared} delivery/event records cleared; the address stays suppressed (hashed)"
     )
-
-
-def _delivery_filter(subscriber_id: int | None, key: str) -> Any:
-    by_email = func.lower(Delivery.email) == key
-    return or_(Delivery.subscriber_id == subscriber_id, by_email) if subscriber_id else by_email
-
-
-def _erase_delivery_records(session: Session, subscriber_id: int | None, key: str) -> int:
-    """Clear the address from the pipeline's delivery ledger and events (the rows stay for
-    the edition's counts, without personal data)."""
-    deliveries = session.execute(
-        update(Delivery)
-        .where(_delivery_filter(subscriber_id, key))
-        .values(email=None, subscriber_id=None)
-        .execution_options(synchronize_session=False)
-    )
-    events = session.execute(
-        update(Event)
-        .where(func.lower(Event.email) == key)
-        .values(email=None, payload={})
-        .execution_options(synchronize_session=False)
-    )
-    return int(getattr(deliveries, "rowcount", 0) or 0) + int(getattr(events, "rowcount", 0) or 0)
 
 
 @subscribers_group.command("export-personal")
@@ -614,54 +585,13 @@ def subscribers_export_personal(app: App, email: str, out: Path | None) -> None:
         digest subscribers export-personal ada@example.org --out ada.json
     """
     with app.session() as session:
-        data = service.export_personal(session, email)
-        subscriber_id = data["subscriber"]["id"] if data["subscriber"] else None
-        data.update(_delivery_records(session, subscriber_id, lookup_key(email)))
+        data = privacy.personal_data(session, email)
     text = json.dumps(data, indent=2, ensure_ascii=False, default=str)
     if out is None:
         click.echo(text)
     else:
         out.write_text(text + "\n", encoding="utf-8")
         click.echo(f"Wrote {out}", err=True)
-
-
-def _delivery_records(session: Session, subscriber_id: int | None, key: str) -> dict[str, Any]:
-    deliveries = session.execute(
-        select(Delivery, Edition.newsletter, Edition.period)
-        .join(Edition, Edition.id == Delivery.edition_id)
-        .where(_delivery_filter(subscriber_id, key))
-        .order_by(Delivery.id)
-    ).all()
-    delivery_ids = [d.id for d, _, _ in deliveries]
-    event_filter = func.lower(Event.email) == key
-    if delivery_ids:
-        event_filter = or_(event_filter, Event.delivery_id.in_(delivery_ids))
-    events = session.scalars(select(Event).where(event_filter).order_by(Event.id)).all()
-    return {
-        "deliveries": [
-            {
-                "newsletter": newsletter,
-                "period": period,
-                "email": d.email,
-                "status": str(d.status),
-                "reason": d.reason,
-                "message_id": d.message_id,
-                "created_at": d.created_at.isoformat(),
-                "updated_at": d.updated_at.isoformat(),
-            }
-            for d, newsletter, period in deliveries
-        ],
-        "events": [
-            {
-                "type": e.type,
-                "provider": e.provider,
-                "email": e.email,
-                "occurred_at": e.occurred_at.isoformat(),
-                "payload": e.payload,
-            }
-            for e in events
-        ],
-    }
 
 
 # ---------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from digest.config import DigestConfig
 from digest.errors import NotFound
 from digest.models import Edition, Variant
 from digest.personalize import web_url
+from digest.privacy import forget_person
 from digest.web.pages import (
     MAX_UPLOAD_BYTES,
     AdminDisabled,
@@ -390,7 +391,7 @@ async def subscriber_forget(request: Request, subscriber_id: int) -> Response:
 
     def work(session: Session) -> None:
         who = _subscriber(session, subscriber_id)
-        service.forget(session, who["email"] or "")
+        forget_person(session, who["email"] or "")
 
     await in_session(request, work)
     # The address stays out of the message: it is kept in the session cookie for a moment.
