@@ -279,6 +279,15 @@ MESSAGES: dict[str, dict[str, str]] = {
         "Unsubscribe": "Abbestellen",
         "here is what happened this week.": "das war diese Woche wichtig.",
         "stories": "Beiträge",
+        "Confirm my subscription": "Anmeldung bestätigen",
+        "If the button does not work, copy this link into your browser:": (
+            "Falls die Schaltfläche nicht funktioniert, kopieren Sie diesen Link in Ihren Browser:"
+        ),
+        "If you did not ask for this, ignore this email: you will not hear from us again.": (
+            "Falls Sie das nicht angefordert haben, ignorieren Sie diese E-Mail: Sie hören "
+            "dann nicht wieder von uns."
+        ),
+        "This was not me": "Das war ich nicht",
     },
     "fr": {
         "You receive this because you subscribed to %s.": (
@@ -295,6 +304,15 @@ MESSAGES: dict[str, dict[str, str]] = {
         "Unsubscribe": "Se désabonner",
         "here is what happened this week.": "voici l’essentiel de la semaine.",
         "stories": "articles",
+        "Confirm my subscription": "Confirmer mon abonnement",
+        "If the button does not work, copy this link into your browser:": (
+            "Si le bouton ne fonctionne pas, copiez ce lien dans votre navigateur :"
+        ),
+        "If you did not ask for this, ignore this email: you will not hear from us again.": (
+            "Si vous n’avez rien demandé, ignorez cet e-mail : vous n’entendrez plus parler "
+            "de nous."
+        ),
+        "This was not me": "Ce n’était pas moi",
     },
     "es": {
         "You receive this because you subscribed to %s.": (
@@ -311,6 +329,14 @@ MESSAGES: dict[str, dict[str, str]] = {
         "Unsubscribe": "Darse de baja",
         "here is what happened this week.": "esto es lo más destacado de la semana.",
         "stories": "artículos",
+        "Confirm my subscription": "Confirmar mi suscripción",
+        "If the button does not work, copy this link into your browser:": (
+            "Si el botón no funciona, copia este enlace en tu navegador:"
+        ),
+        "If you did not ask for this, ignore this email: you will not hear from us again.": (
+            "Si no lo has pedido, ignora este correo: no volverás a saber de nosotros."
+        ),
+        "This was not me": "No he sido yo",
     },
     "nl": {
         "You receive this because you subscribed to %s.": (
@@ -327,6 +353,14 @@ MESSAGES: dict[str, dict[str, str]] = {
         "Unsubscribe": "Afmelden",
         "here is what happened this week.": "dit gebeurde er deze week.",
         "stories": "artikelen",
+        "Confirm my subscription": "Mijn aanmelding bevestigen",
+        "If the button does not work, copy this link into your browser:": (
+            "Werkt de knop niet? Kopieer deze link naar je browser:"
+        ),
+        "If you did not ask for this, ignore this email: you will not hear from us again.": (
+            "Heb je hier niet om gevraagd? Negeer deze e-mail: je hoort dan niets meer van ons."
+        ),
+        "This was not me": "Dit was ik niet",
     },
 }
 

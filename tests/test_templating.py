@@ -326,3 +326,19 @@ def test_other_emails_extend_the_base_layout(tmp_path: Path) -> None:
     assert "<title>Confirm &lt;now&gt;</title>" in html
     assert 'href="https://x.example/c/t"' in html
     assert "prefers-color-scheme: dark" in html
+
+
+def test_every_interface_string_of_the_builtin_templates_is_translated() -> None:
+    """Each _("…") in the built-in email templates has an entry in every language."""
+    import re
+
+    from digest.templating import MESSAGES, builtin_templates_dir
+
+    used: set[str] = set()
+    for path in builtin_templates_dir().rglob("*.j2"):
+        if "web" in path.relative_to(builtin_templates_dir()).parts:
+            continue  # the web pages are English-only for now
+        used.update(re.findall(r'_\("((?:[^"\\]|\\.)*)"\)', path.read_text()))
+    for language, table in MESSAGES.items():
+        missing = sorted(used - set(table))
+        assert not missing, f"{language} lacks {missing}"
