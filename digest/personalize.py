@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from functools import lru_cache
 from urllib.parse import quote
 
 from markupsafe import Markup, escape
@@ -45,7 +46,8 @@ def placeholders(*, html: bool) -> dict[str, Markup]:
 
 def first_name(name: str, locale: str = "en_GB") -> str:
     """The first word of ``name`` (at most 40 characters), or the locale's fallback."""
-    words = neutralise("".join(c for c in name if c.isprintable())).split()
+    printable = name if name.isprintable() else "".join(c for c in name if c.isprintable())
+    words = neutralise(printable).split()
     if words:
         return words[0][:40]
     return translate("there", locale)
@@ -79,7 +81,12 @@ def recipient_fields(
 
 def web_url(settings: Settings, newsletter: str, period: str, variant_key: str) -> str:
     """``{base_url}/e/{newsletter}/{period}/{variant_key}``: the edition on the web."""
-    base = settings.base_url.rstrip("/")
+    return _web_url(settings.base_url.rstrip("/"), newsletter, period, variant_key)
+
+
+@lru_cache(maxsize=1024)
+def _web_url(base: str, newsletter: str, period: str, variant_key: str) -> str:
+    # the same for every reader of a variant: worked out once, not per reader
     parts = "/".join(quote(p, safe="") for p in (newsletter, period, variant_key))
     return f"{base}/e/{parts}"
 
@@ -104,6 +111,8 @@ def personalize(body: str, fields: Mapping[str, str], *, html: bool) -> str:
     template may mix them), in one pass, so a value is never scanned again.
     Raises TemplateError when the body asks for a field ``fields`` lacks.
     """
+    if "~~digest." not in body:
+        return body  # nothing to fill (most subjects): skip the scan
     missing = sorted({m.group(0) for m in _PLACEHOLDER.finditer(body)} - _fillable(fields))
     if missing:
         raise TemplateError(
@@ -128,9 +137,18 @@ def substitutions(fields: Mapping[str, str]) -> dict[str, str]:
     the HTML spelling maps to the escaped value, the text spelling to the raw one."""
     out: dict[str, str] = {}
     for name, value in fields.items():
-        out[placeholder(name, html=True)] = str(escape(value))
-        out[placeholder(name, html=False)] = value
+        html, text = _SPELLINGS.get(name) or _spellings(name)
+        out[html] = str(escape(value))
+        out[text] = value
     return out
+
+
+def _spellings(name: str) -> tuple[str, str]:
+    return placeholder(name, html=True), placeholder(name, html=False)
+
+
+#: Both spellings of each field's placeholder, spelt once (substitutions are per reader).
+_SPELLINGS = {name: _spellings(name) for name in FIELDS}
 
 
 def unfilled(body: str) -> list[str]:

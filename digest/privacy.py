@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
-from digest.models import Delivery, Edition, Event
+from digest.models import Delivery, DeliveryStatus, Edition, Event
 from subscribers import service
 from subscribers.validate import lookup_key
 
@@ -44,6 +44,16 @@ def _delivery_filter(subscriber_id: int | None, key: str) -> Any:
 def _erase_delivery_records(session: Session, subscriber_id: int | None, key: str) -> int:
     """Clear the address from the pipeline's delivery ledger and events (the rows stay for
     the edition's counts, without personal data)."""
+    # What was still to be sent never will be: those rows are settled as skipped.
+    session.execute(
+        update(Delivery)
+        .where(
+            _delivery_filter(subscriber_id, key),
+            Delivery.status.in_([DeliveryStatus.PENDING, DeliveryStatus.UNCERTAIN]),
+        )
+        .values(status=DeliveryStatus.SKIPPED, reason="erased on request")
+        .execution_options(synchronize_session=False)
+    )
     deliveries = session.execute(
         update(Delivery)
         .where(_delivery_filter(subscriber_id, key))

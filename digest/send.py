@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import exists, select
+from sqlalchemy import exists, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -353,6 +353,7 @@ class Editions:
 
     def fields(self, row: ledger.Row, env: Envelope) -> dict[str, str]:
         newsletter = self._edition(env.edition_id)[1]
+        assert row.subscriber_id is not None  # rows of erased readers are skipped before
         return recipient_fields(
             self.app.settings,
             subscriber_id=row.subscriber_id,
@@ -438,25 +439,22 @@ def _fill_counts(app: App, edition_id: int, report: SendReport) -> None:
     with app.sessions() as s:
         report.counts = ledger.status_counts(s, edition_id)
         report.skipped_reasons = ledger.reason_counts(s, edition_id, DeliveryStatus.SKIPPED)
+        # one pass over the edition's deliveries (a count per variant would be one each)
+        per_variant = dict(
+            s.execute(
+                select(Delivery.variant_id, func.count())
+                .where(Delivery.edition_id == edition_id, Delivery.variant_id.is_not(None))
+                .group_by(Delivery.variant_id)
+            ).all()
+        )
         report.variants = {
-            key: count
-            for key, count in s.execute(
-                select(Variant.key, _count_deliveries(Variant.id)).where(
-                    Variant.edition_id == edition_id
-                )
+            key: per_variant.get(variant_id, 0)
+            for variant_id, key in s.execute(
+                select(Variant.id, Variant.key)
+                .where(Variant.edition_id == edition_id)
+                .order_by(Variant.id)
             ).all()
         }
-
-
-def _count_deliveries(variant_id: Any) -> Any:
-    from sqlalchemy import func
-
-    return (
-        select(func.count())
-        .select_from(Delivery)
-        .where(Delivery.variant_id == variant_id)
-        .scalar_subquery()
-    )
 
 
 def _dry_run(

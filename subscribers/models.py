@@ -59,6 +59,9 @@ def _enum(cls: type[enum.Enum], name: str) -> Enum:
 
 class Subscriber(Base):
     __tablename__ = "subscriber"
+    # Ids are never reused (SQLite would reuse a deleted row's id): an erased person's
+    # old links and late provider events must not reach whoever signs up next.
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     #: The address as validated and normalised by email-validator.

@@ -6,7 +6,9 @@ up to ``backend.max_recipients`` readers, paces them (messages per second),
 retries what is worth retrying (exponential backoff with full jitter, honouring
 ``Retry-After``), records every outcome in a committed step, and pauses the
 edition after too many consecutive failures.  Several threads may run it at
-once (``concurrency``); each has its own backend instance.
+once (``concurrency``); each has its own backend instance.  On SQLite, which
+takes one writer at a time, the threads queue for the database on a lock of
+their own (see :func:`queued_sessions`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -33,7 +35,7 @@ from digest.delivery.backends import (
     RetryableError,
 )
 from digest.delivery.message import Envelope, Post, Recipient
-from digest.models import DeliveryBatch, EditionStatus
+from digest.models import EditionStatus
 from subscribers.service import is_sendable
 
 log = logging.getLogger(__name__)
@@ -48,14 +50,13 @@ class SendOptions:
     max_attempts: int = 5
     backoff_base: float = 1.0
     backoff_cap: float = 60.0
-    #: Longest Retry-After honoured; a longer one pauses the edition instead.
-    retry_after_cap: float = 600.0
+    #: Longest Retry-After honoured (kept under the lease, so a claim never lapses while
+    #: it waits); a longer one counts as a failure, and repeated failures pause.
+    retry_after_cap: float = 240.0
     #: Consecutive failed posts after which the edition pauses.
     pause_after: int = 5
     #: How long a claim holds without a sign of life.
     lease: timedelta = timedelta(minutes=5)
-    #: Times one batch may be claimed before its leftovers are failed.
-    max_batch_claims: int = 5
 
 
 class RateLimiter:
@@ -103,6 +104,38 @@ class RunResult:
     progress: Progress = field(default_factory=Progress)
 
 
+class _QueuedSession(Session):
+    """A session that holds its sessionmaker's lock from ``with`` to the end of the block."""
+
+    def __init__(self, *args: Any, queue: threading.RLock, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._queue = queue
+
+    def __enter__(self) -> _QueuedSession:
+        self._queue.acquire()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        try:
+            self.close()
+        finally:
+            self._queue.release()
+
+
+def queued_sessions(sessions: sessionmaker[Session]) -> sessionmaker[Session]:
+    """``sessions``, but on SQLite each ``with`` block waits for the one before it.
+
+    SQLite lets one transaction write at a time (every transaction here begins
+    IMMEDIATE) and makes the others poll for the lock with growing sleeps, up
+    to 100 ms each, so sending threads sat idle while the database was free.
+    Queued on a lock, the next thread starts the moment the last one commits.
+    """
+    bind = sessions.kw.get("bind")
+    if bind is None or bind.dialect.name != "sqlite":
+        return sessions
+    return sessionmaker(class_=_QueuedSession, queue=threading.RLock(), **sessions.kw)
+
+
 class EditionContext(Protocol):
     """What the loop needs to know about the editions it sends (any edition, for workers)."""
 
@@ -128,7 +161,7 @@ class SendLoop:
         owner: str | None = None,
         cancel: threading.Event | None = None,
     ) -> None:
-        self.sessions = sessions
+        self.sessions = queued_sessions(sessions)
         self.backend_factory = backend_factory
         self.context = context
         self.options = options or SendOptions()
@@ -179,21 +212,26 @@ class SendLoop:
         return self.result
 
     def _worker(self, edition_id: int | None) -> None:
+        # Each thread claims as an owner of its own (see ledger.owner_id).
+        owner = f"{self.owner}:{threading.get_ident() % 100000}"
         backend = self.backend_factory()
         try:
             try:
                 backend.open()
             except RetryableError as exc:  # the first post retries the connection
                 log.info("backend not ready yet: %s", exc)
+            except FatalError as exc:
+                self._pause(str(exc), edition_id)
+                return
             while not self.stopping:
-                claim = ledger.claim_batch(
-                    self.sessions, self.owner, self.options.lease, edition_id
-                )
+                claim = ledger.claim_batch(self.sessions, owner, self.options.lease, edition_id)
                 if claim is None:
                     return
-                self._process(backend, claim)
-        except FatalError as exc:
-            self._pause(str(exc), edition_id)
+                try:
+                    self._process(backend, claim)
+                except FatalError as exc:
+                    self._pause(str(exc), claim.edition_id)
+                    return
         finally:
             backend.close()
 
@@ -201,10 +239,13 @@ class SendLoop:
         rows = ledger.pending_rows(self.sessions, claim)
         with self.sessions() as s:
             list_name = self.context.list_name(claim.edition_id)
-            keep = is_sendable(s, [r.subscriber_id for r in rows], list_name)
+            ids = [r.subscriber_id for r in rows if r.subscriber_id is not None]
+            keep = is_sendable(s, ids, list_name)
         dropped = [r.delivery_id for r in rows if r.subscriber_id not in keep]
         if dropped:
-            ledger.skip(self.sessions, dropped, "unsubscribed or suppressed before sending")
+            ledger.skip(
+                self.sessions, dropped, "unsubscribed, suppressed, paused or erased before sending"
+            )
             self._count(skipped=len(dropped))
         rows = [r for r in rows if r.subscriber_id in keep]
         envelope = self.context.envelope(claim.variant_id)
@@ -215,21 +256,12 @@ class SendLoop:
                 return
             chunk = rows[start : start + size]
             if not self._post(backend, claim, envelope, chunk):
-                self._give_back(claim)
+                # Not delivered yet, and worth trying again: the batch goes back to
+                # the queue. Repeated failures pause the edition (see _failure);
+                # readers are never failed for a provider's passing trouble.
+                ledger.release(self.sessions, claim)
                 return
         ledger.finish(self.sessions, claim)
-
-    def _give_back(self, claim: ledger.Claim) -> None:
-        with self.sessions() as s:
-            batch = s.get(DeliveryBatch, claim.batch_id)
-            claims = batch.attempts if batch else 0
-        if claims >= self.options.max_batch_claims:
-            ledger.fail_pending(
-                self.sessions, claim, f"gave up after {claims} rounds of failed attempts"
-            )
-            ledger.finish(self.sessions, claim)
-        else:
-            ledger.release(self.sessions, claim)
 
     def _post(
         self, backend: Backend, claim: ledger.Claim, envelope: Envelope, chunk: Sequence[ledger.Row]
@@ -241,12 +273,18 @@ class SendLoop:
             )
             for r in chunk
         ]
-        ids = [r.delivery_id for r in chunk]
         self.limiter.acquire(len(chunk))
         try:
-            ledger.start_post(self.sessions, claim, ids, self.options.lease)
+            moved = ledger.start_post(
+                self.sessions, claim, [r.delivery_id for r in chunk], self.options.lease
+            )
         except ledger.LostClaim:
             log.warning("batch %s was taken over by another sender", claim.batch_id)
+            return True
+        # Only what this call moved to "sending" goes out: never a row another sender has.
+        recipients = [r for r in recipients if r.delivery_id in moved]
+        ids = [r.delivery_id for r in recipients if r.delivery_id is not None]
+        if not ids:
             return True
         try:
             results = self._send_with_retries(backend, Post(envelope, recipients))
@@ -268,6 +306,14 @@ class SendLoop:
             return True
         except FatalError:
             ledger.unsend(self.sessions, ids, "not sent: the backend stopped")
+            ledger.release(self.sessions, claim)
+            raise
+        except BaseException as exc:
+            # A bug or an interrupt mid-post: whether it went out is unknown, so it
+            # is uncertain (never retried behind anyone's back), and the batch is freed.
+            ledger.mark_uncertain(
+                self.sessions, ids, f"sender failed: {type(exc).__name__}; {ledger.UNCERTAIN_HINT}"
+            )
             ledger.release(self.sessions, claim)
             raise
         ledger.record_results(self.sessions, results)

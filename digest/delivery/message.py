@@ -13,6 +13,7 @@ from email.message import EmailMessage
 from email.utils import formataddr, formatdate
 from urllib.parse import quote
 
+from digest.errors import DeliveryError
 from digest.personalize import personalize
 
 #: CRLF line ends, as SMTP wants them.  Headers may run to RFC 5322's hard limit of
@@ -63,6 +64,27 @@ class Post:
     recipients: list[Recipient]
 
 
+class UnsendableAddress(DeliveryError, ValueError):
+    """An address no backend here can carry (non-ASCII before the @ needs SMTPUTF8)."""
+
+
+def ascii_address(address: str) -> str:
+    """``address`` as plain ASCII for headers and SMTP: an internationalised domain
+    becomes its IDNA (punycode) form; a non-ASCII local part cannot be carried."""
+    if address.isascii():
+        return address
+    local, _, domain = address.rpartition("@")
+    if not local.isascii():
+        raise UnsendableAddress(
+            f"{address}: non-ASCII characters before the @ need SMTPUTF8, which digest "
+            "does not send yet"
+        )
+    try:
+        return f"{local}@{domain.encode('idna').decode('ascii')}"
+    except UnicodeError as exc:
+        raise UnsendableAddress(f"{address}: the domain cannot be encoded ({exc})") from None
+
+
 def message_id(envelope: Envelope, recipient: Recipient) -> str:
     """A Message-ID on the sender's domain.
 
@@ -111,7 +133,7 @@ def build_mime(envelope: Envelope, recipient: Recipient) -> EmailMessage:
     """The complete message for one reader: multipart/alternative, text then HTML."""
     msg = EmailMessage(policy=POLICY)
     msg["From"] = formataddr((envelope.sender_name, envelope.sender))
-    msg["To"] = formataddr((recipient.name, recipient.email))
+    msg["To"] = formataddr((recipient.name, ascii_address(recipient.email)))
     if envelope.reply_to:
         msg["Reply-To"] = envelope.reply_to
     msg["Subject"] = subject_for(envelope, recipient)

@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 
 from digest.delivery.backends import Backend, FatalError, RecipientResult
-from digest.delivery.message import Post, build_mime
+from digest.delivery.message import Post, UnsendableAddress, build_mime
 
 
 class OutboxBackend(Backend):
@@ -39,7 +39,11 @@ class OutboxBackend(Backend):
     def send(self, post: Post) -> list[RecipientResult]:
         results = []
         for i, rcpt in enumerate(post.recipients):
-            msg = build_mime(post.envelope, rcpt)
+            try:
+                msg = build_mime(post.envelope, rcpt)
+            except UnsendableAddress as exc:
+                results.append(RecipientResult(rcpt.delivery_id, ok=False, error=str(exc)))
+                continue
             path = self.path_for(post, i)
             path.parent.mkdir(parents=True, exist_ok=True)
             # Write then rename: a crash never leaves a half-written message.

@@ -25,7 +25,15 @@ from digest.delivery.backends import (
     RecipientResult,
     RetryableError,
 )
-from digest.delivery.message import Envelope, Post, Recipient, list_headers, subject_for
+from digest.delivery.message import (
+    Envelope,
+    Post,
+    Recipient,
+    UnsendableAddress,
+    ascii_address,
+    list_headers,
+    subject_for,
+)
 from digest.errors import ConfigError
 from digest.personalize import substitutions
 
@@ -44,7 +52,7 @@ def _address(value: str, name: str = "") -> dict[str, str]:
 def personalization(envelope: Envelope, recipient: Recipient) -> dict[str, Any]:
     headers = list_headers(envelope, recipient)
     return {
-        "to": [_address(recipient.email, recipient.name)],
+        "to": [_address(ascii_address(recipient.email), recipient.name)],
         "subject": subject_for(envelope, recipient),
         "substitutions": substitutions(recipient.fields),
         "custom_args": {
@@ -101,6 +109,18 @@ class SendGridBackend(Backend):
         self.host = host
 
     def send(self, post: Post) -> list[RecipientResult]:
+        refused: list[RecipientResult] = []
+        carried = []
+        for r in post.recipients:
+            try:
+                ascii_address(r.email)
+            except UnsendableAddress as exc:
+                refused.append(RecipientResult(r.delivery_id, ok=False, error=str(exc)))
+            else:
+                carried.append(r)
+        if not carried:
+            return refused
+        post = Post(post.envelope, carried)
         payload = build_payload(post)
         try:
             response = self.client.client.mail.send.post(request_body=payload)
@@ -118,7 +138,7 @@ class SendGridBackend(Backend):
                 f"({type(exc).__name__}: {exc})"
             ) from None
         provider_id = _header(response.headers, "X-Message-Id")
-        return [
+        return refused + [
             RecipientResult(r.delivery_id, ok=True, provider_id=provider_id)
             for r in post.recipients
         ]

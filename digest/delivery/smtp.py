@@ -23,7 +23,7 @@ from digest.delivery.backends import (
     RecipientResult,
     RetryableError,
 )
-from digest.delivery.message import Post, build_mime
+from digest.delivery.message import Post, UnsendableAddress, ascii_address, build_mime
 from digest.errors import ConfigError
 
 
@@ -155,12 +155,16 @@ class SMTPBackend(Backend):
     def send(self, post: Post) -> list[RecipientResult]:
         results = []
         for rcpt in post.recipients:
-            msg = build_mime(post.envelope, rcpt)
+            try:
+                msg = build_mime(post.envelope, rcpt)
+            except UnsendableAddress as exc:
+                results.append(RecipientResult(rcpt.delivery_id, ok=False, error=str(exc)))
+                continue
             if self._conn is None:
                 self._conn = self._connect()
             conn = self._conn
             try:
-                refusal = self._envelope(conn, post.envelope.sender, rcpt.email)
+                refusal = self._envelope(conn, post.envelope.sender, ascii_address(rcpt.email))
                 if refusal is not None:
                     results.append(RecipientResult(rcpt.delivery_id, ok=False, error=refusal))
                     continue

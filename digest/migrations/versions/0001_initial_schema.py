@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-27 14:14:55.447289
+Create Date: 2026-11-27 14:22:53.580343
 """
 from __future__ import annotations
 
@@ -85,7 +85,8 @@ def upgrade() -> None:
     sa.Column('consent_at', subscribers.db.UTCDateTime(timezone=True), nullable=True),
     sa.Column('consent_ip', sa.String(length=45), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_subscriber')),
-    sa.UniqueConstraint('email_key', name=op.f('uq_subscriber_email_key'))
+    sa.UniqueConstraint('email_key', name=op.f('uq_subscriber_email_key')),
+    sqlite_autoincrement=True
     )
     with op.batch_alter_table('subscriber', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_subscriber_status'), ['status'], unique=False)

@@ -1,0 +1,188 @@
+"""The send loop under the situations a review found: a lapsed lease within one
+process, erasure mid-send, international addresses, an outage and its recovery,
+fatal errors in worker mode, and ids never reused."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, update
+
+from digest.delivery import ledger
+from digest.delivery.backends import FatalError, RetryableError
+from digest.delivery.base import SendOptions
+from digest.delivery.memory import MemoryBackend, MemoryMailbox
+from digest.delivery.message import Post
+from digest.models import Delivery, DeliveryBatch, DeliveryStatus, Edition, EditionStatus
+from digest.privacy import forget_person
+from digest.send import send_edition
+from digest.worker import run_worker
+from subscribers.db import utcnow
+from subscribers.models import Subscriber
+from subscribers.service import add_subscriber
+from tests.support.smtp_server import SMTPServer
+from tests.support.world import AS_OF, add_readers, bulk_readers, make_world
+
+FAST = SendOptions(backoff_base=0, backoff_cap=0, max_attempts=2, pause_after=3)
+
+
+def test_a_lapsed_claim_never_posts_rows_another_sender_took(db_url: str, tmp_path: Path) -> None:
+    world = make_world(db_url, tmp_path)
+    bulk_readers(world.app, 4)
+    send_edition(world.app, "weekly", AS_OF, enqueue=True, batch_size=4)
+    sessions = world.app.sessions
+    owner = ledger.owner_id()
+    first = ledger.claim_batch(sessions, owner, timedelta(minutes=5))
+    assert first is not None
+    rows = ledger.pending_rows(sessions, first)
+    # The lease lapses and the batch is released; a sibling thread of the same
+    # process takes it and starts posting the same readers.
+    with world.app.session() as s:
+        s.execute(update(DeliveryBatch).values(lease_until=utcnow() - timedelta(seconds=1)))
+    ledger.recover_stale(sessions)
+    second = ledger.claim_batch(sessions, f"{owner}:sibling", timedelta(minutes=5))
+    assert second is not None and second.batch_id == first.batch_id
+    taken = ledger.start_post(sessions, second, [r.delivery_id for r in rows], timedelta(minutes=5))
+    assert taken == {r.delivery_id for r in rows}
+    # The first holder wakes up: its claim is gone, and none of the rows are its to post.
+    try:
+        again = ledger.start_post(sessions, first, [r.delivery_id for r in rows], timedelta(1))
+    except ledger.LostClaim:
+        again = set()
+    assert again == set()
+
+
+def test_erasing_a_reader_mid_send_settles_their_row(db_url: str, tmp_path: Path) -> None:
+    world = make_world(db_url, tmp_path)
+    add_readers(world.app, 3)
+    send_edition(world.app, "weekly", AS_OF, enqueue=True, batch_size=10)
+    with world.app.session() as s:
+        forget_person(s, "reader1@example.net")
+    box = MemoryMailbox()
+    report = send_edition(
+        world.app, "weekly", AS_OF, backend_factory=lambda: MemoryBackend(box), options=FAST
+    )
+    assert sorted(m["to"] for m in box.sent) == ["reader0@example.net", "reader2@example.net"]
+    assert report.counts["skipped"] == 1 and report.counts["pending"] == 0
+    with world.app.session() as s:
+        assert s.scalar(select(Edition.status)) == EditionStatus.SENT
+        row = s.execute(
+            select(Delivery.email, Delivery.reason).where(Delivery.status == DeliveryStatus.SKIPPED)
+        ).one()
+    assert row == (None, "erased on request")
+
+
+def test_a_reader_deleted_without_erasure_is_skipped_not_spun_on(
+    db_url: str, tmp_path: Path
+) -> None:
+    world = make_world(db_url, tmp_path)
+    add_readers(world.app, 2)
+    send_edition(world.app, "weekly", AS_OF, enqueue=True)
+    with world.app.session() as s:
+        s.delete(
+            s.scalars(select(Subscriber).where(Subscriber.email == "reader0@example.net")).one()
+        )
+    stats = run_worker(world.app, once=True, backend_factory=lambda: MemoryBackend(MemoryMailbox()))
+    assert stats.sent == 1
+    with world.app.session() as s:
+        assert s.scalar(select(Edition.status)) == EditionStatus.SENT
+
+
+def _idn_readers(world) -> None:  # type: ignore[no-untyped-def]
+    with world.app.session() as s:
+        add_subscriber(s, "anna@müller.example", "weekly", name="Anna")
+        add_subscriber(s, "jörg@example.net", "weekly", name="Jörg")
+        add_subscriber(s, "plain@example.net", "weekly")
+
+
+def test_international_addresses_over_smtp(db_url: str, tmp_path: Path) -> None:
+    with SMTPServer() as server:
+        world = make_world(db_url, tmp_path, env={"DIGEST_SMTP_URL": server.url})
+        _idn_readers(world)
+        report = send_edition(world.app, "weekly", AS_OF, backend="smtp", options=FAST)
+        got = sorted(r.rcpt_tos[0] for r in server.sink.received)
+    assert got == ["anna@xn--mller-kva.example", "plain@example.net"]
+    assert report.counts["sent"] == 2 and report.counts["failed"] == 1
+    with world.app.session() as s:
+        reason = s.scalar(select(Delivery.reason).where(Delivery.status == DeliveryStatus.FAILED))
+    assert reason is not None and "need SMTPUTF8" in reason
+
+
+def test_international_addresses_in_the_outbox(db_url: str, tmp_path: Path) -> None:
+    world = make_world(db_url, tmp_path)
+    _idn_readers(world)
+    report = send_edition(world.app, "weekly", AS_OF, backend="outbox", options=FAST)
+    assert report.counts["sent"] == 2 and report.counts["failed"] == 1
+    assert len(list(world.outbox.rglob("*.eml"))) == 2
+
+
+def test_an_outage_never_fails_readers_and_recovery_sends_them(db_url: str, tmp_path: Path) -> None:
+    world = make_world(db_url, tmp_path)
+    bulk_readers(world.app, 30)
+    box = MemoryMailbox()
+    box.script.extend(RetryableError("503 down") for _ in range(1000))
+    options = SendOptions(backoff_base=0, backoff_cap=0, max_attempts=2, pause_after=6)
+    down = send_edition(
+        world.app,
+        "weekly",
+        AS_OF,
+        backend_factory=lambda: MemoryBackend(box, 10),
+        batch_size=10,
+        options=options,
+    )
+    assert down.paused and down.counts["failed"] == 0 and down.counts["pending"] == 30
+    box.script.clear()
+    up = send_edition(
+        world.app,
+        "weekly",
+        AS_OF,
+        backend_factory=lambda: MemoryBackend(box, 10),
+        batch_size=10,
+        options=options,
+    )
+    assert up.counts["sent"] == 30 and len({m["to"] for m in box.sent}) == 30
+
+
+def test_a_fatal_error_in_a_worker_pauses_that_edition(db_url: str, tmp_path: Path) -> None:
+    world = make_world(db_url, tmp_path)
+    bulk_readers(world.app, 3)
+    send_edition(world.app, "weekly", AS_OF, enqueue=True)
+    box = MemoryMailbox()
+    box.script.append(FatalError("SendGrid answered 401: bad key"))
+    stats = run_worker(world.app, once=True, backend_factory=lambda: MemoryBackend(box))
+    assert stats.sent == 0 and box.posts == 1
+    with world.app.session() as s:
+        assert s.scalar(select(Edition.status)) == EditionStatus.PAUSED
+        assert set(s.scalars(select(Delivery.status))) == {DeliveryStatus.PENDING}
+    # paused editions are not claimed again until someone resumes them
+    assert run_worker(world.app, once=True, backend_factory=lambda: MemoryBackend(box)).sent == 0
+    assert box.posts == 1
+
+
+def test_an_unexpected_error_mid_post_leaves_nothing_sending(db_url: str, tmp_path: Path) -> None:
+    world = make_world(db_url, tmp_path)
+    bulk_readers(world.app, 2)
+    box = MemoryMailbox()
+
+    def boom(post: Post) -> list:  # type: ignore[type-arg]
+        raise RuntimeError("a bug")
+
+    box.script.append(boom)
+    with pytest.raises(RuntimeError, match="a bug"):
+        send_edition(world.app, "weekly", AS_OF, backend_factory=lambda: MemoryBackend(box))
+    with world.app.session() as s:
+        assert set(s.scalars(select(Delivery.status))) == {DeliveryStatus.UNCERTAIN}
+        assert s.scalar(select(DeliveryBatch.claimed_by)) is None
+
+
+def test_subscriber_ids_are_never_reused(db_url: str, tmp_path: Path) -> None:
+    world = make_world(db_url, tmp_path)
+    with world.app.session() as s:
+        gone = add_subscriber(s, "gone@example.net", "weekly").subscriber.id
+    with world.app.session() as s:
+        forget_person(s, "gone@example.net")
+    with world.app.session() as s:
+        new = add_subscriber(s, "new@example.net", "weekly").subscriber.id
+    assert new > gone
