@@ -243,6 +243,26 @@ def test_one_click_accepts_other_encodings(
     assert membership_status(lite, "reader@example.net") == "unsubscribed"
 
 
+def test_oversized_or_unsized_bodies_are_refused_before_anything_is_read(lite: World) -> None:
+    sid = reader(lite)
+    token = make_token(SECRET, sid, "unsubscribe")
+
+    def chunks():  # type: ignore[no-untyped-def]
+        yield b"List-Unsubscribe=One-Click"
+
+    with client_for(lite) as client:
+        huge = client.post(
+            f"/u/{token}", content=b"x" * 20_000, headers={"Content-Type": "text/plain"}
+        )
+        streamed = client.post(
+            f"/u/{token}",
+            content=chunks(),
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+    assert huge.status_code == 413 and streamed.status_code == 411
+    assert membership_status(lite, "reader@example.net") == "active"
+
+
 def test_get_shows_a_button_and_changes_nothing(lite: World) -> None:
     sid = reader(lite)
     token = make_token(SECRET, sid, "unsubscribe")

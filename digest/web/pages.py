@@ -223,10 +223,23 @@ def client_ip(request: Request) -> str:
 # Forms
 
 
+async def read_body(request: Request, limit: int) -> bytes | None:
+    """The request body, read as it streams in; None once it passes ``limit`` bytes."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
+
+
 async def read_form(request: Request, *, check_csrf: bool = True) -> FormData:
     """The posted form, its CSRF token checked (403 when it is missing or wrong)."""
     length = request.headers.get("content-length", "")
-    if length.isdigit() and int(length) > MAX_UPLOAD_BYTES:
+    if not length.isdigit():
+        # A streamed (chunked) form could be any size: browsers always give a length.
+        raise WebError("a form must be sent with a Content-Length", status=411)
+    if int(length) > MAX_UPLOAD_BYTES:
         raise WebError(
             f"the form is larger than {MAX_UPLOAD_BYTES // (1024 * 1024)} MB", status=413
         )

@@ -40,6 +40,7 @@ from digest.web.pages import (
     fields,
     flash,
     in_session,
+    read_body,
     read_form,
     render,
     state,
@@ -313,7 +314,9 @@ async def _one_click(request: Request) -> tuple[bool, object]:
         form = await read_form(request, check_csrf=False)
         values = {k: [v for v in form.getlist(k) if isinstance(v, str)] for k in form}
     else:
-        body = (await request.body())[:10_000]
+        body = await read_body(request, 10_000)
+        if body is None:
+            raise WebError("the request body is too large", status=413)
         values = parse_qs(body.decode("utf-8", "replace"))
     one_click = "One-Click" in values.get("List-Unsubscribe", [])
     tokens = values.get("csrf") or []

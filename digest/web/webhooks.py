@@ -33,6 +33,7 @@ from starlette.routing import BaseRoute, Route
 from digest import events
 from digest.app import App
 from digest.errors import ConfigError, DigestError
+from digest.web.pages import client_ip, read_body
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +141,7 @@ class SendGridWebhook:
                 "Signed Event Webhook verification key; unsigned events are never accepted"
             )
             return _error(403, "the webhook is disabled: no verification key is configured")
-        body = await _read(request, self.max_body_bytes)
+        body = await read_body(request, self.max_body_bytes)
         if body is None:
             return _error(413, f"the body is larger than {self.max_body_bytes} bytes")
         try:
@@ -152,7 +153,7 @@ class SendGridWebhook:
                 tolerance=self.tolerance,
             )
         except SignatureRejected as exc:
-            log.warning("SendGrid webhook refused a post from %s: %s", _client(request), exc)
+            log.warning("SendGrid webhook refused a post from %s: %s", client_ip(request), exc)
             return _error(403, str(exc))
         try:
             batch = json.loads(body)
@@ -163,19 +164,6 @@ class SendGridWebhook:
         normalised = [events.normalise_sendgrid(e) for e in batch]
         summary = await run_in_threadpool(events.ingest, self.app.session, normalised)
         return JSONResponse(summary.as_dict(), status_code=500 if summary.failed else 200)
-
-
-async def _read(request: Request, limit: int) -> bytes | None:
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            return None
-    return bytes(body)
-
-
-def _client(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
 
 
 def _error(status: int, message: str) -> JSONResponse:
