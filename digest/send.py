@@ -269,7 +269,9 @@ def plan_audience(
         contents = dict(edition.contents)
         contents["audiences"] = [*contents.get("audiences", []), marker]
         edition.contents = contents
-        return counts
+    if counts.planned + counts.skipped >= ledger.ANALYZE_AFTER:
+        ledger.refresh_statistics(app.engine)
+    return counts
 
 
 # ---------------------------------------------------------------------------

@@ -27,7 +27,21 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, case, delete, exists, func, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    Select,
+    and_,
+    bindparam,
+    case,
+    delete,
+    exists,
+    func,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from subscribers.db import rowcount, utcnow
@@ -399,17 +413,32 @@ def recipients(session: Session, list_name: str, segment: str | None = None) -> 
 
 def is_sendable(session: Session, subscriber_ids: Sequence[int], list_name: str) -> set[int]:
     """Which of ``subscriber_ids`` may still be mailed on ``list_name`` right now
-    (one query: active member, active subscriber, not suppressed, not paused)."""
+    (one query: active member, active subscriber, not suppressed, not paused).
+
+    On PostgreSQL the ids drive the query (``unnest`` of one array parameter,
+    joined by primary key), so it stays a thousand index lookups even before the
+    tables have statistics: right after a bulk import, ``id IN (…)`` was planned
+    as a loop over every member, minutes per call at 100,000 readers.
+    """
     ids = list(subscriber_ids)
     if not ids:
         return set()
+    if session.get_bind().dialect.name == "postgresql":
+        wanted = (
+            func.unnest(bindparam(None, ids, type_=ARRAY(Integer)))
+            .table_valued("id")
+            .render_derived(name="wanted")
+        )
+        stmt = (
+            select(Subscriber.id).select_from(wanted).join(Subscriber, Subscriber.id == wanted.c.id)
+        )
+    else:
+        stmt = select(Subscriber.id).where(Subscriber.id.in_(ids))
     stmt = (
-        select(Subscriber.id)
-        .join(Membership, Membership.subscriber_id == Subscriber.id)
+        stmt.join(Membership, Membership.subscriber_id == Subscriber.id)
         .join(MailingList, MailingList.id == Membership.list_id)
         .where(
             MailingList.name == list_name,
-            Subscriber.id.in_(ids),
             Membership.status == Status.ACTIVE,
             Subscriber.status == Status.ACTIVE,
             not_suppressed(session),

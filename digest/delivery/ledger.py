@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import Engine, and_, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -31,7 +31,7 @@ from digest.models import (
     Edition,
     EditionStatus,
 )
-from subscribers.db import utcnow
+from subscribers.db import in_values, utcnow
 from subscribers.models import Subscriber
 
 UNCERTAIN_HINT = "it may or may not have been sent; resend with --resend-uncertain"
@@ -198,6 +198,24 @@ def plan_deliveries(
     return counts
 
 
+#: Rows written by one plan after which PostgreSQL's statistics on the ledger are refreshed.
+ANALYZE_AFTER = 1000
+
+
+def refresh_statistics(engine: Engine) -> None:
+    """``ANALYZE`` the ledger on PostgreSQL (nothing to do on SQLite).
+
+    Called after a large plan: in a database that has never analysed the ledger,
+    the next audience's streaming query (a cursor, planned for its first rows)
+    takes ``delivery`` for an empty table and scans it once per reader: 15 s for a
+    10,000-reader segment once 50,000 deliveries exist, 0.1 s with statistics.
+    """
+    if engine.dialect.name != "postgresql":
+        return
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("ANALYZE delivery, delivery_batch"))
+
+
 # ---------------------------------------------------------------------------
 # Claiming and recovering batches
 
@@ -318,7 +336,10 @@ def start_post(
             raise LostClaim(f"batch {claim.batch_id} was taken over")
         moved = s.scalars(
             update(Delivery)
-            .where(Delivery.id.in_(delivery_ids), Delivery.status == DeliveryStatus.PENDING)
+            .where(
+                in_values(s, Delivery.id, list(delivery_ids)),
+                Delivery.status == DeliveryStatus.PENDING,
+            )
             .values(status=DeliveryStatus.SENDING, attempts=Delivery.attempts + 1, updated_at=now)
             .returning(Delivery.id)
         )
@@ -361,7 +382,7 @@ def record_results(sessions: sessionmaker[Session], results: Sequence[RecipientR
             if len(ids) > 1:
                 s.execute(
                     update(Delivery)
-                    .where(Delivery.id.in_(ids))
+                    .where(in_values(s, Delivery.id, ids))
                     .values(
                         status=status,
                         provider_id=provider_id,
