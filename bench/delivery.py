@@ -1,9 +1,9 @@
 """An edition for many readers in ten segments, delivered to a local SendGrid contract server.
 
-The parent (:func:`measure`) builds the data in one child process and delivers
-it in another (``python -m bench.delivery generate|run``), so the delivering
-process's peak RSS (``getrusage(RUSAGE_SELF).ru_maxrss``, read by that process
-as it ends) is the delivery's alone; the server runs in a third process.
+The parent (:func:`measure`) builds the data, then delivers it in a child
+process (``python -m bench.delivery run``), so the delivering process's peak
+RSS (``getrusage(RUSAGE_SELF).ru_maxrss``, read by that process as it ends) is
+the delivery's alone; the server runs in a process of its own.
 
 The edition goes out the way production sends it: ``send_edition(...,
 enqueue=True)`` once per segment (``digest send weekly --segment S --enqueue``)
@@ -36,7 +36,7 @@ import resource
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
@@ -235,7 +235,6 @@ def measure(
     profile: Path | None = None,
 ) -> dict[str, Any]:
     """Generate ``subscribers`` readers in a fresh database and deliver one edition to them."""
-    server.reset()
     folder = root / f"{backend}-{database}-{subscribers}"
     context = (
         postgres_world(folder, postgres_url)
@@ -244,7 +243,8 @@ def measure(
     )
     with context as world:
         where = ["--db", world.db_url, "--root", str(world.root)]
-        made = _child("generate", *where, "--subscribers", str(subscribers))
+        made = generate(world, subscribers)
+        server.reset()
         extra = ["--profile", str(profile)] if profile else []
         result = _child(
             "run",
@@ -272,10 +272,9 @@ def measure(
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.delivery")
-    parser.add_argument("step", choices=["generate", "run"])
+    parser.add_argument("step", choices=["run"])
     parser.add_argument("--db", required=True)
     parser.add_argument("--root", type=Path, required=True)
-    parser.add_argument("--subscribers", type=int, default=0)
     parser.add_argument("--backend", choices=["sendgrid", "smtp"], default="sendgrid")
     parser.add_argument("--server", default="")
     parser.add_argument("--api-key", default="")
@@ -283,14 +282,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--profile", type=Path)
     args = parser.parse_args(argv)
     world = World(args.db, args.root, args.root / "digest.toml")
-    step: Callable[[], dict[str, Any]]
-    if args.step == "generate":
-        step = lambda: generate(world, args.subscribers)  # noqa: E731
-    else:
-        step = lambda: run(  # noqa: E731
-            world, args.backend, args.server, args.api_key, args.concurrency, args.profile
-        )
-    print(json.dumps(step()))
+    result = run(world, args.backend, args.server, args.api_key, args.concurrency, args.profile)
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":

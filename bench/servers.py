@@ -29,27 +29,41 @@ from bench.synthetic import API_KEY
 
 
 class ServerProcess:
-    """A server child process: ``info`` says where it listens, :meth:`stats` what it got."""
+    """A server child process: ``info`` says where it listens, :meth:`stats` what it got.
+
+    It starts in the background: the caller can build its data meanwhile, and
+    ``info`` waits for the server's first line when first asked.
+    """
 
     def __init__(self, kind: str, *args: str) -> None:
+        self.kind = kind
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "bench.servers", kind, *args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
         )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line:
-            self.proc.wait(10)
-            raise RuntimeError(f"the {kind} bench server did not start ({self.proc.returncode})")
-        self.info: dict[str, Any] = json.loads(line)
+        self._info: dict[str, Any] | None = None
+
+    @property
+    def info(self) -> dict[str, Any]:
+        if self._info is None:
+            assert self.proc.stdout is not None
+            line = self.proc.stdout.readline()
+            if not line:
+                self.proc.wait(10)
+                raise RuntimeError(
+                    f"the {self.kind} bench server did not start ({self.proc.returncode})"
+                )
+            self._info = dict(json.loads(line))
+        return self._info
 
     @property
     def url(self) -> str:
         return str(self.info["url"])
 
     def _ask(self, command: str) -> dict[str, Any]:
+        self.info  # noqa: B018  (started: its first line is read)
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self.proc.stdin.write(command + "\n")
         self.proc.stdin.flush()
@@ -62,14 +76,16 @@ class ServerProcess:
         self._ask("reset")
 
     def close(self) -> None:
-        if self.proc.poll() is None:
-            assert self.proc.stdin is not None
+        """Close its stdin (it stops and exits), wait for it, release the pipes."""
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        if not self.proc.stdin.closed:
             self.proc.stdin.close()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc.stdout.close()
 
     def __enter__(self) -> ServerProcess:
         return self
