@@ -88,8 +88,6 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "sqlite": sqlite3.sqlite_version,
         "load_average_before": [round(x, 2) for x in os.getloadavg()],
-        "rss_method": "ru_maxrss (getrusage RUSAGE_SELF) of the delivering process, read as it "
-        "ends; it includes the interpreter and imports (baseline_rss_mb)",
     }
 
 
@@ -139,6 +137,7 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
                 results["ingest"] = ingest.measure(work / "ingest", args.ingest)
     results["machine"]["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     results["machine"]["bench_seconds"] = round(time.perf_counter() - started, 1)
+    results["definitions"] = delivery.DEFINITIONS
     results["targets"] = report.targets(results)
     return results
 

@@ -47,6 +47,23 @@ from bench.synthetic import AS_OF, SEGMENTS, World, populate, postgres_world, sq
 # In the child processes
 
 
+#: What each figure means (also written to results.json).
+DEFINITIONS = {
+    "resolve_s": "creating the edition and, for each of the ten audiences, streaming its "
+    "readers (list, status, suppression, segment rule), mapping each to a variant and "
+    "writing the ledger; render time excluded",
+    "render_s": "time inside Composer.render (Jinja2 → MJML → HTML, and the text twin), "
+    "once per distinct variant",
+    "send_s": "the send loop until every batch is done (claims, send-time re-check, "
+    "per-reader signed links, request bodies, posting and waiting for 202, recording "
+    "outcomes), then settling the edition",
+    "naive_render_s": "render time had every reader been rendered separately: this run's "
+    "mean render time × recipients (extrapolated, not run)",
+    "peak_rss_mb": "ru_maxrss of the delivering process (getrusage RUSAGE_SELF, read as it "
+    "ends), interpreter and imports included (baseline_rss_mb)",
+}
+
+
 def _rss_now_mb() -> float:
     with open("/proc/self/status", encoding="ascii") as f:
         for line in f:

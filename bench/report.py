@@ -139,8 +139,11 @@ def print_tables(results: dict[str, Any], console: Console | None = None) -> Non
             )
         console.print(t)
         console.print(
-            "  * naive baseline: render time with one render per reader instead of one per "
-            "variant, extrapolated from this run's mean render time."
+            "  resolve: readers streamed from the database, mapped to variants, ledger written "
+            "(renders excluded) · render: Composer.render, once per variant · send: the send "
+            "loop, claim to recorded 202, until every batch is done · RSS: ru_maxrss of the "
+            "delivering process · * naive: one render per reader instead of one per variant, "
+            "extrapolated from this run's mean render time (see bench/delivery.py)"
         )
 
     smtp = results.get("smtp")

@@ -321,6 +321,9 @@ class Editions:
         self._lock = threading.Lock()
 
     def _edition(self, edition_id: int) -> tuple[Edition, NewsletterConfig]:
+        cached = self._editions.get(edition_id)  # once per reader: no lock once it is known
+        if cached is not None:
+            return cached
         with self._lock:
             if edition_id not in self._editions:
                 with self.app.sessions() as s:
