@@ -107,6 +107,17 @@ def edition_collection(
     return Collection(newsletter, period, [s for s in sections if s.articles])
 
 
+def period_collection(
+    session: Session, newsletter: NewsletterConfig, period: Period
+) -> tuple[Edition | None, Collection]:
+    """The period's edition and its frozen collection, or (None, the articles as they are
+    now) when no edition exists yet: what previews and test copies show."""
+    edition = find_edition(session, newsletter.name, period.key)
+    if edition is not None:
+        return edition, edition_collection(session, newsletter, edition)
+    return None, collect_period(session, newsletter, period)
+
+
 def find_edition(session: Session, newsletter: str, period: str) -> Edition | None:
     return session.scalars(
         select(Edition).where(Edition.newsletter == newsletter, Edition.period == period)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from digest.app import App
-from digest.collect import collect_period, period_for
+from digest.collect import period_for
 from digest.compose import Composer
 from digest.config import NewsletterConfig
 from digest.delivery.factory import make_backend
@@ -13,7 +13,7 @@ from digest.delivery.message import Post, Recipient
 from digest.errors import DeliveryError, NotFound
 from digest.models import Edition
 from digest.personalize import preview_fields
-from digest.send import edition_collection, envelope, find_edition
+from digest.send import envelope, period_collection
 from subscribers.errors import InvalidAddress
 from subscribers.validate import normalise
 
@@ -39,12 +39,8 @@ def send_test(
         raise DeliveryError(f"--to: {exc}") from None
     period = period_for(newsletter, as_of)
     with app.session() as s:
-        edition = find_edition(s, newsletter.name, period.key)
-        if edition is not None:
-            collection = edition_collection(s, newsletter, edition)
-        else:
-            collection = collect_period(s, newsletter, period)
-            edition = Edition(id=0, newsletter=newsletter.name, period=period.key)
+        found, collection = period_collection(s, newsletter, period)
+        edition = found or Edition(id=0, newsletter=newsletter.name, period=period.key)
         if collection.is_empty:
             raise NotFound(f"{newsletter.name} {period.key} has no articles; nothing to test")
         names = [sec.name for sec in collection.sections]

@@ -17,9 +17,7 @@ from digest import db
 def main(message: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         engine = db.make_engine(f"sqlite:///{Path(tmp) / 'autogen.db'}")
-        if db.current_revision(engine) is None and any(
-            (db.MIGRATIONS / "versions").glob("*.py")
-        ):
+        if db.current_revision(engine) is None and any((db.MIGRATIONS / "versions").glob("*.py")):
             db.upgrade(engine)
         with engine.connect() as conn:
             cfg = db._alembic_config()

@@ -144,7 +144,10 @@ def test_sample_config_loads() -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        (MINIMAL + 'timezone = "Europe/Lndon"\n', r"newsletters\.weekly\.timezone: unknown timezone"),
+        (
+            MINIMAL + 'timezone = "Europe/Lndon"\n',
+            r"newsletters\.weekly\.timezone: unknown timezone",
+        ),
         (MINIMAL + 'locale = "xx_YY"\n', r"newsletters\.weekly\.locale: unknown locale"),
         (MINIMAL + 'window = "fortnight"\n', r"newsletters\.weekly\.window: 'fortnight'"),
         (MINIMAL + "max_per_category = 0\n", r"newsletters\.weekly\.max_per_category: "),
@@ -153,7 +156,7 @@ def test_sample_config_loads() -> None:
         (MINIMAL.replace("news@example.org", "nobody"), r"newsletters\.weekly\.sender: "),
         ("[newsletters.weekly\n", r"not valid TOML"),
         ("", r"no newsletters defined"),
-        ('[other]\nx = 1\n', r"unknown top-level key 'other'"),
+        ("[other]\nx = 1\n", r"unknown top-level key 'other'"),
         (MINIMAL.replace("[newsletters.weekly]", "[newsletters.Weekly]"), r"names use lowercase"),
         (
             MINIMAL
@@ -191,4 +194,8 @@ def test_relative_sources_resolve_against_config_folder(tmp_path: Path) -> None:
     )
     cfg = load_config(path)
     refs = [cfg.resolve_source(s) for _, s in cfg.all_sources()]
-    assert refs == [str((tmp_path / "feeds/a.rss").resolve()), "https://example.org/feed", "/abs/x.xml"]
+    assert refs == [
+        str((tmp_path / "feeds/a.rss").resolve()),
+        "https://example.org/feed",
+        "/abs/x.xml",
+    ]

@@ -274,3 +274,40 @@ def test_concurrent_threads_send_each_reader_once(
     addresses = [m["to"] for m in box.sent]
     assert len(addresses) == 40 and len(set(addresses)) == 40
     assert report.counts["sent"] == 40
+
+
+def test_send_test_copies_are_marked_and_outside_the_ledger(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from digest.cli import cli
+
+    world = make_world(db_url, tmp_path, readers=2)
+    for key, value in world.env.items():
+        monkeypatch.setenv(key, value)
+    runner = CliRunner()
+    out = runner.invoke(
+        cli,
+        [
+            "send-test",
+            "weekly",
+            "--to",
+            "ed@example.org, chief@example.org",
+            "--as-of",
+            "2026-11-23",
+        ],
+    )
+    assert out.exit_code == 0, out.output
+    assert out.output.count("Test copy sent to") == 2
+    files = sorted(world.outbox.rglob("*.eml"))
+    assert len(files) == 2
+    msg = email.message_from_bytes(files[0].read_bytes(), policy=email.policy.default)
+    assert msg["Subject"].startswith("[TEST] ") and msg["To"] in {
+        "ed@example.org",
+        "chief@example.org",
+    }
+    with world.app.session() as s:
+        assert s.scalar(select(func.count()).select_from(Delivery)) == 0
+    bad = runner.invoke(cli, ["send-test", "weekly", "--to", "not-an-address"])
+    assert bad.exit_code == 1 and bad.output.startswith("error: --to: ")

@@ -11,6 +11,7 @@ import click
 from rich.console import Console
 
 from digest.app import App
+from digest.delivery.factory import BACKENDS
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -49,6 +50,14 @@ def as_of_option(f: F) -> F:
     )(f)
 
 
+#: ``--backend`` for every command that delivers.
+backend_option = click.option(
+    "--backend",
+    type=click.Choice(BACKENDS),
+    help="Where to deliver (default: DIGEST_BACKEND, itself 'outbox').",
+)
+
+
 def json_option(f: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")(f)
 
@@ -57,4 +66,12 @@ def print_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, default=str, ensure_ascii=False))
 
 
-__all__ = ["App", "as_of_option", "console", "json_option", "parse_as_of", "pass_app"]
+__all__ = [
+    "App",
+    "as_of_option",
+    "backend_option",
+    "console",
+    "json_option",
+    "parse_as_of",
+    "pass_app",
+]

@@ -13,6 +13,7 @@ from rich.table import Table
 from digest.cli._common import (
     App,
     as_of_option,
+    backend_option,
     console,
     err_console,
     json_option,
@@ -21,16 +22,10 @@ from digest.cli._common import (
     print_json,
 )
 from digest.delivery.base import SendOptions
-from digest.delivery.factory import BACKENDS
 from digest.scheduling.runs import PAUSED, STOPPED, RunContext, run_edition
 from digest.scheduling.service import DigestScheduler, overview
 from digest.signals import graceful_stop
 
-backend_option = click.option(
-    "--backend",
-    type=click.Choice(BACKENDS),
-    help="Where to deliver (default: DIGEST_BACKEND, itself 'outbox').",
-)
 concurrency_option = click.option(
     "--concurrency", type=click.IntRange(1, 64), default=None, help="Sending threads per run."
 )

@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from digest.cli._common import (
     App,
     as_of_option,
+    backend_option,
     console,
     err_console,
     json_option,
@@ -22,17 +23,10 @@ from digest.cli._common import (
 from digest.delivery import ledger
 from digest.delivery.base import Progress as SendProgress
 from digest.delivery.base import SendOptions
-from digest.delivery.factory import BACKENDS
 from digest.models import Delivery, DeliveryStatus, Edition
 from digest.send import SendReport, require_edition, send_edition
 from digest.sendtest import send_test as send_test_copies
 from digest.signals import graceful_stop
-
-backend_option = click.option(
-    "--backend",
-    type=click.Choice(BACKENDS),
-    help="Where to deliver (default: DIGEST_BACKEND, itself 'outbox').",
-)
 
 
 @click.command()

@@ -8,15 +8,14 @@ from datetime import timedelta
 
 import click
 
-from digest.cli._common import App, err_console, pass_app
+from digest.cli._common import App, backend_option, err_console, pass_app
 from digest.delivery.base import SendOptions
-from digest.delivery.factory import BACKENDS
 from digest.signals import graceful_stop
 from digest.worker import run_worker
 
 
 @click.command()
-@click.option("--backend", type=click.Choice(BACKENDS), help="Default: DIGEST_BACKEND.")
+@backend_option
 @click.option(
     "--concurrency",
     type=click.IntRange(1, 64),

@@ -26,6 +26,8 @@ def user_agent(settings: Settings) -> str:
     """``digest/VERSION (+BASE_URL)``: names the project, and the publication running it
     so a site's operator can see whose fetches these are."""
     return f"digest/{__version__} (newsletter digest; +{settings.base_url})"
+
+
 MAX_REDIRECTS = 5
 ACCEPT = (
     "application/rss+xml, application/atom+xml, application/feed+json, "

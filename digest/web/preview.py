@@ -29,12 +29,12 @@ from typing import Any
 
 from digest import audience
 from digest.app import App
-from digest.collect import Period, collect_period, period_for
+from digest.collect import Period, period_for
 from digest.compose import Composer, variant_key
 from digest.config import NewsletterConfig
 from digest.errors import NotFound
 from digest.personalize import personalize, preview_fields
-from digest.send import edition_collection, find_edition
+from digest.send import period_collection
 from digest.web import lint
 from subscribers.errors import SubscribersError
 
@@ -114,11 +114,7 @@ def build_preview(
     articles or the variant is not one on offer."""
     period = period_for(newsletter, as_of)
     with app.session() as session:
-        edition = find_edition(session, newsletter.name, period.key)
-        if edition is not None:
-            collection = edition_collection(session, newsletter, edition)
-        else:
-            collection = collect_period(session, newsletter, period)
+        edition, collection = period_collection(session, newsletter, period)
         if collection.is_empty:
             raise NotFound(
                 f"{newsletter.name} {period.key} has no articles; pick another date, or run "
