@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any
 
 from sqlalchemy import (
     Boolean,
@@ -61,7 +61,7 @@ class Subscriber(Base):
     __tablename__ = "subscriber"
     # Ids are never reused (SQLite would reuse a deleted row's id): an erased person's
     # old links and late provider events must not reach whoever signs up next.
-    __table_args__: ClassVar[dict[str, Any]] = {"sqlite_autoincrement": True}
+    __table_args__ = ({"sqlite_autoincrement": True},)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     #: The address as validated and normalised by email-validator.

@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from subscribers import lists, segments, service
+from subscribers.db import utcnow
 from subscribers.errors import (
     AlreadyExists,
     InvalidAddress,
@@ -29,7 +30,6 @@ from subscribers.models import (
     Suppression,
     SuppressionReason,
 )
-from subscribers.db import utcnow
 from subscribers.validate import email_hash
 
 
