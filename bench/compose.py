@@ -67,7 +67,17 @@ def ensure_node_mjml() -> str | None:
         return "npm is not installed"
     try:
         proc = subprocess.run(
-            ["npm", "install", "--prefix", str(NODE_DIR), MJML_PACKAGE, "--no-audit", "--no-fund"],
+            [
+                "npm",
+                "install",
+                "--prefix",
+                str(NODE_DIR),
+                MJML_PACKAGE,
+                "--no-audit",
+                "--no-fund",
+                "--fetch-retries=1",
+                "--fetch-timeout=30000",
+            ],
             capture_output=True,
             text=True,
             timeout=300,

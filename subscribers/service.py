@@ -44,9 +44,9 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
-from subscribers.db import rowcount, utcnow
+from subscribers.db import in_values, rowcount, utcnow
 from subscribers.errors import NotFound, NotResubscribable, Suppressed
-from subscribers.lists import get_list
+from subscribers.lists import find_list, get_list
 from subscribers.models import (
     ConsentMethod,
     MailingList,
@@ -415,35 +415,47 @@ def is_sendable(session: Session, subscriber_ids: Sequence[int], list_name: str)
     """Which of ``subscriber_ids`` may still be mailed on ``list_name`` right now
     (one query: active member, active subscriber, not suppressed, not paused).
 
-    On PostgreSQL the ids drive the query (``unnest`` of one array parameter,
-    joined by primary key), so it stays a thousand index lookups even before the
-    tables have statistics: right after a bulk import, ``id IN (…)`` was planned
-    as a loop over every member, minutes per call at 100,000 readers.
+    On PostgreSQL the ids drive the query (``unnest`` of one array parameter) and
+    reach both tables through their primary keys, so it stays about a thousand
+    index lookups whatever the planner knows: a join through the list's name was
+    planned as a hash of every membership (25 ms a batch at 100,000 readers), and
+    ``id IN (…)`` on tables without statistics yet (right after a bulk import) as
+    a loop over every member, minutes a batch.
     """
     ids = list(subscriber_ids)
     if not ids:
         return set()
     if session.get_bind().dialect.name == "postgresql":
+        mlist = find_list(session, list_name)
+        if mlist is None:
+            return set()
         wanted = (
             func.unnest(bindparam(None, ids, type_=ARRAY(Integer)))
             .table_valued("id")
             .render_derived(name="wanted")
         )
         stmt = (
-            select(Subscriber.id).select_from(wanted).join(Subscriber, Subscriber.id == wanted.c.id)
+            select(Subscriber.id)
+            .select_from(wanted)
+            .join(Subscriber, Subscriber.id == wanted.c.id)
+            .join(
+                Membership,
+                and_(Membership.subscriber_id == wanted.c.id, Membership.list_id == mlist.id),
+            )
+            .where(in_values(session, Membership.subscriber_id, ids))
         )
     else:
-        stmt = select(Subscriber.id).where(Subscriber.id.in_(ids))
-    stmt = (
-        stmt.join(Membership, Membership.subscriber_id == Subscriber.id)
-        .join(MailingList, MailingList.id == Membership.list_id)
-        .where(
-            MailingList.name == list_name,
-            Membership.status == Status.ACTIVE,
-            Subscriber.status == Status.ACTIVE,
-            not_suppressed(session),
-            not_paused(),
+        stmt = (
+            select(Subscriber.id)
+            .join(Membership, Membership.subscriber_id == Subscriber.id)
+            .join(MailingList, MailingList.id == Membership.list_id)
+            .where(MailingList.name == list_name, Subscriber.id.in_(ids))
         )
+    stmt = stmt.where(
+        Membership.status == Status.ACTIVE,
+        Subscriber.status == Status.ACTIVE,
+        not_suppressed(session),
+        not_paused(),
     )
     return set(session.scalars(stmt))
 
