@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Final
 
 from itsdangerous import BadSignature, SignatureExpired, TimestampSigner
@@ -47,6 +48,11 @@ class _Signer(TimestampSigner):
     def __init__(self, secret: str, now: datetime | None) -> None:
         super().__init__(secret, salt=_SALT, digest_method=hashlib.sha256)
         self._now = now
+        self._key = super().derive_key()
+
+    def derive_key(self, secret_key: str | bytes | None = None) -> bytes:
+        # itsdangerous derives the key again for every signature; it never changes here
+        return self._key if secret_key is None else super().derive_key(secret_key)
 
     def get_timestamp(self) -> int:
         if self._now is None:
@@ -76,7 +82,14 @@ def make_token(
     letter = _letter(purpose)
     if isinstance(subscriber_id, bool) or not isinstance(subscriber_id, int) or subscriber_id < 1:
         raise ValueError(f"subscriber id must be a positive integer, not {subscriber_id!r}")
-    return _Signer(secret, now).sign(f"{letter}{subscriber_id}").decode("ascii")
+    signer = _signer(secret) if now is None else _Signer(secret, now)
+    return signer.sign(f"{letter}{subscriber_id}").decode("ascii")
+
+
+@lru_cache(maxsize=8)
+def _signer(secret: str) -> _Signer:
+    """One signer (and derived key) per secret: a send makes two tokens per reader."""
+    return _Signer(secret, None)
 
 
 def read_token(
@@ -92,7 +105,7 @@ def read_token(
     _check_secret(secret)
     letter = _letter(purpose)
     limit = DEFAULT_MAX_AGE[purpose] if max_age is None else max_age
-    signer = _Signer(secret, now)
+    signer = _signer(secret) if now is None else _Signer(secret, now)
     try:
         value = signer.unsign(token.strip(), max_age=limit)
     except SignatureExpired as exc:

@@ -18,18 +18,10 @@ from click.testing import CliRunner
 
 from digest.cli import cli
 from digest.config import SAMPLE_CONFIG
+from tests.support.browser import ARGS, CHROMIUM, MISSING
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 try:
     from playwright.sync_api import Browser, Page, Route, sync_playwright
@@ -80,7 +72,7 @@ def browser() -> Iterator[Browser]:
     if sync_playwright is None:
         pytest.skip("playwright is not installed (pip install playwright)")
     if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} not found: install Chromium (apt-get install chromium)")
+        pytest.skip(MISSING)
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
         yield b
