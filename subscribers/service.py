@@ -413,7 +413,16 @@ def recipients(session: Session, list_name: str, segment: str | None = None) -> 
 
 def is_sendable(session: Session, subscriber_ids: Sequence[int], list_name: str) -> set[int]:
     """Which of ``subscriber_ids`` may still be mailed on ``list_name`` right now
-    (one query: active member, active subscriber, not suppressed, not paused).
+    (one query: active member, active subscriber, not suppressed, not paused)."""
+    return set(sendable_names(session, subscriber_ids, list_name))
+
+
+def sendable_names(
+    session: Session, subscriber_ids: Sequence[int], list_name: str
+) -> dict[int, str]:
+    """``{id: name}`` for those of ``subscriber_ids`` that may still be mailed on
+    ``list_name`` right now (see :func:`is_sendable`): the send loop's re-check,
+    which also gives each reader's current name for the greeting.
 
     On PostgreSQL the ids drive the query (``unnest`` of one array parameter) and
     reach both tables through their primary keys, so it stays about a thousand
@@ -424,18 +433,18 @@ def is_sendable(session: Session, subscriber_ids: Sequence[int], list_name: str)
     """
     ids = list(subscriber_ids)
     if not ids:
-        return set()
+        return {}
     if session.get_bind().dialect.name == "postgresql":
         mlist = find_list(session, list_name)
         if mlist is None:
-            return set()
+            return {}
         wanted = (
             func.unnest(bindparam(None, ids, type_=ARRAY(Integer)))
             .table_valued("id")
             .render_derived(name="wanted")
         )
         stmt = (
-            select(Subscriber.id)
+            select(Subscriber.id, Subscriber.name)
             .select_from(wanted)
             .join(Subscriber, Subscriber.id == wanted.c.id)
             .join(
@@ -446,7 +455,7 @@ def is_sendable(session: Session, subscriber_ids: Sequence[int], list_name: str)
         )
     else:
         stmt = (
-            select(Subscriber.id)
+            select(Subscriber.id, Subscriber.name)
             .join(Membership, Membership.subscriber_id == Subscriber.id)
             .join(MailingList, MailingList.id == Membership.list_id)
             .where(MailingList.name == list_name, Subscriber.id.in_(ids))
@@ -457,7 +466,7 @@ def is_sendable(session: Session, subscriber_ids: Sequence[int], list_name: str)
         not_suppressed(session),
         not_paused(),
     )
-    return set(session.scalars(stmt))
+    return {sid: name or "" for sid, name in session.execute(stmt)}
 
 
 def members(
@@ -619,6 +628,7 @@ __all__ = [
     "not_suppressed",
     "recipients",
     "remove_from_list",
+    "sendable_names",
     "suppress",
     "unsubscribe",
     "update_subscriber",

@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any, Protocol
 
@@ -36,7 +36,7 @@ from digest.delivery.backends import (
 )
 from digest.delivery.message import Envelope, Post, Recipient
 from digest.models import EditionStatus
-from subscribers.service import is_sendable
+from subscribers.service import sendable_names
 
 log = logging.getLogger(__name__)
 
@@ -236,18 +236,22 @@ class SendLoop:
             backend.close()
 
     def _process(self, backend: Backend, claim: ledger.Claim) -> None:
-        rows = ledger.pending_rows(self.sessions, claim)
-        with self.sessions() as s:
+        with self.sessions() as s:  # one read: the batch's rows, and who may still have them
             list_name = self.context.list_name(claim.edition_id)
+            rows = ledger.load_rows(s, claim)
             ids = [r.subscriber_id for r in rows if r.subscriber_id is not None]
-            keep = is_sendable(s, ids, list_name)
+            keep = sendable_names(s, ids, list_name)
         dropped = [r.delivery_id for r in rows if r.subscriber_id not in keep]
         if dropped:
             ledger.skip(
                 self.sessions, dropped, "unsubscribed, suppressed, paused or erased before sending"
             )
             self._count(skipped=len(dropped))
-        rows = [r for r in rows if r.subscriber_id in keep]
+        rows = [
+            replace(r, name=keep[r.subscriber_id])
+            for r in rows
+            if r.subscriber_id is not None and r.subscriber_id in keep
+        ]
         envelope = self.context.envelope(claim.variant_id)
         size = max(1, backend.max_recipients)
         for start in range(0, len(rows), size):
@@ -255,18 +259,30 @@ class SendLoop:
                 ledger.release(self.sessions, claim)
                 return
             chunk = rows[start : start + size]
-            if not self._post(backend, claim, envelope, chunk):
+            outcome = self._post(backend, claim, envelope, chunk, last=start + size >= len(rows))
+            if outcome == "again":
                 # Not delivered yet, and worth trying again: the batch goes back to
                 # the queue. Repeated failures pause the edition (see _failure);
                 # readers are never failed for a provider's passing trouble.
                 ledger.release(self.sessions, claim)
                 return
+            if outcome == "finished":
+                return
         ledger.finish(self.sessions, claim)
 
     def _post(
-        self, backend: Backend, claim: ledger.Claim, envelope: Envelope, chunk: Sequence[ledger.Row]
-    ) -> bool:
-        """Send one post; False when it must be tried again later (batch released)."""
+        self,
+        backend: Backend,
+        claim: ledger.Claim,
+        envelope: Envelope,
+        chunk: Sequence[ledger.Row],
+        *,
+        last: bool = False,
+    ) -> str:
+        """Send one post.  Returns ``"again"`` when it must be tried again later (the
+        caller releases the batch), ``"finished"`` when the outcome was recorded and,
+        being the batch's ``last`` post, the batch settled in the same step, else
+        ``"sent"``."""
         recipients = [
             Recipient(
                 r.delivery_id, r.subscriber_id, r.email, r.name, self.context.fields(r, envelope)
@@ -280,30 +296,33 @@ class SendLoop:
             )
         except ledger.LostClaim:
             log.warning("batch %s was taken over by another sender", claim.batch_id)
-            return True
+            return "sent"
         # Only what this call moved to "sending" goes out: never a row another sender has.
         recipients = [r for r in recipients if r.delivery_id in moved]
         ids = [r.delivery_id for r in recipients if r.delivery_id is not None]
         if not ids:
-            return True
+            return "sent"
+        finish = claim if last else None
         try:
             results = self._send_with_retries(backend, Post(envelope, recipients))
         except PermanentError as exc:
             ledger.record_results(
-                self.sessions, [RecipientResult(i, ok=False, error=str(exc)) for i in ids]
+                self.sessions,
+                [RecipientResult(i, ok=False, error=str(exc)) for i in ids],
+                finish=finish,
             )
             self._count(failed=len(ids))
             self._failure(str(exc), claim.edition_id)
-            return True
+            return "finished" if last else "sent"
         except RetryableError as exc:
             ledger.unsend(self.sessions, ids, f"not sent yet: {exc}")
             self._failure(str(exc), claim.edition_id)
-            return False
+            return "again"
         except AmbiguousError as exc:
             ledger.mark_uncertain(self.sessions, ids, f"{exc}; {ledger.UNCERTAIN_HINT}")
             self._count(uncertain=len(ids))
             self._failure(str(exc), claim.edition_id)
-            return True
+            return "sent"
         except FatalError:
             ledger.unsend(self.sessions, ids, "not sent: the backend stopped")
             ledger.release(self.sessions, claim)
@@ -316,14 +335,14 @@ class SendLoop:
             )
             ledger.release(self.sessions, claim)
             raise
-        ledger.record_results(self.sessions, results)
+        ledger.record_results(self.sessions, results, finish=finish)
         sent = sum(1 for r in results if r.ok)
         self._count(sent=sent, failed=len(results) - sent)
         if sent:
             self._success()
         else:
             self._failure(results[0].error or "failed", claim.edition_id)
-        return True
+        return "finished" if last else "sent"
 
     def _send_with_retries(self, backend: Backend, post: Post) -> list[RecipientResult]:
         attempt = 1

@@ -14,11 +14,24 @@ import os
 import socket
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, and_, func, or_, select, text, update
+from sqlalchemy import (
+    ARRAY,
+    Engine,
+    Integer,
+    String,
+    and_,
+    bindparam,
+    func,
+    literal,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -88,6 +101,48 @@ def insert_ignore(
     session.connection().execute(stmt, list(rows))
 
 
+def insert_deliveries(
+    session: Session, common: dict[str, Any], people: Sequence[tuple[int, str]]
+) -> None:
+    """Deliveries for ``people`` (subscriber id, address), every other column from
+    ``common``; a reader who already has one for the edition is left alone.
+
+    On PostgreSQL one ``INSERT … SELECT FROM unnest(ids, addresses)`` per batch:
+    two array parameters instead of nine parameters a row (100,000 rows in about
+    2.1 s instead of 3.1 s, most of what is left being the foreign-key checks);
+    elsewhere one ``executemany``.
+    """
+    if not people:
+        return
+    if session.get_bind().dialect.name != "postgresql":
+        insert_ignore(
+            session,
+            Delivery,
+            [{**common, "subscriber_id": sid, "email": email} for sid, email in people],
+            ["edition_id", "subscriber_id"],
+        )
+        return
+    columns = Delivery.__table__.c
+    wanted = (
+        func.unnest(
+            bindparam(None, [p[0] for p in people], type_=ARRAY(Integer)),
+            bindparam(None, [p[1] for p in people], type_=ARRAY(String)),
+        )
+        .table_valued("subscriber_id", "email")
+        .render_derived(name="wanted")
+    )
+    values = [literal(value, type_=columns[name].type) for name, value in common.items()]
+    stmt = (
+        postgresql.insert(Delivery)
+        .from_select(
+            ["subscriber_id", "email", *common],
+            select(wanted.c.subscriber_id, wanted.c.email, *values),
+        )
+        .on_conflict_do_nothing(index_elements=["edition_id", "subscriber_id"])
+    )
+    session.connection().execute(stmt)
+
+
 # ---------------------------------------------------------------------------
 # Planning
 
@@ -134,47 +189,39 @@ def plan_deliveries(
         )
         session.add(batch)
         session.flush()
-        insert_ignore(
+        insert_deliveries(
             session,
-            Delivery,
-            [
-                {
-                    "edition_id": edition_id,
-                    "subscriber_id": r.subscriber_id,
-                    "email": r.email,
-                    "variant_id": variant_ids[key],
-                    "batch_id": batch.id,
-                    "status": DeliveryStatus.PENDING,
-                    "attempts": 0,
-                    "created_at": now,
-                    "updated_at": now,
-                }
-                for r in rows
-            ],
-            ["edition_id", "subscriber_id"],
+            {
+                "edition_id": edition_id,
+                "variant_id": variant_ids[key],
+                "batch_id": batch.id,
+                "status": DeliveryStatus.PENDING,
+                "attempts": 0,
+                "created_at": now,
+                "updated_at": now,
+            },
+            [(r.subscriber_id, r.email) for r in rows],
         )
         counts.planned += len(rows)
         counts.batches += 1
 
     def flush_skipped() -> None:
-        insert_ignore(
-            session,
-            Delivery,
-            [
+        by_reason: dict[str | None, list[PlannedRecipient]] = {}
+        for r in skipped:
+            by_reason.setdefault(r.reason, []).append(r)
+        for reason, group in by_reason.items():
+            insert_deliveries(
+                session,
                 {
                     "edition_id": edition_id,
-                    "subscriber_id": r.subscriber_id,
-                    "email": r.email,
                     "status": DeliveryStatus.SKIPPED,
-                    "reason": r.reason,
+                    "reason": reason,
                     "attempts": 0,
                     "created_at": now,
                     "updated_at": now,
-                }
-                for r in skipped
-            ],
-            ["edition_id", "subscriber_id"],
-        )
+                },
+                [(r.subscriber_id, r.email) for r in group],
+            )
         for r in skipped:
             reason = r.reason or "skipped"
             counts.skipped_reasons[reason] = counts.skipped_reasons.get(reason, 0) + 1
@@ -295,18 +342,30 @@ class Row:
     #: None when the subscriber was erased after planning (nothing is sent then).
     subscriber_id: int | None
     email: str
-    name: str
+    name: str = ""
+
+
+def load_rows(session: Session, claim: Claim) -> list[Row]:
+    """The batch's pending deliveries, in ``session``; names are left empty (the send
+    loop takes each reader's current name from its send-time check)."""
+    result = session.connection().execute(
+        select(Delivery.id, Delivery.subscriber_id, Delivery.email)
+        .where(Delivery.batch_id == claim.batch_id, Delivery.status == DeliveryStatus.PENDING)
+        .order_by(Delivery.id)
+    )
+    return [Row(d, sid, email or "") for d, sid, email in result]
 
 
 def pending_rows(sessions: sessionmaker[Session], claim: Claim) -> list[Row]:
+    """The batch's pending deliveries, each with the reader's name."""
     with sessions() as s:
-        rows = s.execute(
-            select(Delivery.id, Delivery.subscriber_id, Delivery.email, Subscriber.name)
-            .outerjoin(Subscriber, Subscriber.id == Delivery.subscriber_id)
-            .where(Delivery.batch_id == claim.batch_id, Delivery.status == DeliveryStatus.PENDING)
-            .order_by(Delivery.id)
-        ).all()
-    return [Row(r[0], r[1], r[2] or "", r[3] or "") for r in rows]
+        rows = load_rows(s, claim)
+        ids = [r.subscriber_id for r in rows if r.subscriber_id is not None]
+        found = s.execute(
+            select(Subscriber.id, Subscriber.name).where(in_values(s, Subscriber.id, ids))
+        )
+        names: dict[int | None, str | None] = {sid: name for sid, name in found}
+    return [replace(r, name=names.get(r.subscriber_id) or "") for r in rows]
 
 
 class LostClaim(Exception):
@@ -346,8 +405,14 @@ def start_post(
         return set(moved)
 
 
-def record_results(sessions: sessionmaker[Session], results: Sequence[RecipientResult]) -> None:
-    """Store what the provider said about each recipient of a post.
+def record_results(
+    sessions: sessionmaker[Session],
+    results: Sequence[RecipientResult],
+    *,
+    finish: Claim | None = None,
+) -> None:
+    """Store what the provider said about each recipient of a post (and, with ``finish``,
+    settle the batch in the same committed step: one transaction less per batch).
 
     Recipients with the same outcome are stored by one ``UPDATE … WHERE id IN``
     (a SendGrid post of 1,000 readers shares one provider id: one statement);
@@ -373,7 +438,7 @@ def record_results(sessions: sessionmaker[Session], results: Sequence[RecipientR
         for (status, provider_id, message_id, reason), ids in groups.items()
         if len(ids) == 1
     ]
-    if not groups:
+    if not groups and finish is None:
         return
     with sessions.begin() as s:
         if singles:
@@ -391,6 +456,8 @@ def record_results(sessions: sessionmaker[Session], results: Sequence[RecipientR
                         updated_at=now,
                     )
                 )
+        if finish is not None:
+            _finish(s, finish)
 
 
 def unsend(sessions: sessionmaker[Session], delivery_ids: Sequence[int], reason: str) -> None:
@@ -439,20 +506,24 @@ def release(sessions: sessionmaker[Session], claim: Claim) -> None:
 def finish(sessions: sessionmaker[Session], claim: Claim) -> None:
     """A batch with nothing pending is done; one with pending left goes back to the queue."""
     with sessions.begin() as s:
-        left = s.scalar(
-            select(func.count())
-            .select_from(Delivery)
-            .where(Delivery.batch_id == claim.batch_id, Delivery.status == DeliveryStatus.PENDING)
+        _finish(s, claim)
+
+
+def _finish(s: Session, claim: Claim) -> None:
+    left = s.scalar(
+        select(func.count())
+        .select_from(Delivery)
+        .where(Delivery.batch_id == claim.batch_id, Delivery.status == DeliveryStatus.PENDING)
+    )
+    s.execute(
+        update(DeliveryBatch)
+        .where(DeliveryBatch.id == claim.batch_id, DeliveryBatch.claimed_by == claim.owner)
+        .values(
+            status=BatchStatus.PENDING if left else BatchStatus.DONE,
+            claimed_by=None,
+            lease_until=None,
         )
-        s.execute(
-            update(DeliveryBatch)
-            .where(DeliveryBatch.id == claim.batch_id, DeliveryBatch.claimed_by == claim.owner)
-            .values(
-                status=BatchStatus.PENDING if left else BatchStatus.DONE,
-                claimed_by=None,
-                lease_until=None,
-            )
-        )
+    )
 
 
 def resend_uncertain(sessions: sessionmaker[Session], edition_id: int, batch_size: int) -> int:
