@@ -17,7 +17,7 @@ every ``~~`` in printed values, see :mod:`digest.templating`).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from functools import lru_cache
 from urllib.parse import quote
 
@@ -132,15 +132,46 @@ def _fillable(fields: Mapping[str, str]) -> set[str]:
     return {placeholder(n, html=h) for n in fields for h in (True, False)}
 
 
-def substitutions(fields: Mapping[str, str]) -> dict[str, str]:
+def substitutions(fields: Mapping[str, str], only: Collection[str] | None = None) -> dict[str, str]:
     """``{placeholder: value}`` for both spellings, ready for SendGrid ``substitutions``:
-    the HTML spelling maps to the escaped value, the text spelling to the raw one."""
+    the HTML spelling maps to the escaped value, the text spelling to the raw one.
+    With ``only``, just those fields (see :func:`used_fields`)."""
     out: dict[str, str] = {}
     for name, value in fields.items():
+        if only is not None and name not in only:
+            continue
         html, text = _SPELLINGS.get(name) or _spellings(name)
-        out[html] = str(escape(value))
+        out[html] = _escaped(value)
         out[text] = value
     return out
+
+
+def _escaped(value: str) -> str:
+    # most values (links, most names) have nothing to escape: skip building Markup
+    return str(escape(value)) if _HTML_SPECIAL.search(value) else value
+
+
+_HTML_SPECIAL = re.compile(r"[&<>\"']")
+
+
+def fill_shared(body: str, fields: Mapping[str, str], *, html: bool) -> str:
+    """``body`` with the placeholders of ``fields`` filled and every other left as is:
+    for values every reader of a variant shares (``web_url``), filled once per variant."""
+    if "~~digest." not in body:
+        return body
+
+    def fill(match: re.Match[str]) -> str:
+        if match.group(1) != ("html" if html else "text") or match.group(2) not in fields:
+            return match.group(0)
+        value = fields[match.group(2)]
+        return _escaped(value) if html else value
+
+    return _PLACEHOLDER.sub(fill, body)
+
+
+def fields_used(*bodies: str) -> frozenset[str]:
+    """The names of the fields whose placeholders (either spelling) are in ``bodies``."""
+    return frozenset(m.group(2) for body in bodies for m in _PLACEHOLDER.finditer(body))
 
 
 def _spellings(name: str) -> tuple[str, str]:
@@ -158,6 +189,8 @@ def unfilled(body: str) -> list[str]:
 
 __all__ = [
     "FIELDS",
+    "fields_used",
+    "fill_shared",
     "first_name",
     "personalize",
     "placeholder",

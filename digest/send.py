@@ -34,7 +34,7 @@ from digest.delivery.factory import backend_class, make_backend
 from digest.delivery.message import Envelope
 from digest.errors import DeliveryError, NotFound
 from digest.models import Article, Delivery, DeliveryStatus, Edition, EditionStatus, Variant
-from digest.personalize import recipient_fields
+from digest.personalize import fill_shared, recipient_fields, web_url
 from digest.scheduling import waves
 from subscribers.db import utcnow
 from subscribers.models import Subscriber
@@ -362,6 +362,12 @@ class Editions:
                     v.edition_id,
                 )
             edition, newsletter = self._edition(edition_id)
+            # The web version's link is the same for every reader of the variant:
+            # filled in once here, not substituted per reader.
+            shared = {"web_url": web_url(self.app.settings, newsletter.name, edition.period, key)}
+            html = fill_shared(html, shared, html=True)
+            text = fill_shared(text, shared, html=False)
+            subject = fill_shared(subject, shared, html=False)
             env = envelope(newsletter, edition, key, subject, html, text)
             with self._lock:
                 self._envelopes[variant_id] = env

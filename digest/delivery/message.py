@@ -7,14 +7,16 @@ SendGrid builds its JSON from the same :class:`Post`.
 from __future__ import annotations
 
 import email.policy
+import re
 import uuid
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import formataddr, formatdate
+from functools import cached_property
 from urllib.parse import quote
 
 from digest.errors import DeliveryError
-from digest.personalize import personalize
+from digest.personalize import fields_used, personalize
 
 #: CRLF line ends, as SMTP wants them.  Headers may run to RFC 5322's hard limit of
 #: 998 characters rather than being folded at 78: folding a long List-Unsubscribe
@@ -43,6 +45,11 @@ class Envelope:
     @property
     def sender_domain(self) -> str:
         return self.sender.rpartition("@")[2]
+
+    @cached_property
+    def used_fields(self) -> frozenset[str]:
+        """Fields whose placeholders are still in the subject or bodies (found once)."""
+        return fields_used(self.subject, self.html, self.text)
 
 
 @dataclass(frozen=True)
@@ -102,12 +109,20 @@ def message_id(envelope: Envelope, recipient: Recipient) -> str:
     )
 
 
+_URL_SAFE = re.compile(r"[A-Za-z0-9_.~-]*")
+
+
 def list_unsubscribe(envelope: Envelope, recipient: Recipient) -> str:
     """RFC 2369/8058 ``List-Unsubscribe``: the one-click HTTPS URL, then mailto if configured."""
     parts = [f"<{recipient.fields['unsubscribe_url']}>"]
     if envelope.unsubscribe_mailto:
         token = recipient.fields["unsubscribe_url"].rstrip("/").rpartition("/")[2]
-        subject = quote(f"unsubscribe {token}")
+        # a token is URL-safe already (quote() would only turn the space into %20)
+        subject = (
+            "unsubscribe%20" + token
+            if _URL_SAFE.fullmatch(token)
+            else quote(f"unsubscribe {token}")
+        )
         parts.append(f"<mailto:{envelope.unsubscribe_mailto}?subject={subject}>")
     return ", ".join(parts)
 

@@ -50,20 +50,28 @@ def _address(value: str, name: str = "") -> dict[str, str]:
 
 
 def personalization(envelope: Envelope, recipient: Recipient) -> dict[str, Any]:
+    """One reader's part of the request: only what differs from reader to reader.
+
+    What every reader of the post shares (List-Unsubscribe-Post, the newsletter
+    and edition in ``custom_args``) is said once at the top of the request, and
+    only the placeholders the variant's bodies and subject still hold are
+    substituted (``web_url`` is filled into the bodies once per variant): a
+    1,000-reader post is about a third smaller, and cheaper to build and parse.
+    """
     headers = list_headers(envelope, recipient)
-    return {
+    out: dict[str, Any] = {
         "to": [_address(ascii_address(recipient.email), recipient.name)],
-        "subject": subject_for(envelope, recipient),
-        "substitutions": substitutions(recipient.fields),
-        "custom_args": {
-            "newsletter": envelope.newsletter,
-            "edition_id": str(envelope.edition_id),
-            "subscriber_id": str(recipient.subscriber_id or ""),
-        },
+        "substitutions": substitutions(recipient.fields, envelope.used_fields),
+        "custom_args": {"subscriber_id": str(recipient.subscriber_id or "")},
         "headers": {
-            k: headers[k] for k in ("List-Unsubscribe", "List-Unsubscribe-Post", "Message-ID")
+            "List-Unsubscribe": headers["List-Unsubscribe"],
+            "Message-ID": headers["Message-ID"],
         },
     }
+    subject = subject_for(envelope, recipient)
+    if subject != envelope.subject:
+        out["subject"] = subject
+    return out
 
 
 def build_payload(post: Post) -> dict[str, Any]:
@@ -82,8 +90,12 @@ def build_payload(post: Post) -> dict[str, Any]:
         "categories": [env.newsletter, f"{env.newsletter}-{env.period}"][:10],
         "headers": {
             "List-Id": env.list_id,
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
             "X-Digest-Edition": f"{env.newsletter}/{env.period}/{env.variant_key}",
         },
+        # Carried into every event of every reader; each personalization adds its
+        # subscriber_id (SendGrid merges the two, the personalization's winning).
+        "custom_args": {"newsletter": env.newsletter, "edition_id": str(env.edition_id)},
     }
     if env.reply_to:
         name, addr = parseaddr(env.reply_to)
