@@ -10,6 +10,7 @@ is planned once, in one transaction: a crash while planning leaves nothing.
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import exists, func, select
+from sqlalchemy import Text, cast, exists, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -33,7 +34,7 @@ from digest.delivery.base import Progress, SendLoop, SendOptions
 from digest.delivery.factory import backend_class, make_backend
 from digest.delivery.message import Envelope
 from digest.errors import DeliveryError, NotFound
-from digest.models import Article, Delivery, DeliveryStatus, Edition, EditionStatus, Variant
+from digest.models import Article, Delivery, Edition, EditionStatus, Variant
 from digest.personalize import fill_shared, recipient_fields, web_url
 from digest.scheduling import waves
 from subscribers.db import utcnow
@@ -223,20 +224,37 @@ def _planned_recipients(
             )
         )
         .with_only_columns(
-            Subscriber.id, Subscriber.email, Subscriber.categories, Subscriber.timezone
+            # as text: a reader's choice is one of a few distinct values, decoded
+            # (and mapped to a variant) once each rather than once per reader
+            Subscriber.id,
+            Subscriber.email,
+            cast(Subscriber.categories, Text),
+            Subscriber.timezone,
         )
     )
-    cache: dict[tuple[str, ...], str | None] = {}
+    cache: dict[str | None, str | None] = {}
     for sub_id, email, categories, zone in session.execute(q.execution_options(yield_per=2000)):
-        choice = tuple(categories or ())
-        if choice not in cache:
-            sections = sections_for(collection, list(choice), fixed)
-            cache[choice] = variant_key(sections, all_sections) if sections else None
-        key = cache[choice]
+        key = cache.get(categories, _UNSEEN)
+        if key is _UNSEEN:
+            choice = _categories(categories)
+            sections = sections_for(collection, choice, fixed)
+            key = cache[categories] = variant_key(sections, all_sections) if sections else None
         not_before = wave(zone) if wave is not None and key else None
         yield ledger.PlannedRecipient(
             sub_id, email or "", key, None if key else NO_SECTIONS, not_before
         )
+
+
+_UNSEEN = "\x00unseen"
+
+
+def _categories(raw: str | None) -> list[str]:
+    """A reader's stored category choice (JSON text) as a list; anything else: none."""
+    try:
+        value = json.loads(raw) if raw else []
+    except ValueError:
+        return []
+    return [str(v) for v in value] if isinstance(value, list) else []
 
 
 def plan_audience(
@@ -459,18 +477,12 @@ def send_edition(
 
 def _fill_counts(app: App, edition_id: int, report: SendReport) -> None:
     with app.sessions() as s:
-        report.counts = ledger.status_counts(s, edition_id)
-        report.skipped_reasons = ledger.reason_counts(s, edition_id, DeliveryStatus.SKIPPED)
-        # one pass over the edition's deliveries (a count per variant would be one each)
-        per_variant = dict(
-            s.execute(
-                select(Delivery.variant_id, func.count())
-                .where(Delivery.edition_id == edition_id, Delivery.variant_id.is_not(None))
-                .group_by(Delivery.variant_id)
-            ).all()
-        )
+        # one pass over the edition's deliveries, not one per figure
+        tally = ledger.edition_tally(s, edition_id)
+        report.counts = tally.statuses
+        report.skipped_reasons = tally.skipped_reasons
         report.variants = {
-            key: per_variant.get(variant_id, 0)
+            key: tally.per_variant.get(variant_id, 0)
             for variant_id, key in s.execute(
                 select(Variant.id, Variant.key)
                 .where(Variant.edition_id == edition_id)
