@@ -70,6 +70,29 @@ def test_batches_of_1000_valid_and_personalised(
     assert provider_ids == {r.message_id for r in requests}
 
 
+def test_each_personalization_carries_only_what_differs(
+    db_url: str, tmp_path: Path, sendgrid_server: SendGridServer
+) -> None:
+    """What every reader shares is said once per request; the web version's link is
+    in the bodies already, so only the greeting and the two signed links are
+    substituted per reader."""
+    world = _world(db_url, tmp_path, sendgrid_server)
+    bulk_readers(world.app, 3)
+    report = send_edition(world.app, "weekly", AS_OF, backend="sendgrid", options=FAST)
+    (request,) = sendgrid_server.requests
+    body = request.body
+    assert body["headers"]["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert body["custom_args"] == {"newsletter": "weekly", "edition_id": str(report.edition_id)}
+    web = "https://news.example.org/e/weekly/2026-W47/all"
+    assert all(web in c["value"] for c in body["content"])
+    for p in body["personalizations"]:
+        assert set(p) == {"to", "substitutions", "custom_args", "headers"}  # no subject
+        assert set(p["custom_args"]) == {"subscriber_id"}
+        assert set(p["headers"]) == {"List-Unsubscribe", "Message-ID"}
+        names = {tag.split(".")[-1].strip("~") for tag in p["substitutions"]}
+        assert names == {"first_name", "unsubscribe_url", "preferences_url"}
+
+
 def test_rate_limit_and_server_errors_are_retried(
     db_url: str, tmp_path: Path, sendgrid_server: SendGridServer
 ) -> None:

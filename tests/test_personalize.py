@@ -10,6 +10,8 @@ from digest.config import Settings
 from digest.errors import TemplateError
 from digest.personalize import (
     FIELDS,
+    fields_used,
+    fill_shared,
     first_name,
     personalize,
     placeholder,
@@ -140,6 +142,31 @@ def test_substitutions_match_personalize_when_applied_like_sendgrid() -> None:
     assert sendgrid(BODY_TEXT) == personalize(BODY_TEXT, values, html=False)
     assert subs[placeholder("first_name", html=True)] == "Zoë &amp; Co"
     assert subs[placeholder("first_name", html=False)] == "Zoë & Co"
+
+
+def test_substitutions_for_only_the_fields_asked_for() -> None:
+    values = fields()
+    subs = substitutions(values, only={"first_name"})
+    assert subs == {
+        placeholder("first_name", html=True): "Ada",
+        placeholder("first_name", html=False): "Ada",
+    }
+
+
+def test_fill_shared_fills_its_fields_and_leaves_the_rest() -> None:
+    shared = {"web_url": "https://news.example/e/weekly/2026-W47/all?a=1&b=2"}
+    html = fill_shared(BODY_HTML, shared, html=True)
+    text = fill_shared(BODY_TEXT + "~~digest.text.web_url~~\n", shared, html=False)
+    assert "https://news.example/e/weekly/2026-W47/all?a=1&amp;b=2" in html
+    assert "https://news.example/e/weekly/2026-W47/all?a=1&b=2" in text
+    assert "web_url" not in fields_used(html) and "web_url" not in fields_used(text)
+    # what is left is filled per reader as before, to the same result
+    values = fields()
+    assert personalize(html, values, html=True) == personalize(
+        BODY_HTML, {**values, **shared}, html=True
+    )
+    assert fields_used(BODY_HTML) == {"first_name", "unsubscribe_url", "web_url"}
+    assert fill_shared("no placeholders", shared, html=True) == "no placeholders"
 
 
 def test_preview_fields() -> None:

@@ -16,7 +16,7 @@ from digest.delivery.message import Post
 from digest.models import Delivery, DeliveryStatus, Edition, EditionStatus, Variant
 from digest.personalize import unfilled
 from digest.send import NO_SECTIONS, send_edition
-from subscribers.models import SuppressionReason
+from subscribers.models import Subscriber, SuppressionReason
 from subscribers.service import unsubscribe
 from subscribers.suppression import suppress
 from tests.support.world import AS_OF, add_readers, make_world
@@ -311,3 +311,47 @@ def test_send_test_copies_are_marked_and_outside_the_ledger(
         assert s.scalar(select(func.count()).select_from(Delivery)) == 0
     bad = runner.invoke(cli, ["send-test", "weekly", "--to", "not-an-address"])
     assert bad.exit_code == 1 and bad.output.startswith("error: --to: ")
+
+
+def test_sqlite_without_json_functions_plans_the_same_ledger(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On an SQLite built without json_each the ledger is written row by row instead:
+    the same rows (planned and skipped, with their reasons and batches)."""
+    from digest.delivery import ledger
+
+    def plan(folder: Path) -> list[tuple[object, ...]]:
+        world = make_world(f"sqlite:///{folder / 'd.db'}", folder)
+        add_readers(world.app, 5)
+        with world.app.session() as s:
+            s.execute(
+                Subscriber.__table__.update()
+                .where(Subscriber.email == "reader1@example.net")
+                .values(categories=["Nothing we publish"])
+            )
+        send_edition(world.app, "weekly", AS_OF, enqueue=True, batch_size=2)
+        with world.app.session() as s:
+            return [
+                tuple(r)
+                for r in s.execute(
+                    select(
+                        Delivery.id,
+                        Delivery.subscriber_id,
+                        Delivery.email,
+                        Delivery.status,
+                        Delivery.reason,
+                        Delivery.batch_id,
+                        Delivery.variant_id,
+                    ).order_by(Delivery.id)
+                )
+            ]
+
+    (tmp_path / "json").mkdir()
+    (tmp_path / "rows").mkdir()
+    with_json = plan(tmp_path / "json")
+    monkeypatch.setattr(ledger, "_SQLITE_JSON", False)
+    without = plan(tmp_path / "rows")
+    assert with_json == without
+    assert len(with_json) == 5
+    assert [r[3] for r in with_json].count(DeliveryStatus.SKIPPED) == 1
+    assert {r[4] for r in with_json if r[3] == DeliveryStatus.SKIPPED} == {NO_SECTIONS}

@@ -294,6 +294,14 @@ def test_recipients_and_is_sendable(weekly: Session) -> None:
     assert service.is_sendable(weekly, everyone, "weekly") == {ids["a"], ids["c"]}
     assert service.is_sendable(weekly, [], "weekly") == set()
     assert service.is_sendable(weekly, everyone, "no-such-list") == set()
+    weekly.get(Subscriber, ids["c"]).name = "Cleo Chen"  # type: ignore[union-attr]
+    weekly.commit()
+    # the send loop's re-check also gives each reader's current name ("" when none)
+    assert service.sendable_names(weekly, everyone, "weekly") == {
+        ids["a"]: "",
+        ids["c"]: "Cleo Chen",
+    }
+    assert service.sendable_names(weekly, [], "weekly") == {}
     with pytest.raises(NotFound, match="segments: health"):
         service.recipients(weekly, "weekly", "nope")
 
