@@ -19,11 +19,25 @@ timezone), ``summary`` (sentence-boundary trimming), ``link`` (http(s) only,
 with the edition's UTM parameters from the context's ``utm``) and ``safe_url``
 (http(s) only, no tracking).  Globals: ``_`` (a few interface strings in the
 newsletter's language).
+
+MJML becomes HTML in :func:`mjml_to_html`, with MRML (mjml-python, in Rust)
+and a shortcut.  In MJML the content of the *ending tags* (``mj-text``,
+``mj-button``, ``mj-table``) is raw HTML, to be passed through untouched, and
+Node mjml (the reference) does just that; MRML parses and re-serialises it,
+which is most of its time on a digest, whose articles all sit in ``mj-text``.
+So those contents are lifted out, each replaced by a random marker, MRML
+renders the small skeleton left, and the contents are spliced back verbatim
+where their markers come out (trimmed, as Node mjml trims them).  The splice
+is checked (every marker back exactly once, in order); when it cannot be
+trusted, or MRML rejects the skeleton, the whole document goes through MRML
+as before.  Contents holding an HTML comment or an MJML tag are left to MRML.
 """
 
 from __future__ import annotations
 
+import functools
 import re
+import secrets
 import textwrap
 import traceback
 from collections.abc import Mapping
@@ -83,6 +97,8 @@ _TILDES = re.compile(r"~(?=~)")
 
 def neutralise(value: str) -> str:
     """Break every ``~~`` with a word joiner, so no placeholder can be spelled."""
+    if "~~" not in value:  # nearly always: skip the regular expression
+        return value
     return _TILDES.sub("~\u2060", value)
 
 
@@ -100,6 +116,7 @@ def _finalize(value: Any) -> Any:
 # URLs
 
 _URL_SAFE = "!#$%&'()*+,/:;=?@[]"
+_CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def safe_url(url: object) -> str | None:
@@ -112,7 +129,7 @@ def safe_url(url: object) -> str | None:
     if not isinstance(url, str):
         return None
     url = url.strip()
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in url):
+    if _CONTROL_CHARACTER.search(url):
         return None
     try:
         parts = urlsplit(url)
@@ -128,9 +145,16 @@ def add_params(url: str, params: Mapping[str, str]) -> str:
     if not params:
         return url
     parts = urlsplit(url)
+    if not parts.query:  # the usual case: every URL of an edition gets the same query
+        return urlunsplit(parts._replace(query=_encoded(tuple(params.items()))))
     query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in params]
     query.extend(params.items())
     return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+@functools.lru_cache(maxsize=64)
+def _encoded(params: tuple[tuple[str, str], ...]) -> str:
+    return urlencode(params)
 
 
 def utm_params(template: Mapping[str, str], *, newsletter: str, period: str) -> dict[str, str]:
@@ -160,7 +184,6 @@ def tracked_url(url: object, params: Mapping[str, str]) -> str | None:
 # Text
 
 _SENTENCE_END = re.compile(r"[.!?…][\"'”’)\]]*(?=\s+[\"'“‘(\[]?[A-Z0-9À-Þ])")
-_SPACES = re.compile(r"\s+")
 
 
 def trim_summary(text: object, limit: int = SUMMARY_LIMIT) -> str:
@@ -172,7 +195,7 @@ def trim_summary(text: object, limit: int = SUMMARY_LIMIT) -> str:
     cut at the last word boundary before ``limit`` and ends with ``…``.  Never
     mid-word.
     """
-    text = _SPACES.sub(" ", str(text or "")).strip()
+    text = " ".join(str(text or "").split())  # whitespace runs → one space, ends stripped
     if len(text) <= limit + limit // 10:
         return text
     ends = [m.end() for m in _SENTENCE_END.finditer(text, 0, limit + limit // 6 + 1)]
@@ -185,6 +208,11 @@ def trim_summary(text: object, limit: int = SUMMARY_LIMIT) -> str:
         if cut == -1:
             return text
     return text[:cut].rstrip(" ,;:–—-") + "…"
+
+
+_LIST_LEAD = re.compile(r"\s*(?:[-*•]\s+|\d+[.)]\s+)?")
+#: Whitespace other than a single space: lines holding some go to ``textwrap``.
+_ODD_SPACE = re.compile(r"[^\S ]|  ")
 
 
 def wrap_text(text: str, width: int = TEXT_WIDTH) -> str:
@@ -200,20 +228,39 @@ def wrap_text(text: str, width: int = TEXT_WIDTH) -> str:
         if len(line) <= width:
             out.append(line)
             continue
-        indent = re.match(r"\s*(?:[-*•]\s+|\d+[.)]\s+)?", line)
+        indent = _LIST_LEAD.match(line)
         lead = indent.group(0) if indent else ""
-        out.extend(
-            textwrap.wrap(
-                line[len(lead) :],
-                width=width,
-                initial_indent=lead,
-                subsequent_indent=" " * len(lead),
-                break_long_words=False,
-                break_on_hyphens=False,
+        rest = line[len(lead) :]
+        if _ODD_SPACE.search(rest):
+            out.extend(
+                textwrap.wrap(
+                    rest,
+                    width=width,
+                    initial_indent=lead,
+                    subsequent_indent=" " * len(lead),
+                    break_long_words=False,
+                    break_on_hyphens=False,
+                )
             )
-        )
+        else:
+            out.extend(_wrap_words(rest, width - len(lead), lead))
     result = "\n".join(out)
     return result + "\n" if text.endswith("\n") else result
+
+
+def _wrap_words(text: str, room: int, lead: str) -> list[str]:
+    """What ``textwrap.wrap`` gives (words never broken, not even at hyphens) for
+    ``text`` without leading, trailing or repeated whitespace, nor any but spaces:
+    each line takes as many words as fit in ``room``, or one longer word."""
+    lines = _line_pattern(max(room, 1)).findall(text)
+    indent = " " * len(lead)
+    return [lead + lines[0], *(indent + line for line in lines[1:])]
+
+
+@functools.lru_cache(maxsize=32)
+def _line_pattern(room: int) -> re.Pattern[str]:
+    # The longest run of whole words that fits in `room`, else one (long) word.
+    return re.compile(f"(.{{1,{room}}}|[^ ]+)(?: |\\Z)")
 
 
 # ---------------------------------------------------------------------------
@@ -234,6 +281,13 @@ def format_day(value: date | datetime, fmt: str, locale: str, zone: tzinfo) -> s
     day = _local(value, zone)
     if isinstance(day, datetime):
         day = day.date()
+    return _format_local_day(day, fmt, locale)
+
+
+@functools.lru_cache(maxsize=4096)
+def _format_local_day(day: date, fmt: str, locale: str) -> str:
+    # Cached: a digest prints the same few days dozens of times, and Babel takes
+    # tens of microseconds for each.
     if fmt in _NAMED_FORMATS:
         return format_date(day, fmt, locale=locale)
     return format_skeleton(fmt, day, locale=locale)
@@ -367,11 +421,18 @@ MESSAGES: dict[str, dict[str, str]] = {
 
 def translate(message: str, locale: str) -> str:
     """``message`` in ``locale``'s language when the small built-in catalogue has it."""
+    return _catalogue(locale).get(message, message)
+
+
+@functools.lru_cache(maxsize=64)
+def _catalogue(locale: str) -> Mapping[str, str]:
+    """The built-in messages for ``locale``'s language (empty if none, or if ``locale``
+    is not a locale)."""
     try:
         language = Locale.parse(locale).language
     except (ValueError, TypeError):
-        return message
-    return MESSAGES.get(language, {}).get(message, message)
+        return {}
+    return MESSAGES.get(language, {})
 
 
 def html_lang(locale: str) -> str:
@@ -480,15 +541,191 @@ def _template_frame(exc: BaseException) -> str | None:
     return found
 
 
+# ---------------------------------------------------------------------------
+# MJML → HTML
+
+#: The name of an opening MJML *ending tag* (MJML's word for a component whose
+#: content is raw HTML, not MJML) that we lift: group 1 is the name without ``mj-``.
+_ENDING_NAME = re.compile(r"<mj-(text|button|table)(?![\w-])")
+#: The whole opening tag, when its attributes hold a quote that may hide a ``>``.
+_ENDING_OPEN = re.compile(
+    r"""<mj-(text|button|table)(?![\w-])[^>"']*+(?:(?:"[^"]*+"|'[^']*+')[^>"']*+)*+>"""
+)
+_ENDING_CLOSE = {"text": "</mj-text>", "button": "</mj-button>", "table": "</mj-table>"}
+#: ``<mj-`` or ``</mj-``: what ends an ending tag's content (normally its own
+#: closing tag; any other MJML tag in there and MRML gets the tag whole).
+_MJML_TAG = re.compile(r"</?mj-")
+#: How many ``j`` of the content's own text to step over before handing the rest
+#: of the search to :data:`_MJML_TAG` (see :func:`_lift_ending_tags`).
+_J_STEPS = 8
+_ASCII_SPACE = " \t\n\r\f"
+_NOT_ASCII_SPACE = re.compile(r"[^ \t\n\r\f]")
+#: Hex digits → capital letters other than D (so a marker, ``DGX`` + nonce +
+#: ``W``, can overlap neither itself nor a neighbour: see :func:`mjml_to_html`)
+#: and other than I, J, M (which ``str.find`` filters like tab, newline and CR:
+#: HTML has few capitals, so a marker is quick to find).
+_NONCE_LETTERS = str.maketrans("0123456789abcdef", "ABCEFHKLNPQRSTUV")
+_MARKER_TRIES = 3
+
+
+def _new_marker() -> str:
+    """A fresh random marker: ``DGX``, 12 letters (48 random bits), ``W``."""
+    return "DGX" + secrets.token_hex(6).translate(_NONCE_LETTERS) + "W"
+
+
+def _lift_ending_tags(source: str) -> tuple[list[str], list[str]] | None:
+    """The MJML around the contents of the ending tags in ``<mj-body>``, and those
+    contents: ``[text, "0", text, "1", …, text]`` and ``[content 0, content 1, …]``.
+    None when there is nothing to lift.
+
+    A content runs from the end of the opening tag to the first closing tag of
+    the same name, as MJML reads it, and is trimmed of ASCII whitespace at both
+    ends (as Node mjml's ``getContent()`` does).  A tag keeps its content, for
+    MRML to deal with, when that is blank, holds an HTML comment (MRML drops
+    plain ones and keeps ``<!--[if mso]>`` ones) or an MJML tag, or is not
+    closed by its own closing tag.  Nothing before ``<mj-body>`` (the
+    ``mj-head``, its ``mj-attributes``) is touched, and the search for the next
+    opening tag starts after the last closing one: contents are never scanned
+    for tags.
+
+    Speed matters here (this runs for every variant), so the scans are mostly
+    ``str.find`` for one character, which uses ``memchr``: the first MJML tag
+    in a content is found through its ``j`` (rare in text, though ``.jpg`` has
+    one); after :data:`_J_STEPS` other ``j`` a regular expression takes over.
+    """
+    head_end = source.find("</mj-head>")
+    body = source.find("<mj-body", max(head_end, 0))
+    body_end = source.rfind("</mj-body>")
+    if body < 0 or body_end < body:
+        return None
+    next_name = _ENDING_NAME.search
+    find = source.find
+    startswith = source.startswith
+    pieces: list[str] = []
+    contents: list[str] = []
+    done = 0  # source[:done] is in `pieces` already
+    match = next_name(source, body, body_end)
+    while match is not None:
+        # The opening tag ends at the first ">", unless a quote may hide it.
+        name_end = match.end()
+        start = find(">", name_end, body_end) + 1
+        attributes = source[name_end:start]
+        if "'" in attributes or attributes.count('"') % 2:
+            whole = _ENDING_OPEN.match(source, match.start(), body_end)
+            if whole is None:
+                break  # an unterminated quote: MRML will judge
+            start = whole.end()
+        elif start == 0:
+            break
+        if source[start - 2] == "/":  # <mj-text … />: no content
+            match = next_name(source, start, body_end)
+            continue
+        close = _ENDING_CLOSE[match[1]]
+        # The content ends at the first <mj-… or </mj-… after the opening tag;
+        # find its "j".  Normally it is the tag's own closing tag.
+        j = find("j", start, body_end)
+        steps = _J_STEPS
+        while j >= 0 and not startswith(close, j - 3):
+            if (
+                source[j + 1] == "-"
+                and source[j - 1] == "m"
+                and (source[j - 2] == "<" or source[j - 3 : j - 1] == "</")
+            ):
+                break  # another MJML tag
+            steps -= 1  # a "j" of the content's own text
+            if not steps:
+                tag = _MJML_TAG.search(source, j, body_end)
+                j = -1 if tag is None else tag.end() - 2  # its j
+                break
+            j = find("j", j + 1, body_end)
+        if j < 0:
+            break  # unclosed: MRML will say so
+        if startswith(close, j - 3):
+            stop = j - 3
+            bang = find("!", start, stop)
+            if bang < 0 or find("<!--", bang - 1, stop) < 0:
+                first = start
+                if source[first] in _ASCII_SPACE:
+                    text = _NOT_ASCII_SPACE.search(source, start, stop)
+                    first = stop if text is None else text.start()
+                if first < stop:
+                    last = stop
+                    while source[last - 1] in _ASCII_SPACE:
+                        last -= 1
+                    pieces.append(source[done:start])
+                    pieces.append(str(len(contents)))
+                    contents.append(source[first:last])
+                    done = stop
+        else:  # an MJML tag, or a stray closing tag, inside: MRML's business
+            stop = find(close, j, body_end)
+            if stop < 0:
+                break
+        match = next_name(source, stop + len(close), body_end)
+    if not contents:
+        return None
+    pieces.append(source[done:])
+    return pieces, contents
+
+
+def _mrml(source: str) -> str:
+    return mjml.mjml2html(source, disable_comments=True, fonts={})
+
+
 def mjml_to_html(source: str, *, template: str) -> str:
-    """MJML → HTML with MRML: no web fonts fetched, comments kept out."""
+    """MJML → HTML with MRML (mjml-python): no web fonts fetched, comments kept out.
+
+    MJML's *ending tags* (``mj-text``, ``mj-button``, ``mj-table``) hold raw
+    HTML, to be passed through: Node mjml does so, but MRML parses and
+    re-serialises it, which is most of its time on a digest (and drops the
+    whitespace between tags, and writes ``<img>`` as ``<img />``).  So their
+    contents are lifted out (:func:`_lift_ending_tags`), each replaced by a
+    marker, ``{marker}{n}{marker}``; MRML renders the small skeleton left, and
+    the contents are put back, verbatim, where their markers came out.
+
+    The marker is random and must not occur in the skeleton (else another is
+    drawn): a marker's ``D`` is its first letter only, so no occurrence can
+    straddle a marker's edge or overlap another, and the skeleton spells the
+    marker exactly twice per content unless the source itself does.  The
+    splice is only trusted if MRML's output holds each marker pair exactly
+    once and in order; otherwise, or if MRML rejects the skeleton, the whole
+    document goes through MRML as it is (with its error message, if any).
+    """
+    lifted = _lift_ending_tags(source)
+    if lifted is not None:
+        pieces, contents = lifted
+        for _ in range(_MARKER_TRIES):
+            marker = _new_marker()
+            skeleton = marker.join(pieces)
+            if skeleton.count(marker) == 2 * len(contents):
+                spliced = _render_and_splice(skeleton, marker, pieces, contents)
+                if spliced is not None:
+                    return spliced
+                break
     try:
-        return mjml.mjml2html(source, disable_comments=True, fonts={})
+        return _mrml(source)
     except ValueError as exc:
         raise TemplateError(
             f"{template}: the rendered MJML is not valid ({exc}); check the template's "
             "mj-* tags are balanced and only use components MJML knows"
         ) from None
+
+
+def _render_and_splice(
+    skeleton: str, marker: str, pieces: list[str], contents: list[str]
+) -> str | None:
+    """MRML's HTML for ``skeleton`` with each marker pair replaced by its content;
+    None if MRML fails or the markers did not come back exactly once each, in
+    order."""
+    try:
+        html = _mrml(skeleton)
+    except Exception:
+        return None
+    # html.split(marker): text, "0", text, "1", …, text
+    parts = html.split(marker)
+    if len(parts) != len(pieces) or parts[1::2] != pieces[1::2]:
+        return None
+    parts[1::2] = contents
+    return "".join(parts)
 
 
 __all__ = [

@@ -6,6 +6,7 @@ import re
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+import mjml
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -13,11 +14,13 @@ from hypothesis import strategies as st
 import digest
 from digest.errors import ConfigError, TemplateError
 from digest.templating import (
+    _lift_ending_tags,
     add_params,
     builtin_templates_dir,
     create_environment,
     format_date_range,
     format_day,
+    mjml_to_html,
     render,
     safe_url,
     tracked_url,
@@ -135,6 +138,8 @@ def test_syntax_error_reports_template_and_line(tmp_path: Path) -> None:
         "mailto:a@example.org",
         "https://",
         "https://ok.example/\x00",
+        "https://ok.example/a\x1fb",
+        "https://ok.example/\x7f",
         "",
         None,
         42,
@@ -162,6 +167,10 @@ def test_tracked_url_adds_and_replaces_utm() -> None:
         == "https://ok.example/a?id=3&utm_source=digest&utm_campaign=weekly-2026-W47#top"
     )
     assert tracked_url("javascript:alert(1)", params) is None
+    assert (
+        tracked_url("https://ok.example/a b#top", params)
+        == "https://ok.example/a%20b?utm_source=digest&utm_campaign=weekly-2026-W47#top"
+    )
     assert add_params("https://ok.example/", {}) == "https://ok.example/"
 
 
@@ -264,6 +273,18 @@ def test_format_day_uses_the_newsletters_zone() -> None:
     assert format_day(late, "long", "de_DE", ZoneInfo("UTC")) == "22. November 2026"
 
 
+def test_format_day_tells_locales_formats_and_days_apart() -> None:
+    from zoneinfo import ZoneInfo
+
+    utc = ZoneInfo("UTC")
+    day = date(2026, 11, 16)
+    assert format_day(day, "MMMd", "en_GB", utc) == "16 Nov"
+    assert format_day(day, "MMMd", "fr_FR", utc) == "16 nov."
+    assert format_day(day, "long", "en_GB", utc) == "16 November 2026"
+    assert format_day(date(2026, 11, 17), "MMMd", "en_GB", utc) == "17 Nov"
+    assert format_day(datetime(2026, 11, 16, 12, tzinfo=UTC), "MMMd", "en_GB", utc) == "16 Nov"
+
+
 def test_filters_in_a_template(tmp_path: Path) -> None:
     (tmp_path / "x.txt.j2").write_text(
         "{{ d|date('MMMMd') }}|{{ a|daterange(b) }}|{{ u|link }}|{{ s|summary(20) }}|"
@@ -293,6 +314,7 @@ def test_translate_falls_back_to_english() -> None:
     assert translate("Unsubscribe", "ja_JP") == "Unsubscribe"
     assert translate("Never heard of it", "de_DE") == "Never heard of it"
     assert re.fullmatch(r"\w+", translate("Hi", "nl_NL"))
+    assert translate("Unsubscribe", "no such locale") == "Unsubscribe"
 
 
 def test_blank_digest_templates_means_builtins_only(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -307,8 +329,6 @@ def test_blank_digest_templates_means_builtins_only(monkeypatch: pytest.MonkeyPa
 
 def test_other_emails_extend_the_base_layout(tmp_path: Path) -> None:
     """E.g. the double opt-in email: its own content in the shared layout and styles."""
-    from digest.templating import mjml_to_html
-
     (tmp_path / "confirm.mjml.j2").write_text(
         '{% extends "base.mjml.j2" %}\n'
         "{% block content %}<mj-section><mj-column><mj-text>"
@@ -342,3 +362,231 @@ def test_every_interface_string_of_the_builtin_templates_is_translated() -> None
     for language, table in MESSAGES.items():
         missing = sorted(used - set(table))
         assert not missing, f"{language} lacks {missing}"
+
+
+# ---------------------------------------------------------------------------
+# MJML → HTML: the ending tags' HTML lifted out of MRML's way and spliced back
+
+
+def _mrml_whole(source: str) -> str:
+    """What MRML alone makes of the whole document (the composer's options)."""
+    return mjml.mjml2html(source, disable_comments=True, fonts={})
+
+
+def _normalised(html: str) -> str:
+    """``html`` with what MRML changes in the HTML of an ending tag evened out:
+    whitespace next to tags (MRML drops blank text, Node mjml trims the content)
+    and ``<img … />`` for ``<img …>``."""
+    html = re.sub(r"\s*/>", ">", html)
+    return re.sub(r"\s*(<[^>]*>)\s*", r"\1", html)
+
+
+def _mjml(body: str, head: str = "") -> str:
+    return (
+        f"<mjml><mj-head>{head}</mj-head><mj-body><mj-section><mj-column>{body}"
+        "</mj-column></mj-section></mj-body></mjml>"
+    )
+
+
+def test_the_digest_renders_as_mrml_renders_it_with_its_html_verbatim() -> None:
+    from digest.compose import Composer
+    from digest.config import Settings
+    from tests.data.compose import factory as f
+
+    nl = f.newsletter()
+    composer = Composer(Settings(base_url="https://civic.example"), nl)
+    source = composer.render(f.collection(f.articles(40), nl)).mjml
+    lifted = _lift_ending_tags(source)
+    assert lifted is not None
+    pieces, contents = lifted
+    # every mj-text and mj-button of the body, none of the head's mj-attributes
+    assert len(contents) == source.count("</mj-text>") + source.count("</mj-button>") == 18
+    assert "<mj-attributes>" in pieces[0]
+    ours = mjml_to_html(source, template="digest.mjml.j2")
+    whole = _mrml_whole(source)
+    assert ours != whole
+    assert _normalised(ours) == _normalised(whole)
+    for content in contents:  # each article's HTML as the template wrote it
+        assert content in ours
+    assert 'border-radius:3px"><h3' in ours and 'border-radius:3px" /><h3' in whole
+
+
+def test_ending_tag_html_is_kept_byte_for_byte() -> None:
+    html = "<p>  a  </p>\n<img src=x>"
+    out = mjml_to_html(_mjml(f"<mj-text>\n  {html}\n</mj-text>"), template="t")
+    assert f">{html}</div>" in out  # only the ends are trimmed, as Node mjml does
+    with pytest.raises(ValueError):  # MRML alone rejects the unquoted attribute
+        _mrml_whole(_mjml(f"<mj-text>{html}</mj-text>"))
+    quoted = '<p>  a  </p>\n<img src="x">'
+    source = _mjml(f"<mj-text>{quoted}</mj-text>")
+    assert f">{quoted}</div>" in mjml_to_html(source, template="t")
+    assert f">{quoted}</div>" not in _mrml_whole(source)  # MRML alone: '<img src="x" />'
+
+
+def test_a_button_s_text_and_a_table_s_rows_come_through() -> None:
+    button = "Read <b>more</b> →"
+    rows = "<tr><td>1</td><td>2</td></tr>\n<tr><td>3</td></tr>"
+    source = _mjml(
+        f'<mj-button href="https://x.example/a">{button}</mj-button><mj-table>{rows}</mj-table>'
+    )
+    assert _lift_ending_tags(source) is not None
+    out = mjml_to_html(source, template="t")
+    assert f"{button}</a>" in out
+    assert f"{rows}</table>" in out
+    assert 'href="https://x.example/a"' in out
+    assert _normalised(out) == _normalised(_mrml_whole(source))
+
+
+def test_ending_tags_holding_comments_are_left_to_mrml() -> None:
+    source = _mjml(
+        "<mj-text><p>a</p> <!-- note --> <!--[if mso]><b>mso</b><![endif]--></mj-text>"
+        '<mj-text><p>b</p>\n<img src="x.png"></mj-text>'
+    )
+    lifted = _lift_ending_tags(source)
+    assert lifted is not None and lifted[1] == ['<p>b</p>\n<img src="x.png">']
+    out = mjml_to_html(source, template="t")
+    assert "note" not in out  # MRML drops plain comments …
+    assert "<!--[if mso]><b>mso</b><![endif]-->" in out  # … and keeps conditional ones
+    assert '<p>b</p>\n<img src="x.png"></div>' in out
+    assert _normalised(out) == _normalised(_mrml_whole(source))
+
+
+@pytest.mark.parametrize(
+    "attributes", ['css-class="a>b" padding="0"', 'title=\'it"s > 1\' padding="0"']
+)
+def test_a_quoted_greater_than_sign_does_not_end_the_opening_tag(attributes: str) -> None:
+    source = _mjml(f"<mj-text {attributes}><p>x  y</p></mj-text>")
+    lifted = _lift_ending_tags(source)
+    assert lifted is not None and lifted[1] == ["<p>x  y</p>"]
+    out = mjml_to_html(source, template="t")
+    assert _normalised(out) == _normalised(_mrml_whole(source))
+
+
+def test_nothing_in_mj_head_is_lifted_nor_blank_or_self_closing_tags() -> None:
+    head = (
+        '<mj-attributes><mj-text color="#123456" /><mj-button padding="0"></mj-button>'
+        "</mj-attributes><mj-raw><mj-text>zz</mj-text></mj-raw>"
+    )
+    source = _mjml('<mj-text>  \n </mj-text><mj-text padding="0" /><mj-text>hi</mj-text>', head)
+    lifted = _lift_ending_tags(source)
+    assert lifted is not None
+    pieces, contents = lifted
+    assert contents == ["hi"]
+    assert pieces[0].startswith(source[: source.index("</mj-head>")])
+    out = mjml_to_html(source, template="t")
+    assert "color:#123456;" in out and ">hi</div>" in out
+    assert _normalised(out) == _normalised(_mrml_whole(source))
+
+
+def test_contents_full_of_j_are_read_to_their_end() -> None:
+    """The end of a content is found through the "j" of its closing tag; text with
+    many of its own does not confuse that."""
+    dutch = "<p>" + "jij en je jaar, " * 6 + '</p>\n<img src="a.jpg">'
+    source = _mjml(
+        f"<mj-text>{dutch}</mj-text><mj-text>ok</mj-text>"
+        '<mj-text>jj jj jj jj jj jj <mj-image src="x.png" /></mj-text><mj-text>ok 2</mj-text>'
+        "<mj-text>jj jj jj jj jj jj jj jj <!-- c --></mj-text><mj-button>ok 3</mj-button>"
+    )
+    lifted = _lift_ending_tags(source)
+    assert lifted is not None and lifted[1] == [dutch, "ok", "ok 2", "ok 3"]
+    out = mjml_to_html(source, template="t")
+    assert f">{dutch}</div>" in out
+    assert _normalised(out) == _normalised(_mrml_whole(source))
+
+
+def test_text_that_looks_like_a_marker_changes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    from digest import templating
+
+    fake = "DGXAAAAAAAAAAAAW"
+    source = _mjml(
+        f'<mj-text css-class="{fake}0{fake}">{fake}0{fake} <b>x</b></mj-text>'
+        f"<mj-text>{fake}1{fake}</mj-text><mj-text>DGX</mj-text>",
+        head=f"<mj-title>{fake}1{fake}</mj-title>",
+    )
+    expected = _normalised(_mrml_whole(source))
+    assert _normalised(mjml_to_html(source, template="t")) == expected
+    # a marker the source spells is never used: another one is drawn …
+    drawn = iter([fake, fake, "DGXBBBBBBBBBBBBW"])
+    monkeypatch.setattr(templating, "_new_marker", lambda: next(drawn))
+    assert _normalised(mjml_to_html(source, template="t")) == expected
+    assert next(drawn, None) is None
+    # … and if every one drawn is spelled, MRML gets the whole document
+    monkeypatch.setattr(templating, "_new_marker", lambda: fake)
+    assert mjml_to_html(source, template="t") == _mrml_whole(source)
+    # the contents never go through MRML, so they may spell the marker
+    inside = _mjml(f"<mj-text>{fake}0{fake}</mj-text><mj-text>{fake}</mj-text>")
+    out = mjml_to_html(inside, template="t")
+    assert f">{fake}0{fake}</div>" in out and f">{fake}</div>" in out
+
+
+@pytest.mark.parametrize("damage", ["drop", "swap", "repeat"])
+def test_markers_mrml_does_not_give_back_once_and_in_order_mean_no_splice(
+    monkeypatch: pytest.MonkeyPatch, damage: str
+) -> None:
+    from digest import templating
+
+    marker = "DGXCCCCCCCCCCCCW"
+    first, second = f"{marker}0{marker}", f"{marker}1{marker}"
+    real = templating._mrml
+    calls: list[str] = []
+
+    def damaging(source: str) -> str:
+        calls.append(source)
+        html = real(source)
+        if damage == "drop":
+            return html.replace(second, "")
+        if damage == "swap":
+            return html.replace(first, "\0").replace(second, first).replace("\0", second)
+        return html.replace(first, first + first)
+
+    monkeypatch.setattr(templating, "_new_marker", lambda: marker)
+    monkeypatch.setattr(templating, "_mrml", damaging)
+    source = _mjml('<mj-text><p>a</p>\n<img src="a.png"></mj-text><mj-text><p>b</p></mj-text>')
+    assert mjml_to_html(source, template="t") == real(source)
+    assert len(calls) == 2 and first in calls[0] and calls[1] == source
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "<mjml><mj-body><mj-section><mj-column><mj-text>x</mj-text>",
+        _mjml("<mj-text>x"),
+        _mjml("<mj-text>x</mj-text></mj-column>"),
+        _mjml("<mj-text>a </mj-button> b</mj-text>"),  # left to MRML, which refuses it
+    ],
+)
+def test_invalid_mjml_is_still_a_template_error(source: str) -> None:
+    with pytest.raises(TemplateError, match=r"^t\.mjml\.j2: the rendered MJML is not valid \("):
+        mjml_to_html(source, template="t.mjml.j2")
+
+
+_WRAP_PIECES = ["a", "bb", "x" * 30, "y" * 90, " ", " ", "  ", "\t", "\xa0", "- ", "1. ", "é", "\n"]
+
+
+@given(
+    st.lists(st.sampled_from(_WRAP_PIECES), max_size=60).map("".join),
+    st.sampled_from([78, 20, 5, 1]),
+)
+def test_wrapping_is_textwraps(text: str, width: int) -> None:
+    """The fast path for plain lines gives exactly what textwrap gives."""
+    import textwrap
+
+    expected = []
+    for line in text.splitlines():
+        line = line.rstrip()
+        if len(line) <= width:
+            expected.append(line)
+            continue
+        lead = re.match(r"\s*(?:[-*•]\s+|\d+[.)]\s+)?", line).group(0)  # type: ignore[union-attr]
+        expected.extend(
+            textwrap.wrap(
+                line[len(lead) :],
+                width=width,
+                initial_indent=lead,
+                subsequent_indent=" " * len(lead),
+                break_long_words=False,
+                break_on_hyphens=False,
+            )
+        )
+    result = "\n".join(expected) + ("\n" if text.endswith("\n") else "")
+    assert wrap_text(text, width) == result
