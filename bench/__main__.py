@@ -43,7 +43,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--sizes", type=_sizes, help="Delivery sizes (default 10000,100000).")
     parser.add_argument("--smtp", type=int, default=10_000, help="SMTP messages (0: skip).")
     parser.add_argument("--ingest", type=int, default=5_000, help="Feed entries (0: skip).")
-    parser.add_argument("--compose-runs", type=int, default=50, help="Renders timed per engine.")
+    parser.add_argument("--compose-runs", type=int, default=200, help="Renders timed per engine.")
     parser.add_argument("--no-node", action="store_true", help="Skip the Node mjml comparison.")
     parser.add_argument(
         "--postgres",

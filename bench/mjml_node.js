@@ -1,6 +1,6 @@
 // A warm Node process rendering MJML with the reference `mjml` package, for bench/compose.py.
 //
-// Reads one JSON request per line on stdin: {"mjml": "...", "runs": 50, "warmup": 5}.
+// Reads one JSON request per line on stdin: {"mjml": "...", "runs": 200, "warmup": 100}.
 // Renders it `warmup` times untimed, then `runs` times, timing each render inside Node
 // (process.hrtime), and answers one JSON line: {"ms": [...], "bytes": N, "errors": N,
 // "version": "4.x.y"}.  Loaded from bench/node/ (npm install --prefix bench/node mjml@4).
