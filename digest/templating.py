@@ -30,7 +30,8 @@ renders the small skeleton left, and the contents are spliced back verbatim
 where their markers come out (trimmed, as Node mjml trims them).  The splice
 is checked (every marker back exactly once, in order); when it cannot be
 trusted, or MRML rejects the skeleton, the whole document goes through MRML
-as before.  Contents holding an HTML comment or an MJML tag are left to MRML.
+as before.  HTML comments in those contents stay, as in Node mjml; contents
+holding an MJML tag are left to MRML.
 """
 
 from __future__ import annotations
@@ -580,13 +581,13 @@ def _lift_ending_tags(source: str) -> tuple[list[str], list[str]] | None:
 
     A content runs from the end of the opening tag to the first closing tag of
     the same name, as MJML reads it, and is trimmed of ASCII whitespace at both
-    ends (as Node mjml's ``getContent()`` does).  A tag keeps its content, for
-    MRML to deal with, when that is blank, holds an HTML comment (MRML drops
-    plain ones and keeps ``<!--[if mso]>`` ones) or an MJML tag, or is not
-    closed by its own closing tag.  Nothing before ``<mj-body>`` (the
-    ``mj-head``, its ``mj-attributes``) is touched, and the search for the next
-    opening tag starts after the last closing one: contents are never scanned
-    for tags.
+    ends (as Node mjml's ``getContent()`` does).  HTML comments in it stay, as
+    Node mjml keeps them there even with ``keepComments: false`` (MRML would drop
+    plain ones).  A tag keeps its content, for MRML to deal with, when that is
+    blank, holds an MJML tag, or is not closed by its own closing tag.  Nothing
+    before ``<mj-body>`` (the ``mj-head``, its ``mj-attributes``) is touched,
+    and the search for the next opening tag starts after the last closing one:
+    contents are never scanned for tags.
 
     Speed matters here (this runs for every variant), so the scans are mostly
     ``str.find`` for one character, which uses ``memchr``: the first MJML tag
@@ -642,20 +643,18 @@ def _lift_ending_tags(source: str) -> tuple[list[str], list[str]] | None:
             break  # unclosed: MRML will say so
         if startswith(close, j - 3):
             stop = j - 3
-            bang = find("!", start, stop)
-            if bang < 0 or find("<!--", bang - 1, stop) < 0:
-                first = start
-                if source[first] in _ASCII_SPACE:
-                    text = _NOT_ASCII_SPACE.search(source, start, stop)
-                    first = stop if text is None else text.start()
-                if first < stop:
-                    last = stop
-                    while source[last - 1] in _ASCII_SPACE:
-                        last -= 1
-                    pieces.append(source[done:start])
-                    pieces.append(str(len(contents)))
-                    contents.append(source[first:last])
-                    done = stop
+            first = start
+            if source[first] in _ASCII_SPACE:
+                text = _NOT_ASCII_SPACE.search(source, start, stop)
+                first = stop if text is None else text.start()
+            if first < stop:
+                last = stop
+                while source[last - 1] in _ASCII_SPACE:
+                    last -= 1
+                pieces.append(source[done:start])
+                pieces.append(str(len(contents)))
+                contents.append(source[first:last])
+                done = stop
         else:  # an MJML tag, or a stray closing tag, inside: MRML's business
             stop = find(close, j, body_end)
             if stop < 0:
@@ -672,7 +671,7 @@ def _mrml(source: str) -> str:
 
 
 def mjml_to_html(source: str, *, template: str) -> str:
-    """MJML → HTML with MRML (mjml-python): no web fonts fetched, comments kept out.
+    """MJML → HTML with MRML (mjml-python): no web fonts fetched, MJML comments left out.
 
     MJML's *ending tags* (``mj-text``, ``mj-button``, ``mj-table``) hold raw
     HTML, to be passed through: Node mjml does so, but MRML parses and
