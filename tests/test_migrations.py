@@ -33,3 +33,61 @@ def test_upgrade_is_idempotent_and_at_head(engine: Engine) -> None:
     assert db.upgrade(engine) == (db.head_revision(), db.head_revision())
     tables = set(inspect(engine).get_table_names())
     assert {"article", "edition", "delivery", "subscriber", "suppression"} <= tables
+
+
+def test_0002_upgrades_a_database_with_a_ledger_and_back(db_url: str) -> None:
+    """A database made by 0001, with an edition and deliveries in it, goes to head
+    (the status index gone; on PostgreSQL the ledger keeps room for in-place
+    updates), down again and back up, its rows untouched."""
+    from alembic import command
+    from sqlalchemy import text
+
+    eng = db.make_engine(db_url)
+    cfg = db._alembic_config()
+    try:
+        with eng.connect() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "0001")
+            conn.commit()
+        with eng.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO edition (id, newsletter, period, period_start, period_end, "
+                    "status, subject, contents, created_at, updated_at) VALUES (1, 'weekly', "
+                    "'2026-W47', :t, :t, 'sending', 's', '{}', :t, :t)"
+                ),
+                {"t": "2026-11-23 08:00:00+00:00"},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO delivery (edition_id, email, status, attempts, created_at, "
+                    "updated_at) VALUES (1, 'a@example.org', 'pending', 0, :t, :t)"
+                ),
+                {"t": "2026-11-23 08:00:00+00:00"},
+            )
+
+        def indexes() -> set[str]:
+            return {i["name"] for i in inspect(eng).get_indexes("delivery") if i["name"]}
+
+        assert "ix_delivery_edition_status" in indexes()
+        assert db.upgrade(eng) == ("0001", db.head_revision())
+        assert "ix_delivery_edition_status" not in indexes()
+        with eng.connect() as conn:
+            assert conn.execute(text("SELECT email, status FROM delivery")).all() == [
+                ("a@example.org", "pending")
+            ]
+            if conn.dialect.name == "postgresql":
+                options = conn.execute(
+                    text("SELECT reloptions FROM pg_class WHERE oid = 'delivery'::regclass")
+                ).scalar()
+                assert options == ["fillfactor=75"]
+        with eng.connect() as conn:
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "0001")
+            conn.commit()
+        assert "ix_delivery_edition_status" in indexes()
+        assert db.upgrade(eng) == ("0001", db.head_revision())
+        with eng.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM delivery")).scalar() == 1
+    finally:
+        eng.dispose()

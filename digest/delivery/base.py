@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -39,6 +39,9 @@ from digest.models import EditionStatus
 from subscribers.service import sendable_names
 
 log = logging.getLogger(__name__)
+
+#: What became of one post (see :meth:`SendLoop._post`).
+PostOutcome = Literal["sent", "again", "finished"]
 
 
 @dataclass
@@ -278,7 +281,7 @@ class SendLoop:
         chunk: Sequence[ledger.Row],
         *,
         last: bool = False,
-    ) -> str:
+    ) -> PostOutcome:
         """Send one post.  Returns ``"again"`` when it must be tried again later (the
         caller releases the batch), ``"finished"`` when the outcome was recorded and,
         being the batch's ``last`` post, the batch settled in the same step, else

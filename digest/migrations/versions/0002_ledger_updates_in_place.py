@@ -22,8 +22,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("delivery", schema=None) as batch_op:
-        batch_op.drop_index("ix_delivery_edition_status")
+    op.drop_index("ix_delivery_edition_status", table_name="delivery")
     if op.get_bind().dialect.name == "postgresql":
         # New and rewritten pages only: existing rows move as they are updated.
         op.execute("ALTER TABLE delivery SET (fillfactor = 75)")
@@ -32,5 +31,4 @@ def upgrade() -> None:
 def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         op.execute("ALTER TABLE delivery RESET (fillfactor)")
-    with op.batch_alter_table("delivery", schema=None) as batch_op:
-        batch_op.create_index("ix_delivery_edition_status", ["edition_id", "status"], unique=False)
+    op.create_index("ix_delivery_edition_status", "delivery", ["edition_id", "status"])
