@@ -28,6 +28,11 @@ NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 Handler = Callable[[BaseHTTPRequestHandler], None]
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: object, client_address: object) -> None:
+        """Our client hanging up mid-answer (timeouts, size limits) is what some tests do."""
+
+
 class LocalServer:
     """A real HTTP server on 127.0.0.1 with a route table and a request log."""
 
@@ -53,7 +58,7 @@ class LocalServer:
             def log_message(self, format: str, *args: object) -> None:
                 pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self.httpd = _QuietServer(("127.0.0.1", 0), _Handler)
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(
             target=self.httpd.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
