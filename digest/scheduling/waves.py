@@ -69,16 +69,25 @@ def planner(
 
 
 def waiting(session: Session, edition_id: int, now: datetime) -> tuple[int, datetime | None]:
-    """Deliveries of an edition held for a later wave, and when the next wave is due."""
-    count, first = session.execute(
-        select(func.count(Delivery.id), func.min(DeliveryBatch.not_before))
-        .join(DeliveryBatch, DeliveryBatch.id == Delivery.batch_id)
+    """Deliveries of an edition held for a later wave, and when the next wave is due.
+
+    Driven from the held batches (usually none), so it reads only their rows, not
+    every delivery of the edition.
+    """
+    held = (
+        select(DeliveryBatch.id, DeliveryBatch.not_before)
         .where(
-            Delivery.edition_id == edition_id,
-            Delivery.status == DeliveryStatus.PENDING,
+            DeliveryBatch.edition_id == edition_id,
             DeliveryBatch.status == BatchStatus.PENDING,
             DeliveryBatch.not_before > now,
         )
+        .subquery()
+    )
+    count, first = session.execute(
+        select(func.count(Delivery.id), func.min(held.c.not_before))
+        .select_from(held)
+        .join(Delivery, Delivery.batch_id == held.c.id)
+        .where(Delivery.status == DeliveryStatus.PENDING)
     ).one()
     return int(count or 0), first
 
