@@ -601,7 +601,9 @@ def _lift_ending_tags(source: str) -> tuple[list[str], list[str]] | None:
         return None
     next_name = _ENDING_NAME.search
     find = source.find
+    rfind = source.rfind
     startswith = source.startswith
+    comments = find("!", body, body_end) >= 0  # could the body hold a comment at all?
     pieces: list[str] = []
     contents: list[str] = []
     done = 0  # source[:done] is in `pieces` already
@@ -643,6 +645,19 @@ def _lift_ending_tags(source: str) -> tuple[list[str], list[str]] | None:
             break  # unclosed: MRML will say so
         if startswith(close, j - 3):
             stop = j - 3
+            # The closing tag may sit inside a tag's attributes or a comment
+            # (<a title="</mj-text>">, <!-- </mj-text> -->): MJML parsers read past
+            # those, so the content would be cut short; MRML reads it all instead.
+            lt = rfind("<", start, stop)
+            if lt >= 0 and source[lt + 1] != "/":  # (a closing tag holds no attributes)
+                gt = find(">", lt, stop)
+                if gt < 0:
+                    return None
+                last_tag = source[lt:gt]
+                if last_tag.count('"') % 2 or last_tag.count("'") % 2:
+                    return None
+            if comments and rfind("<!--", start, stop) > rfind("-->", start, stop):
+                return None
             first = start
             if source[first] in _ASCII_SPACE:
                 text = _NOT_ASCII_SPACE.search(source, start, stop)
@@ -664,6 +679,18 @@ def _lift_ending_tags(source: str) -> tuple[list[str], list[str]] | None:
         return None
     pieces.append(source[done:])
     return pieces, contents
+
+
+def mrml_problem(source: str) -> str | None:
+    """What MRML objects to in ``source`` when it reads all of it, the HTML inside
+    the ending tags included (which :func:`mjml_to_html` passes through as
+    written, as Node mjml does); None when MRML renders it.  For editors' checks
+    (the preview's lint, ``digest compose``), not for every send."""
+    try:
+        _mrml(source)
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
 def _mrml(source: str) -> str:
@@ -737,6 +764,7 @@ __all__ = [
     "format_day",
     "html_lang",
     "mjml_to_html",
+    "mrml_problem",
     "neutralise",
     "render",
     "safe_url",

@@ -164,6 +164,27 @@ def test_compose_warns_above_90_kb(site: Path, monkeypatch: pytest.MonkeyPatch) 
     assert "Gmail clips" in result.output
 
 
+def test_compose_warns_of_html_mjml_would_not_parse(
+    site: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The HTML inside mj-text goes out as written; compose says when it looks broken."""
+    override = site / "mytemplates" / "partials"
+    override.mkdir(parents=True)
+    (override / "footer.mjml.j2").write_text(
+        "<mj-section><mj-column><mj-text><p>Thanks for reading<b></p>"
+        '<a href="{{ recipient.unsubscribe_url }}">Unsubscribe</a>'
+        "</mj-text></mj-column></mj-section>"
+    )
+    monkeypatch.setenv("DIGEST_TEMPLATES", str(site / "mytemplates"))
+    result = run("compose", "weekly", "--as-of", "2026-11-23")
+    assert result.exit_code == 0
+    said = " ".join(result.output.split())
+    assert "warning: out/weekly-2026-W47/all.html: the HTML inside an mj-text" in said
+    assert "looks broken" in said
+    html = (site / "out" / "weekly-2026-W47" / "all.html").read_text()
+    assert "<p>Thanks for reading<b></p>" in html  # sent as written, as Node mjml would
+
+
 def test_compose_the_sample_edition(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DIGEST_DATABASE_URL", f"sqlite:///{tmp_path / 'sample.db'}")
     assert run("ingest").exit_code == 0

@@ -82,12 +82,13 @@ def test_each_personalization_carries_only_what_differs(
     (request,) = sendgrid_server.requests
     body = request.body
     assert body["headers"]["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
-    assert body["custom_args"] == {"newsletter": "weekly", "edition_id": str(report.edition_id)}
+    assert body["custom_args"] == {"newsletter": "weekly"}
     web = "https://news.example.org/e/weekly/2026-W47/all"
     assert all(web in c["value"] for c in body["content"])
     for p in body["personalizations"]:
         assert set(p) == {"to", "substitutions", "custom_args", "headers"}  # no subject
-        assert set(p["custom_args"]) == {"subscriber_id"}
+        assert p["custom_args"]["edition_id"] == str(report.edition_id)
+        assert set(p["custom_args"]) == {"edition_id", "subscriber_id"}
         assert set(p["headers"]) == {"List-Unsubscribe", "Message-ID"}
         names = {tag.split(".")[-1].strip("~") for tag in p["substitutions"]}
         assert names == {"first_name", "unsubscribe_url", "preferences_url"}
@@ -222,3 +223,23 @@ def test_ambiguous_error_type(sendgrid_server: SendGridServer) -> None:
     sendgrid_server.script(Fault.slow(2))
     with pytest.raises(AmbiguousError, match="took the request but did not answer"):
         backend.send(_post())
+
+
+def test_no_substitutions_key_when_the_bodies_hold_no_placeholder() -> None:
+    """A message with real links throughout (a confirmation email) sends no empty
+    ``substitutions`` object; one placeholder, one field substituted."""
+    from dataclasses import replace
+
+    from digest.delivery.sendgrid import build_payload
+
+    post = _post()
+    plain = replace(post.envelope, html="<p>https://x.test/c/1</p>", text="https://x.test/c/1")
+    payload = build_payload(Post(plain, post.recipients))
+    assert all("substitutions" not in p for p in payload["personalizations"])
+    named = replace(plain, text="Hi ~~digest.text.first_name~~")
+    payload = build_payload(Post(named, post.recipients))
+    for p in payload["personalizations"]:
+        assert set(p["substitutions"]) == {
+            "~~digest.html.first_name~~",
+            "~~digest.text.first_name~~",
+        }

@@ -499,6 +499,23 @@ def test_contents_full_of_j_are_read_to_their_end() -> None:
     assert _normalised(out) == _normalised(_mrml_whole(source))
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        "<mj-text>A<!-- </mj-text><mj-text> -->B</mj-text>",
+        '<mj-text><a title="</mj-text><mj-text>">x</a></mj-text>',
+        '<mj-text><a title="x > </mj-text><mj-text>">x</a></mj-text>',
+        "<mj-text><a title='it > </mj-text><mj-text>'>x</a></mj-text>",
+    ],
+)
+def test_a_closing_tag_inside_a_comment_or_attribute_is_not_the_end(body: str) -> None:
+    """MJML parsers read past a closing tag inside a comment or a tag's attributes;
+    the shortcut would cut the content there, so it leaves the document to MRML."""
+    source = _mjml(body + "<mj-text>after</mj-text>")
+    assert _lift_ending_tags(source) is None
+    assert mjml_to_html(source, template="t") == _mrml_whole(source)
+
+
 def test_text_that_looks_like_a_marker_changes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     from digest import templating
 

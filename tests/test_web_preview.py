@@ -12,6 +12,7 @@ from digest.web.lint import (
     GMAIL_CLIP_BYTES,
     check_headers,
     check_html,
+    check_mjml,
     check_sections,
     check_size,
     link_problem,
@@ -140,6 +141,10 @@ def test_lint_rules() -> None:
         "'B' has no articles this period; readers who chose only it get no email"
     ]
     assert check_html('<a href="https://a.example">A</a><img src="x" alt="x">') == []
+    page = "<mjml><mj-body><mj-section><mj-column><mj-text>{}</mj-text></mj-column></mj-section>"
+    assert check_mjml(page.format("<p>fine</p>") + "</mj-body></mjml>") == []
+    (broken,) = check_mjml(page.format("<p>a <!-- unclosed") + "</mj-body></mjml>")
+    assert broken.level == "warning" and "sent as written" in broken.message
 
 
 def test_a_broken_template_is_shown_and_the_page_keeps_watching(

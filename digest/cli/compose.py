@@ -11,6 +11,7 @@ from digest.audience import section_sets
 from digest.cli._common import App, as_of_option, console, err_console, parse_as_of, pass_app
 from digest.collect import collect
 from digest.compose import HTML_WARN_BYTES, Composer, variant_key, write_previews
+from digest.templating import mrml_problem
 from subscribers.errors import NotFound as SubscribersNotFound
 
 
@@ -97,6 +98,14 @@ def compose(
                 f"warning: {item.html_path} is {item.variant.html_bytes / 1024:.0f} KB of HTML; "
                 "Gmail clips messages near 102 KB, so lower max_per_category or shorten the "
                 "templates"
+            )
+    for item in written:
+        problem = mrml_problem(item.variant.mjml)
+        if problem is not None:
+            err_console.print(
+                f"warning: {item.html_path}: the HTML inside an mj-text, mj-button or mj-table "
+                f"looks broken ({problem}); it is sent as written, so check its tags and "
+                "comments are closed and attributes quoted"
             )
     skipped = readers.get((), 0)
     if skipped:

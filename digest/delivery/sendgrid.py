@@ -53,7 +53,7 @@ def personalization(envelope: Envelope, recipient: Recipient) -> dict[str, Any]:
     """One reader's part of the request: only what differs from reader to reader.
 
     What every reader of the post shares (List-Unsubscribe-Post, the newsletter
-    and edition in ``custom_args``) is said once at the top of the request, and
+    in ``custom_args``) is said once at the top of the request, and
     only the placeholders the variant's bodies and subject still hold are
     substituted (``web_url`` is filled into the bodies once per variant): a
     1,000-reader post is about a third smaller, and cheaper to build and parse.
@@ -61,13 +61,20 @@ def personalization(envelope: Envelope, recipient: Recipient) -> dict[str, Any]:
     headers = list_headers(envelope, recipient)
     out: dict[str, Any] = {
         "to": [_address(ascii_address(recipient.email), recipient.name)],
-        "substitutions": substitutions(recipient.fields, envelope.used_fields),
-        "custom_args": {"subscriber_id": str(recipient.subscriber_id or "")},
+        # Both ids in every personalization, whatever SendGrid does with the request's
+        # own custom_args: webhook events are matched to the ledger by them.
+        "custom_args": {
+            "edition_id": str(envelope.edition_id),
+            "subscriber_id": str(recipient.subscriber_id or ""),
+        },
         "headers": {
             "List-Unsubscribe": headers["List-Unsubscribe"],
             "Message-ID": headers["Message-ID"],
         },
     }
+    subs = substitutions(recipient.fields, envelope.used_fields)
+    if subs:
+        out["substitutions"] = subs
     subject = subject_for(envelope, recipient)
     if subject != envelope.subject:
         out["subject"] = subject
@@ -93,9 +100,8 @@ def build_payload(post: Post) -> dict[str, Any]:
             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
             "X-Digest-Edition": f"{env.newsletter}/{env.period}/{env.variant_key}",
         },
-        # Carried into every event of every reader; each personalization adds its
-        # subscriber_id (SendGrid merges the two, the personalization's winning).
-        "custom_args": {"newsletter": env.newsletter, "edition_id": str(env.edition_id)},
+        # Carried into every event (merged with each personalization's ids).
+        "custom_args": {"newsletter": env.newsletter},
     }
     if env.reply_to:
         name, addr = parseaddr(env.reply_to)

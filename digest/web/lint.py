@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from html.parser import HTMLParser
 from urllib.parse import urlsplit
 
+from digest.templating import mrml_problem
+
 #: Gmail clips an HTML body larger than about 102 KB behind "View entire message".
 GMAIL_CLIP_BYTES = 102 * 1024
 #: Past this, warn: personal fields and tracking make the sent message a little larger.
@@ -118,6 +120,22 @@ def check_html(html: str) -> list[Finding]:
     return found
 
 
+def check_mjml(source: str) -> list[Finding]:
+    """The HTML inside ``mj-text``, ``mj-button`` and ``mj-table`` goes out as written;
+    a warning when MRML, reading it strictly, finds it broken (an unclosed tag or
+    comment, an unquoted attribute)."""
+    problem = mrml_problem(source)
+    if problem is None:
+        return []
+    return [
+        Finding(
+            "warning",
+            f"the HTML inside an mj-text, mj-button or mj-table looks broken ({problem}); it "
+            "is sent as written: check its tags and comments are closed and attributes quoted",
+        )
+    ]
+
+
 def check_size(html_bytes: int) -> list[Finding]:
     kb = html_bytes / 1024
     if html_bytes > GMAIL_CLIP_BYTES:
@@ -174,6 +192,7 @@ __all__ = [
     "Finding",
     "check_headers",
     "check_html",
+    "check_mjml",
     "check_sections",
     "check_size",
     "check_text",

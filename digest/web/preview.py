@@ -142,6 +142,7 @@ def build_preview(
         *lint.check_headers(subject, rendered.preheader),
         *lint.check_size(len(html.encode("utf-8"))),
         *lint.check_html(html),
+        *lint.check_mjml(rendered.mjml),
         *lint.check_text(text),
         *lint.check_sections(_configured(newsletter), names),
     ]
