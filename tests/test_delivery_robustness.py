@@ -186,3 +186,77 @@ def test_subscriber_ids_are_never_reused(db_url: str, tmp_path: Path) -> None:
     with world.app.session() as s:
         new = add_subscriber(s, "new@example.net", "weekly").subscriber.id
     assert new > gone
+
+
+def test_a_claim_lost_between_posts_ends_the_batch_for_this_sender(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once another sender has the batch, this one posts nothing more of it (and does
+    not knock on the ledger once per remaining post)."""
+    starts: list[int] = []
+    start_post = ledger.start_post
+
+    def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
+        starts.append(1)
+        return start_post(*args, **kwargs)
+
+    monkeypatch.setattr(ledger, "start_post", counted)
+    world = make_world(db_url, tmp_path)
+    add_readers(world.app, 3)
+    send_edition(world.app, "weekly", AS_OF, enqueue=True, batch_size=10)
+    box = MemoryMailbox()
+
+    def first_then_taken(post: Post) -> list:  # type: ignore[type-arg]
+        results = MemoryBackend(box).deliver(post)
+        with world.app.session() as s:  # a sibling takes the batch over meanwhile
+            s.execute(update(DeliveryBatch).values(claimed_by="elsewhere:1:x"))
+        return results
+
+    box.script.append(first_then_taken)
+    run_worker(world.app, once=True, backend_factory=lambda: MemoryBackend(box, max_recipients=1))
+    assert box.posts == 1 and len(box.sent) == 1
+    assert len(starts) == 2  # the post that went, the one that found the claim gone
+    with world.app.session() as s:
+        statuses = sorted(s.scalars(select(Delivery.status)))
+        batch = s.scalars(select(DeliveryBatch)).one()
+    assert statuses == [DeliveryStatus.PENDING, DeliveryStatus.PENDING, DeliveryStatus.SENT]
+    assert batch.claimed_by == "elsewhere:1:x"  # left to its new holder
+
+
+def test_recipients_a_backend_gives_no_result_for_are_uncertain(
+    db_url: str, tmp_path: Path
+) -> None:
+    world = make_world(db_url, tmp_path)
+    add_readers(world.app, 3)
+    box = MemoryMailbox()
+    box.script.append(lambda post: MemoryBackend(box).deliver(post)[:1])  # one of three
+    report = send_edition(
+        world.app, "weekly", AS_OF, backend_factory=lambda: MemoryBackend(box), options=FAST
+    )
+    assert report.counts["sent"] == 1 and report.counts["uncertain"] == 2
+    assert report.counts["pending"] == 0 and report.counts["sending"] == 0
+    with world.app.session() as s:
+        reasons = set(
+            s.scalars(select(Delivery.reason).where(Delivery.status == DeliveryStatus.UNCERTAIN))
+        )
+        assert s.scalars(select(DeliveryBatch.status)).all() == ["done"]
+    assert len(reasons) == 1 and "gave no result" in reasons.pop()
+
+
+def test_an_edition_is_not_called_sent_while_a_batch_is_unfinished(
+    db_url: str, tmp_path: Path
+) -> None:
+    """Settling looks at the batches first (cheap, every idle worker round): a batch
+    still pending means not yet, even with nothing left in it; once a worker has
+    closed it the deliveries are counted and the edition is sent."""
+    world = make_world(db_url, tmp_path)
+    add_readers(world.app, 2)
+    send_edition(world.app, "weekly", AS_OF, enqueue=True)
+    with world.app.session() as s:
+        s.execute(update(Delivery).values(status=DeliveryStatus.SKIPPED, reason="test"))
+        edition_id = s.scalars(select(Edition.id)).one()
+    assert ledger.settle_edition(world.app.sessions, edition_id) == EditionStatus.SENDING
+    run_worker(world.app, once=True, backend_factory=lambda: MemoryBackend(MemoryMailbox()))
+    with world.app.session() as s:
+        assert s.scalars(select(DeliveryBatch.status)).all() == ["done"]
+        assert s.get(Edition, edition_id).status == EditionStatus.SENT  # type: ignore[union-attr]

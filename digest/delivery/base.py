@@ -41,7 +41,7 @@ from subscribers.service import sendable_names
 log = logging.getLogger(__name__)
 
 #: What became of one post (see :meth:`SendLoop._post`).
-PostOutcome = Literal["sent", "again", "finished"]
+PostOutcome = Literal["sent", "again", "finished", "lost"]
 
 
 @dataclass
@@ -269,8 +269,8 @@ class SendLoop:
                 # readers are never failed for a provider's passing trouble.
                 ledger.release(self.sessions, claim)
                 return
-            if outcome == "finished":
-                return
+            if outcome in ("finished", "lost"):
+                return  # settled with the last post, or another sender has the batch now
         ledger.finish(self.sessions, claim)
 
     def _post(
@@ -283,9 +283,10 @@ class SendLoop:
         last: bool = False,
     ) -> PostOutcome:
         """Send one post.  Returns ``"again"`` when it must be tried again later (the
-        caller releases the batch), ``"finished"`` when the outcome was recorded and,
-        being the batch's ``last`` post, the batch settled in the same step, else
-        ``"sent"``."""
+        caller releases the batch), ``"lost"`` when another sender took the batch
+        over (nothing more of it is ours to post), ``"finished"`` when the outcome was
+        recorded and, being the batch's ``last`` post, the batch settled in the same
+        step, else ``"sent"``."""
         recipients = [
             Recipient(
                 r.delivery_id, r.subscriber_id, r.email, r.name, self.context.fields(r, envelope)
@@ -299,7 +300,7 @@ class SendLoop:
             )
         except ledger.LostClaim:
             log.warning("batch %s was taken over by another sender", claim.batch_id)
-            return "sent"
+            return "lost"
         # Only what this call moved to "sending" goes out: never a row another sender has.
         recipients = [r for r in recipients if r.delivery_id in moved]
         ids = [r.delivery_id for r in recipients if r.delivery_id is not None]
@@ -338,13 +339,23 @@ class SendLoop:
             )
             ledger.release(self.sessions, claim)
             raise
+        answered = {r.delivery_id for r in results}
+        unanswered = [i for i in ids if i not in answered]
+        if unanswered:  # a backend owes one result per recipient; without one, nobody knows
+            log.error("backend gave no result for %d recipient(s)", len(unanswered))
+            ledger.mark_uncertain(
+                self.sessions,
+                unanswered,
+                f"the backend gave no result for it; {ledger.UNCERTAIN_HINT}",
+            )
+            self._count(uncertain=len(unanswered))
         ledger.record_results(self.sessions, results, finish=finish)
         sent = sum(1 for r in results if r.ok)
         self._count(sent=sent, failed=len(results) - sent)
         if sent:
             self._success()
         else:
-            self._failure(results[0].error or "failed", claim.edition_id)
+            self._failure((results[0].error if results else None) or "failed", claim.edition_id)
         return "finished" if last else "sent"
 
     def _send_with_retries(self, backend: Backend, post: Post) -> list[RecipientResult]:

@@ -603,11 +603,24 @@ def outstanding(session: Session, edition_id: int) -> int:
 
 
 def settle_edition(sessions: sessionmaker[Session], edition_id: int) -> EditionStatus:
-    """Mark the edition sent when nothing is outstanding; return its status."""
+    """Mark the edition sent when nothing is outstanding; return its status.
+
+    Idle workers call this every few seconds for each edition still sending (one
+    waiting for its local-time waves can be for a day), so a batch not yet done
+    answers "not yet" from the batch table; only when every batch is done are the
+    deliveries themselves counted (the authority) before the edition is called sent.
+    """
     with sessions.begin() as s:
         edition = s.get(Edition, edition_id)
         assert edition is not None
-        if edition.status != EditionStatus.PAUSED and outstanding(s, edition_id) == 0:
+        if edition.status == EditionStatus.PAUSED:
+            return edition.status
+        unfinished = s.scalar(
+            select(DeliveryBatch.id)
+            .where(DeliveryBatch.edition_id == edition_id, DeliveryBatch.status != BatchStatus.DONE)
+            .limit(1)
+        )
+        if unfinished is None and outstanding(s, edition_id) == 0:
             edition.status = EditionStatus.SENT
         return edition.status
 
