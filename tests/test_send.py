@@ -355,3 +355,48 @@ def test_sqlite_without_json_functions_plans_the_same_ledger(
     assert len(with_json) == 5
     assert [r[3] for r in with_json].count(DeliveryStatus.SKIPPED) == 1
     assert {r[4] for r in with_json if r[3] == DeliveryStatus.SKIPPED} == {NO_SECTIONS}
+
+
+def test_cli_editions_list_and_show(db_url: str, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """`digest editions list` and `show` give the ledger's counts, reasons and variants."""
+    import json
+
+    from click.testing import CliRunner
+
+    from digest.cli import cli
+
+    world = make_world(db_url, tmp_path)
+    add_readers(world.app, 4)
+    with world.app.session() as s:
+        s.execute(
+            Subscriber.__table__.update()
+            .where(Subscriber.email == "reader1@example.net")
+            .values(categories=["Nothing we publish"])
+        )
+    box = MemoryMailbox()
+    box.script.append(
+        lambda post: [
+            RecipientResult(r.delivery_id, ok=i > 0, error=None if i else "550 no such user")
+            for i, r in enumerate(post.recipients)
+        ]
+    )
+    report, _ = _send(world, box)
+    for key, value in world.env.items():
+        monkeypatch.setenv(key, value)
+    runner = CliRunner()
+    listed = runner.invoke(cli, ["editions", "list", "--json"])
+    assert listed.exit_code == 0, listed.output
+    (row,) = json.loads(listed.output)
+    assert row["id"] == report.edition_id and row["status"] == "sent"
+    assert {k: v for k, v in row["counts"].items() if v} == {"sent": 2, "failed": 1, "skipped": 1}
+    shown = runner.invoke(cli, ["editions", "show", "weekly/2026-W47", "--json"])
+    assert shown.exit_code == 0, shown.output
+    data = json.loads(shown.output)
+    assert data["counts"] == row["counts"]
+    assert data["failed_reasons"] == {"550 no such user": 1}
+    assert data["skipped_reasons"] == {NO_SECTIONS: 1}
+    assert sum(data["variants"].values()) == 4 and data["uncertain"] == []
+    text = runner.invoke(cli, ["editions", "show", str(report.edition_id)])
+    assert "Failed: 1 × 550 no such user" in text.output
+    table = runner.invoke(cli, ["editions", "list"])
+    assert table.exit_code == 0 and "│ 1  │" in table.output
