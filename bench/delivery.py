@@ -195,7 +195,7 @@ def run(
         finished = time.perf_counter()
         cpu.append(_cpu_s())
     with app.sessions() as s:
-        counts = ledger.status_counts(s, edition_id)
+        counts = ledger.edition_tally(s, edition_id).statuses
     app.close()
     recipients = counts["sent"] + counts["failed"] + counts["uncertain"] + counts["pending"]
     total = finished - started

@@ -7,7 +7,7 @@ import threading
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from digest.cli._common import (
     App,
@@ -27,6 +27,7 @@ from digest.models import Delivery, DeliveryStatus, Edition
 from digest.send import SendReport, require_edition, send_edition
 from digest.sendtest import send_test as send_test_copies
 from digest.signals import graceful_stop
+from digest.web.stats import edition_stats
 
 
 @click.command()
@@ -233,10 +234,9 @@ def editions_list(app: App, newsletter: str | None, as_json: bool) -> None:
         q = select(Edition).order_by(Edition.period_start.desc(), Edition.id.desc())
         if newsletter:
             q = q.where(Edition.newsletter == newsletter)
-        rows = []
-        for e in s.scalars(q):
-            counts = ledger.status_counts(s, e.id)
-            rows.append((e, counts))
+        found = list(s.scalars(q))
+        # one grouped query for all of them, as the admin's editions page counts them
+        rows = [(e, st.ledger) for e, st in zip(found, edition_stats(s, found), strict=True)]
     if as_json:
         print_json(
             [
@@ -295,19 +295,17 @@ def editions_show(app: App, edition: str, as_json: bool) -> None:
     """
     with app.session() as s:
         e = require_edition(s, edition)
-        counts = ledger.status_counts(s, e.id)
-        failed = ledger.reason_counts(s, e.id, DeliveryStatus.FAILED)
-        skipped = ledger.reason_counts(s, e.id, DeliveryStatus.SKIPPED)
+        tally = ledger.edition_tally(s, e.id)
+        counts, failed, skipped = tally.statuses, tally.failed_reasons, tally.skipped_reasons
+        variants = {str(v): n for v, n in tally.per_variant.items()}
+        without = sum(counts.values()) - sum(tally.per_variant.values())
+        if without:  # readers planned with no variant (skipped), as "None"
+            variants["None"] = without
         uncertain = s.scalars(
             select(Delivery.email)
             .where(Delivery.edition_id == e.id, Delivery.status == DeliveryStatus.UNCERTAIN)
             .order_by(Delivery.id)
             .limit(200)
-        ).all()
-        variants = s.execute(
-            select(Delivery.variant_id, func.count())
-            .where(Delivery.edition_id == e.id)
-            .group_by(Delivery.variant_id)
         ).all()
         data = {
             "id": e.id,
@@ -320,7 +318,7 @@ def editions_show(app: App, edition: str, as_json: bool) -> None:
             "failed_reasons": failed,
             "skipped_reasons": skipped,
             "uncertain": list(uncertain),
-            "variants": {str(v): n for v, n in variants},
+            "variants": variants,
         }
     if as_json:
         print_json(data)

@@ -25,7 +25,6 @@ from sqlalchemy import (
     Engine,
     Integer,
     String,
-    and_,
     bindparam,
     case,
     func,
@@ -625,61 +624,43 @@ def settle_edition(sessions: sessionmaker[Session], edition_id: int) -> EditionS
         return edition.status
 
 
-def status_counts(session: Session, edition_id: int) -> dict[str, int]:
-    rows = session.execute(
-        select(Delivery.status, func.count())
-        .where(Delivery.edition_id == edition_id)
-        .group_by(Delivery.status)
-    ).all()
-    counts = {s.value: 0 for s in DeliveryStatus}
-    for status, count in rows:
-        counts[DeliveryStatus(status).value] = count
-    return counts
-
-
 @dataclass
 class Tally:
-    """An edition's deliveries counted by status, skip reason and variant."""
+    """An edition's deliveries counted by status (every status present), by reason for
+    the failed and the skipped, and by variant."""
 
     statuses: dict[str, int]
+    failed_reasons: dict[str, int]
     skipped_reasons: dict[str, int]
     per_variant: dict[int, int]
 
 
 def edition_tally(session: Session, edition_id: int) -> Tally:
-    """:func:`status_counts`, the skip reasons and the deliveries per variant, from one
-    scan of the edition's deliveries."""
-    skipped = Delivery.status == DeliveryStatus.SKIPPED
+    """Everything :class:`Tally` holds, from one scan of the edition's deliveries."""
+    why = Delivery.status.in_([DeliveryStatus.FAILED, DeliveryStatus.SKIPPED])
+    reason = case((why, Delivery.reason), else_=None)
     rows = session.execute(
-        select(
-            Delivery.status,
-            Delivery.variant_id,
-            case((skipped, Delivery.reason), else_=None),
-            func.count(),
-        )
+        select(Delivery.status, Delivery.variant_id, reason, func.count())
         .where(Delivery.edition_id == edition_id)
-        .group_by(
-            Delivery.status, Delivery.variant_id, case((skipped, Delivery.reason), else_=None)
-        )
+        .group_by(Delivery.status, Delivery.variant_id, reason)
     ).all()
-    tally = Tally({s.value: 0 for s in DeliveryStatus}, {}, {})
-    for value, variant_id, why, count in rows:
+    tally = Tally({s.value: 0 for s in DeliveryStatus}, {}, {}, {})
+    reasons = {
+        DeliveryStatus.FAILED: tally.failed_reasons,
+        DeliveryStatus.SKIPPED: tally.skipped_reasons,
+    }
+    for value, variant_id, said, count in rows:
         status = DeliveryStatus(value)
         tally.statuses[status.value] += count
-        if status == DeliveryStatus.SKIPPED:
-            label = why or status.value
-            tally.skipped_reasons[label] = tally.skipped_reasons.get(label, 0) + count
+        if status in reasons:
+            label = said or status.value
+            reasons[status][label] = reasons[status].get(label, 0) + count
         if variant_id is not None:
             tally.per_variant[variant_id] = tally.per_variant.get(variant_id, 0) + count
-    tally.skipped_reasons = dict(sorted(tally.skipped_reasons.items(), key=lambda kv: -kv[1]))
+    tally.failed_reasons = _most_first(tally.failed_reasons)
+    tally.skipped_reasons = _most_first(tally.skipped_reasons)
     return tally
 
 
-def reason_counts(session: Session, edition_id: int, status: DeliveryStatus) -> dict[str, int]:
-    rows = session.execute(
-        select(Delivery.reason, func.count())
-        .where(and_(Delivery.edition_id == edition_id, Delivery.status == status))
-        .group_by(Delivery.reason)
-        .order_by(func.count().desc())
-    ).all()
-    return {(reason or status.value): count for reason, count in rows}
+def _most_first(counts: dict[str, int]) -> dict[str, int]:
+    return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
