@@ -27,7 +27,7 @@ from digest.models import Delivery, DeliveryStatus, Edition
 from digest.send import SendReport, require_edition, send_edition
 from digest.sendtest import send_test as send_test_copies
 from digest.signals import graceful_stop
-from digest.web.stats import edition_stats
+from digest.stats import edition_stats
 
 
 @click.command()

@@ -27,6 +27,7 @@ from digest.errors import NotFound
 from digest.models import Edition, Variant
 from digest.personalize import web_url
 from digest.privacy import forget_person
+from digest.stats import edition_stats
 from digest.web.pages import (
     MAX_UPLOAD_BYTES,
     AdminDisabled,
@@ -46,7 +47,7 @@ from digest.web.pages import (
 )
 from digest.web.ratelimit import retry_after
 from digest.web.security import ADMIN_AT_KEY, ADMIN_KEY, rotate_csrf
-from digest.web.stats import bar_chart, edition_stats
+from digest.web.stats import bar_chart
 from subscribers import io as subscribers_io
 from subscribers import lists as subscribers_lists
 from subscribers import segments as subscribers_segments

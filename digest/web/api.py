@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from digest.models import Edition
+from digest.stats import edition_stats
 from digest.web.admin import recent_editions, rule_count
 from digest.web.editor import as_of_time, check_day, parse_day, pick_newsletter
 from digest.web.pages import (
@@ -30,7 +31,6 @@ from digest.web.pages import (
     state,
 )
 from digest.web.preview import ALL, build_preview
-from digest.web.stats import edition_stats
 from subscribers import lists as subscribers_lists
 from subscribers import service
 from subscribers.models import Status, Subscriber

@@ -1,10 +1,4 @@
-"""Delivery and engagement counts per edition, and the inline SVG bar chart that shows them.
-
-Delivery counts come from the ledger (:class:`digest.models.Delivery`: sent, failed,
-skipped, …).  Engagement comes from provider events (:class:`digest.models.Event`,
-types from :class:`digest.events.EventType`), counted as *distinct readers* (by
-address): a reader who opens an email five times counts once in "opened".  Two
-grouped queries cover any number of editions.
+"""The inline SVG bar chart that shows an edition's counts (:mod:`digest.stats`).
 
 The chart is server-rendered SVG with presentation attributes only (no inline CSS,
 no script), so it passes the pages' Content Security Policy, and has a text
@@ -14,122 +8,8 @@ alternative; the same numbers are in a table next to it.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
 
 from markupsafe import Markup, escape
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
-
-from digest.events import EventType
-from digest.models import Delivery, DeliveryStatus, Edition, Event
-
-#: Event types shown, in funnel order.
-ENGAGEMENT = (
-    EventType.DELIVERED,
-    EventType.BOUNCED,
-    EventType.BLOCKED,
-    EventType.OPENED,
-    EventType.CLICKED,
-    EventType.UNSUBSCRIBED,
-    EventType.COMPLAINED,
-)
-
-
-@dataclass
-class EditionStats:
-    id: int
-    newsletter: str
-    period: str
-    status: str
-    subject: str
-    created_at: datetime
-    #: Deliveries by ledger status (every status present, zero when none).
-    ledger: dict[str, int] = field(default_factory=dict)
-    #: Distinct readers per event type (every type in ENGAGEMENT present).
-    readers: dict[str, int] = field(default_factory=dict)
-    #: Events per type (an open counted each time).
-    events: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def recipients(self) -> int:
-        return sum(self.ledger.values())
-
-    @property
-    def sent(self) -> int:
-        return self.ledger.get(DeliveryStatus.SENT.value, 0)
-
-    def count(self, kind: EventType | str) -> int:
-        return self.readers.get(EventType(kind).value, 0)
-
-    def rate(self, kind: EventType | str) -> float | None:
-        """Readers with this event per reader delivered to (or sent to, before any
-        delivery event arrives), in percent; None when nothing was sent."""
-        base = self.count(EventType.DELIVERED) or self.sent
-        return 100.0 * self.count(kind) / base if base else None
-
-    def bars(self) -> list[tuple[str, int]]:
-        return [
-            ("Sent", self.sent),
-            ("Delivered", self.count(EventType.DELIVERED)),
-            ("Bounced", self.count(EventType.BOUNCED)),
-            ("Opened", self.count(EventType.OPENED)),
-            ("Clicked", self.count(EventType.CLICKED)),
-            ("Unsubscribed", self.count(EventType.UNSUBSCRIBED)),
-        ]
-
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "id": self.id,
-            "newsletter": self.newsletter,
-            "period": self.period,
-            "status": self.status,
-            "subject": self.subject,
-            "created_at": self.created_at.isoformat(),
-            "deliveries": dict(self.ledger),
-            "readers": dict(self.readers),
-            "events": dict(self.events),
-        }
-
-
-def edition_stats(session: Session, editions: Sequence[Edition]) -> list[EditionStats]:
-    """Counts for ``editions`` (same order), in two grouped queries."""
-    ids = [e.id for e in editions]
-    ledger: dict[int, dict[str, int]] = {i: {s.value: 0 for s in DeliveryStatus} for i in ids}
-    readers: dict[int, dict[str, int]] = {i: {t.value: 0 for t in ENGAGEMENT} for i in ids}
-    events: dict[int, dict[str, int]] = {i: {t.value: 0 for t in ENGAGEMENT} for i in ids}
-    if ids:
-        rows = session.execute(
-            select(Delivery.edition_id, Delivery.status, func.count())
-            .where(Delivery.edition_id.in_(ids))
-            .group_by(Delivery.edition_id, Delivery.status)
-        )
-        for edition_id, status, n in rows:
-            ledger[edition_id][DeliveryStatus(status).value] = n
-        who = func.lower(func.coalesce(Event.email, Event.provider_event_id))
-        event_rows = session.execute(
-            select(Event.edition_id, Event.type, func.count(func.distinct(who)), func.count())
-            .where(Event.edition_id.in_(ids))
-            .group_by(Event.edition_id, Event.type)
-        )
-        for event_edition, kind, distinct, total in event_rows:
-            if event_edition in readers and kind in readers[event_edition]:
-                readers[event_edition][kind] = distinct
-                events[event_edition][kind] = total
-    return [
-        EditionStats(
-            id=e.id,
-            newsletter=e.newsletter,
-            period=e.period,
-            status=str(e.status),
-            subject=e.subject or "",
-            created_at=e.created_at,
-            ledger=ledger[e.id],
-            readers=readers[e.id],
-            events=events[e.id],
-        )
-        for e in editions
-    ]
 
 
 def bar_chart(bars: Sequence[tuple[str, int]], *, chart_id: str, title: str) -> Markup:
@@ -168,4 +48,4 @@ def bar_chart(bars: Sequence[tuple[str, int]], *, chart_id: str, title: str) -> 
     return Markup("".join(parts))
 
 
-__all__ = ["ENGAGEMENT", "EditionStats", "bar_chart", "edition_stats"]
+__all__ = ["bar_chart"]
