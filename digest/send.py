@@ -496,12 +496,9 @@ def _dry_run(
 ) -> SendReport:
     report.dry_run = True
     with app.session() as s:
-        edition = find_edition(s, newsletter.name, period.key)
+        edition, collection = period_collection(s, newsletter, period)
         if edition is not None:
             report.edition_id = edition.id
-            collection = edition_collection(s, newsletter, edition)
-        else:
-            collection = collect_period(s, newsletter, period)
         if collection.is_empty:
             report.no_articles = True
             return report

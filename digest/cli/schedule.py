@@ -199,13 +199,7 @@ def schedule_run(
         print_json(result.to_dict())
     else:
         console.print(f"[bold]{nl.name}[/bold] run due {_short(when.isoformat(), nl.zone)}")
-        console.print(f"{result.outcome}: {result.detail}")
-        report = result.report
-        if report is not None and report.waiting:
-            console.print(
-                f"{report.waiting} deliveries wait for later local-time waves; a running "
-                "`digest scheduler` or `digest worker` sends each wave when it falls due."
-            )
+        console.print(f"{result.outcome}: {result.detail}")  # the detail names waiting waves
     if result.outcome in (STOPPED, PAUSED):
         raise SystemExit(3)
 

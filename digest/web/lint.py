@@ -13,12 +13,13 @@ from dataclasses import dataclass
 from html.parser import HTMLParser
 from urllib.parse import urlsplit
 
+from digest.compose import HTML_WARN_BYTES
 from digest.templating import mrml_problem
 
 #: Gmail clips an HTML body larger than about 102 KB behind "View entire message".
 GMAIL_CLIP_BYTES = 102 * 1024
 #: Past this, warn: personal fields and tracking make the sent message a little larger.
-SIZE_WARN_BYTES = 90 * 1024
+SIZE_WARN_BYTES = HTML_WARN_BYTES  # as `digest compose` warns
 SUBJECT_NOTE_CHARS = 78
 
 _SCHEMES = {"http", "https", "mailto", "tel"}

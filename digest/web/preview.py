@@ -30,7 +30,7 @@ from typing import Any
 from digest import audience
 from digest.app import App
 from digest.collect import Period, period_for
-from digest.compose import Composer, variant_key
+from digest.compose import Composer, article_count, variant_key
 from digest.config import NewsletterConfig
 from digest.errors import NotFound
 from digest.personalize import personalize, preview_fields
@@ -129,7 +129,7 @@ def build_preview(
                 f"choose one of {', '.join(choices)}"
             )
         rendered = Composer(app.settings, newsletter).render(collection, list(chosen.sections))
-        articles = sum(len(s.articles) for s in collection.sections if s.name in chosen.sections)
+        articles = article_count(collection, chosen.sections)
         edition_id = edition.id if edition is not None else None
         edition_status = str(edition.status) if edition is not None else None
     fields = preview_fields(
@@ -144,7 +144,7 @@ def build_preview(
         *lint.check_html(html),
         *lint.check_mjml(rendered.mjml),
         *lint.check_text(text),
-        *lint.check_sections(_configured(newsletter), names),
+        *lint.check_sections(newsletter.category_names, names),
     ]
     first, last = period.local_dates(newsletter)
     return Preview(
@@ -164,10 +164,6 @@ def build_preview(
         articles=articles,
         findings=tuple(findings),
     )
-
-
-def _configured(newsletter: NewsletterConfig) -> list[str]:
-    return newsletter.category_names
 
 
 def _choices(
