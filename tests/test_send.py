@@ -346,6 +346,7 @@ def test_sqlite_without_json_functions_plans_the_same_ledger(
                 )
             ]
 
+    assert ledger._SQLITE_JSON  # else both runs below would take the row-by-row path
     (tmp_path / "json").mkdir()
     (tmp_path / "rows").mkdir()
     with_json = plan(tmp_path / "json")

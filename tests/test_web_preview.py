@@ -58,10 +58,15 @@ def test_the_preview_page_shows_everything_an_editor_checks(lite: World) -> None
     assert '<script src="/static/preview.js" defer></script>' in text
     assert "No problems found." in text
     # the variants on offer: everything and each section alone
-    assert re.findall(r'<option value="([^"]+)"', text)[1:] == [
-        "all",
-        *re.findall(r'<option value="(s-[0-9a-f]{10})"', text),
+    offered = re.findall(r'<option value="([^"]+)"[^>]*>([^<]*)<', text)[1:]
+    assert [label for _, label in offered] == [
+        "Everything (all sections)",
+        "Only Policy",
+        "Only Data",
+        "Only Care",
     ]
+    assert offered[0][0] == "all"
+    assert all(re.fullmatch(r"s-[0-9a-f]{10}", key) for key, _ in offered[1:])
 
 
 def test_frames_are_email_bodies_with_their_own_policy(lite: World) -> None:

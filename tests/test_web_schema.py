@@ -88,6 +88,12 @@ def test_no_request_gets_a_server_error(signed_in: SignedIn) -> None:
         "headers": {CSRF_HEADER: signed_in.token},
         "cookies": {"digest_session": signed_in.cookie},
     }
+    # The credentials the fuzzing uses do sign in (a 401 is a valid answer too, so a
+    # broken sign-in would otherwise let every operation "pass" without reaching it).
+    with TestClient(signed_in.web, base_url="https://testserver") as client:
+        assert client.get("/api/lists").status_code == 401
+        client.cookies.set("digest_session", signed_in.cookie)
+        assert client.get("/api/lists", headers=auth["headers"]).status_code == 200
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) == 8
     for operation in operations:

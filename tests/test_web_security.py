@@ -31,7 +31,12 @@ def test_every_page_carries_the_security_headers(lite: World) -> None:
             assert headers["referrer-policy"] == "no-referrer", path
             assert headers["x-frame-options"] == "DENY", path
             assert headers["content-security-policy"] == PAGE_CSP, path
-    assert "unsafe-inline" not in PAGE_CSP and "frame-ancestors 'none'" in PAGE_CSP
+    # spelled out here, so that loosening the policy in the code fails this test
+    assert PAGE_CSP == (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; frame-src 'self'; form-action 'self'; base-uri 'none'; "
+        "frame-ancestors 'none'"
+    )
 
 
 def test_pages_use_no_inline_script_or_style(lite: World) -> None:
