@@ -476,12 +476,8 @@ def _segments(session: Session) -> list[dict[str, Any]]:
                 "name": seg.name,
                 "rule": json.dumps(seg.rule, ensure_ascii=False),
                 "categories": list(seg.categories or []),
-                "recipients": service.count(
-                    session, service.recipients(session, list_name, seg.name)
-                ),
-                "members": service.count(
-                    session, service.members(session, list_name, segment=seg.name)
-                ),
+                # the rule in hand: no looking the list and the segment up again per count
+                **rule_count(session, list_name, seg.rule),
             }
         )
     return out

@@ -11,7 +11,7 @@ sending are shown; the archive lists editions that were sent.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Any
 from xml.etree import ElementTree as ET
 
@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
+from digest.collect import Period
 from digest.config import NewsletterConfig
 from digest.models import Edition, EditionStatus, Variant
 from digest.personalize import first_name, personalize, preview_fields, web_url
@@ -94,23 +95,31 @@ def archived(session: Session, request: Request, nl: NewsletterConfig) -> list[A
         .order_by(Edition.period_start.desc())
         .limit(ARCHIVE_SIZE)
     ).all()
+    # The shown variant's key, subject and preheader only (one query; never the bodies):
+    # the full edition where there is one, else the first variant made.
+    shown: dict[int, tuple[str, str, str]] = {}
+    for edition_id, key, subject, preheader in session.execute(
+        select(Variant.edition_id, Variant.key, Variant.subject, Variant.preheader)
+        .where(Variant.edition_id.in_([e.id for e in editions]))
+        .order_by(Variant.edition_id, Variant.key != "all", Variant.id)
+    ):
+        shown.setdefault(edition_id, (key, subject, preheader))
     out = []
     for edition in editions:
-        variants = sorted(edition.variants, key=lambda v: (v.key != "all", v.id))
-        if not variants:
+        if edition.id not in shown:
             continue
-        shown = variants[0]
-        zone = nl.zone
-        first = edition.period_start.astimezone(zone).date()
-        last = (edition.period_end.astimezone(zone) - timedelta(microseconds=1)).date()
+        key, subject, preheader = shown[edition.id]
+        first, last = Period(edition.period, edition.period_start, edition.period_end).local_dates(
+            nl
+        )
         out.append(
             ArchivedEdition(
                 period=edition.period,
                 first_day=first,
                 last_day=last,
-                subject=edition.subject or shown.subject,
-                preheader=shown.preheader,
-                url=web_url(settings, nl.name, edition.period, shown.key),
+                subject=edition.subject or subject,
+                preheader=preheader,
+                url=web_url(settings, nl.name, edition.period, key),
                 updated=edition.updated_at,
             )
         )
