@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Iterable
 from email.utils import parseaddr
 from functools import cached_property
 from pathlib import Path
@@ -282,6 +283,24 @@ class DigestConfig(BaseModel):
 
     def all_sources(self) -> list[tuple[NewsletterConfig, SourceConfig]]:
         return [(nl, src) for nl in self.newsletters.values() for src in nl.sources]
+
+    def choosable_categories(
+        self, lists: Iterable[str] | None = None, *, other: bool = True
+    ) -> list[str] | None:
+        """The categories readers of ``lists`` (every list if None) can choose: those of
+        each newsletter mailing them, in order, with its "Other" section unless ``other``
+        is false (the preferences page offers the named sections only).  None when none of
+        those newsletters configures categories (any choice is then accepted)."""
+        wanted = None if lists is None else set(lists)
+        names: list[str] = []
+        for nl in self.newsletters.values():
+            if (wanted is not None and nl.list_name not in wanted) or not nl.categories:
+                continue
+            extra = [nl.other_category] if other and nl.other_category else []
+            for name in [*nl.category_names, *extra]:
+                if name not in names:
+                    names.append(name)
+        return names or None
 
     def category_aliases(self) -> dict[str, str]:
         """Every configured label (names and aliases, folded) mapped to its canonical name."""

@@ -278,6 +278,35 @@ def test_csv_import_shows_the_row_report(world: World) -> None:
         assert one.status is Status.ACTIVE
 
 
+def test_csv_import_accepts_the_categories_the_cli_accepts(world: World) -> None:
+    """The "Other" section is a choice on import here as with `digest subscribers import`
+    (one definition: DigestConfig.choosable_categories)."""
+    csv = "email,categories\nann@example.org,Other\nbob@example.org,Astrology\n"
+    with client_for(world) as client:
+        sign_in(client)
+        token = page_csrf(client, "/admin/import")
+        report = client.post(
+            "/admin/import",
+            data={"csrf": token, "list": "weekly"},
+            files={"file": ("p.csv", csv.encode(), "text/csv")},
+        )
+    counts = dict(re.findall(r"<dt>(\w+)</dt><dd>(\d+)</dd>", report.text))
+    assert counts["Imported"] == "1" and counts["Rejected"] == "1"
+    with world.app.session() as s:
+        ann = find_subscriber(s, "ann@example.org")
+        assert ann is not None and ann.categories == ["Other"]
+    config = world.app.config
+    assert config.choosable_categories(["weekly"]) == [
+        *config.newsletter("weekly").category_names,
+        "Other",
+    ]
+    assert (
+        config.choosable_categories(["weekly"], other=False)
+        == config.newsletter("weekly").category_names
+    )
+    assert config.choosable_categories(["no-such-list"]) is None  # nothing configured: any
+
+
 def test_a_broken_csv_is_one_clear_error(lite: World) -> None:
     with client_for(lite) as client:
         sign_in(client)

@@ -33,19 +33,6 @@ def _split(value: str | None) -> list[str] | None:
     return [part.strip() for part in value.split(",") if part.strip()]
 
 
-def _known_categories(app: App, list_name: str) -> list[str] | None:
-    """The categories readers of ``list_name`` can choose: those of every newsletter that
-    mails the list (with its "Other" section).  None when none of them configures any."""
-    names: list[str] = []
-    for nl in app.config.newsletters.values():
-        if nl.list_name != list_name or not nl.categories:
-            continue
-        for name in [*nl.category_names, *([nl.other_category] if nl.other_category else [])]:
-            if name not in names:
-                names.append(name)
-    return names or None
-
-
 def _newsletters_of(app: App, list_name: str) -> list[str]:
     return sorted(n for n, nl in app.config.newsletters.items() if nl.list_name == list_name)
 
@@ -174,7 +161,7 @@ def lists_show(app: App, name: str, as_json: bool) -> None:
             "recipients": service.count(session, service.recipients(session, name)),
             "segments": [s.name for s in segs],
             "newsletters": _newsletters_of(app, name),
-            "categories": _known_categories(app, name),
+            "categories": app.config.choosable_categories([name]),
         }
     if as_json:
         print_json(data)
@@ -267,7 +254,7 @@ def subscribers_add(
             attributes=attributes,
             timezone=timezone,
             resubscribe=resubscribe,
-            known_categories=_known_categories(app, list_name),
+            known_categories=app.config.choosable_categories([list_name]),
         )
         address = added.subscriber.email
         state = Status(added.membership.status).value
@@ -479,7 +466,7 @@ def subscribers_import(
             session,
             file,
             list_name,
-            known_categories=_known_categories(app, list_name),
+            known_categories=app.config.choosable_categories([list_name]),
             dry_run=dry_run,
             progress=advance,
         )
@@ -685,7 +672,7 @@ def segments_create(
             name,
             rule,
             categories=_split(categories) or [],
-            known_categories=_known_categories(app, list_name),
+            known_categories=app.config.choosable_categories([list_name]),
         )
         n = service.count(session, service.recipients(session, list_name, name))
         fixed = list(segment.categories)

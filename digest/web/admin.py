@@ -22,7 +22,6 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from digest.config import DigestConfig
 from digest.errors import NotFound
 from digest.models import Edition, Variant
 from digest.personalize import web_url
@@ -60,22 +59,6 @@ router = APIRouter(prefix="/admin", include_in_schema=False)
 PAGE_SIZE = 50
 #: Rejected rows listed on the import report page (all are counted).
 REPORT_ROWS = 500
-
-
-def known_categories(config: DigestConfig, list_name: str | None = None) -> list[str]:
-    """The categories of the newsletters mailing ``list_name`` (all newsletters if None)."""
-    out: list[str] = []
-    for nl in config.newsletters.values():
-        if list_name is None or nl.list_name == list_name:
-            out.extend(c for c in nl.category_names if c not in out)
-    return out
-
-
-def _categories_or_none(config: DigestConfig, list_name: str) -> list[str] | None:
-    """Known categories for a list, or None (accept any) when no newsletter mails it."""
-    if not any(nl.list_name == list_name for nl in config.newsletters.values()):
-        return None
-    return known_categories(config, list_name)
 
 
 # ---------------------------------------------------------------------------
@@ -300,7 +283,7 @@ async def _subscriber_view(
         "admin/subscriber.html.j2",
         {
             "who": who,
-            "categories": known_categories(config),
+            "categories": config.choosable_categories() or [],
             "chosen": who["categories"],
             "attributes_text": attributes,
             "error": error,
@@ -328,7 +311,7 @@ async def subscriber_save(request: Request, subscriber_id: int) -> Response:
     require_admin(request)
     form = await read_form(request)
     config = state(request).digest_config()
-    known = known_categories(config)
+    known = config.choosable_categories()
     try:
         attributes = parse_attributes(field(form, "attributes", 20_000))
     except WebError as exc:
@@ -347,7 +330,7 @@ async def subscriber_save(request: Request, subscriber_id: int) -> Response:
             categories=[] if known and set(chosen) >= set(known) else chosen,
             attributes=updates or None,
             timezone=timezone or None,
-            known_categories=known or None,
+            known_categories=known,
         )
 
     try:
@@ -442,7 +425,7 @@ async def import_post(request: Request) -> Response:
             session,
             data,
             list_name,
-            known_categories=_categories_or_none(config, list_name),
+            known_categories=config.choosable_categories([list_name]),
             dry_run=dry_run,
             consent_ip=client_ip(request),
         )
@@ -513,7 +496,7 @@ async def _segments_view(
         {
             "segments": await in_session(request, _segments),
             "lists": await _list_names(request),
-            "all_categories": known_categories(config),
+            "all_categories": config.choosable_categories() or [],
             "form": values,
         },
         status=status,
@@ -551,7 +534,7 @@ async def segments_post(request: Request) -> Response:
         if action == "count":
             values["count"] = await in_session(request, rule_count, values["list"], rule)
             return await _segments_view(request, values)
-        known = _categories_or_none(config, values["list"])
+        known = config.choosable_categories([values["list"]])
         await in_session(
             request,
             lambda s: subscribers_segments.create_segment(
@@ -641,4 +624,4 @@ async def edition_page(request: Request, edition_id: int) -> Response:
     )
 
 
-__all__ = ["known_categories", "parse_attributes", "router", "rule_count"]
+__all__ = ["parse_attributes", "router", "rule_count"]

@@ -350,15 +350,6 @@ def mask(email: str) -> str:
 # Preferences
 
 
-def _categories_for(config: DigestConfig, list_names: list[str]) -> list[str]:
-    wanted = set(list_names)
-    out: list[str] = []
-    for nl in config.newsletters.values():
-        if nl.list_name in wanted:
-            out.extend(c for c in nl.category_names if c not in out)
-    return out
-
-
 def _preferences_context(request: Request, token: str, who: dict[str, Any]) -> dict[str, Any]:
     config = state(request).digest_config()
     live = [n for n, s in who["memberships"].items() if s in ("active", "pending")]
@@ -366,7 +357,7 @@ def _preferences_context(request: Request, token: str, who: dict[str, Any]) -> d
     for name in live:
         titles = [nl.title for nl in config.newsletters.values() if nl.list_name == name]
         lists.append({"name": name, "title": " / ".join(titles) or name})
-    categories = _categories_for(config, live)
+    categories = config.choosable_categories(live, other=False) or []
     chosen = who["categories"] or categories
     paused = who.get("paused_until")
     paused_until = datetime.fromisoformat(paused).date() if paused else None
@@ -411,7 +402,7 @@ async def preferences_post(request: Request, token: str) -> Response:
         if who is None:
             return False
         live = [n for n, s in who["memberships"].items() if s in ("active", "pending")]
-        known = _categories_for(config, live)
+        known = config.choosable_categories(live, other=False) or []
         chosen = [c for c in picked if c in known]
         if pause in PAUSE_CHOICES:
             resume = _today() + timedelta(days=int(pause))
