@@ -494,6 +494,46 @@ def members(
     return stmt
 
 
+def search(
+    session: Session,
+    list_name: str | None = None,
+    *,
+    segment: str | None = None,
+    status: Status | str | None = None,
+    query: str = "",
+) -> Select[*tuple[Any, ...]]:
+    """Subscribers whose address or name holds ``query``, ordered by id: the members of
+    ``list_name`` (rows of subscriber and membership, filtered by segment and by
+    :func:`effective_status`), or everyone (rows of one subscriber, by their own status).
+    Read each row's status with :func:`shown_status`."""
+    stmt: Select[*tuple[Any, ...]]
+    if list_name:
+        stmt = members(session, list_name, segment=segment, status=status)
+    else:
+        stmt = select(Subscriber).order_by(Subscriber.id)
+        if status:
+            stmt = stmt.where(Subscriber.status == Status(status))
+    if query:
+        stmt = stmt.where(
+            or_(
+                Subscriber.email_key.contains(query.lower(), autoescape=True),
+                Subscriber.name.icontains(query, autoescape=True),
+            )
+        )
+    return stmt
+
+
+def shown_status(row: Any) -> Status:
+    """The status of a :func:`search` row: on a list, the membership's while the person
+    is active (the same as :func:`effective_status`, which filtered it), else the
+    person's own."""
+    sub = row[0]
+    member = row[1] if len(row) > 1 else None
+    if member is not None and sub.status is Status.ACTIVE:
+        return Status(member.status)
+    return Status(sub.status)
+
+
 def count(session: Session, stmt: Select[*tuple[Any, ...]]) -> int:
     """How many rows ``stmt`` yields (counted in the database)."""
     inner = stmt.order_by(None).with_only_columns(Subscriber.id).subquery()
@@ -628,7 +668,9 @@ __all__ = [
     "not_suppressed",
     "recipients",
     "remove_from_list",
+    "search",
     "sendable_names",
+    "shown_status",
     "suppress",
     "unsubscribe",
     "update_subscriber",

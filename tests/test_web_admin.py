@@ -161,6 +161,37 @@ def test_lists_and_subscriber_search(world: World) -> None:
     assert "0 subscribers found." in none.text
 
 
+def test_the_api_and_the_pages_show_a_list_member_s_status_alike(world: World) -> None:
+    """On a list, a reader who left it is "unsubscribed" there, though still active on
+    another list: in the admin's search and in /api/subscribers (one search, one rule)."""
+    from digest.web.security import CSRF_HEADER
+    from subscribers.lists import create_list
+    from subscribers.service import unsubscribe
+
+    with world.app.session() as s:
+        create_list(s, "monthly")
+        sid = add_subscriber(s, "left@example.org", "weekly").subscriber.id
+        add_subscriber(s, "left@example.org", "monthly")
+        unsubscribe(s, sid, "weekly")
+    with client_for(world) as client:
+        sign_in(client)
+        token = page_csrf(client, "/admin")
+        page = client.get("/admin/subscribers", params={"list": "weekly", "status": "unsubscribed"})
+        api = client.get(
+            "/api/subscribers",
+            params={"list": "weekly", "status": "unsubscribed"},
+            headers={CSRF_HEADER: token},
+        )
+        everyone = client.get(
+            "/api/subscribers", params={"q": "left@"}, headers={CSRF_HEADER: token}
+        )
+    assert "1 subscriber found." in page.text and "unsubscribed" in page.text
+    assert api.status_code == 200, api.text
+    (item,) = api.json()["items"]
+    assert (item["email"], item["status"]) == ("left@example.org", "unsubscribed")
+    assert [i["status"] for i in everyone.json()["items"]] == ["active"]  # the person
+
+
 def test_create_a_list(lite: World) -> None:
     with client_for(lite) as client:
         sign_in(client)

@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
@@ -52,7 +52,7 @@ from subscribers import lists as subscribers_lists
 from subscribers import segments as subscribers_segments
 from subscribers import service
 from subscribers.errors import SubscribersError
-from subscribers.models import MailingList, Status, Subscriber
+from subscribers.models import MailingList, Status
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
 
@@ -176,40 +176,19 @@ def _search(
     query: str,
     page: int,
 ) -> dict[str, Any]:
-    stmt: Any
-    if list_name:
-        stmt = service.members(session, list_name, segment=segment, status=status)
-    else:
-        stmt = select(Subscriber).order_by(Subscriber.id)
-        if status:
-            stmt = stmt.where(Subscriber.status == Status(status))
-    if query:
-        stmt = stmt.where(
-            or_(
-                Subscriber.email_key.contains(query.lower(), autoescape=True),
-                Subscriber.name.icontains(query, autoescape=True),
-            )
-        )
+    stmt = service.search(session, list_name, segment=segment, status=status, query=query)
     total = service.count(session, stmt)
-    rows = []
-    for row in session.execute(stmt.limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)):
-        sub = row[0]
-        member = row[1] if len(row) > 1 else None
-        status_shown = (
-            Status(member.status).value
-            if member is not None and sub.status is Status.ACTIVE
-            else Status(sub.status).value
-        )
-        rows.append(
-            {
-                "id": sub.id,
-                "email": sub.email or "(erased)",
-                "name": sub.name,
-                "status": status_shown,
-                "categories": list(sub.categories or []),
-                "created_at": sub.created_at,
-            }
-        )
+    rows = [
+        {
+            "id": row[0].id,
+            "email": row[0].email or "(erased)",
+            "name": row[0].name,
+            "status": service.shown_status(row).value,
+            "categories": list(row[0].categories or []),
+            "created_at": row[0].created_at,
+        }
+        for row in session.execute(stmt.limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE))
+    ]
     segments = [
         f"{seg.mailing_list.name}/{seg.name}" for seg in subscribers_segments.list_segments(session)
     ]

@@ -14,7 +14,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, Field, WithJsonSchema
-from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -33,7 +32,7 @@ from digest.web.pages import (
 from digest.web.preview import ALL, build_preview
 from subscribers import lists as subscribers_lists
 from subscribers import service
-from subscribers.models import Status, Subscriber
+from subscribers.models import Status
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": None, "description": text}
@@ -294,27 +293,15 @@ async def subscribers(
     query = q.strip()
 
     def work(session: Session) -> dict[str, Any]:
-        stmt: Any
-        if list_name:
-            stmt = service.members(session, list_name, segment=segment, status=status)
-        else:
-            stmt = select(Subscriber).order_by(Subscriber.id)
-            if status is not None:
-                stmt = stmt.where(Subscriber.status == status)
-        if query:
-            stmt = stmt.where(
-                or_(
-                    Subscriber.email_key.contains(query.lower(), autoescape=True),
-                    Subscriber.name.icontains(query, autoescape=True),
-                )
-            )
+        stmt = service.search(session, list_name, segment=segment, status=status, query=query)
         total = service.count(session, stmt)
         items = [
             {
                 "id": row[0].id,
                 "email": row[0].email,
                 "name": row[0].name,
-                "status": Status(row[0].status).value,
+                # as the admin pages show it: on a list, the membership's status
+                "status": service.shown_status(row).value,
                 "categories": list(row[0].categories or []),
                 "created_at": row[0].created_at,
             }
