@@ -69,13 +69,25 @@ def recipient_fields(
     ``email`` is accepted so that every backend passes the same arguments; the
     links carry signed tokens, never the address itself.
     """
+    return {
+        "first_name": first_name(name, locale),
+        **personal_links(settings, subscriber_id),
+        "web_url": web_url(settings, newsletter, period, variant_key),
+    }
+
+
+def personal_links(
+    settings: Settings,
+    subscriber_id: int,
+    purposes: tuple[str, ...] = ("unsubscribe", "preferences"),
+) -> dict[str, str]:
+    """``{purpose}_url`` for each of ``purposes``: the reader's own signed links
+    (``/u/…`` to unsubscribe, ``/p/…`` for preferences, ``/c/…`` to confirm)."""
     secret = settings.secret_key.get_secret_value()
     base = settings.base_url.rstrip("/")
     return {
-        "first_name": first_name(name, locale),
-        "unsubscribe_url": f"{base}/u/{make_token(secret, subscriber_id, 'unsubscribe')}",
-        "preferences_url": f"{base}/p/{make_token(secret, subscriber_id, 'preferences')}",
-        "web_url": web_url(settings, newsletter, period, variant_key),
+        f"{purpose}_url": f"{base}/{purpose[0]}/{make_token(secret, subscriber_id, purpose)}"
+        for purpose in purposes
     }
 
 
@@ -192,6 +204,7 @@ __all__ = [
     "fields_used",
     "fill_shared",
     "first_name",
+    "personal_links",
     "personalize",
     "placeholder",
     "placeholders",

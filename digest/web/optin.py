@@ -32,14 +32,13 @@ from digest.delivery.factory import make_backend
 from digest.delivery.message import Post, Recipient
 from digest.errors import DeliveryError, NotFound
 from digest.models import Edition
-from digest.personalize import first_name
+from digest.personalize import first_name, personal_links
 from digest.send import envelope
 from digest.templating import create_environment, mjml_to_html, render, translate, wrap_text
 from subscribers.errors import NotResubscribable, Suppressed
 from subscribers.lists import get_list
 from subscribers.models import ConsentMethod, Status, Subscriber
 from subscribers.service import add_subscriber, find_subscriber, membership
-from subscribers.tokens import make_token
 
 log = logging.getLogger(__name__)
 
@@ -115,13 +114,7 @@ class ConfirmationEmail:
 
 def links(app: App, subscriber_id: int) -> dict[str, str]:
     """A subscriber's own confirm, unsubscribe and preferences links."""
-    secret = app.settings.secret_key.get_secret_value()
-    base = app.settings.base_url.rstrip("/")
-    return {
-        "confirm_url": f"{base}/c/{make_token(secret, subscriber_id, 'confirm')}",
-        "unsubscribe_url": f"{base}/u/{make_token(secret, subscriber_id, 'unsubscribe')}",
-        "preferences_url": f"{base}/p/{make_token(secret, subscriber_id, 'preferences')}",
-    }
+    return personal_links(app.settings, subscriber_id, ("confirm", "unsubscribe", "preferences"))
 
 
 def compose_confirmation(
@@ -159,7 +152,7 @@ def send_confirmation(app: App, newsletter: NewsletterConfig, subscriber_id: int
         "first_name": first_name(name, newsletter.locale),
         "unsubscribe_url": urls["unsubscribe_url"],
         "preferences_url": urls["preferences_url"],
-        "web_url": app.settings.base_url.rstrip("/") + "/",
+        "web_url": app.settings.base_url.rstrip("/") + "/",  # no edition to show yet
     }
     recipient = Recipient(None, subscriber_id, email, name, fields)
     backend = app.settings.backend
