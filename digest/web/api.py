@@ -15,12 +15,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, Field, WithJsonSchema
 from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
 
 from digest.models import Edition
 from digest.stats import edition_stats
 from digest.web.admin import recent_editions, rule_count
-from digest.web.editor import as_of_time, check_day, parse_day, pick_newsletter
+from digest.web.editor import check_day, get_preview, parse_day, pick_newsletter
 from digest.web.pages import (
     WebError,
     check_api_csrf,
@@ -29,7 +28,7 @@ from digest.web.pages import (
     require_editor,
     state,
 )
-from digest.web.preview import ALL, build_preview
+from digest.web.preview import ALL
 from subscribers import lists as subscribers_lists
 from subscribers import service
 from subscribers.models import Status
@@ -255,10 +254,7 @@ async def preview(
     require_editor(request)
     nl = pick_newsletter(request, newsletter)
     day = check_day(as_of) if as_of else parse_day(None, nl)
-    built = await run_in_threadpool(
-        build_preview, state(request).app, nl, as_of_time(day, nl), variant
-    )
-    return built.to_dict()
+    return (await get_preview(request, nl, day, variant)).to_dict()
 
 
 @router.get("/lists", response_model=list[ListOut], responses=ERRORS)

@@ -109,10 +109,14 @@ def as_of_time(day: date, nl: NewsletterConfig) -> datetime:
     return datetime.combine(day, time(0), tzinfo=nl.zone)
 
 
-async def get_preview(request: Request, nl: NewsletterConfig, day: date, variant: str) -> Preview:
-    """The preview, rendered once for the page and its frames (see PreviewCache)."""
+async def get_preview(
+    request: Request, nl: NewsletterConfig, day: date, variant: str, sig: str | None = None
+) -> Preview:
+    """The preview, rendered once for the page, its frames and the API (see PreviewCache).
+    ``sig``: the templates' signature when the caller has it already."""
     web = state(request)
-    sig = await run_in_threadpool(signature, web.app.settings)
+    if sig is None:
+        sig = await run_in_threadpool(signature, web.app.settings)
     key = (nl.name, day.isoformat(), variant, sig)
     found = web.previews.get(key)
     if found is None:
@@ -164,7 +168,7 @@ async def preview_page(request: Request) -> Response:
             variant=variant,
             editions=await in_session(request, _recent_editions, nl),
         )
-        preview = await get_preview(request, nl, day, variant)
+        preview = await get_preview(request, nl, day, variant, sig)
     except (DigestError, WebError) as exc:
         # The page stays up (and keeps live-reloading) so fixing the template shows at once.
         context["problem"] = getattr(exc, "message", None) or str(exc)
