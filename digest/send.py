@@ -31,7 +31,8 @@ from digest.config import NewsletterConfig
 from digest.delivery import ledger
 from digest.delivery.backends import Backend
 from digest.delivery.base import Progress, SendLoop, SendOptions
-from digest.delivery.factory import backend_class, make_backend
+from digest.delivery.factory import backend_class
+from digest.delivery.factory import backend_factory as make_factory
 from digest.delivery.message import Envelope
 from digest.errors import DeliveryError, NotFound
 from digest.models import Article, Delivery, Edition, EditionStatus, Variant
@@ -427,7 +428,7 @@ def send_edition(
     newsletter = app.config.newsletter(newsletter_name)
     period = period_for(newsletter, as_of)
     backend_name = backend or app.settings.backend
-    factory = backend_factory or (lambda: make_backend(backend_name, app.settings))
+    factory = backend_factory or make_factory(backend_name, app.settings)
     report = SendReport(newsletter.name, period.key, backend=backend_name)
     if dry_run:
         return _dry_run(app, newsletter, period, segment, report)

@@ -22,7 +22,7 @@ from digest.app import App
 from digest.delivery import ledger
 from digest.delivery.backends import Backend
 from digest.delivery.base import SendLoop, SendOptions
-from digest.delivery.factory import make_backend
+from digest.delivery.factory import backend_factory as make_factory
 from digest.models import Edition, EditionStatus
 from digest.send import Editions
 
@@ -59,7 +59,7 @@ def run_worker(
 ) -> WorkerStats:
     """Claim and send batches until stopped (or, with ``once``, until none is left)."""
     name = backend or app.settings.backend
-    factory = backend_factory or (lambda: make_backend(name, app.settings))
+    factory = backend_factory or make_factory(name, app.settings)
     stop = stop or threading.Event()
     stats = WorkerStats()
     context = Editions(app)

@@ -73,3 +73,17 @@ def test_init_is_idempotent(tmp_path: Path, monkeypatch) -> None:  # type: ignor
     assert first.exit_code == 0 and first.output.startswith("Created schema")
     again = CliRunner().invoke(cli, ["init"])
     assert again.exit_code == 0 and again.output.startswith("Schema already current")
+
+
+def test_send_worker_and_scheduler_share_their_send_options() -> None:
+    """One definition of --concurrency's default: the backend's own (threads overlap
+    SendGrid's network waits; the file outbox and SMTP send one at a time)."""
+    from datetime import timedelta
+
+    from digest.cli._common import send_options
+
+    assert send_options("sendgrid", None, None).concurrency == 4
+    assert send_options("outbox", None, None).concurrency == 1
+    assert send_options("smtp", None, 2.5).rate == 2.5
+    options = send_options("sendgrid", 2, None, lease=timedelta(seconds=60))
+    assert (options.concurrency, options.lease) == (2, timedelta(seconds=60))

@@ -11,7 +11,8 @@ import click
 from rich.console import Console
 
 from digest.app import App
-from digest.delivery.factory import BACKENDS
+from digest.delivery.base import SendOptions
+from digest.delivery.factory import BACKENDS, backend_class
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -58,6 +59,25 @@ backend_option = click.option(
 )
 
 
+concurrency_option = click.option(
+    "--concurrency",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="Sending threads (default: 4 for sendgrid, 1 for the others).",
+)
+rate_option = click.option(
+    "--rate", type=click.FloatRange(min=0.1), help="At most this many messages per second."
+)
+
+
+def send_options(
+    backend: str, concurrency: int | None, rate: float | None, **more: Any
+) -> SendOptions:
+    """The send loop's options from --concurrency and --rate (and ``more``)."""
+    threads = concurrency or backend_class(backend).concurrency
+    return SendOptions(concurrency=threads, rate=rate, **more)
+
+
 def json_option(f: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")(f)
 
@@ -70,8 +90,11 @@ __all__ = [
     "App",
     "as_of_option",
     "backend_option",
+    "concurrency_option",
     "console",
     "json_option",
     "parse_as_of",
     "pass_app",
+    "rate_option",
+    "send_options",
 ]

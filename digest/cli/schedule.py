@@ -14,28 +14,19 @@ from digest.cli._common import (
     App,
     as_of_option,
     backend_option,
+    concurrency_option,
     console,
     err_console,
     json_option,
     parse_as_of,
     pass_app,
     print_json,
+    rate_option,
+    send_options,
 )
-from digest.delivery.base import SendOptions
 from digest.scheduling.runs import PAUSED, STOPPED, RunContext, run_edition
 from digest.scheduling.service import DigestScheduler, overview
 from digest.signals import graceful_stop
-
-concurrency_option = click.option(
-    "--concurrency", type=click.IntRange(1, 64), default=None, help="Sending threads per run."
-)
-rate_option = click.option(
-    "--rate", type=click.FloatRange(min=0.1), help="At most this many messages per second."
-)
-
-
-def _options(backend: str, concurrency: int | None, rate: float | None) -> SendOptions:
-    return SendOptions(concurrency=concurrency or (4 if backend == "sendgrid" else 1), rate=rate)
 
 
 @click.command()
@@ -71,7 +62,7 @@ def scheduler(
     name = backend or app.settings.backend
     stop = threading.Event()
     service = DigestScheduler(
-        app, backend=name, options=_options(name, concurrency, rate), stop=stop
+        app, backend=name, options=send_options(name, concurrency, rate), stop=stop
     )
 
     def on_signal(_signum: int) -> None:
@@ -188,7 +179,8 @@ def schedule_run(
     when = parse_as_of(as_of, nl.zone)
     name = backend or app.settings.backend
     cancel = threading.Event()
-    ctx = RunContext(app, cancel=cancel, backend=name, options=_options(name, concurrency, rate))
+    options = send_options(name, concurrency, rate)
+    ctx = RunContext(app, cancel=cancel, backend=name, options=options)
 
     def on_signal(_signum: int) -> None:
         err_console.print("stopping after the message in hand…")

@@ -13,16 +13,18 @@ from digest.cli._common import (
     App,
     as_of_option,
     backend_option,
+    concurrency_option,
     console,
     err_console,
     json_option,
     parse_as_of,
     pass_app,
     print_json,
+    rate_option,
+    send_options,
 )
 from digest.delivery import ledger
 from digest.delivery.base import Progress as SendProgress
-from digest.delivery.base import SendOptions
 from digest.models import Delivery, DeliveryStatus, Edition
 from digest.send import SendReport, require_edition, send_edition
 from digest.sendtest import send_test as send_test_copies
@@ -46,10 +48,8 @@ from digest.stats import edition_stats
     is_flag=True,
     help="Only plan the edition; `digest worker` processes deliver it.",
 )
-@click.option("--concurrency", type=click.IntRange(1, 64), default=None, help="Sending threads.")
-@click.option(
-    "--rate", type=click.FloatRange(min=0.1), help="At most this many messages per second."
-)
+@concurrency_option
+@rate_option
 @json_option
 @pass_app
 def send(
@@ -80,7 +80,7 @@ def send(
     nl = app.config.newsletter(newsletter)
     when = parse_as_of(as_of, nl.zone)
     name = backend or app.settings.backend
-    options = SendOptions(concurrency=concurrency or (4 if name == "sendgrid" else 1), rate=rate)
+    options = send_options(name, concurrency, rate)
     quiet = as_json or not console.is_terminal
     bar = Progress(
         TextColumn("[bold]sending"),

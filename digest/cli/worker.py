@@ -8,24 +8,23 @@ from datetime import timedelta
 
 import click
 
-from digest.cli._common import App, backend_option, err_console, pass_app
-from digest.delivery.base import SendOptions
+from digest.cli._common import (
+    App,
+    backend_option,
+    concurrency_option,
+    err_console,
+    pass_app,
+    rate_option,
+    send_options,
+)
 from digest.signals import graceful_stop
 from digest.worker import run_worker
 
 
 @click.command()
 @backend_option
-@click.option(
-    "--concurrency",
-    type=click.IntRange(1, 64),
-    default=1,
-    show_default=True,
-    help="Sending threads in this process.",
-)
-@click.option(
-    "--rate", type=click.FloatRange(min=0.1), help="At most this many messages per second."
-)
+@concurrency_option
+@rate_option
 @click.option(
     "--poll",
     type=click.FloatRange(min=0.1),
@@ -46,7 +45,7 @@ from digest.worker import run_worker
 def worker(
     app: App,
     backend: str | None,
-    concurrency: int,
+    concurrency: int | None,
     rate: float | None,
     poll: float,
     lease: float,
@@ -78,7 +77,12 @@ def worker(
         stats = run_worker(
             app,
             backend,
-            options=SendOptions(concurrency=concurrency, rate=rate, lease=timedelta(seconds=lease)),
+            options=send_options(
+                backend or app.settings.backend,
+                concurrency,
+                rate,
+                lease=timedelta(seconds=lease),
+            ),
             poll=poll,
             once=once,
             stop=stop,

@@ -66,6 +66,8 @@ class Backend(ABC):
     max_recipients: ClassVar[int] = 1
     #: Recipients per ledger batch when an edition is planned for this backend.
     batch_size: ClassVar[int] = 100
+    #: Sending threads by default: enough to overlap the waits on the provider.
+    concurrency: ClassVar[int] = 1
 
     def open(self) -> None:  # noqa: B027 - optional hook
         """Set up (connect, authenticate) before the first post."""

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+
 from digest.config import Settings
 from digest.delivery.backends import Backend
 from digest.errors import ConfigError
@@ -42,3 +45,8 @@ def make_backend(name: str, settings: Settings) -> Backend:
         key = settings.sendgrid_api_key.get_secret_value() if settings.sendgrid_api_key else None
         return SendGridBackend(key, settings.sendgrid_api_host, timeout=settings.http_timeout)
     raise ConfigError(f"unknown backend {name!r}; use one of {', '.join(BACKENDS)}")
+
+
+def backend_factory(name: str, settings: Settings) -> Callable[[], Backend]:
+    """What the send loop calls for each sending thread's backend."""
+    return partial(make_backend, name, settings)

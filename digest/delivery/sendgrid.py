@@ -115,6 +115,7 @@ class SendGridBackend(Backend):
     name = "sendgrid"
     max_recipients = MAX_PERSONALIZATIONS
     batch_size = MAX_PERSONALIZATIONS
+    concurrency = 4  # each post waits on the network: four overlap it
 
     def __init__(self, api_key: str | None, host: str, timeout: float = 30.0) -> None:
         if not api_key:
