@@ -52,7 +52,7 @@ from subscribers import lists as subscribers_lists
 from subscribers import segments as subscribers_segments
 from subscribers import service
 from subscribers.errors import SubscribersError
-from subscribers.models import MailingList, Status
+from subscribers.models import MailingList, Status, Subscriber
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
 
@@ -237,12 +237,16 @@ def _page_query(params: Any, page: int) -> str:
     return urlencode({**kept, "page": page})
 
 
-def _subscriber(session: Session, subscriber_id: int) -> dict[str, Any]:
+def _existing(session: Session, subscriber_id: int) -> Subscriber:
+    """The subscriber, or this site's 404 (a page, not a message on the form)."""
     try:
-        subscriber = service.get_by_id(session, subscriber_id)
+        return service.get_by_id(session, subscriber_id)
     except SubscribersError:
         raise NotFound(f"no subscriber with id {subscriber_id}") from None
-    return service.describe(session, subscriber)
+
+
+def _subscriber(session: Session, subscriber_id: int) -> dict[str, Any]:
+    return service.describe(session, _existing(session, subscriber_id))
 
 
 @router.get("/subscribers/{subscriber_id}")
@@ -299,8 +303,8 @@ async def subscriber_save(request: Request, subscriber_id: int) -> Response:
     timezone = field(form, "timezone", 64)
 
     def work(session: Session) -> bool:
-        current = _subscriber(session, subscriber_id)
-        updates: dict[str, Any] = {k: None for k in current["attributes"] if k not in attributes}
+        current = _existing(session, subscriber_id).attributes or {}
+        updates: dict[str, Any] = {k: None for k in current if k not in attributes}
         updates.update(attributes)
         return service.update_subscriber(
             session,
@@ -327,7 +331,7 @@ async def subscriber_unsubscribe(request: Request, subscriber_id: int) -> Respon
     list_name = field(form, "list", 100) or None
 
     def work(session: Session) -> None:
-        _subscriber(session, subscriber_id)
+        _existing(session, subscriber_id)
         service.unsubscribe(session, subscriber_id, list_name, reason="admin console")
 
     try:
@@ -353,8 +357,7 @@ async def subscriber_forget(request: Request, subscriber_id: int) -> Response:
         )
 
     def work(session: Session) -> None:
-        who = _subscriber(session, subscriber_id)
-        forget_person(session, who["email"] or "")
+        forget_person(session, _existing(session, subscriber_id).email or "")
 
     await in_session(request, work)
     # The address stays out of the message: it is kept in the session cookie for a moment.
