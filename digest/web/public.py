@@ -196,6 +196,7 @@ def _describe(session: Session, subscriber_id: int) -> dict[str, Any] | None:
         .where(Membership.subscriber_id == subscriber_id)
         .order_by(MailingList.name)
     ).all()
+    memberships = {name: Status(status).value for name, status in rows}
     return {
         "id": subscriber.id,
         "email": subscriber.email or "",
@@ -204,8 +205,10 @@ def _describe(session: Session, subscriber_id: int) -> dict[str, Any] | None:
         "gone": subscriber.status in GONE,
         "categories": list(subscriber.categories or []),
         "attributes": dict(subscriber.attributes or {}),
-        "paused_until": subscriber.paused_until.isoformat() if subscriber.paused_until else None,
-        "memberships": {name: Status(status).value for name, status in rows},
+        "paused_until": subscriber.paused_until.date() if subscriber.paused_until else None,
+        "memberships": memberships,
+        #: The lists they are on or about to be (confirmation pending).
+        "live": [n for n, st in memberships.items() if st in ("active", "pending")],
     }
 
 
@@ -250,8 +253,7 @@ async def confirm_post(request: Request, token: str) -> Response:
     sid = _subscriber_id(request, token, "confirm")
 
     def work(session: Session) -> dict[str, Any] | None:
-        who = _describe(session, sid)
-        if who is None:
+        if session.get(Subscriber, sid) is None:
             return None
         confirm(session, sid)
         return _describe(session, sid)
@@ -293,7 +295,7 @@ async def unsubscribe_page(request: Request, token: str) -> Response:
     sid = _subscriber_id(request, token, "unsubscribe")
     who = await in_session(request, _describe, sid)
     config = state(request).digest_config()
-    live = [n for n, s in who["memberships"].items() if s in ("active", "pending")] if who else []
+    live = who["live"] if who else []
     return render(
         request,
         "unsubscribe.html.j2",
@@ -352,15 +354,14 @@ def mask(email: str) -> str:
 
 def _preferences_context(request: Request, token: str, who: dict[str, Any]) -> dict[str, Any]:
     config = state(request).digest_config()
-    live = [n for n, s in who["memberships"].items() if s in ("active", "pending")]
+    live = who["live"]
     lists = []
     for name in live:
         titles = [nl.title for nl in config.newsletters.values() if nl.list_name == name]
         lists.append({"name": name, "title": " / ".join(titles) or name})
     categories = config.choosable_categories(live, other=False) or []
     chosen = who["categories"] or categories
-    paused = who.get("paused_until")
-    paused_until = datetime.fromisoformat(paused).date() if paused else None
+    paused_until = who["paused_until"]
     if paused_until is not None and paused_until <= _today():
         paused_until = None
     return {
@@ -401,7 +402,7 @@ async def preferences_post(request: Request, token: str) -> Response:
         who = _describe(session, sid)
         if who is None:
             return False
-        live = [n for n, s in who["memberships"].items() if s in ("active", "pending")]
+        live = who["live"]
         known = config.choosable_categories(live, other=False) or []
         chosen = [c for c in picked if c in known]
         if pause in PAUSE_CHOICES:
