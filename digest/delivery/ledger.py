@@ -588,8 +588,8 @@ def settle_edition(sessions: sessionmaker[Session], edition_id: int) -> EditionS
     with sessions.begin() as s:
         edition = s.get(Edition, edition_id)
         assert edition is not None
-        if edition.status == EditionStatus.PAUSED:
-            return edition.status
+        if edition.status not in (EditionStatus.PLANNED, EditionStatus.SENDING):
+            return edition.status  # paused (or settled, or skipped) stays as it is
         unfinished = s.scalar(
             select(DeliveryBatch.id)
             .where(DeliveryBatch.edition_id == edition_id, DeliveryBatch.status != BatchStatus.DONE)

@@ -36,7 +36,7 @@ from digest.delivery.base import SendLoop, SendOptions
 from digest.delivery.factory import make_backend
 from digest.errors import DigestError, ScheduleError
 from digest.ingest import IngestReport, ingest
-from digest.models import Edition, EditionStatus, SchedulerRun
+from digest.models import EditionStatus, SchedulerRun
 from digest.scheduling import waves
 from digest.scheduling.rules import fire_times, trigger_for
 from digest.send import Editions, SendReport, find_edition, send_edition
@@ -337,26 +337,17 @@ def describe(
 def resume_edition(ctx: RunContext, edition_id: int) -> tuple[int, list[datetime]]:
     """Send whatever of an edition is due now; (sent, times of the waves still waiting).
 
-    Idempotent: only pending, due batches are claimed, each by one sender.
+    Idempotent: only pending, due batches of a planned or sending edition are claimed
+    (:func:`ledger.claim_batch` sees to that), each by one sender.
     """
     app = ctx.app
     ledger.recover_stale(app.sessions, edition_id)
-    with app.sessions() as s:
-        edition = s.get(Edition, edition_id)
-        sendable = edition is not None and edition.status in (
-            EditionStatus.PLANNED,
-            EditionStatus.SENDING,
-        )
-    sent = 0
-    if sendable:
-        loop = SendLoop(
-            app.sessions, ctx.make_backend, Editions(app), ctx.options, cancel=ctx.cancel
-        )
-        result = loop.run(edition_id)
-        sent = result.progress.sent
-        if result.paused:
-            log.warning("edition %s paused: %s", edition_id, result.reason)
-        ledger.settle_edition(app.sessions, edition_id)
+    loop = SendLoop(app.sessions, ctx.make_backend, Editions(app), ctx.options, cancel=ctx.cancel)
+    result = loop.run(edition_id)
+    sent = result.progress.sent
+    if result.paused:
+        log.warning("edition %s paused: %s", edition_id, result.reason)
+    ledger.settle_edition(app.sessions, edition_id)
     with app.sessions() as s:
         later = waves.future_waves(s, edition_id, utcnow())
     return sent, later
