@@ -270,3 +270,18 @@ def test_an_edition_is_not_called_sent_while_a_batch_is_unfinished(
     with world.app.session() as s:
         assert s.scalars(select(DeliveryBatch.status)).all() == ["done"]
         assert s.get(Edition, edition_id).status == EditionStatus.SENT  # type: ignore[union-attr]
+
+
+def test_settling_leaves_paused_and_skipped_editions_as_they_are(
+    db_url: str, tmp_path: Path
+) -> None:
+    world = make_world(db_url, tmp_path)
+    add_readers(world.app, 1)
+    report = send_edition(
+        world.app, "weekly", AS_OF, backend_factory=lambda: MemoryBackend(MemoryMailbox())
+    )
+    for status in (EditionStatus.PAUSED, EditionStatus.SKIPPED):
+        ledger.set_edition_status(world.app.sessions, report.edition_id, status)
+        assert ledger.settle_edition(world.app.sessions, report.edition_id) == status
+    ledger.set_edition_status(world.app.sessions, report.edition_id, EditionStatus.SENDING)
+    assert ledger.settle_edition(world.app.sessions, report.edition_id) == EditionStatus.SENT
