@@ -1,6 +1,7 @@
 """The send loop under the situations a review found: a lapsed lease within one
-process, erasure mid-send, international addresses, an outage and its recovery,
-fatal errors in worker mode, and ids never reused."""
+process, erasure mid-send, international addresses, fatal errors in worker mode,
+ids never reused, lost claims, missing results and settling.  (An outage and its
+recovery: test_send.test_pauses_after_consecutive_failures_and_resumes.)"""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 from sqlalchemy import select, update
 
 from digest.delivery import ledger
-from digest.delivery.backends import FatalError, RetryableError
+from digest.delivery.backends import FatalError
 from digest.delivery.base import SendOptions
 from digest.delivery.memory import MemoryBackend, MemoryMailbox
 from digest.delivery.message import Post
@@ -126,33 +127,6 @@ def test_international_addresses_in_the_outbox(db_url: str, tmp_path: Path) -> N
     report = send_edition(world.app, "weekly", AS_OF, backend="outbox", options=FAST)
     assert report.counts["sent"] == 2 and report.counts["failed"] == 1
     assert len(list(world.outbox.rglob("*.eml"))) == 2
-
-
-def test_an_outage_never_fails_readers_and_recovery_sends_them(db_url: str, tmp_path: Path) -> None:
-    world = make_world(db_url, tmp_path)
-    bulk_readers(world.app, 30)
-    box = MemoryMailbox()
-    box.script.extend(RetryableError("503 down") for _ in range(1000))
-    options = SendOptions(backoff_base=0, backoff_cap=0, max_attempts=2, pause_after=6)
-    down = send_edition(
-        world.app,
-        "weekly",
-        AS_OF,
-        backend_factory=lambda: MemoryBackend(box, 10),
-        batch_size=10,
-        options=options,
-    )
-    assert down.paused and down.counts["failed"] == 0 and down.counts["pending"] == 30
-    box.script.clear()
-    up = send_edition(
-        world.app,
-        "weekly",
-        AS_OF,
-        backend_factory=lambda: MemoryBackend(box, 10),
-        batch_size=10,
-        options=options,
-    )
-    assert up.counts["sent"] == 30 and len({m["to"] for m in box.sent}) == 30
 
 
 def test_a_fatal_error_in_a_worker_pauses_that_edition(db_url: str, tmp_path: Path) -> None:

@@ -177,6 +177,7 @@ def test_retryable_errors_are_retried_then_succeed(db_url: str, tmp_path: Path) 
 
 
 def test_pauses_after_consecutive_failures_and_resumes(db_url: str, tmp_path: Path) -> None:
+    """An outage never fails readers: the edition pauses, and resuming sends everyone once."""
     world = make_world(db_url, tmp_path, readers=6)
     box = MemoryMailbox()
     box.script.extend(RetryableError("503 down") for _ in range(100))
@@ -191,6 +192,7 @@ def test_pauses_after_consecutive_failures_and_resumes(db_url: str, tmp_path: Pa
     )
     assert report.paused and "503 down" in (report.pause_reason or "")
     assert report.counts["sent"] == 0 and report.counts["pending"] == 6
+    assert report.counts["failed"] == 0
     with world.app.session() as s:
         assert s.scalar(select(Edition.status)) == EditionStatus.PAUSED
     box.script.clear()
@@ -203,6 +205,7 @@ def test_pauses_after_consecutive_failures_and_resumes(db_url: str, tmp_path: Pa
         options=options,
     )
     assert not resumed.paused and resumed.counts["sent"] == 6 and len(box.sent) == 6
+    assert len({m["to"] for m in box.sent}) == 6
 
 
 def test_no_placeholder_reaches_a_reader(db_url: str, tmp_path: Path) -> None:
