@@ -4,13 +4,15 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint format bench bench-large clean help
+.PHONY: demo test lint format bench bench-large i18n i18n-new clean help
 
 help:
 	@echo "make demo   - install into .venv and run the weekly job on the bundled sample"
 	@echo "make test   - install into .venv and run the whole test suite"
 	@echo "make lint   - ruff check, ruff format --check, mypy"
 	@echo "make bench  - side-by-side speed and memory figures (bench/results.json)"
+	@echo "make i18n   - re-extract the templates' interface words, update and compile the catalogues"
+	@echo "make i18n-new LOCALE=sk - start a catalogue for a new language"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +44,19 @@ bench: $(STAMP)
 
 bench-large: $(STAMP)
 	$(BIN)/python -m bench --large
+
+# Interface words (templates/README.md, "Translations"): babel.cfg says what is read.
+LOCALES := digest/templating/locale
+i18n: $(STAMP)
+	$(BIN)/pybabel extract -F babel.cfg -k translate --add-location=file --sort-output \
+	  --project=digest --copyright-holder="digest contributors" -o $(LOCALES)/messages.pot .
+	$(BIN)/pybabel update -i $(LOCALES)/messages.pot -d $(LOCALES) --no-fuzzy-matching \
+	  --ignore-obsolete
+	$(BIN)/pybabel compile -d $(LOCALES) --statistics
+
+i18n-new: $(STAMP)
+	@test -n "$(LOCALE)" || { echo "usage: make i18n-new LOCALE=sk"; exit 2; }
+	$(BIN)/pybabel init -i $(LOCALES)/messages.pot -d $(LOCALES) -l $(LOCALE)
 
 clean:
 	rm -rf demo .pytest_cache .mypy_cache .ruff_cache

@@ -7,11 +7,8 @@ exactly once, with per-recipient fields left as placeholders
 Rendering: ``digest.subject.txt.j2`` and ``digest.preheader.txt.j2`` first,
 then ``digest.mjml.j2`` through Jinja2 and MJML to HTML, and ``digest.txt.j2``
 to the plain-text twin, wrapped at 78 columns.  MJML is rendered by
-:func:`digest.templating.mjml_to_html`: MRML (mjml-python) on the document
-with the raw HTML of its ending tags (``mj-text``, ``mj-button``,
-``mj-table``) lifted out, and that HTML spliced back verbatim afterwards, as
-Node mjml passes it through (about twice as fast as MRML on the whole
-document, which spends most of its time re-serialising that HTML).  Templates
+:func:`digest.templating.mjml_to_html` (MRML, mjml-python, on the whole
+document).  Templates
 receive safe, ready-to-print data (see :class:`ArticleView`): URLs are http(s)
 only and carry the edition's UTM parameters, summaries are trimmed.
 
@@ -41,6 +38,7 @@ from digest.personalize import personalize, placeholders, preview_fields
 from digest.templating import (
     add_params,
     create_environment,
+    day_format,
     mjml_to_html,
     render,
     safe_url,
@@ -146,6 +144,13 @@ class EditionView:
     period: str
     first_day: date
     last_day: date
+    #: The newsletter's window: ``week`` or ``Nd``; the intro's wording follows it.
+    window: str
+    #: Calendar days in the period (7 for a week).
+    days: int
+    #: CLDR skeleton for an article's day: ``MMMd``, or ``yMMMd`` when the period
+    #: crosses a year boundary or is longer than a year.
+    day_format: str
     variant: str
     #: Names of the sections in this variant, in order.
     sections: tuple[str, ...]
@@ -240,6 +245,9 @@ class Composer:
             period=collection.period.key,
             first_day=first,
             last_day=last,
+            window=nl.window,
+            days=(last - first).days + 1,
+            day_format=day_format(first, last),
             variant=key,
             sections=chosen,
             total=len(articles),

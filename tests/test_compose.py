@@ -220,6 +220,65 @@ def test_dates_use_babel_in_the_newsletters_locale() -> None:
     assert "Abbestellen" in de.html and "Hallo" in de.text
 
 
+@pytest.mark.parametrize(
+    ("window", "locale", "said"),
+    [
+        ("week", "en_GB", "here is what happened this week."),
+        ("1d", "en_GB", "here is what happened yesterday."),
+        ("7d", "en_GB", "here is what happened in the last 7 days."),
+        ("999d", "en_GB", "here is what happened in the last 999 days."),
+        ("week", "de_DE", "das war diese Woche wichtig."),
+        ("1d", "de_DE", "das war gestern wichtig."),
+        ("999d", "de_DE", "das war in den letzten 999 Tagen wichtig."),
+        ("30d", "fr_FR", "voici l’essentiel des 30 derniers jours."),
+    ],
+)
+def test_the_intro_is_worded_for_the_window(window: str, locale: str, said: str) -> None:
+    variant = compose(f.articles(3), f.newsletter(window=window, locale=locale))
+    name = placeholder("first_name", html=False)
+    assert f", {said}" in variant.html
+    assert f"{name}, {said}\n" in variant.text
+    if window != "week":
+        assert "this week" not in variant.text and "diese Woche" not in variant.text
+
+
+def _articles_dated(*days: tuple[int, int, int]) -> list:
+    from datetime import UTC, datetime
+
+    return [
+        f.article(n, "Policy", when=datetime(*day, 9, 0, tzinfo=UTC), image=False)
+        for n, day in enumerate(days, start=1)
+    ]
+
+
+def test_dates_carry_the_year_when_the_period_is_longer_than_a_year() -> None:
+    arts = _articles_dated((2025, 3, 4), (2026, 11, 20))
+    variant = compose(arts, f.newsletter(window="999d"))  # 2024-02-28 to 2026-11-22
+    assert "28 February 2024 – 22 November 2026" in variant.text
+    assert "4 Mar 2025" in variant.text and "20 Nov 2026" in variant.text
+    de = compose(arts, f.newsletter(window="999d", locale="de_DE"))
+    assert "4. März 2025" in de.text and "20. Nov. 2026" in de.text
+
+
+def test_dates_carry_the_year_when_the_period_crosses_new_year() -> None:
+    from dataclasses import replace
+    from datetime import UTC, datetime
+
+    from digest.collect import period_for
+
+    nl = f.newsletter()
+    arts = _articles_dated((2026, 12, 30), (2027, 1, 2))
+    new_year = replace(
+        f.collection(arts, nl), period=period_for(nl, datetime(2027, 1, 4, tzinfo=UTC))
+    )
+    variant = Composer(SETTINGS, nl).render(new_year)
+    assert "28 December 2026 – 3 January 2027" in variant.text
+    assert "30 Dec 2026" in variant.text and "2 Jan 2027" in variant.text
+    # within one year, the day and month say it all
+    same_year = compose(_articles_dated((2026, 11, 17)))
+    assert "17 Nov" in same_year.text and "17 Nov 2026" not in same_year.text
+
+
 def test_empty_author_and_missing_image_render_cleanly() -> None:
     arts = [f.article(1, "Policy", author="", image=False, summary_text="")]
     variant = compose(arts)

@@ -164,10 +164,11 @@ def test_compose_warns_above_90_kb(site: Path, monkeypatch: pytest.MonkeyPatch) 
     assert "Gmail clips" in result.output
 
 
-def test_compose_warns_of_html_mjml_would_not_parse(
+def test_html_mrml_cannot_read_is_one_error_quoting_it(
     site: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The HTML inside mj-text goes out as written; compose says when it looks broken."""
+    """MRML renders the whole document, the HTML inside mj-text included: HTML it cannot
+    read stops compose with the broken HTML quoted, and nothing is written."""
     override = site / "mytemplates" / "partials"
     override.mkdir(parents=True)
     (override / "footer.mjml.j2").write_text(
@@ -177,12 +178,28 @@ def test_compose_warns_of_html_mjml_would_not_parse(
     )
     monkeypatch.setenv("DIGEST_TEMPLATES", str(site / "mytemplates"))
     result = run("compose", "weekly", "--as-of", "2026-11-23")
-    assert result.exit_code == 0
-    said = " ".join(result.output.split())
-    assert "warning: out/weekly-2026-W47/all.html: the HTML inside an mj-text" in said
-    assert "looks broken" in said
+    assert result.exit_code == 1
+    (line,) = result.output.splitlines()
+    assert line.startswith("error: digest.mjml.j2: the HTML inside an mj-text is not valid (")
+    assert "'<p>Thanks for reading<b></p><a href=" in line
+    assert line.endswith(
+        "close its tags and comments, quote its attributes and write a bare < as &lt;"
+    )
+    assert not (site / "out").exists()
+
+
+def test_a_locale_with_no_interface_translation_is_one_warning_line(site: Path) -> None:
+    config = site / "digest.toml"
+    config.write_text(config.read_text().replace('timezone = "', 'locale = "sk_SK"\ntimezone = "'))
+    result = run("compose", "weekly", "--as-of", "2026-11-23")
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[0] == (
+        "warning: digest.toml: newsletters.weekly.locale: no interface translation for "
+        "'sk_SK' (translations: de, en, es, fr, nl); dates are in Slovak, interface words "
+        "in English"
+    )
     html = (site / "out" / "weekly-2026-W47" / "all.html").read_text()
-    assert "<p>Thanks for reading<b></p>" in html  # sent as written, as Node mjml would
+    assert '<html lang="sk-SK"' in html and ">Unsubscribe</a>" in html
 
 
 def test_compose_the_sample_edition(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -150,6 +150,11 @@ def test_sample_config_loads() -> None:
         ),
         (MINIMAL + 'locale = "xx_YY"\n', r"newsletters\.weekly\.locale: unknown locale"),
         (MINIMAL + 'window = "fortnight"\n', r"newsletters\.weekly\.window: 'fortnight'"),
+        (
+            MINIMAL + 'window = "3650d"\n',
+            r"newsletters\.weekly\.window: '3650d' is not a window; use 'week' or a number of "
+            r"days between 1d and 999d",
+        ),
         (MINIMAL + "max_per_category = 0\n", r"newsletters\.weekly\.max_per_category: "),
         (MINIMAL + 'colour = "red"\n', r"newsletters\.weekly\.colour: unknown key"),
         (MINIMAL.replace('list = "weekly"\n', ""), r"newsletters\.weekly\.list: required"),
@@ -174,6 +179,24 @@ def test_bad_config_names_file_key_and_problem(tmp_path: Path, text: str, expect
     assert message.startswith(str(path)), message
     assert re.search(expected, message), message
     assert info.value.exit_code == 2
+
+
+def test_a_locale_with_no_interface_translation_is_a_warning(tmp_path: Path) -> None:
+    """Accepted (dates follow it), but the emails' words stay English: say so."""
+    text = (
+        MINIMAL + 'locale = "sk_SK"\n' + MINIMAL.replace("weekly", "daily") + 'locale = "de_AT"\n'
+    )
+    path = _write(tmp_path, text)
+    cfg = load_config(path)
+    assert cfg.newsletter("weekly").locale == "sk_SK"
+    expected = (
+        f"{path}: newsletters.weekly.locale: no interface translation for 'sk_SK' "
+        "(translations: de, en, es, fr, nl); dates are in Slovak, interface words in English"
+    )
+    assert [str(w) for w in cfg.warnings] == [expected]
+    assert cfg.warnings_for("weekly") == [expected]
+    assert cfg.warnings_for("daily") == []
+    assert load_config(_write(tmp_path, MINIMAL)).warnings == []
 
 
 def test_unknown_newsletter_lists_known(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from digest.web.lint import (
     GMAIL_CLIP_BYTES,
     check_headers,
     check_html,
-    check_mjml,
+    check_locale,
     check_sections,
     check_size,
     link_problem,
@@ -146,10 +146,13 @@ def test_lint_rules() -> None:
         "'B' has no articles this period; readers who chose only it get no email"
     ]
     assert check_html('<a href="https://a.example">A</a><img src="x" alt="x">') == []
-    page = "<mjml><mj-body><mj-section><mj-column><mj-text>{}</mj-text></mj-column></mj-section>"
-    assert check_mjml(page.format("<p>fine</p>") + "</mj-body></mjml>") == []
-    (broken,) = check_mjml(page.format("<p>a <!-- unclosed") + "</mj-body></mjml>")
-    assert broken.level == "warning" and "sent as written" in broken.message
+    assert check_locale("de_AT") == [] and check_locale("en_US") == []
+    (mixed,) = check_locale("sk_SK")
+    assert mixed.level == "warning"
+    assert mixed.message == (
+        "locale: no interface translation for 'sk_SK' (translations: de, en, es, fr, nl); "
+        "dates are in Slovak, interface words in English"
+    )
 
 
 def test_a_broken_template_is_shown_and_the_page_keeps_watching(
@@ -164,6 +167,36 @@ def test_a_broken_template_is_shown_and_the_page_keeps_watching(
     assert "Nothing to show:" in page.text and "digest.subject.txt.j2, line 1" in page.text
     assert "data-live-reload=" in page.text
     assert api.status_code == 400 and "digest.subject.txt.j2, line 1" in api.json()["error"]
+
+
+def test_html_mrml_cannot_read_is_shown_with_what_to_fix(lite: World, overrides: Path) -> None:
+    """MRML renders the whole document, the HTML inside mj-text included: HTML it cannot
+    read is no email at all, and the preview quotes it."""
+    (overrides / "partials" / "footer.mjml.j2").write_text(
+        "<mj-section><mj-column><mj-text><p>Thanks for reading <!-- a note</p>"
+        "</mj-text></mj-column></mj-section>"
+    )
+    lite.app.settings.templates = overrides
+    with client_for(lite, open_preview=True) as client:
+        page = client.get("/preview", params=QUERY)
+        api = client.get("/api/preview", params=QUERY)
+    assert page.status_code == 200 and "Nothing to show:" in page.text
+    said = api.json()["error"]
+    assert api.status_code == 400
+    assert said.startswith("digest.mjml.j2: the HTML inside an mj-text is not valid (")
+    assert "'<p>Thanks for reading <!-- a note</p>'; close its tags and comments" in said
+
+
+def test_a_locale_with_no_interface_translation_is_a_finding(lite: World) -> None:
+    config = Path(lite.app.settings.config_path)
+    config.write_text(config.read_text().replace('timezone = "', 'locale = "sk_SK"\ntimezone = "'))
+    with client_for(lite, open_preview=True) as client:
+        found = client.get("/api/preview", params=QUERY).json()["findings"]
+    assert {
+        "level": "warning",
+        "message": "locale: no interface translation for 'sk_SK' (translations: de, en, es, "
+        "fr, nl); dates are in Slovak, interface words in English",
+    } in found
 
 
 def test_an_empty_period_or_unknown_variant_says_so(lite: World) -> None:

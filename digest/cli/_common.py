@@ -11,6 +11,7 @@ import click
 from rich.console import Console
 
 from digest.app import App
+from digest.config import NewsletterConfig
 from digest.delivery.base import SendOptions
 from digest.delivery.factory import BACKENDS, backend_class
 
@@ -78,6 +79,15 @@ def send_options(
     return SendOptions(concurrency=threads, rate=rate, **more)
 
 
+def newsletter_to_compose(app: App, name: str) -> NewsletterConfig:
+    """Newsletter ``name`` for a command that composes it; the config's warnings about
+    it (a locale with no interface translation) go to stderr, one line each."""
+    newsletter = app.config.newsletter(name)
+    for message in app.config.warnings_for(name):
+        click.echo(f"warning: {message}", err=True)
+    return newsletter
+
+
 def json_option(f: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")(f)
 
@@ -93,6 +103,7 @@ __all__ = [
     "concurrency_option",
     "console",
     "json_option",
+    "newsletter_to_compose",
     "parse_as_of",
     "pass_app",
     "rate_option",

@@ -8,10 +8,17 @@ import click
 from rich.table import Table
 
 from digest.audience import section_sets
-from digest.cli._common import App, as_of_option, console, err_console, parse_as_of, pass_app
+from digest.cli._common import (
+    App,
+    as_of_option,
+    console,
+    err_console,
+    newsletter_to_compose,
+    parse_as_of,
+    pass_app,
+)
 from digest.collect import collect
 from digest.compose import HTML_WARN_BYTES, Composer, variant_key, write_previews
-from digest.templating import mrml_problem
 from subscribers.errors import NotFound as SubscribersNotFound
 
 
@@ -47,7 +54,7 @@ def compose(
         digest compose weekly --as-of 2026-11-23
         digest compose weekly --segment councils --out /tmp/preview --keep-mjml
     """
-    nl = app.config.newsletter(newsletter)
+    nl = newsletter_to_compose(app, newsletter)
     when = parse_as_of(as_of, nl.zone)
     with app.session() as session:
         collection = collect(session, nl, when)
@@ -98,14 +105,6 @@ def compose(
                 f"warning: {item.html_path} is {item.variant.html_bytes / 1024:.0f} KB of HTML; "
                 "Gmail clips messages near 102 KB, so lower max_per_category or shorten the "
                 "templates"
-            )
-    for item in written:
-        problem = mrml_problem(item.variant.mjml)
-        if problem is not None:
-            err_console.print(
-                f"warning: {item.html_path}: the HTML inside an mj-text, mj-button or mj-table "
-                f"looks broken ({problem}); it is sent as written, so check its tags and "
-                "comments are closed and attributes quoted"
             )
     skipped = readers.get((), 0)
     if skipped:

@@ -17,6 +17,7 @@ from digest.cli._common import (
     console,
     err_console,
     json_option,
+    newsletter_to_compose,
     parse_as_of,
     pass_app,
     print_json,
@@ -77,7 +78,7 @@ def send(
         digest send weekly --segment health --dry-run
         digest send weekly --enqueue   # then: digest worker
     """
-    nl = app.config.newsletter(newsletter)
+    nl = newsletter_to_compose(app, newsletter)
     when = parse_as_of(as_of, nl.zone)
     name = backend or app.settings.backend
     options = send_options(name, concurrency, rate)
@@ -199,7 +200,7 @@ def send_test(
     Example:
         digest send-test weekly --to editor@example.org,chief@example.org
     """
-    nl = app.config.newsletter(newsletter)
+    nl = newsletter_to_compose(app, newsletter)
     addresses = [a.strip() for a in to.split(",") if a.strip()]
     sent = send_test_copies(
         app, nl, addresses, parse_as_of(as_of, nl.zone), variant=variant, backend=backend

@@ -14,7 +14,7 @@ from html.parser import HTMLParser
 from urllib.parse import urlsplit
 
 from digest.compose import HTML_WARN_BYTES
-from digest.templating import mrml_problem
+from digest.templating import locale_warning
 
 #: Gmail clips an HTML body larger than about 102 KB behind "View entire message".
 GMAIL_CLIP_BYTES = 102 * 1024
@@ -121,20 +121,10 @@ def check_html(html: str) -> list[Finding]:
     return found
 
 
-def check_mjml(source: str) -> list[Finding]:
-    """The HTML inside ``mj-text``, ``mj-button`` and ``mj-table`` goes out as written;
-    a warning when MRML, reading it strictly, finds it broken (an unclosed tag or
-    comment, an unquoted attribute)."""
-    problem = mrml_problem(source)
-    if problem is None:
-        return []
-    return [
-        Finding(
-            "warning",
-            f"the HTML inside an mj-text, mj-button or mj-table looks broken ({problem}); it "
-            "is sent as written: check its tags and comments are closed and attributes quoted",
-        )
-    ]
+def check_locale(locale: str) -> list[Finding]:
+    """A newsletter whose interface words have no translation into its ``locale``."""
+    problem = locale_warning(locale)
+    return [] if problem is None else [Finding("warning", f"locale: {problem}")]
 
 
 def check_size(html_bytes: int) -> list[Finding]:
@@ -193,7 +183,7 @@ __all__ = [
     "Finding",
     "check_headers",
     "check_html",
-    "check_mjml",
+    "check_locale",
     "check_sections",
     "check_size",
     "check_text",

@@ -140,9 +140,9 @@ def build_preview(
     subject = personalize(rendered.subject, fields, html=False)
     findings = [
         *lint.check_headers(subject, rendered.preheader),
+        *lint.check_locale(newsletter.locale),
         *lint.check_size(len(html.encode("utf-8"))),
         *lint.check_html(html),
-        *lint.check_mjml(rendered.mjml),
         *lint.check_text(text),
         *lint.check_sections(newsletter.category_names, names),
     ]
