@@ -1,16 +1,13 @@
-"""Composing: the 40-article digest's MJML through our renderer, through MRML alone and
-through Node ``mjml``.
+"""Composing: the 40-article digest's MJML through our renderer and through Node ``mjml``.
 
-The MJML is rendered once from our template with Jinja2 (the composer's own
-first step, on the same 40 articles as the composer's quality-bar test), then
-the same MJML text goes through
+Information, not a target: how our MJML step compares with the reference.  The
+MJML is rendered once from our template with Jinja2 (the composer's own first
+step, on the same 40 articles as the composer's quality-bar test), then the
+same MJML text goes through
 
 * ours: :func:`digest.templating.mjml_to_html`, exactly what the composer runs:
-  the raw HTML of the ending tags (``mj-text``, ``mj-button``, ``mj-table``)
-  lifted out, MRML (mjml-python, in Rust) on the skeleton left, the HTML
-  spliced back; timed in this process with ``time.perf_counter``;
-* MRML on the whole document (``mjml.mjml2html``, same options), for
-  comparison: what the composer ran before the lift-and-splice;
+  MRML (mjml-python, in Rust) on the whole document; timed in this process
+  with ``time.perf_counter``;
 * the reference: the ``mjml`` npm package (v4) in one warm Node process
   (``bench/mjml_node.js``), timed inside Node after 100 untimed warm-up renders (V8
   compiles its hot paths as it goes: with only a few, Node looks ~15% slower).
@@ -78,13 +75,6 @@ def time_ours(source: str, runs: int, warmup: int = 3) -> tuple[list[float], int
     return _time(lambda s: mjml_to_html(s, template="bench"), source, runs, warmup)
 
 
-def time_mrml_whole(source: str, runs: int, warmup: int = 3) -> tuple[list[float], int]:
-    """MRML on the whole document, with the composer's options, no lifting."""
-    import mjml
-
-    return _time(lambda s: mjml.mjml2html(s, disable_comments=True, fonts={}), source, runs, warmup)
-
-
 def ensure_node_mjml() -> str | None:
     """Install Node ``mjml`` into bench/node/ if need be; the reason when it cannot run."""
     if shutil.which("node") is None:
@@ -137,9 +127,7 @@ def time_node(source: str, runs: int, warmup: int = 100) -> dict[str, Any]:
 def measure(runs: int = 200, node: bool = True) -> dict[str, Any]:
     source, full_ms = forty_article_mjml()
     ours, html_bytes = time_ours(source, runs)
-    whole, whole_bytes = time_mrml_whole(source, runs)
     ours_ms = statistics.median(ours)
-    whole_ms = statistics.median(whole)
     result: dict[str, Any] = {
         "articles": 40,
         "mjml_bytes": len(source.encode("utf-8")),
@@ -147,13 +135,9 @@ def measure(runs: int = 200, node: bool = True) -> dict[str, Any]:
         "ours_ms": round(ours_ms, 3),
         "ours_mean_ms": round(statistics.fmean(ours), 3),
         "ours_html_bytes": html_bytes,
-        "mrml_whole_ms": round(whole_ms, 3),
-        "mrml_whole_mean_ms": round(statistics.fmean(whole), 3),
-        "mrml_whole_html_bytes": whole_bytes,
         "full_render_ms": round(full_ms, 1),
         "node_ms": None,
         "ratio": None,
-        "mrml_whole_ratio": None,
         "node_skipped": None,
     }
     reason = ensure_node_mjml() if node else "not asked for (--no-node)"
@@ -170,7 +154,6 @@ def measure(runs: int = 200, node: bool = True) -> dict[str, Any]:
                 node_html_bytes=answer["bytes"],
                 node_mjml_version=answer["version"],
                 ratio=round(node_ms / ours_ms, 1),
-                mrml_whole_ratio=round(node_ms / whole_ms, 1),
             )
     result["node_skipped"] = reason
     return result

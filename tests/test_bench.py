@@ -41,7 +41,7 @@ def test_bench_runs_every_section_and_writes_results(tmp_path: Path) -> None:
     ingest = results["ingest"]
     assert ingest["new"] == 30 and ingest["reingest_unchanged"] == 30 and not ingest["errors"]
 
-    assert results["targets"][0]["met"] is None  # no Node: the ratio is not judged
+    assert not any("compose" in t["target"] for t in results["targets"])  # information only
     assert results["machine"]["cpus"]
 
 
