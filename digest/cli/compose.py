@@ -47,7 +47,8 @@ def compose(
     Writes the full edition ("all") and one variant per distinct set of
     sections the readers chose, as KEY.html and KEY.txt, with preview values
     in place of each reader's name and links. Warns when an HTML body is
-    over 90 KB (Gmail clips near 102 KB).
+    over 90 KB (Gmail clips near 102 KB), and when the newsletter's locale
+    has no translation of the emails' words (they stay English).
 
     \b
     Example:
