@@ -266,7 +266,7 @@ async def preview_send_test(request: Request) -> Response:
     except DigestError as exc:
         flash(request, f"The test copy was not sent: {exc}", "error")
         return RedirectResponse(back, status_code=303)
-    flash(request, "Test copy sent to " + ", ".join(a for a, _ in sent) + ".", "success")
+    flash(request, sent.summary(), "success" if sent.emailed else "info")
     return RedirectResponse(back, status_code=303)
 
 
