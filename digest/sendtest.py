@@ -50,6 +50,16 @@ class CopiesSent:
         return [f"Test copy {verb} {address}: {where}" for address, where in self.copies]
 
 
+def editor_addresses(addresses: list[str]) -> list[str]:
+    """The addresses of a test send, normalised; a bad one is a DeliveryError naming it."""
+    if not addresses:
+        raise DeliveryError("no addresses given; pass --to editor@example.org")
+    try:
+        return [normalise(a) for a in addresses]
+    except InvalidAddress as exc:
+        raise DeliveryError(f"--to: {exc}") from None
+
+
 def send_test(
     app: App,
     newsletter: NewsletterConfig,
@@ -63,12 +73,7 @@ def send_test(
 
     Nothing is written to the ledger.
     """
-    if not addresses:
-        raise DeliveryError("no addresses given; pass --to editor@example.org")
-    try:
-        clean = [normalise(a) for a in addresses]
-    except InvalidAddress as exc:
-        raise DeliveryError(f"--to: {exc}") from None
+    clean = editor_addresses(addresses)
     choice = (
         backend if isinstance(backend, BackendChoice) else resolve_backend(app.settings, backend)
     )

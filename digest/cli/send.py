@@ -29,6 +29,7 @@ from digest.delivery.loop import Progress as SendProgress
 from digest.editions import require_edition
 from digest.models import Delivery, DeliveryStatus, Edition
 from digest.sender import Sender, SendOutcome, SendResult
+from digest.sendtest import editor_addresses
 from digest.sendtest import send_test as send_test_copies
 from digest.signals import graceful_stop
 from digest.stats import edition_stats
@@ -217,12 +218,12 @@ def send_test(
         digest send-test weekly --to editor@example.org,chief@example.org
     """
     nl = app.config.newsletter(newsletter)
-    addresses = [a.strip() for a in to.split(",") if a.strip()]
+    addresses = editor_addresses([a.strip() for a in to.split(",") if a.strip()])
     choice = choose_backend(app, backend)
+    click.echo(f"backend: {choice}")
     copies = send_test_copies(
         app, nl, addresses, parse_as_of(as_of, nl.zone), variant=variant, backend=choice
     )
-    click.echo(f"backend: {copies.backend}")
     for line in copies.lines():
         click.echo(line)
     if not copies.emailed:
