@@ -40,7 +40,7 @@ from digest.delivery.base import Backend
 from digest.delivery.envelopes import StoredEditions
 from digest.delivery.ledger import DeliveryCounts
 from digest.delivery.loop import Progress, SendLoop, SendOptions
-from digest.delivery.registry import BackendChoice, resolve_backend
+from digest.delivery.registry import BackendChoice, backend_class, resolve_backend
 from digest.editions import get_or_create_edition
 from digest.models import Edition, EditionStatus, Variant
 from digest.plan import count_audience, plan_audience
@@ -215,7 +215,8 @@ class Sender:
         if backend_factory is not None and not isinstance(backend, BackendChoice):
             self.backend = BackendChoice(backend or "custom", "a backend factory given in code")
             self._factory = backend_factory
-            self.batch_size = batch_size or Backend.batch_size
+            limits = backend_class(backend) if backend else Backend
+            self.batch_size = batch_size or limits.batch_size
         else:
             if not isinstance(backend, BackendChoice):
                 backend = resolve_backend(app.settings, backend)
