@@ -144,15 +144,13 @@ def _print_result(r: SendResult) -> None:
             )
         case SendOutcome.NO_READERS:
             console.print(f"{head}: {edition} has nobody to go to (no active readers on the list).")
-        case SendOutcome.ALL_SKIPPED | SendOutcome.ALREADY_DELIVERED:
+        case SendOutcome.ALL_SKIPPED:
             console.print(
-                f"{head}: {edition} has nothing left to send "
-                + (
-                    "(every reader skipped)"
-                    if r.outcome is SendOutcome.ALL_SKIPPED
-                    else "(already delivered)"
-                )
-                + "; nothing new sent."
+                f"{head}: {edition} has nothing to send (every reader skipped); nothing new sent."
+            )
+        case SendOutcome.ALREADY_DELIVERED:
+            console.print(
+                f"{head}: {edition} has nothing left to send (already delivered); nothing new sent."
             )
         case SendOutcome.SENT | SendOutcome.PAUSED | SendOutcome.STOPPED:
             console.print(f"{head}: {edition} {'created' if r.created else 'resumed'}")
