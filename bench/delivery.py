@@ -5,10 +5,11 @@ process (``python -m bench.delivery run``), so the delivering process's peak
 RSS (``getrusage(RUSAGE_SELF).ru_maxrss``, read by that process as it ends) is
 the delivery's alone; the server runs in a process of its own.
 
-The edition goes out the way production sends it: ``send_edition(...,
-enqueue=True)`` once per segment (``digest send weekly --segment S --enqueue``)
-plans each audience, then one send loop with four threads (``digest worker
---concurrency 4``) delivers every batch.  Phases:
+The edition goes out the way production sends it, through one
+:class:`digest.sender.Sender`: ``send(..., enqueue=True)`` once per segment
+(``digest send weekly --segment S --enqueue``) plans each audience, then
+``deliver()`` with four threads (``digest worker --concurrency 4``) delivers
+every batch.  Phases:
 
 * **resolve** — creating the edition and, for each of the ten audiences,
   streaming its readers from the database (list, status, suppression and the
@@ -112,7 +113,7 @@ class RenderClock:
 @contextmanager
 def _profiled(out: Path) -> Iterator[None]:
     """cProfile the main thread and every sending thread; write merged stats to ``out``."""
-    from digest.delivery.base import SendLoop
+    from digest.delivery.loop import SendLoop
 
     profiles: list[cProfile.Profile] = []
     original = SendLoop._worker
@@ -158,10 +159,9 @@ def run(
     profile: Path | None = None,
 ) -> dict[str, Any]:
     from digest.delivery import ledger
-    from digest.delivery.base import SendLoop, SendOptions
-    from digest.delivery.factory import make_backend
+    from digest.delivery.loop import SendOptions
     from digest.models import Edition
-    from digest.send import Editions, send_edition
+    from digest.sender import Sender
 
     if backend == "smtp":
         app = world.app(smtp_url=server_url)
@@ -173,29 +173,24 @@ def run(
     cpu = [_cpu_s()]
     clock = RenderClock()
     started = time.perf_counter()
+    sender = Sender(app, backend, options=SendOptions(concurrency=concurrency))
     with clock.installed(), _profiled(profile) if profile else nullcontext():
         edition_id = None
         for segment in SEGMENTS:
-            report = send_edition(
-                app, "weekly", AS_OF, backend=backend, segment=segment, enqueue=True
-            )
+            report = sender.send("weekly", AS_OF, segment=segment, enqueue=True)
             edition_id = report.edition_id
         assert edition_id is not None
         planned = time.perf_counter()
         cpu.append(_cpu_s())
         peak_planning = _peak_rss_mb()
-        loop = SendLoop(
-            app.sessions,
-            lambda: make_backend(backend, app.settings),
-            Editions(app),
-            SendOptions(concurrency=concurrency),
-        )
-        result = loop.run(edition_id)
-        status = ledger.settle_edition(app.sessions, edition_id)
+        result = sender.deliver(edition_id)
         finished = time.perf_counter()
         cpu.append(_cpu_s())
     with app.sessions() as s:
         counts = ledger.edition_tally(s, edition_id).statuses
+        edition = s.get(Edition, edition_id)
+        assert edition is not None
+        status = edition.status
     app.close()
     recipients = counts["sent"] + counts["failed"] + counts["uncertain"] + counts["pending"]
     total = finished - started
@@ -205,7 +200,7 @@ def run(
         "counts": {k: v for k, v in counts.items() if v},
         "edition_status": status.value,
         "paused": result.paused,
-        "pause_reason": result.reason,
+        "pause_reason": result.pause_reason,
         "total_s": round(total, 2),
         "resolve_s": round(planned - started - render, 2),
         "render_s": round(render, 3),

@@ -50,7 +50,8 @@ class Settings(BaseSettings):
     templates: Path | None = None
     base_url: str = "http://127.0.0.1:8000"
     secret_key: SecretStr = SecretStr("insecure-development-key-change-me")
-    backend: Literal["outbox", "smtp", "sendgrid"] = "outbox"
+    #: The delivery backend's name (see :mod:`digest.delivery.registry`); None when unset.
+    backend: str | None = None
     outbox_dir: Path = Path("outbox")
     smtp_url: str | None = None
     sendgrid_api_key: SecretStr | None = Field(
@@ -67,10 +68,11 @@ class Settings(BaseSettings):
     #: Seconds a scheduled run may start late; a run missed by more is recorded, not sent.
     scheduler_misfire_grace: int = Field(default=3600, gt=0)
 
-    @field_validator("templates", mode="before")
+    @field_validator("templates", "backend", mode="before")
     @classmethod
-    def _blank_templates(cls, value: Any) -> Any:
-        # `DIGEST_TEMPLATES=` (as in .env.example) means "no override", not the current folder.
+    def _blank_is_unset(cls, value: Any) -> Any:
+        # `DIGEST_TEMPLATES=` (as in .env.example) means "no override", not the current
+        # folder; `DIGEST_BACKEND=` means unset (the backend is then worked out).
         return None if isinstance(value, str) and not value.strip() else value
 
     @cached_property
@@ -188,7 +190,7 @@ class NewsletterConfig(BaseModel):
     @field_validator("schedule")
     @classmethod
     def _schedule(cls, value: str) -> str:
-        from digest.scheduling.rules import parse_schedule  # APScheduler only when needed
+        from digest.schedule_rules import parse_schedule  # APScheduler only when needed
 
         parse_schedule(value)
         return value

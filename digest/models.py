@@ -102,7 +102,8 @@ class Edition(Base):
         _enum(EditionStatus, "edition_status"), default=EditionStatus.PLANNED
     )
     subject: Mapped[str] = mapped_column(Text, default="")
-    #: Article ids by section, frozen when the edition is planned.
+    #: Article ids by section (``{"sections": [[name, [id, …]], …]}``), frozen when the
+    #: edition is created.
     contents: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
@@ -110,6 +111,23 @@ class Edition(Base):
     variants: Mapped[list[Variant]] = relationship(
         back_populates="edition", cascade="all, delete-orphan"
     )
+
+
+#: The audience name of a send to the whole list (a segment's is its name).
+WHOLE_LIST = "*"
+
+
+class EditionAudience(Base):
+    """An audience an edition's ledger was written for: the whole list (``*``) or a
+    segment.  Each is planned once; the unique constraint makes a second plan fail."""
+
+    __tablename__ = "edition_audience"
+    __table_args__ = (UniqueConstraint("edition_id", "audience"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    edition_id: Mapped[int] = mapped_column(ForeignKey("edition.id", ondelete="CASCADE"))
+    audience: Mapped[str] = mapped_column(String(100))
+    planned_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class Variant(Base):
@@ -225,6 +243,26 @@ class Event(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class RunOutcome(enum.StrEnum):
+    """What became of a scheduled run (stored as these strings)."""
+
+    #: In progress, held by ``SchedulerRun.owner``.
+    RUNNING = "running"
+    SENT = "sent"
+    #: No new articles, nobody to send to, or already delivered.
+    SKIPPED = "skipped"
+    #: Due while no scheduler ran (or beyond the grace time): recorded, not sent late.
+    MISSED = "missed"
+    #: SIGTERM/SIGINT mid-run; taken up again at the next start.
+    STOPPED = "stopped"
+    #: The scheduler running it died; taken up again at the next start.
+    INTERRUPTED = "interrupted"
+    #: Too many delivery failures; `digest send` resumes it once the cause is fixed.
+    PAUSED = "paused"
+    #: An error (in ``detail``).
+    FAILED = "failed"
+
+
 class SchedulerRun(Base):
     """What each scheduled run did (or why it did not), for `digest schedule list`."""
 
@@ -235,5 +273,8 @@ class SchedulerRun(Base):
     scheduled_for: Mapped[datetime] = mapped_column(UTCDateTime)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    outcome: Mapped[str] = mapped_column(String(20))
+    outcome: Mapped[RunOutcome] = mapped_column(_enum(RunOutcome, "run_outcome"))
+    #: Who runs it (``host:pid:token``, see :func:`digest.delivery.ledger.owner_id`)
+    #: while it is running; kept afterwards for the record.
+    owner: Mapped[str | None] = mapped_column(String(200))
     detail: Mapped[str] = mapped_column(Text, default="")

@@ -58,7 +58,6 @@ def recipient_fields(
     *,
     subscriber_id: int,
     name: str,
-    email: str,
     newsletter: str,
     period: str,
     variant_key: str,
@@ -66,8 +65,7 @@ def recipient_fields(
 ) -> dict[str, str]:
     """The values of every placeholder for one reader.
 
-    ``email`` is accepted so that every backend passes the same arguments; the
-    links carry signed tokens, never the address itself.
+    The links carry signed tokens of ``subscriber_id``, never the address itself.
     """
     return {
         "first_name": first_name(name, locale),
@@ -147,7 +145,7 @@ def _fillable(fields: Mapping[str, str]) -> set[str]:
 def substitutions(fields: Mapping[str, str], only: Collection[str] | None = None) -> dict[str, str]:
     """``{placeholder: value}`` for both spellings, ready for SendGrid ``substitutions``:
     the HTML spelling maps to the escaped value, the text spelling to the raw one.
-    With ``only``, just those fields (see :func:`used_fields`)."""
+    With ``only``, just those fields (see :func:`fields_used`)."""
     out: dict[str, str] = {}
     for name, value in fields.items():
         if only is not None and name not in only:

@@ -2,20 +2,62 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from digest.app import App
 from digest.collect import period_for
 from digest.compose import Composer
 from digest.config import NewsletterConfig
-from digest.delivery.factory import make_backend
+from digest.delivery.envelopes import envelope
 from digest.delivery.message import Post, Recipient
+from digest.delivery.registry import BackendChoice, resolve_backend
+from digest.editions import period_collection
 from digest.errors import DeliveryError, NotFound
 from digest.models import Edition
 from digest.personalize import preview_fields
-from digest.send import envelope, period_collection
 from subscribers.errors import InvalidAddress
 from subscribers.validate import normalise
+
+
+@dataclass(frozen=True)
+class CopiesSent:
+    """Where the test copies went, and through which backend (and why that one)."""
+
+    backend: BackendChoice
+    #: False when the backend keeps messages (the outbox) rather than emailing them.
+    emailed: bool
+    #: (address, where it went: the provider's id, or the outbox file).
+    copies: list[tuple[str, str]]
+
+    @property
+    def addresses(self) -> list[str]:
+        return [address for address, _ in self.copies]
+
+    def summary(self) -> str:
+        """One line that says what happened, for the preview page and logs."""
+        to = ", ".join(self.addresses) if len(self.copies) <= 3 else f"{len(self.copies)} addresses"
+        if self.emailed:
+            return f"Test copy sent to {to} through {self.backend}."
+        return (
+            f"Test copy for {to} written to a file, not emailed: backend {self.backend}. "
+            "Set DIGEST_BACKEND=smtp or DIGEST_BACKEND=sendgrid to email test copies."
+        )
+
+    def lines(self) -> list[str]:
+        """One line per address, for the command line."""
+        verb = "sent to" if self.emailed else "written for"
+        return [f"Test copy {verb} {address}: {where}" for address, where in self.copies]
+
+
+def editor_addresses(addresses: list[str]) -> list[str]:
+    """The addresses of a test send, normalised; a bad one is a DeliveryError naming it."""
+    if not addresses:
+        raise DeliveryError("no addresses given; pass --to editor@example.org")
+    try:
+        return [normalise(a) for a in addresses]
+    except InvalidAddress as exc:
+        raise DeliveryError(f"--to: {exc}") from None
 
 
 def send_test(
@@ -25,18 +67,16 @@ def send_test(
     as_of: datetime,
     *,
     variant: str = "all",
-    backend: str | None = None,
-) -> list[tuple[str, str]]:
+    backend: str | BackendChoice | None = None,
+) -> CopiesSent:
     """Render the period's edition (one variant) and send it to ``addresses`` as a test.
 
-    Returns (address, where it went) pairs.  Nothing is written to the ledger.
+    Nothing is written to the ledger.
     """
-    if not addresses:
-        raise DeliveryError("no addresses given; pass --to editor@example.org")
-    try:
-        clean = [normalise(a) for a in addresses]
-    except InvalidAddress as exc:
-        raise DeliveryError(f"--to: {exc}") from None
+    clean = editor_addresses(addresses)
+    choice = (
+        backend if isinstance(backend, BackendChoice) else resolve_backend(app.settings, backend)
+    )
     period = period_for(newsletter, as_of)
     with app.session() as s:
         found, collection = period_collection(s, newsletter, period)
@@ -54,13 +94,14 @@ def send_test(
         app.settings, newsletter=newsletter.name, period=period.key, variant_key=rendered.key
     )
     recipients = [Recipient(None, None, address, "", fields) for address in clean]
-    name = backend or app.settings.backend
-    with make_backend(name, app.settings) as sender:
+    cls = choice.backend_class
+    with cls.from_settings(app.settings) as sender:
         results = sender.send(Post(env, recipients))
     failed = [r.error for r in results if not r.ok]
     if failed:
-        raise DeliveryError(f"test copy refused by {name}: {failed[0]}")
-    return [(a, r.provider_id or name) for a, r in zip(clean, results, strict=True)]
+        raise DeliveryError(f"test copy refused by {choice.name}: {failed[0]}")
+    copies = [(a, r.provider_id or choice.name) for a, r in zip(clean, results, strict=True)]
+    return CopiesSent(choice, cls.emails, copies)
 
 
 def _sections_of(variant: str, names: list[str], edition: Edition) -> list[str] | None:

@@ -85,7 +85,7 @@ def test_environment_overrides_dotenv(tmp_path: Path, monkeypatch: pytest.Monkey
 def test_defaults() -> None:
     s = load_settings()
     assert s.database_url == "sqlite:///digest.db"
-    assert s.backend == "outbox"
+    assert s.backend is None  # unset: see digest.delivery.registry.resolve_backend
     assert s.config_path == SAMPLE_CONFIG  # no ./digest.toml here
 
 
@@ -101,8 +101,9 @@ def test_missing_config_file_named(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_bad_setting_value_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DIGEST_BACKEND", "carrier-pigeon")
-    with pytest.raises(ConfigError, match=r"DIGEST_BACKEND: .*'outbox', 'smtp' or 'sendgrid'"):
+    # (an unknown DIGEST_BACKEND is the registry's to refuse: test_delivery_registry.py)
+    monkeypatch.setenv("DIGEST_HTTP_TIMEOUT", "-1")
+    with pytest.raises(ConfigError, match=r"^settings: DIGEST_HTTP_TIMEOUT: .*greater than 0"):
         load_settings()
 
 

@@ -12,19 +12,18 @@ import pytest
 from sqlalchemy import select, update
 
 from digest.delivery import ledger
-from digest.delivery.backends import FatalError
-from digest.delivery.base import SendOptions
+from digest.delivery.base import FatalError
+from digest.delivery.loop import SendOptions
 from digest.delivery.memory import MemoryBackend, MemoryMailbox
 from digest.delivery.message import Post
 from digest.models import Delivery, DeliveryBatch, DeliveryStatus, Edition, EditionStatus
 from digest.privacy import forget_person
-from digest.send import send_edition
 from digest.worker import run_worker
 from subscribers.db import utcnow
 from subscribers.models import Subscriber
 from subscribers.service import add_subscriber
 from tests.support.smtp_server import SMTPServer
-from tests.support.world import AS_OF, add_readers, bulk_readers, make_world
+from tests.support.world import add_readers, bulk_readers, make_world, send
 
 FAST = SendOptions(backoff_base=0, backoff_cap=0, max_attempts=2, pause_after=3)
 
@@ -32,7 +31,7 @@ FAST = SendOptions(backoff_base=0, backoff_cap=0, max_attempts=2, pause_after=3)
 def test_a_lapsed_claim_never_posts_rows_another_sender_took(db_url: str, tmp_path: Path) -> None:
     world = make_world(db_url, tmp_path)
     bulk_readers(world.app, 4)
-    send_edition(world.app, "weekly", AS_OF, enqueue=True, batch_size=4)
+    send(world.app, enqueue=True, batch_size=4)
     sessions = world.app.sessions
     owner = ledger.owner_id()
     first = ledger.claim_batch(sessions, owner, timedelta(minutes=5))
@@ -59,7 +58,7 @@ def test_erasing_a_reader_mid_send_settles_their_row(db_url: str, tmp_path: Path
     """Erased after their batch's rows were read, during the post before theirs."""
     world = make_world(db_url, tmp_path)
     add_readers(world.app, 3)
-    send_edition(world.app, "weekly", AS_OF, enqueue=True, batch_size=10)
+    send(world.app, enqueue=True, batch_size=10)
     box = MemoryMailbox()
 
     def erase_then_deliver(post: Post) -> list:  # type: ignore[type-arg]
@@ -68,15 +67,13 @@ def test_erasing_a_reader_mid_send_settles_their_row(db_url: str, tmp_path: Path
         return MemoryBackend(box).deliver(post)
 
     box.script.append(erase_then_deliver)
-    report = send_edition(
+    report = send(
         world.app,
-        "weekly",
-        AS_OF,
         backend_factory=lambda: MemoryBackend(box, max_recipients=1),
         options=FAST,
     )
     assert sorted(m["to"] for m in box.sent) == ["reader0@example.net", "reader2@example.net"]
-    assert report.counts["skipped"] == 1 and report.counts["pending"] == 0
+    assert report.counts.skipped == 1 and report.counts.pending == 0
     with world.app.session() as s:
         assert s.scalar(select(Edition.status)) == EditionStatus.SENT
         row = s.execute(
@@ -90,7 +87,7 @@ def test_a_reader_deleted_without_erasure_is_skipped_not_spun_on(
 ) -> None:
     world = make_world(db_url, tmp_path)
     add_readers(world.app, 2)
-    send_edition(world.app, "weekly", AS_OF, enqueue=True)
+    send(world.app, enqueue=True)
     with world.app.session() as s:
         s.delete(
             s.scalars(select(Subscriber).where(Subscriber.email == "reader0@example.net")).one()
@@ -112,10 +109,10 @@ def test_international_addresses_over_smtp(db_url: str, tmp_path: Path) -> None:
     with SMTPServer() as server:
         world = make_world(db_url, tmp_path, env={"DIGEST_SMTP_URL": server.url})
         _idn_readers(world)
-        report = send_edition(world.app, "weekly", AS_OF, backend="smtp", options=FAST)
+        report = send(world.app, backend="smtp", options=FAST)
         got = sorted(r.rcpt_tos[0] for r in server.sink.received)
     assert got == ["anna@xn--mller-kva.example", "plain@example.net"]
-    assert report.counts["sent"] == 2 and report.counts["failed"] == 1
+    assert report.counts.sent == 2 and report.counts.failed == 1
     with world.app.session() as s:
         reason = s.scalar(select(Delivery.reason).where(Delivery.status == DeliveryStatus.FAILED))
     assert reason is not None and "need SMTPUTF8" in reason
@@ -124,15 +121,15 @@ def test_international_addresses_over_smtp(db_url: str, tmp_path: Path) -> None:
 def test_international_addresses_in_the_outbox(db_url: str, tmp_path: Path) -> None:
     world = make_world(db_url, tmp_path)
     _idn_readers(world)
-    report = send_edition(world.app, "weekly", AS_OF, backend="outbox", options=FAST)
-    assert report.counts["sent"] == 2 and report.counts["failed"] == 1
+    report = send(world.app, backend="outbox", options=FAST)
+    assert report.counts.sent == 2 and report.counts.failed == 1
     assert len(list(world.outbox.rglob("*.eml"))) == 2
 
 
 def test_a_fatal_error_in_a_worker_pauses_that_edition(db_url: str, tmp_path: Path) -> None:
     world = make_world(db_url, tmp_path)
     bulk_readers(world.app, 3)
-    send_edition(world.app, "weekly", AS_OF, enqueue=True)
+    send(world.app, enqueue=True)
     box = MemoryMailbox()
     box.script.append(FatalError("SendGrid answered 401: bad key"))
     stats = run_worker(world.app, once=True, backend_factory=lambda: MemoryBackend(box))
@@ -155,7 +152,7 @@ def test_an_unexpected_error_mid_post_leaves_nothing_sending(db_url: str, tmp_pa
 
     box.script.append(boom)
     with pytest.raises(RuntimeError, match="a bug"):
-        send_edition(world.app, "weekly", AS_OF, backend_factory=lambda: MemoryBackend(box))
+        send(world.app, backend_factory=lambda: MemoryBackend(box))
     with world.app.session() as s:
         assert set(s.scalars(select(Delivery.status))) == {DeliveryStatus.UNCERTAIN}
         assert s.scalar(select(DeliveryBatch.claimed_by)) is None
@@ -187,7 +184,7 @@ def test_a_claim_lost_between_posts_ends_the_batch_for_this_sender(
     monkeypatch.setattr(ledger, "start_post", counted)
     world = make_world(db_url, tmp_path)
     add_readers(world.app, 3)
-    send_edition(world.app, "weekly", AS_OF, enqueue=True, batch_size=10)
+    send(world.app, enqueue=True, batch_size=10)
     box = MemoryMailbox()
 
     def first_then_taken(post: Post) -> list:  # type: ignore[type-arg]
@@ -214,11 +211,9 @@ def test_recipients_a_backend_gives_no_result_for_are_uncertain(
     add_readers(world.app, 3)
     box = MemoryMailbox()
     box.script.append(lambda post: MemoryBackend(box).deliver(post)[:1])  # one of three
-    report = send_edition(
-        world.app, "weekly", AS_OF, backend_factory=lambda: MemoryBackend(box), options=FAST
-    )
-    assert report.counts["sent"] == 1 and report.counts["uncertain"] == 2
-    assert report.counts["pending"] == 0 and report.counts["sending"] == 0
+    report = send(world.app, backend_factory=lambda: MemoryBackend(box), options=FAST)
+    assert report.counts.sent == 1 and report.counts.uncertain == 2
+    assert report.counts.pending == 0 and report.counts.sending == 0
     with world.app.session() as s:
         reasons = set(
             s.scalars(select(Delivery.reason).where(Delivery.status == DeliveryStatus.UNCERTAIN))
@@ -235,7 +230,7 @@ def test_an_edition_is_not_called_sent_while_a_batch_is_unfinished(
     closed it the deliveries are counted and the edition is sent."""
     world = make_world(db_url, tmp_path)
     add_readers(world.app, 2)
-    send_edition(world.app, "weekly", AS_OF, enqueue=True)
+    send(world.app, enqueue=True)
     with world.app.session() as s:
         s.execute(update(Delivery).values(status=DeliveryStatus.SKIPPED, reason="test"))
         edition_id = s.scalars(select(Edition.id)).one()
@@ -251,9 +246,7 @@ def test_settling_leaves_paused_and_skipped_editions_as_they_are(
 ) -> None:
     world = make_world(db_url, tmp_path)
     add_readers(world.app, 1)
-    report = send_edition(
-        world.app, "weekly", AS_OF, backend_factory=lambda: MemoryBackend(MemoryMailbox())
-    )
+    report = send(world.app, backend_factory=lambda: MemoryBackend(MemoryMailbox()))
     for status in (EditionStatus.PAUSED, EditionStatus.SKIPPED):
         ledger.set_edition_status(world.app.sessions, report.edition_id, status)
         assert ledger.settle_edition(world.app.sessions, report.edition_id) == status

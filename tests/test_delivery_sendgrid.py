@@ -11,16 +11,16 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from digest.delivery.backends import AmbiguousError, RetryableError
-from digest.delivery.base import SendOptions
+from digest.delivery.base import AmbiguousError, RetryableError
+from digest.delivery.loop import SendOptions
 from digest.delivery.message import Envelope, Post, Recipient
 from digest.delivery.sendgrid import SendGridBackend
 from digest.models import Delivery, DeliveryStatus
-from digest.send import send_edition
+from digest.sender import SendOutcome
 from subscribers.service import add_subscriber
 from tests.support.sendgrid_server import Fault, SendGridServer
 from tests.support.smtp_server import free_port
-from tests.support.world import AS_OF, bulk_readers, make_world
+from tests.support.world import bulk_readers, make_world, send
 
 FAST = SendOptions(backoff_base=0.01, backoff_cap=0.05, max_attempts=4, pause_after=3)
 
@@ -42,8 +42,8 @@ def test_batches_of_1000_valid_and_personalised(
 ) -> None:
     world = _world(db_url, tmp_path, sendgrid_server)
     bulk_readers(world.app, 2500)
-    report = send_edition(world.app, "weekly", AS_OF, backend="sendgrid", options=FAST)
-    assert report.counts["sent"] == 2500
+    report = send(world.app, backend="sendgrid", options=FAST)
+    assert report.counts.sent == 2500
     requests = sendgrid_server.requests
     assert [len(r.body["personalizations"]) for r in requests] == [1000, 1000, 500]
     assert all(r.status == 202 and not r.errors for r in requests), requests[0].errors
@@ -78,7 +78,7 @@ def test_each_personalization_carries_only_what_differs(
     substituted per reader."""
     world = _world(db_url, tmp_path, sendgrid_server)
     bulk_readers(world.app, 3)
-    report = send_edition(world.app, "weekly", AS_OF, backend="sendgrid", options=FAST)
+    report = send(world.app, backend="sendgrid", options=FAST)
     (request,) = sendgrid_server.requests
     body = request.body
     assert body["headers"]["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
@@ -102,9 +102,9 @@ def test_rate_limit_and_server_errors_are_retried(
     sendgrid_server.script(
         Fault.rate_limit(retry_after=1), Fault.server_error(500), Fault.server_error(503)
     )
-    report = send_edition(world.app, "weekly", AS_OF, backend="sendgrid", options=FAST)
+    report = send(world.app, backend="sendgrid", options=FAST)
     assert _statuses(sendgrid_server) == [429, 500, 503, 202]
-    assert report.counts["sent"] == 3
+    assert report.counts.sent == 3
     assert sorted(sendgrid_server.recipients()) == sorted(set(sendgrid_server.recipients()))
 
 
@@ -123,16 +123,14 @@ def test_no_answer_after_handing_over_is_uncertain_not_retried(
     world = _world(db_url, tmp_path, sendgrid_server, DIGEST_HTTP_TIMEOUT="0.5")
     bulk_readers(world.app, 4)
     sendgrid_server.script(fault)
-    report = send_edition(world.app, "weekly", AS_OF, backend="sendgrid", options=FAST)
+    report = send(world.app, backend="sendgrid", options=FAST)
     assert len(sendgrid_server.requests) == 1  # not retried: a retry could be a second copy
-    assert report.counts["uncertain"] == 4 and report.counts["sent"] == 0
+    assert report.counts.uncertain == 4 and report.counts.sent == 0
     with world.app.session() as s:
         reasons = set(s.scalars(select(Delivery.reason)))
     assert len(reasons) == 1 and "--resend-uncertain" in reasons.pop()
-    resent = send_edition(
-        world.app, "weekly", AS_OF, backend="sendgrid", options=FAST, resend_uncertain=True
-    )
-    assert resent.counts["sent"] == 4
+    resent = send(world.app, backend="sendgrid", options=FAST, resend_uncertain=True)
+    assert resent.counts.sent == 4
     copies = sendgrid_server.recipients()
     assert set(copies) == {f"bulk{i}@example.net" for i in range(4)}
     # when the provider had in fact taken the first request, the resend is a second copy
@@ -146,9 +144,11 @@ def test_unreachable_host_is_retried_then_paused(db_url: str, tmp_path: Path) ->
     )
     bulk_readers(world.app, 2)
     options = SendOptions(backoff_base=0.01, backoff_cap=0.01, max_attempts=2, pause_after=1)
-    report = send_edition(world.app, "weekly", AS_OF, backend="sendgrid", options=options)
-    assert report.paused and "cannot reach SendGrid" in (report.pause_reason or "")
-    assert report.counts["pending"] == 2
+    report = send(world.app, backend="sendgrid", options=options)
+    assert report.outcome is SendOutcome.PAUSED and "cannot reach SendGrid" in (
+        report.pause_reason or ""
+    )
+    assert report.counts.pending == 2
 
 
 def test_bad_request_fails_with_sendgrid_message(
@@ -159,8 +159,8 @@ def test_bad_request_fails_with_sendgrid_message(
     sendgrid_server.script(
         Fault.reject("The from address does not match a verified Sender Identity.", "from")
     )
-    report = send_edition(world.app, "weekly", AS_OF, backend="sendgrid", options=FAST)
-    assert report.counts["failed"] == 2 and len(sendgrid_server.requests) == 1
+    report = send(world.app, backend="sendgrid", options=FAST)
+    assert report.counts.failed == 2 and len(sendgrid_server.requests) == 1
     with world.app.session() as s:
         reason = s.scalar(select(Delivery.reason).where(Delivery.status == DeliveryStatus.FAILED))
     assert reason == (
@@ -178,9 +178,11 @@ def test_wrong_api_key_pauses_with_a_clear_reason(
         env={"SENDGRID_API_KEY": "SG.wrong", "DIGEST_SENDGRID_API_HOST": sendgrid_server.url},
     )
     bulk_readers(world.app, 2)
-    report = send_edition(world.app, "weekly", AS_OF, backend="sendgrid", options=FAST)
-    assert report.paused and "check SENDGRID_API_KEY" in (report.pause_reason or "")
-    assert report.counts["pending"] == 2 and not sendgrid_server.accepted
+    report = send(world.app, backend="sendgrid", options=FAST)
+    assert report.outcome is SendOutcome.PAUSED and "check SENDGRID_API_KEY" in (
+        report.pause_reason or ""
+    )
+    assert report.counts.pending == 2 and not sendgrid_server.accepted
 
 
 def test_names_sendgrid_would_refuse_are_cleaned(
@@ -189,8 +191,8 @@ def test_names_sendgrid_would_refuse_are_cleaned(
     world = _world(db_url, tmp_path, sendgrid_server)
     with world.app.session() as s:
         add_subscriber(s, "smith@example.net", "weekly", name="Smith, John; Jr")
-    report = send_edition(world.app, "weekly", AS_OF, backend="sendgrid", options=FAST)
-    assert report.counts["sent"] == 1
+    report = send(world.app, backend="sendgrid", options=FAST)
+    assert report.counts.sent == 1
     (message,) = sendgrid_server.messages()
     assert message.recipient_name == "Smith John Jr"
 

@@ -7,13 +7,13 @@ from pathlib import Path
 import pytest
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from digest.delivery.base import SendOptions
+from digest.delivery.loop import SendOptions
 from digest.delivery.smtp import parse_smtp_url
 from digest.errors import ConfigError
 from digest.personalize import unfilled
-from digest.send import send_edition
+from digest.sender import SendOutcome
 from tests.support.smtp_server import SMTPServer, free_port
-from tests.support.world import AS_OF, make_world
+from tests.support.world import make_world, send
 
 FAST = SendOptions(backoff_base=0.01, backoff_cap=0.05, max_attempts=3, pause_after=3)
 
@@ -26,8 +26,8 @@ def test_delivers_the_outbox_mime_over_one_connection(
     db_url: str, tmp_path: Path, smtp_server: SMTPServer
 ) -> None:
     world = _world(db_url, tmp_path, smtp_server.url, readers=5)
-    report = send_edition(world.app, "weekly", AS_OF, backend="smtp", options=FAST)
-    assert report.counts["sent"] == 5
+    report = send(world.app, backend="smtp", options=FAST)
+    assert report.counts.sent == 5
     got = smtp_server.sink.received
     assert sorted(r.rcpt_tos[0] for r in got) == [f"reader{i}@example.net" for i in range(5)]
     assert smtp_server.sink.connections == 1
@@ -45,8 +45,8 @@ def test_temporary_failure_is_retried_once_delivered(
 ) -> None:
     smtp_server.sink.faults.extend(["451 4.3.0 Try again later"])
     world = _world(db_url, tmp_path, smtp_server.url, readers=2)
-    report = send_edition(world.app, "weekly", AS_OF, backend="smtp", options=FAST)
-    assert report.counts["sent"] == 2
+    report = send(world.app, backend="smtp", options=FAST)
+    assert report.counts.sent == 2
     assert sorted(smtp_server.sink.per_recipient().values()) == [1, 1]
 
 
@@ -55,8 +55,8 @@ def test_rejected_recipient_fails_with_server_reply(
 ) -> None:
     smtp_server.sink.reject["reader1@example.net"] = "550 5.1.1 No such user"
     world = _world(db_url, tmp_path, smtp_server.url, readers=3)
-    report = send_edition(world.app, "weekly", AS_OF, backend="smtp", options=FAST)
-    assert report.counts["sent"] == 2 and report.counts["failed"] == 1
+    report = send(world.app, backend="smtp", options=FAST)
+    assert report.counts.sent == 2 and report.counts.failed == 1
     from sqlalchemy import select
 
     from digest.models import Delivery, DeliveryStatus
@@ -71,14 +71,14 @@ def test_dead_server_pauses_then_resume_delivers(db_url: str, tmp_path: Path) ->
     url = f"smtp://127.0.0.1:{port}?starttls=never&timeout=2"
     world = _world(db_url, tmp_path, url, readers=3)
     options = SendOptions(backoff_base=0.01, backoff_cap=0.02, max_attempts=2, pause_after=1)
-    report = send_edition(world.app, "weekly", AS_OF, backend="smtp", options=options)
-    assert report.paused and "cannot connect to SMTP server 127.0.0.1" in (
+    report = send(world.app, backend="smtp", options=options)
+    assert report.outcome is SendOutcome.PAUSED and "cannot connect to SMTP server 127.0.0.1" in (
         report.pause_reason or ""
     )
-    assert report.counts["pending"] == 3
+    assert report.counts.pending == 3
     with SMTPServer(port) as server:
-        resumed = send_edition(world.app, "weekly", AS_OF, backend="smtp", options=options)
-    assert resumed.counts["sent"] == 3 and not resumed.paused
+        resumed = send(world.app, backend="smtp", options=options)
+    assert resumed.counts.sent == 3 and resumed.outcome is not SendOutcome.PAUSED
     assert sorted(server.sink.per_recipient().values()) == [1, 1, 1]
 
 
@@ -96,13 +96,13 @@ def test_wrong_password_pauses_then_right_one_delivers(db_url: str, tmp_path: Pa
         good = f"smtp://digest:s3cret@127.0.0.1:{server.port}?starttls=never&timeout=5"
         bad = good.replace("s3cret", "wrong")
         world = _world(db_url, tmp_path, bad, readers=2)
-        report = send_edition(world.app, "weekly", AS_OF, backend="smtp", options=FAST)
-        assert report.paused and report.counts["pending"] == 2
+        report = send(world.app, backend="smtp", options=FAST)
+        assert report.outcome is SendOutcome.PAUSED and report.counts.pending == 2
         assert "refused the login" in (report.pause_reason or "")
         assert "DIGEST_SMTP_URL" in (report.pause_reason or "")
         world.app.settings.smtp_url = good
-        resumed = send_edition(world.app, "weekly", AS_OF, backend="smtp", options=FAST)
-        assert resumed.counts["sent"] == 2 and not resumed.paused
+        resumed = send(world.app, backend="smtp", options=FAST)
+        assert resumed.counts.sent == 2 and resumed.outcome is not SendOutcome.PAUSED
         assert sorted(server.sink.per_recipient().values()) == [1, 1]
 
 

@@ -91,3 +91,107 @@ def test_0002_upgrades_a_database_with_a_ledger_and_back(db_url: str) -> None:
             assert conn.execute(text("SELECT count(*) FROM delivery")).scalar() == 1
     finally:
         eng.dispose()
+
+
+def test_0003_moves_run_owners_and_audiences_out_of_text_and_back(db_url: str) -> None:
+    """A database at 0002 holding editions (audiences in their contents JSON) and
+    scheduler runs (the owner in a running run's detail) goes to 0003: owners become
+    ``scheduler_run.owner``, audiences rows of ``edition_audience``; down to 0002 again
+    puts both back where they were, and up again moves them once more."""
+    import json
+
+    from alembic import command
+    from sqlalchemy import text
+
+    eng = db.make_engine(db_url)
+    cfg = db._alembic_config()
+
+    def migrate(step: Any, revision: str) -> None:
+        with eng.connect() as conn:
+            cfg.attributes["connection"] = conn
+            step(cfg, revision)
+            conn.commit()
+
+    def contents() -> dict[int, Any]:
+        with eng.connect() as conn:
+            rows = conn.execute(text("SELECT id, contents FROM edition ORDER BY id")).all()
+        return {i: c if isinstance(c, dict) else json.loads(c) for i, c in rows}
+
+    def runs() -> list[tuple[Any, ...]]:
+        with eng.connect() as conn:
+            return [tuple(r) for r in conn.execute(text(_RUNS)).all()]
+
+    sections = [["Policy", [1, 2]], ["Data", [3]]]
+    try:
+        migrate(command.upgrade, "0002")
+        with eng.begin() as conn:
+            for edition_id, period, audiences in (
+                (1, "2026-W46", ["*", "health"]),
+                (2, "2026-W47", []),
+            ):
+                conn.execute(
+                    text(
+                        "INSERT INTO edition (id, newsletter, period, period_start, period_end, "
+                        "status, subject, contents, created_at, updated_at) VALUES (:id, "
+                        "'weekly', :period, :t, :t, 'sent', 's', :contents, :t, :t)"
+                    ),
+                    {
+                        "id": edition_id,
+                        "period": period,
+                        "t": "2026-11-23 08:00:00+00:00",
+                        "contents": json.dumps({"sections": sections, "audiences": audiences}),
+                    },
+                )
+            for run_id, outcome, detail in (
+                (1, "sent", "edition 1 (2026-W46): 3 sent now (3 in all)"),
+                (2, "running", "running on host-a:4242:0123456789ab"),
+            ):
+                conn.execute(
+                    text(
+                        "INSERT INTO scheduler_run (id, newsletter, scheduled_for, outcome, "
+                        "detail) VALUES (:id, 'weekly', :t, :outcome, :detail)"
+                    ),
+                    {
+                        "id": run_id,
+                        "t": "2026-11-23 08:00:00+00:00",
+                        "outcome": outcome,
+                        "detail": detail,
+                    },
+                )
+
+        migrate(command.upgrade, "0003")
+        assert contents() == {1: {"sections": sections}, 2: {"sections": sections}}
+        with eng.connect() as conn:
+            planned = conn.execute(
+                text("SELECT edition_id, audience FROM edition_audience ORDER BY id")
+            ).all()
+        assert [tuple(r) for r in planned] == [(1, "*"), (1, "health")]
+        assert runs() == [
+            (1, "sent", None, "edition 1 (2026-W46): 3 sent now (3 in all)"),
+            (2, "running", "host-a:4242:0123456789ab", "in progress"),
+        ]
+
+        migrate(command.downgrade, "0002")
+        assert contents() == {
+            1: {"sections": sections, "audiences": ["*", "health"]},
+            2: {"sections": sections, "audiences": []},
+        }
+        with eng.connect() as conn:
+            assert conn.execute(
+                text("SELECT id, outcome, detail FROM scheduler_run ORDER BY id")
+            ).all() == [
+                (1, "sent", "edition 1 (2026-W46): 3 sent now (3 in all)"),
+                (2, "running", "running on host-a:4242:0123456789ab"),
+            ]
+        assert "edition_audience" not in inspect(eng).get_table_names()
+        assert "owner" not in {c["name"] for c in inspect(eng).get_columns("scheduler_run")}
+
+        migrate(command.upgrade, "head")
+        assert runs()[1] == (2, "running", "host-a:4242:0123456789ab", "in progress")
+        with eng.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM edition_audience")).scalar() == 2
+    finally:
+        eng.dispose()
+
+
+_RUNS = "SELECT id, outcome, owner, detail FROM scheduler_run ORDER BY id"

@@ -29,7 +29,6 @@ def fields(**overrides: object) -> dict[str, str]:
     args: dict[str, object] = {
         "subscriber_id": 42,
         "name": "Ada Lovelace",
-        "email": "ada@example.org",
         "newsletter": "weekly",
         "period": "2026-W47",
         "variant_key": "all",

@@ -31,6 +31,7 @@ from digest.models import (
     DeliveryStatus,
     Edition,
     EditionStatus,
+    RunOutcome,
     SchedulerRun,
 )
 from digest.scheduling import runs
@@ -127,7 +128,7 @@ def test_a_normal_week(
     # ingested on the day: the new article is in every copy
     assert addresses(box) == Counter({f"reader{i}@example.net": 1 for i in range(12)})
     assert all("Fresh policy paper published" in m["text"] for m in box.sent)
-    assert run_rows(world.app) == [(AS_OF, runs.SENT)]
+    assert run_rows(world.app) == [(AS_OF, RunOutcome.SENT)]
     assert next_run(scheduler) == AS_OF + timedelta(days=7)
 
     time_machine.move_to(AS_OF + timedelta(minutes=30))
@@ -139,8 +140,8 @@ def test_a_normal_week(
     scheduler.tick()
     assert len(box.sent) == 12
     assert run_rows(world.app) == [
-        (AS_OF, runs.SENT),
-        (AS_OF + timedelta(days=7), runs.SKIPPED),
+        (AS_OF, RunOutcome.SENT),
+        (AS_OF + timedelta(days=7), RunOutcome.SKIPPED),
     ]
     with world.app.sessions() as s:
         assert s.scalar(select(func.count()).select_from(Edition)) == 1
@@ -161,7 +162,7 @@ def test_a_run_missed_beyond_grace_is_recorded_not_sent(
     scheduler = schedulers(world.app, box)
     scheduler.tick()
     assert box.sent == []
-    assert run_rows(world.app) == [(AS_OF, runs.MISSED)]
+    assert run_rows(world.app) == [(AS_OF, RunOutcome.MISSED)]
     with world.app.sessions() as s:
         detail = s.scalar(select(SchedulerRun.detail))
         assert s.scalar(select(func.count()).select_from(Edition)) == 0
@@ -176,8 +177,8 @@ def test_a_run_missed_beyond_grace_is_recorded_not_sent(
         AS_OF,
         manual=True,
     )
-    assert result.outcome == runs.SENT and len(box.sent) == 5
-    assert run_rows(world.app) == [(AS_OF, runs.SENT)]
+    assert result.outcome == RunOutcome.SENT and len(box.sent) == 5
+    assert run_rows(world.app) == [(AS_OF, RunOutcome.SENT)]
 
 
 def test_a_run_late_within_grace_is_sent_once(
@@ -194,7 +195,7 @@ def test_a_run_late_within_grace_is_sent_once(
     time_machine.move_to(AS_OF + timedelta(minutes=50))
     scheduler.tick()
     assert addresses(box) == Counter({f"reader{i}@example.net": 1 for i in range(5)})
-    assert run_rows(world.app) == [(AS_OF, runs.SENT)]
+    assert run_rows(world.app) == [(AS_OF, RunOutcome.SENT)]
 
 
 def test_weeks_without_a_scheduler_are_each_recorded_missed(
@@ -208,7 +209,7 @@ def test_weeks_without_a_scheduler_are_each_recorded_missed(
     time_machine.move_to(AS_OF + timedelta(days=1))  # Tuesday, three Mondays later
     schedulers(world.app, box).tick()
     mondays = [AS_OF - timedelta(days=14), AS_OF - timedelta(days=7), AS_OF]
-    assert run_rows(world.app) == [(m, runs.MISSED) for m in mondays]
+    assert run_rows(world.app) == [(m, RunOutcome.MISSED) for m in mondays]
     assert box.sent == []
 
 
@@ -233,13 +234,13 @@ def test_restart_mid_send_resumes_without_duplicates(
     first.tick()
     first.shutdown()
     assert len(box.sent) == 5  # the post in hand finished, nothing after it
-    assert run_rows(world.app) == [(AS_OF, runs.STOPPED)]
+    assert run_rows(world.app) == [(AS_OF, RunOutcome.STOPPED)]
 
     time_machine.move_to(AS_OF + timedelta(minutes=10))
     second = schedulers(world.app, box, max_recipients=5)
     second.tick()
     assert addresses(box) == Counter({f"reader{i}@example.net": 1 for i in range(30)})
-    assert run_rows(world.app) == [(AS_OF, runs.SENT)]
+    assert run_rows(world.app) == [(AS_OF, RunOutcome.SENT)]
     with world.app.sessions() as s:
         assert s.scalar(select(Edition.status)) == EditionStatus.SENT
 
@@ -267,9 +268,9 @@ def test_scheduler_killed_mid_post_resumes_rest_and_reports_uncertain(
     assert len(box.sent) == 10
     # what a dead process leaves: its claims name a process that no longer runs
     with world.app.session() as s:
-        s.execute(update(SchedulerRun).values(detail=f"running on {DEAD_OWNER}"))
+        s.execute(update(SchedulerRun).values(owner=DEAD_OWNER))
         s.execute(update(DeliveryBatch).values(claimed_by=DEAD_OWNER))
-    assert run_rows(world.app) == [(AS_OF, runs.RUNNING)]
+    assert run_rows(world.app) == [(AS_OF, RunOutcome.RUNNING)]
 
     time_machine.move_to(AS_OF + timedelta(minutes=10))
     second = schedulers(world.app, box, max_recipients=5)
@@ -280,7 +281,7 @@ def test_scheduler_killed_mid_post_resumes_rest_and_reports_uncertain(
         statuses = Counter(s.scalars(select(Delivery.status)).all())
     # the post in flight at the kill is reported, not resent
     assert statuses == {DeliveryStatus.SENT: 15, DeliveryStatus.UNCERTAIN: 5}
-    assert run_rows(world.app) == [(AS_OF, runs.SENT)]
+    assert run_rows(world.app) == [(AS_OF, RunOutcome.SENT)]
 
 
 def test_two_schedulers_at_once_send_one_edition_once(
@@ -299,7 +300,7 @@ def test_two_schedulers_at_once_send_one_edition_once(
     for t in threads:
         t.join(120)
     assert addresses(box) == Counter({f"reader{i}@example.net": 1 for i in range(40)})
-    assert run_rows(world.app) == [(AS_OF, runs.SENT)]
+    assert run_rows(world.app) == [(AS_OF, RunOutcome.SENT)]
     with world.app.sessions() as s:
         assert s.scalar(select(func.count()).select_from(Edition)) == 1
         jobs = s.execute(select(func.count()).select_from(_jobs_table())).scalar()
@@ -389,4 +390,88 @@ def test_schedule_overview_lists_next_runs_and_last_outcome(
         "2026-11-30T08:00:00+00:00",
         "2026-12-03T08:00:00+00:00",
     ]
-    assert row["last_run"]["outcome"] == runs.MISSED
+    assert row["last_run"]["outcome"] == RunOutcome.MISSED
+
+
+def test_a_run_due_while_the_last_is_still_sending_is_recorded_missed(
+    db_url: str, tmp_path: Path, time_machine: TimeMachineFixture, schedulers: Any
+) -> None:
+    """APScheduler refuses a second instance of the newsletter's job; the run that fell
+    due is recorded as missed (the job is known by its arguments, not its id)."""
+    world = make_world(db_url, tmp_path, readers=2)
+    box = MemoryMailbox()
+    in_post, release = threading.Event(), threading.Event()
+
+    def slow(post: Post) -> list[Any]:
+        in_post.set()
+        release.wait(120)
+        return MemoryBackend(box).deliver(post)
+
+    box.script.append(slow)
+    time_machine.move_to(SUNDAY)
+    scheduler = schedulers(world.app, box)
+    time_machine.move_to(AS_OF + timedelta(seconds=5))
+    first = threading.Thread(target=scheduler.tick)
+    first.start()
+    try:
+        assert in_post.wait(120), "the first run never posted"
+        time_machine.move_to(AS_OF + timedelta(days=7, seconds=5))
+        scheduler._process_due_jobs()  # the next Monday falls due mid-send
+    finally:
+        release.set()
+        first.join(120)
+    scheduler.tick()
+    assert run_rows(world.app) == [
+        (AS_OF, RunOutcome.SENT),
+        (AS_OF + timedelta(days=7), RunOutcome.MISSED),
+    ]
+    with world.app.sessions() as s:
+        detail = s.scalars(select(SchedulerRun.detail).order_by(SchedulerRun.id)).all()[-1]
+    assert detail.startswith("skipped: the previous run was still in progress; not sent late")
+    assert len(box.sent) == 2
+
+
+def test_a_run_in_progress_names_its_owner_and_is_not_taken_twice(
+    db_url: str, tmp_path: Path
+) -> None:
+    from digest.delivery import ledger
+    from digest.errors import ScheduleError
+
+    world = make_world(db_url, tmp_path, readers=1)
+    owner = ledger.owner_id()  # this process: alive
+    run_id = runs.claim_run(world.app, "weekly", AS_OF, owner)
+    assert run_id is not None
+    with world.app.sessions() as s:
+        run = s.get(SchedulerRun, run_id)
+        assert run is not None
+        assert (run.outcome, run.owner) == (RunOutcome.RUNNING, owner)
+    assert runs.claim_run(world.app, "weekly", AS_OF, "another:1:x") is None
+    box = MemoryMailbox()
+    ctx = runs.RunContext(world.app, backend_factory=lambda: MemoryBackend(box))
+    with pytest.raises(ScheduleError, match=f"is in progress \\(running on {owner}\\)"):
+        runs.run_edition(ctx, "weekly", AS_OF, manual=True)
+    assert not box.sent
+
+
+def test_every_send_outcome_is_recorded_as_a_run_outcome() -> None:
+    from digest.config import NewsletterConfig
+    from digest.delivery.registry import BackendChoice
+    from digest.sender import SendOutcome, SendResult
+
+    nl = NewsletterConfig(name="weekly", title="W", list="weekly", sender="news@example.org")
+    expected = {
+        SendOutcome.SENT: RunOutcome.SENT,
+        SendOutcome.ENQUEUED: RunOutcome.SENT,
+        SendOutcome.PAUSED: RunOutcome.PAUSED,
+        SendOutcome.STOPPED: RunOutcome.STOPPED,
+        SendOutcome.NO_ARTICLES: RunOutcome.SKIPPED,
+        SendOutcome.NO_READERS: RunOutcome.SKIPPED,
+        SendOutcome.ALL_SKIPPED: RunOutcome.SKIPPED,
+        SendOutcome.ALREADY_DELIVERED: RunOutcome.SKIPPED,
+        SendOutcome.DRY_RUN: RunOutcome.SKIPPED,
+    }
+    assert dict(runs.RUN_OUTCOMES) == expected
+    for outcome in SendOutcome:
+        report = SendResult("weekly", "2026-W47", outcome, BackendChoice("outbox", "test"), 1)
+        recorded, detail = runs.describe(nl, report)
+        assert recorded is expected[outcome] and detail

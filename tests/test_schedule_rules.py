@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from digest.config import load_config
 from digest.errors import ConfigError
-from digest.scheduling.rules import DAY_NAMES, fire_times, parse_schedule, trigger_for
+from digest.schedule_rules import DAY_NAMES, fire_times, parse_schedule, trigger_for
 
 LONDON = ZoneInfo("Europe/London")
 

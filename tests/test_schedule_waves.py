@@ -22,13 +22,12 @@ from time_machine import TimeMachineFixture
 from digest.cli import cli
 from digest.config import NewsletterConfig
 from digest.delivery.memory import MemoryBackend, MemoryMailbox
+from digest.delivery.waves import WavePlanner
 from digest.models import Delivery, DeliveryBatch, Edition, EditionStatus, SchedulerRun
-from digest.scheduling.waves import WavePlanner
-from digest.send import send_edition
 from digest.worker import run_worker
 from subscribers.models import Subscriber
 from subscribers.service import add_subscriber
-from tests.support.world import AS_OF, World, make_world
+from tests.support.world import AS_OF, World, make_world, send
 from tests.test_schedule import SUNDAY, configure, scheduler_pool
 
 NEW_YORK = AS_OF + timedelta(hours=5)  # 08:00 EST
@@ -70,7 +69,7 @@ def test_each_readers_batch_waits_for_their_local_hour(
     world = local_world(db_url, tmp_path)
     box = MemoryMailbox()
     time_machine.move_to(AS_OF + timedelta(seconds=5))
-    report = send_edition(world.app, "weekly", AS_OF, backend_factory=lambda: MemoryBackend(box))
+    report = send(world.app, backend_factory=lambda: MemoryBackend(box))
     assert received(box) == _zones("london", "nozone", "tokyo")
     assert report.waiting == 4 and report.next_wave == NEW_YORK
     with world.app.sessions() as s:
@@ -98,7 +97,7 @@ def test_each_readers_batch_waits_for_their_local_hour(
 
     # `digest send` run again at Los Angeles's hour finishes the one edition
     time_machine.move_to(LOS_ANGELES + timedelta(seconds=5))
-    again = send_edition(world.app, "weekly", AS_OF, backend_factory=lambda: MemoryBackend(box))
+    again = send(world.app, backend_factory=lambda: MemoryBackend(box))
     assert again.sent_now == 2 and again.waiting == 0 and again.next_wave is None
     assert received(box) == _zones(*ZONES)
     with world.app.sessions() as s:
@@ -143,7 +142,7 @@ def test_waves_of_a_hand_sent_edition_are_picked_up_by_the_scheduler(
     world = local_world(db_url, tmp_path)
     box = MemoryMailbox()
     time_machine.move_to(AS_OF + timedelta(seconds=5))
-    send_edition(world.app, "weekly", AS_OF, backend_factory=lambda: MemoryBackend(box))
+    send(world.app, backend_factory=lambda: MemoryBackend(box))
     time_machine.move_to(AS_OF + timedelta(hours=1))
     scheduler = schedulers(world.app, box)
     scheduler.tick()  # its sweep finds the edition's waves and books them
@@ -159,7 +158,7 @@ def test_without_local_time_everyone_gets_it_at_once(
     world = local_world(db_url, tmp_path, local_time=False)
     box = MemoryMailbox()
     time_machine.move_to(AS_OF + timedelta(seconds=5))
-    report = send_edition(world.app, "weekly", AS_OF, backend_factory=lambda: MemoryBackend(box))
+    report = send(world.app, backend_factory=lambda: MemoryBackend(box))
     assert report.waiting == 0 and received(box) == _zones(*ZONES)
 
 

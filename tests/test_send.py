@@ -1,4 +1,4 @@
-"""digest.send: editions created once, planned once, delivered once, on both databases."""
+"""digest.sender: editions created once, planned once, delivered once, on both databases."""
 
 from __future__ import annotations
 
@@ -9,17 +9,19 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from digest.delivery.backends import PermanentError, RecipientResult, RetryableError
-from digest.delivery.base import SendOptions
+from digest.delivery.base import PermanentError, RecipientResult, RetryableError
+from digest.delivery.ledger import DeliveryCounts
+from digest.delivery.loop import SendOptions
 from digest.delivery.memory import MemoryBackend, MemoryMailbox
 from digest.delivery.message import Post
 from digest.models import Delivery, DeliveryStatus, Edition, EditionStatus, Variant
 from digest.personalize import unfilled
-from digest.send import NO_SECTIONS, send_edition
+from digest.plan import NO_SECTIONS
+from digest.sender import SendOutcome
 from subscribers.models import Subscriber, SuppressionReason
 from subscribers.service import unsubscribe
 from subscribers.suppression import suppress
-from tests.support.world import AS_OF, add_readers, make_world
+from tests.support.world import add_readers, make_world, send
 
 FAST = SendOptions(backoff_base=0.0, backoff_cap=0.0, pause_after=3)
 
@@ -27,16 +29,14 @@ FAST = SendOptions(backoff_base=0.0, backoff_cap=0.0, pause_after=3)
 def _send(world, mailbox=None, **kw):  # type: ignore[no-untyped-def]
     box = mailbox or MemoryMailbox()
     kw.setdefault("options", FAST)
-    report = send_edition(
-        world.app, "weekly", AS_OF, backend_factory=lambda: MemoryBackend(box), **kw
-    )
+    report = send(world.app, backend_factory=lambda: MemoryBackend(box), **kw)
     return report, box
 
 
 def test_outbox_writes_one_rfc5322_message_per_reader(db_url: str, tmp_path: Path) -> None:
     world = make_world(db_url, tmp_path, readers=3)
-    report = send_edition(world.app, "weekly", AS_OF, backend="outbox")
-    assert report.created and report.counts["sent"] == 3 and report.recipients == 3
+    report = send(world.app, backend="outbox")
+    assert report.created and report.counts.sent == 3 and report.recipients == 3
     files = sorted(world.outbox.rglob("*.eml"))
     assert len(files) == 3
     for path in files:
@@ -65,7 +65,7 @@ def test_running_again_sends_nothing_new(db_url: str, tmp_path: Path) -> None:
     first, box = _send(world)
     assert first.sent_now == 4 and len(box.sent) == 4
     again, box2 = _send(world)
-    assert again.nothing_new and again.sent_now == 0 and not box2.sent
+    assert again.outcome is SendOutcome.ALREADY_DELIVERED and again.sent_now == 0 and not box2.sent
     assert again.edition_id == first.edition_id
     with world.app.session() as s:
         assert s.scalar(select(func.count()).select_from(Edition)) == 1
@@ -75,7 +75,8 @@ def test_running_again_sends_nothing_new(db_url: str, tmp_path: Path) -> None:
 def test_no_articles_means_no_edition(db_url: str, tmp_path: Path) -> None:
     world = make_world(db_url, tmp_path, readers=2, articles_per_category=0)
     report, box = _send(world)
-    assert report.no_articles and not box.sent
+    assert report.outcome is SendOutcome.NO_ARTICLES and not box.sent
+    assert _send(world, dry_run=True)[0].outcome is SendOutcome.NO_ARTICLES
     with world.app.session() as s:
         assert s.scalar(select(func.count()).select_from(Edition)) == 0
 
@@ -86,7 +87,7 @@ def test_each_reader_gets_only_their_sections(db_url: str, tmp_path: Path) -> No
     add_readers(world.app, 1, categories=["Data", "Care"], prefix="two")
     add_readers(world.app, 1, prefix="all")
     report, box = _send(world)
-    assert report.counts["sent"] == 4
+    assert report.counts.sent == 4
     by_to = {m["to"]: m for m in box.sent}
     data_only = by_to["data0@example.net"]["text"]
     assert "Data story 0" in data_only and "Policy story" not in data_only
@@ -110,7 +111,7 @@ def test_skipped_when_chosen_category_is_empty(db_url: str, tmp_path: Path) -> N
     add_readers(world.app, 1, prefix="all")
     report, box = _send(world)
     assert [m["to"] for m in box.sent] == ["all0@example.net"]
-    assert report.counts["skipped"] == 1
+    assert report.counts.skipped == 1
     assert report.skipped_reasons == {NO_SECTIONS: 1}
 
 
@@ -141,10 +142,8 @@ def test_unsubscribed_mid_send_gets_nothing_more(db_url: str, tmp_path: Path) ->
         return MemoryBackend(box).deliver(post)
 
     box.script.append(first_post_then_unsubscribe_last)
-    report = send_edition(
+    report = send(
         world.app,
-        "weekly",
-        AS_OF,
         backend_factory=lambda: MemoryBackend(box, max_recipients=2),
         batch_size=2,
         options=FAST,
@@ -154,7 +153,7 @@ def test_unsubscribed_mid_send_gets_nothing_more(db_url: str, tmp_path: Path) ->
         "reader1@example.net",
         "reader2@example.net",
     ]
-    assert report.counts["sent"] == 3 and report.counts["skipped"] == 1
+    assert report.counts.sent == 3 and report.counts.skipped == 1
 
 
 def test_permanent_error_records_provider_message(db_url: str, tmp_path: Path) -> None:
@@ -162,7 +161,7 @@ def test_permanent_error_records_provider_message(db_url: str, tmp_path: Path) -
     box = MemoryMailbox()
     box.script.append(PermanentError("SendGrid answered 400: bad things (field: from)"))
     report, _ = _send(world, box)
-    assert report.counts["failed"] == 2 and report.counts["sent"] == 0
+    assert report.counts.failed == 2 and report.counts.sent == 0
     with world.app.session() as s:
         reasons = set(s.scalars(select(Delivery.reason)))
     assert reasons == {"SendGrid answered 400: bad things (field: from)"}
@@ -173,7 +172,7 @@ def test_retryable_errors_are_retried_then_succeed(db_url: str, tmp_path: Path) 
     box = MemoryMailbox()
     box.script.extend([RetryableError("429", retry_after=0), RetryableError("503")])
     report, _ = _send(world, box)
-    assert report.counts["sent"] == 2 and box.posts == 3 and len(box.sent) == 2
+    assert report.counts.sent == 2 and box.posts == 3 and len(box.sent) == 2
 
 
 def test_pauses_after_consecutive_failures_and_resumes(db_url: str, tmp_path: Path) -> None:
@@ -182,29 +181,29 @@ def test_pauses_after_consecutive_failures_and_resumes(db_url: str, tmp_path: Pa
     box = MemoryMailbox()
     box.script.extend(RetryableError("503 down") for _ in range(100))
     options = SendOptions(backoff_base=0, backoff_cap=0, max_attempts=2, pause_after=2)
-    report = send_edition(
+    report = send(
         world.app,
-        "weekly",
-        AS_OF,
         backend_factory=lambda: MemoryBackend(box, 2),
         batch_size=2,
         options=options,
     )
-    assert report.paused and "503 down" in (report.pause_reason or "")
-    assert report.counts["sent"] == 0 and report.counts["pending"] == 6
-    assert report.counts["failed"] == 0
+    assert report.outcome is SendOutcome.PAUSED and "503 down" in (report.pause_reason or "")
+    assert report.counts.sent == 0 and report.counts.pending == 6
+    assert report.counts.failed == 0
     with world.app.session() as s:
         assert s.scalar(select(Edition.status)) == EditionStatus.PAUSED
     box.script.clear()
-    resumed = send_edition(
+    resumed = send(
         world.app,
-        "weekly",
-        AS_OF,
         backend_factory=lambda: MemoryBackend(box, 2),
         batch_size=2,
         options=options,
     )
-    assert not resumed.paused and resumed.counts["sent"] == 6 and len(box.sent) == 6
+    assert (
+        resumed.outcome is not SendOutcome.PAUSED
+        and resumed.counts.sent == 6
+        and len(box.sent) == 6
+    )
     assert len({m["to"] for m in box.sent}) == 6
 
 
@@ -219,7 +218,7 @@ def test_no_placeholder_reaches_a_reader(db_url: str, tmp_path: Path) -> None:
 def test_dry_run_writes_nothing(db_url: str, tmp_path: Path) -> None:
     world = make_world(db_url, tmp_path, readers=3)
     report, box = _send(world, dry_run=True)
-    assert report.dry_run and report.counts == {"pending": 3, "skipped": 0}
+    assert report.outcome is SendOutcome.DRY_RUN and report.counts == DeliveryCounts(pending=3)
     assert not box.sent
     with world.app.session() as s:
         assert s.scalar(select(func.count()).select_from(Edition)) == 0
@@ -254,10 +253,10 @@ def test_uncertain_deliveries_only_resent_on_request(db_url: str, tmp_path: Path
         assert edition is not None
         edition.status = EditionStatus.SENDING
     again, box2 = _send(world)
-    assert not box2.sent and again.counts["uncertain"] == 1
+    assert not box2.sent and again.counts.uncertain == 1
     resent, box3 = _send(world, resend_uncertain=True)
     assert [m["to"] for m in box3.sent] == ["reader0@example.net"]
-    assert resent.counts["uncertain"] == 0 and resent.counts["sent"] == 3
+    assert resent.counts.uncertain == 0 and resent.counts.sent == 3
 
 
 @pytest.mark.parametrize("concurrency", [1, 3])
@@ -266,17 +265,15 @@ def test_concurrent_threads_send_each_reader_once(
 ) -> None:
     world = make_world(db_url, tmp_path, readers=40)
     box = MemoryMailbox()
-    report = send_edition(
+    report = send(
         world.app,
-        "weekly",
-        AS_OF,
         backend_factory=lambda: MemoryBackend(box, 3),
         batch_size=5,
         options=SendOptions(concurrency=concurrency),
     )
     addresses = [m["to"] for m in box.sent]
     assert len(addresses) == 40 and len(set(addresses)) == 40
-    assert report.counts["sent"] == 40
+    assert report.counts.sent == 40
 
 
 def test_send_test_copies_are_marked_and_outside_the_ledger(
@@ -302,7 +299,10 @@ def test_send_test_copies_are_marked_and_outside_the_ledger(
         ],
     )
     assert out.exit_code == 0, out.output
-    assert out.output.count("Test copy sent to") == 2
+    # the outbox writes files: the output says so, and why the outbox was used
+    assert out.output.count("Test copy written for") == 2 and "Test copy sent" not in out.output
+    assert out.output.startswith("backend: outbox (the default: DIGEST_BACKEND is unset")
+    assert "Not emailed: the outbox keeps each message as a file." in out.output
     files = sorted(world.outbox.rglob("*.eml"))
     assert len(files) == 2
     msg = email.message_from_bytes(files[0].read_bytes(), policy=email.policy.default)
@@ -332,7 +332,7 @@ def test_sqlite_without_json_functions_plans_the_same_ledger(
                 .where(Subscriber.email == "reader1@example.net")
                 .values(categories=["Nothing we publish"])
             )
-        send_edition(world.app, "weekly", AS_OF, enqueue=True, batch_size=2)
+        send(world.app, enqueue=True, batch_size=2)
         with world.app.session() as s:
             return [
                 tuple(r)
@@ -404,3 +404,61 @@ def test_cli_editions_list_and_show(db_url: str, tmp_path: Path, monkeypatch) ->
     assert "Failed: 1 × 550 no such user" in text.output
     table = runner.invoke(cli, ["editions", "list"])
     assert table.exit_code == 0 and "│ 1  │" in table.output
+
+
+def test_an_edition_with_nobody_to_go_to(db_url: str, tmp_path: Path) -> None:
+    world = make_world(db_url, tmp_path, readers=0)
+    report, box = _send(world)
+    assert report.outcome is SendOutcome.NO_READERS and report.created and not box.sent
+
+
+def test_an_edition_whose_readers_are_all_skipped(db_url: str, tmp_path: Path) -> None:
+    world = make_world(db_url, tmp_path)
+    add_readers(world.app, 2, categories=["Nothing we publish"])
+    report, box = _send(world)
+    assert report.outcome is SendOutcome.ALL_SKIPPED and report.counts.skipped == 2
+    assert not box.sent
+
+
+def test_queued_stopped_sent_then_already_delivered(db_url: str, tmp_path: Path) -> None:
+    """What a send did is one SendOutcome, and its JSON (``--json``) says it too."""
+    import json
+    import threading
+
+    world = make_world(db_url, tmp_path, readers=3)
+    queued = send(world.app, enqueue=True)
+    assert queued.outcome is SendOutcome.ENQUEUED and queued.enqueued == 3
+    stop = threading.Event()
+    stop.set()  # SIGTERM before the first post
+    halted, box = _send(world, cancel=stop)
+    assert halted.outcome is SendOutcome.STOPPED and halted.sent_now == 0 and not box.sent
+    done, box = _send(world)
+    assert done.outcome is SendOutcome.SENT and done.sent_now == 3 and len(box.sent) == 3
+    again, _ = _send(world)
+    assert again.outcome is SendOutcome.ALREADY_DELIVERED
+    data = json.loads(json.dumps(again.to_dict()))
+    assert data["outcome"] == "already_delivered" and data["nothing_new"] is True
+    assert data["paused"] is False and data["stopped"] is False
+    assert data["counts"] == {
+        "pending": 0,
+        "sending": 0,
+        "sent": 3,
+        "failed": 0,
+        "skipped": 0,
+        "uncertain": 0,
+    }
+    assert data["recipients"] == 3 and data["edition_id"] == done.edition_id
+
+
+def test_the_send_loop_is_built_in_one_place() -> None:
+    """Only the Sender builds a SendLoop: `digest send`, the scheduler, workers and the
+    benchmark all go through it."""
+    import ast
+
+    root = Path(__file__).resolve().parent.parent
+    builders = []
+    for path in [*root.joinpath("digest").rglob("*.py"), *root.joinpath("bench").rglob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "SendLoop":
+                builders.append(str(path.relative_to(root)))
+    assert builders == ["digest/sender.py"]

@@ -13,7 +13,6 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from digest.models import Delivery, Edition, Event
-from digest.send import send_edition
 from subscribers.db import utcnow
 from subscribers.models import Segment, Status, Subscriber, Suppression
 from subscribers.service import add_subscriber, find_subscriber
@@ -26,7 +25,7 @@ from tests.support.web import (
     sign_in,
     web_world,
 )
-from tests.support.world import AS_OF, World, add_readers
+from tests.support.world import World, add_readers, send
 
 sqlite_template = support.sqlite_template
 fast_db_url = support.fast_db_url
@@ -422,8 +421,8 @@ def add_event(session: Session, edition_id: int, kind: str, email: str, n: int) 
 
 def test_editions_show_delivery_and_engagement_counts(world: World) -> None:
     emails = add_readers(world.app, 4)
-    report = send_edition(world.app, "weekly", AS_OF, backend="outbox")
-    assert report.counts["sent"] == 4
+    report = send(world.app, backend="outbox")
+    assert report.counts.sent == 4
     with world.app.session() as s:
         edition_id = s.scalars(select(Edition.id)).one()
         for e in emails:

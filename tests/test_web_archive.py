@@ -9,10 +9,9 @@ import pytest
 from sqlalchemy import select
 
 from digest.models import Edition, EditionStatus, Variant
-from digest.send import send_edition
 from tests.support import web as support
 from tests.support.web import client_for, web_world
-from tests.support.world import AS_OF, World, add_readers
+from tests.support.world import World, add_readers, send
 
 sqlite_template = support.sqlite_template
 fast_db_url = support.fast_db_url
@@ -26,8 +25,8 @@ def sent(fast_db_url: str, tmp_path: Path) -> World:
     world = web_world(fast_db_url, tmp_path)
     add_readers(world.app, 1)
     add_readers(world.app, 1, start=1, categories=["Data"])
-    report = send_edition(world.app, "weekly", AS_OF, backend="outbox")
-    assert report.counts["sent"] == 2
+    report = send(world.app, backend="outbox")
+    assert report.counts.sent == 2
     return world
 
 

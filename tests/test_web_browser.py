@@ -25,13 +25,12 @@ from sqlalchemy import select
 
 from digest.cli.web import bind
 from digest.models import Edition, Event
-from digest.send import send_edition
 from digest.web import WebOptions, create_app
 from subscribers.service import find_subscriber
 from tests.support import web as support
 from tests.support.browser import ARGS, CHROMIUM, MISSING
 from tests.support.web import PASSWORD, link_path, outbox_messages, text_of, web_world
-from tests.support.world import AS_OF, World
+from tests.support.world import AS_OF, World, send
 
 pytestmark = pytest.mark.browser
 
@@ -184,7 +183,9 @@ def test_an_editor_previews_and_the_page_reloads_when_a_template_is_saved(
         page.get_by_text("Data (2 articles)").wait_for()
         page.get_by_label("Send to").fill("editor@example.org")
         page.get_by_role("button", name="Send test copy").click()
-        page.get_by_text("Test copy sent to editor@example.org.").wait_for()
+        page.get_by_text(
+            "Test copy for editor@example.org written to a file, not emailed"
+        ).wait_for()
         tab.check_and_shoot("preview-test-sent")
     (message,) = outbox_messages(world)
     assert message["Subject"].startswith("[TEST] ")
@@ -283,7 +284,7 @@ def test_an_admin_imports_a_csv_and_builds_a_segment(
         page.get_by_text("2 subscribers found.").wait_for()
         tab.check_and_shoot("admin-subscribers")
 
-        send_edition(world.app, "weekly", AS_OF, backend="outbox")
+        send(world.app, backend="outbox")
         with world.app.session() as s:
             edition_id = s.scalars(select(Edition.id)).one()
             for n, (kind, email) in enumerate(

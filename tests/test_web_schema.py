@@ -16,14 +16,13 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import positive_data_acceptance
 from starlette.testclient import TestClient
 
-from digest.send import send_edition
 from digest.web import create_app
 from digest.web.security import CSRF_HEADER
 from subscribers.segments import create_segment
 from subscribers.service import add_subscriber
 from tests.support import web as support
 from tests.support.web import page_csrf, sign_in, web_world
-from tests.support.world import AS_OF, add_readers
+from tests.support.world import add_readers, send
 
 #: Generated requests per operation: enough to reach the edge cases, quick enough to run always.
 EXAMPLES = 25
@@ -48,7 +47,7 @@ def signed_in(fast_db_url: str, tmp_path: Path) -> Iterator[SignedIn]:
     with world.app.session() as s:
         add_subscriber(s, "x@example.org", "weekly", attributes={"sector": "health"})
         create_segment(s, "weekly", "health", {"attr": "sector", "equals": "health"})
-    send_edition(world.app, "weekly", AS_OF, backend="outbox")
+    send(world.app, backend="outbox")
     web = create_app(world.app, open_preview=True)
     with TestClient(web, base_url="https://testserver", follow_redirects=False) as client:
         sign_in(client)

@@ -11,19 +11,18 @@ from sqlalchemy import select, update
 
 from digest.cli import cli
 from digest.delivery import ledger
-from digest.delivery.base import SendOptions
+from digest.delivery.loop import SendOptions
 from digest.delivery.memory import MemoryBackend, MemoryMailbox
 from digest.models import Delivery, DeliveryBatch, DeliveryStatus, Edition, EditionStatus
-from digest.send import send_edition
 from digest.worker import run_worker
 from subscribers.db import utcnow
-from tests.support.world import AS_OF, bulk_readers, make_world
+from tests.support.world import bulk_readers, make_world, send
 
 
 def _enqueue(world, readers: int, batch_size: int = 10):  # type: ignore[no-untyped-def]
     bulk_readers(world.app, readers)
-    report = send_edition(world.app, "weekly", AS_OF, enqueue=True, batch_size=batch_size)
-    assert report.enqueued == readers and report.counts["pending"] == readers
+    report = send(world.app, enqueue=True, batch_size=batch_size)
+    assert report.enqueued == readers and report.counts.pending == readers
     return report
 
 

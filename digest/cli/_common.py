@@ -12,8 +12,8 @@ from rich.console import Console
 
 from digest.app import App
 from digest.config import NewsletterConfig
-from digest.delivery.base import SendOptions
-from digest.delivery.factory import BACKENDS, backend_class
+from digest.delivery.loop import SendOptions
+from digest.delivery.registry import BackendChoice, backend_class, names, resolve_backend
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -55,9 +55,15 @@ def as_of_option(f: F) -> F:
 #: ``--backend`` for every command that delivers.
 backend_option = click.option(
     "--backend",
-    type=click.Choice(BACKENDS),
-    help="Where to deliver (default: DIGEST_BACKEND, itself 'outbox').",
+    type=click.Choice(names()),
+    help="Where to deliver (default: DIGEST_BACKEND; if unset, the provider whose settings "
+    "are filled in, else 'outbox').",
 )
+
+
+def choose_backend(app: App, backend: str | None) -> BackendChoice:
+    """The backend ``--backend`` (or, without it, the settings) selects, and why."""
+    return resolve_backend(app.settings, backend, requested_by="--backend")
 
 
 concurrency_option = click.option(
@@ -72,10 +78,11 @@ rate_option = click.option(
 
 
 def send_options(
-    backend: str, concurrency: int | None, rate: float | None, **more: Any
+    backend: str | BackendChoice, concurrency: int | None, rate: float | None, **more: Any
 ) -> SendOptions:
     """The send loop's options from --concurrency and --rate (and ``more``)."""
-    threads = concurrency or backend_class(backend).concurrency
+    name = backend.name if isinstance(backend, BackendChoice) else backend
+    threads = concurrency or backend_class(name).concurrency
     return SendOptions(concurrency=threads, rate=rate, **more)
 
 
@@ -100,6 +107,7 @@ __all__ = [
     "App",
     "as_of_option",
     "backend_option",
+    "choose_backend",
     "concurrency_option",
     "console",
     "json_option",

@@ -14,6 +14,7 @@ from digest.cli._common import (
     App,
     as_of_option,
     backend_option,
+    choose_backend,
     concurrency_option,
     console,
     err_console,
@@ -24,7 +25,8 @@ from digest.cli._common import (
     rate_option,
     send_options,
 )
-from digest.scheduling.runs import PAUSED, STOPPED, RunContext, run_edition
+from digest.models import RunOutcome
+from digest.scheduling.runs import RunContext, run_edition
 from digest.scheduling.service import DigestScheduler, overview
 from digest.signals import graceful_stop
 
@@ -59,10 +61,10 @@ def scheduler(
     logging.basicConfig(
         level=app.settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    name = backend or app.settings.backend
+    choice = choose_backend(app, backend)
     stop = threading.Event()
     service = DigestScheduler(
-        app, backend=name, options=send_options(name, concurrency, rate), stop=stop
+        app, backend=choice, options=send_options(choice, concurrency, rate), stop=stop
     )
 
     def on_signal(_signum: int) -> None:
@@ -73,7 +75,7 @@ def scheduler(
         service.start()
         err_console.print(
             f"scheduler: started with {len(app.config.newsletters)} newsletter(s), "
-            f"backend {name}; SIGTERM or Ctrl-C stops it"
+            f"backend {choice}; SIGTERM or Ctrl-C stops it"
         )
         if once:
             service.tick()
@@ -177,10 +179,10 @@ def schedule_run(
     """
     nl = app.config.newsletter(newsletter)
     when = parse_as_of(as_of, nl.zone)
-    name = backend or app.settings.backend
+    choice = choose_backend(app, backend)
     cancel = threading.Event()
-    options = send_options(name, concurrency, rate)
-    ctx = RunContext(app, cancel=cancel, backend=name, options=options)
+    options = send_options(choice, concurrency, rate)
+    ctx = RunContext(app, cancel=cancel, backend=choice, options=options)
 
     def on_signal(_signum: int) -> None:
         err_console.print("stopping after the message in hand…")
@@ -191,8 +193,9 @@ def schedule_run(
         print_json(result.to_dict())
     else:
         console.print(f"[bold]{nl.name}[/bold] run due {_short(when.isoformat(), nl.zone)}")
+        console.print(f"backend: {choice}")
         console.print(f"{result.outcome}: {result.detail}")  # the detail names waiting waves
-    if result.outcome in (STOPPED, PAUSED):
+    if result.outcome in (RunOutcome.STOPPED, RunOutcome.PAUSED):
         raise SystemExit(3)
 
 

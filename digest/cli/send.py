@@ -13,6 +13,7 @@ from digest.cli._common import (
     App,
     as_of_option,
     backend_option,
+    choose_backend,
     concurrency_option,
     console,
     err_console,
@@ -25,9 +26,11 @@ from digest.cli._common import (
     send_options,
 )
 from digest.delivery import ledger
-from digest.delivery.base import Progress as SendProgress
+from digest.delivery.loop import Progress as SendProgress
+from digest.editions import require_edition
 from digest.models import Delivery, DeliveryStatus, Edition
-from digest.send import SendReport, require_edition, send_edition
+from digest.sender import Sender, SendOutcome, SendResult
+from digest.sendtest import editor_addresses
 from digest.sendtest import send_test as send_test_copies
 from digest.signals import graceful_stop
 from digest.stats import edition_stats
@@ -80,8 +83,7 @@ def send(
     """
     nl = newsletter_to_compose(app, newsletter)
     when = parse_as_of(as_of, nl.zone)
-    name = backend or app.settings.backend
-    options = send_options(name, concurrency, rate)
+    choice = choose_backend(app, backend)
     quiet = as_json or not console.is_terminal
     bar = Progress(
         TextColumn("[bold]sending"),
@@ -94,7 +96,7 @@ def send(
     )
     task = bar.add_task("send", total=None)
 
-    def on_progress(p: SendProgress, total: int) -> None:
+    def on_progress(p: SendProgress, total: int | None) -> None:
         bar.update(task, total=total, completed=p.sent + p.failed + p.skipped)
 
     cancel = threading.Event()
@@ -102,82 +104,96 @@ def send(
     def on_signal(_signum: int) -> None:
         err_console.print("stopping after the message in hand…")
 
+    sender = Sender(
+        app,
+        choice,
+        options=send_options(choice, concurrency, rate),
+        cancel=cancel,
+        on_progress=on_progress,
+    )
     with bar, graceful_stop(cancel, on_signal):
-        report = send_edition(
-            app,
-            newsletter,
+        result = sender.send(
+            nl.name,
             when,
-            backend=name,
             segment=segment,
             dry_run=dry_run,
             resend_uncertain=resend_uncertain,
-            options=options,
-            on_progress=on_progress,
             enqueue=enqueue,
-            cancel=cancel,
         )
     if as_json:
-        print_json(report.to_dict())
+        print_json(result.to_dict())
     else:
-        _print_report(report)
-    if report.paused or report.stopped:
+        _print_result(result)
+    if result.outcome in (SendOutcome.PAUSED, SendOutcome.STOPPED):
         raise SystemExit(3)
 
 
-def _print_report(r: SendReport) -> None:
-    head = f"{r.newsletter} {r.period}"
-    if r.no_articles:
-        console.print(f"{head}: no new articles this period; nothing to send.")
-        return
-    if r.dry_run:
-        console.print(f"[bold]{head}[/bold] (dry run: nothing written or sent)")
-    elif r.enqueued:
-        console.print(
-            f"[bold]{head}[/bold]: edition {r.edition_id} planned; {r.enqueued} deliveries "
-            "queued for `digest worker`."
-        )
-    elif r.nothing_new:
-        console.print(
-            f"[bold]{head}[/bold]: edition {r.edition_id} has nothing left to send "
-            "(already delivered); nothing new sent."
-        )
-    else:
-        verb = "created" if r.created else "resumed"
-        console.print(f"[bold]{head}[/bold]: edition {r.edition_id} {verb}, backend {r.backend}")
+def _print_result(r: SendResult) -> None:
+    head = f"[bold]{r.newsletter} {r.period}[/bold]"
+    edition = f"edition {r.edition_id}"
+    match r.outcome:
+        case SendOutcome.NO_ARTICLES:
+            console.print(
+                f"{r.newsletter} {r.period}: no new articles this period; nothing to send."
+            )
+            return
+        case SendOutcome.DRY_RUN:
+            console.print(f"{head} (dry run: nothing written or sent)")
+        case SendOutcome.ENQUEUED:
+            console.print(
+                f"{head}: {edition} planned; {r.enqueued} deliveries queued for `digest worker`."
+            )
+        case SendOutcome.NO_READERS:
+            console.print(f"{head}: {edition} has nobody to go to (no active readers on the list).")
+        case SendOutcome.ALL_SKIPPED:
+            console.print(
+                f"{head}: {edition} has nothing to send (every reader skipped); nothing new sent."
+            )
+        case SendOutcome.ALREADY_DELIVERED:
+            console.print(
+                f"{head}: {edition} has nothing left to send (already delivered); nothing new sent."
+            )
+        case SendOutcome.SENT | SendOutcome.PAUSED | SendOutcome.STOPPED:
+            console.print(f"{head}: {edition} {'created' if r.created else 'resumed'}")
+    if r.outcome is not SendOutcome.ENQUEUED:
+        console.print(f"backend: {r.backend}")
+    dry = r.outcome is SendOutcome.DRY_RUN
+    c = r.counts
     table = Table(show_header=False, box=None)
     table.add_row("recipients", str(r.recipients))
-    if r.dry_run:
-        table.add_row("would send", str(r.counts.get("pending", 0)))
+    if dry:
+        table.add_row("would send", str(c.pending))
     else:
-        table.add_row("sent", f"{r.counts.get('sent', 0)} ({r.sent_now} in this run)")
-        table.add_row("failed", str(r.counts.get("failed", 0)))
-        table.add_row("pending", str(r.counts.get("pending", 0) + r.counts.get("sending", 0)))
-        table.add_row("uncertain", str(r.counts.get("uncertain", 0)))
-    table.add_row("skipped", str(r.counts.get("skipped", 0)))
+        table.add_row("sent", f"{c.sent} ({r.sent_now} in this run)")
+        table.add_row("failed", str(c.failed))
+        table.add_row("pending", str(c.outstanding))
+        table.add_row("uncertain", str(c.uncertain))
+    table.add_row("skipped", str(c.skipped))
     for reason, count in r.skipped_reasons.items():
         table.add_row("", f"{count} × {reason}")
     variants = ", ".join(f"{k} ({n})" for k, n in r.variants.items())
     table.add_row("variants", variants or "-")
-    if not r.dry_run:
+    if not dry:
         table.add_row("time", f"{r.elapsed:.1f}s")
     console.print(table)
-    uncertain = r.counts.get("uncertain", 0)
-    if uncertain and not r.dry_run:
+    if dry:
+        return
+    if c.uncertain:
         console.print(
-            f"[yellow]{uncertain} message(s) were handed over without an answer (in flight "
+            f"[yellow]{c.uncertain} message(s) were handed over without an answer (in flight "
             "when a run stopped, or the provider went silent): they may or may not have gone "
             f"out. See `digest editions show {r.edition_id}`; resend them with "
             "--resend-uncertain.[/yellow]"
         )
-    if r.waiting and r.next_wave is not None and not r.dry_run:
+    if r.waiting and r.next_wave is not None:
         console.print(
             f"{r.waiting} deliveries scheduled for later waves (readers' local time), next at "
             f"{r.next_wave:%Y-%m-%d %H:%M} UTC: a running `digest scheduler` or `digest worker` "
             "sends each wave when it falls due (or run this command again then)."
         )
-    if r.stopped:
+    if r.outcome is SendOutcome.STOPPED:
         console.print("[yellow]Stopped on request; run the same command again to resume.[/yellow]")
-    if r.paused:
+    if r.outcome is SendOutcome.PAUSED:
         console.print(
             f"[red]Paused: {r.pause_reason}[/red]\nFix the cause, then run the same command "
             "again to resume where it stopped."
@@ -201,12 +217,19 @@ def send_test(
         digest send-test weekly --to editor@example.org,chief@example.org
     """
     nl = newsletter_to_compose(app, newsletter)
-    addresses = [a.strip() for a in to.split(",") if a.strip()]
-    sent = send_test_copies(
-        app, nl, addresses, parse_as_of(as_of, nl.zone), variant=variant, backend=backend
+    addresses = editor_addresses([a.strip() for a in to.split(",") if a.strip()])
+    choice = choose_backend(app, backend)
+    click.echo(f"backend: {choice}")
+    copies = send_test_copies(
+        app, nl, addresses, parse_as_of(as_of, nl.zone), variant=variant, backend=choice
     )
-    for address, where in sent:
-        click.echo(f"Test copy sent to {address} ({where})")
+    for line in copies.lines():
+        click.echo(line)
+    if not copies.emailed:
+        click.echo(
+            "Not emailed: the outbox keeps each message as a file. Give --backend smtp or "
+            "sendgrid (or set DIGEST_BACKEND) to email test copies."
+        )
 
 
 @click.group()

@@ -11,6 +11,7 @@ import click
 from digest.cli._common import (
     App,
     backend_option,
+    choose_backend,
     concurrency_option,
     err_console,
     pass_app,
@@ -68,6 +69,8 @@ def worker(
     logging.basicConfig(
         level=app.settings.log_level, format="%(asctime)s %(levelname)s %(message)s"
     )
+    choice = choose_backend(app, backend)
+    err_console.print(f"worker: backend {choice}")
     stop = threading.Event()
 
     def on_signal(_signum: int) -> None:
@@ -76,13 +79,8 @@ def worker(
     with graceful_stop(stop, on_signal):
         stats = run_worker(
             app,
-            backend,
-            options=send_options(
-                backend or app.settings.backend,
-                concurrency,
-                rate,
-                lease=timedelta(seconds=lease),
-            ),
+            choice,
+            options=send_options(choice, concurrency, rate, lease=timedelta(seconds=lease)),
             poll=poll,
             once=once,
             stop=stop,

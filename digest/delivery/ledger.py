@@ -15,7 +15,7 @@ import os
 import socket
 import sqlite3
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -38,7 +38,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
-from digest.delivery.backends import RecipientResult
+from digest.delivery.base import RecipientResult
 from digest.models import (
     BatchStatus,
     Delivery,
@@ -600,6 +600,36 @@ def settle_edition(sessions: sessionmaker[Session], edition_id: int) -> EditionS
         return edition.status
 
 
+@dataclass(frozen=True)
+class DeliveryCounts:
+    """An edition's deliveries by status."""
+
+    pending: int = 0
+    sending: int = 0
+    sent: int = 0
+    failed: int = 0
+    skipped: int = 0
+    uncertain: int = 0
+
+    @classmethod
+    def of(cls, statuses: Mapping[str, int]) -> DeliveryCounts:
+        """From ``{status: count}`` (missing statuses count 0)."""
+        return cls(**{s.value: int(statuses.get(s.value, 0)) for s in DeliveryStatus})
+
+    @property
+    def total(self) -> int:
+        """Every reader the edition was planned for."""
+        return sum(self.to_dict().values())
+
+    @property
+    def outstanding(self) -> int:
+        """Not settled yet: pending, or in flight."""
+        return self.pending + self.sending
+
+    def to_dict(self) -> dict[str, int]:
+        return {s.value: getattr(self, s.value) for s in DeliveryStatus}
+
+
 @dataclass
 class Tally:
     """An edition's deliveries counted by status (every status present), by reason for
@@ -609,6 +639,10 @@ class Tally:
     failed_reasons: dict[str, int]
     skipped_reasons: dict[str, int]
     per_variant: dict[int, int]
+
+    @property
+    def counts(self) -> DeliveryCounts:
+        return DeliveryCounts.of(self.statuses)
 
 
 def edition_tally(session: Session, edition_id: int) -> Tally:

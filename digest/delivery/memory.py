@@ -13,10 +13,12 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import ClassVar, Self
 
-from digest.delivery.backends import Backend, RecipientResult
+from digest.config import Settings
+from digest.delivery.base import Backend, RecipientResult
 from digest.delivery.message import Post, build_mime
+from digest.errors import ConfigError
 
 Behaviour = BaseException | Callable[[Post], list[RecipientResult]]
 
@@ -33,11 +35,18 @@ class MemoryBackend(Backend):
     name = "memory"
     max_recipients: ClassVar[int] = 1000
     batch_size: ClassVar[int] = 1000
+    emails: ClassVar[bool] = False
 
     def __init__(self, mailbox: MemoryMailbox, max_recipients: int | None = None) -> None:
         self.mailbox = mailbox
         if max_recipients is not None:
             self.max_recipients = max_recipients  # type: ignore[misc]
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Self:
+        raise ConfigError(
+            "the memory backend is for tests: build it with a MemoryMailbox, not from settings"
+        )
 
     def send(self, post: Post) -> list[RecipientResult]:
         with self.mailbox.lock:

@@ -6,8 +6,10 @@ import os
 import re
 import tempfile
 from pathlib import Path
+from typing import Self
 
-from digest.delivery.backends import Backend, FatalError, RecipientResult
+from digest.config import Settings
+from digest.delivery.base import Backend, FatalError, RecipientResult
 from digest.delivery.message import Post, UnsendableAddress, build_mime
 
 
@@ -15,9 +17,15 @@ class OutboxBackend(Backend):
     name = "outbox"
     max_recipients = 1
     batch_size = 100
+    emails = False
 
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Self:
+        """From ``DIGEST_OUTBOX_DIR``."""
+        return cls(settings.outbox_dir)
 
     def open(self) -> None:
         try:

@@ -12,12 +12,13 @@ import http.client
 import json
 import urllib.error
 from email.utils import parseaddr
-from typing import Any
+from typing import Any, Self
 
 from python_http_client import exceptions as http_errors
 from sendgrid import SendGridAPIClient
 
-from digest.delivery.backends import (
+from digest.config import Settings
+from digest.delivery.base import (
     AmbiguousError,
     Backend,
     FatalError,
@@ -126,6 +127,17 @@ class SendGridBackend(Backend):
         # python_http_client passes the timeout on to each request it builds.
         self.client.client.timeout = timeout
         self.host = host
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Self:
+        """From ``SENDGRID_API_KEY``, ``DIGEST_SENDGRID_API_HOST`` and ``DIGEST_HTTP_TIMEOUT``."""
+        key = settings.sendgrid_api_key.get_secret_value() if settings.sendgrid_api_key else None
+        return cls(key, settings.sendgrid_api_host, timeout=settings.http_timeout)
+
+    @classmethod
+    def configured_by(cls, settings: Settings) -> str | None:
+        key = settings.sendgrid_api_key
+        return "SENDGRID_API_KEY" if key is not None and key.get_secret_value() else None
 
     def send(self, post: Post) -> list[RecipientResult]:
         refused: list[RecipientResult] = []

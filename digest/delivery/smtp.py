@@ -14,9 +14,11 @@ import contextlib
 import smtplib
 import ssl
 from dataclasses import dataclass
+from typing import Self
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from digest.delivery.backends import (
+from digest.config import Settings
+from digest.delivery.base import (
     AmbiguousError,
     Backend,
     FatalError,
@@ -87,6 +89,15 @@ class SMTPBackend(Backend):
     def __init__(self, settings: SMTPSettings) -> None:
         self.settings = settings
         self._conn: smtplib.SMTP | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Self:
+        """From ``DIGEST_SMTP_URL``."""
+        return cls(parse_smtp_url(settings.smtp_url))
+
+    @classmethod
+    def configured_by(cls, settings: Settings) -> str | None:
+        return "DIGEST_SMTP_URL" if settings.smtp_url else None
 
     # -- connection -------------------------------------------------------
     def _context(self) -> ssl.SSLContext:

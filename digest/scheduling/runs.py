@@ -7,11 +7,9 @@ the work once; the other logs that the slot is taken.  Even without the claim
 an edition is unique per period and every delivery is claimed batch by batch,
 so nobody is mailed twice.
 
-Outcomes recorded: ``sent``, ``skipped`` (no new articles, or already
-delivered), ``missed`` (due while no scheduler ran, beyond the grace time; not
-sent late), ``stopped`` (SIGTERM/SIGINT mid-run; resumed at the next start),
-``interrupted`` (the scheduler running it died; resumed likewise), ``paused``
-(too many delivery failures) and ``failed`` (an error, in ``detail``).
+What a run records is a :class:`~digest.models.RunOutcome`; the send's own
+:class:`~digest.sender.SendOutcome` becomes one through :data:`RUN_OUTCOMES`.
+Sending goes through the one :class:`~digest.sender.Sender`.
 """
 
 from __future__ import annotations
@@ -19,9 +17,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cached_property
+from types import MappingProxyType
 from typing import Any
 
 from sqlalchemy import select, text
@@ -30,36 +30,42 @@ from sqlalchemy.orm import Session
 from digest.app import App
 from digest.collect import period_for
 from digest.config import NewsletterConfig
-from digest.delivery import ledger
-from digest.delivery.backends import Backend
-from digest.delivery.base import SendLoop, SendOptions
-from digest.delivery.factory import make_backend
+from digest.delivery import ledger, waves
+from digest.delivery.base import Backend
+from digest.delivery.loop import SendOptions
+from digest.delivery.registry import BackendChoice
+from digest.editions import find_edition
 from digest.errors import DigestError, ScheduleError
 from digest.ingest import IngestReport, ingest
-from digest.models import EditionStatus, SchedulerRun
-from digest.scheduling import waves
-from digest.scheduling.rules import fire_times, trigger_for
-from digest.send import Editions, SendReport, find_edition, send_edition
+from digest.models import EditionStatus, RunOutcome, SchedulerRun
+from digest.schedule_rules import fire_times, trigger_for
+from digest.sender import Sender, SendOutcome, SendResult
 from subscribers.db import utcnow
 from subscribers.errors import SubscribersError
 
 log = logging.getLogger(__name__)
 
-RUNNING = "running"
-SENT = "sent"
-SKIPPED = "skipped"
-MISSED = "missed"
-STOPPED = "stopped"
-INTERRUPTED = "interrupted"
-PAUSED = "paused"
-FAILED = "failed"
 #: Runs that the next scheduler start takes up again.
-RESUMABLE = frozenset({STOPPED, INTERRUPTED})
+RESUMABLE = frozenset({RunOutcome.STOPPED, RunOutcome.INTERRUPTED})
 #: A run still marked running after this long is taken to be dead (any host).
 STALE_RUN = timedelta(hours=12)
-_OWNER_PREFIX = "running on "
 #: Problems a user fixes (bad config, missing list, …): logged as one line, no traceback.
 USER_ERRORS = (DigestError, SubscribersError)
+
+#: What a scheduled run records for each outcome of its send.
+RUN_OUTCOMES: Mapping[SendOutcome, RunOutcome] = MappingProxyType(
+    {
+        SendOutcome.SENT: RunOutcome.SENT,
+        SendOutcome.ENQUEUED: RunOutcome.SENT,
+        SendOutcome.PAUSED: RunOutcome.PAUSED,
+        SendOutcome.STOPPED: RunOutcome.STOPPED,
+        SendOutcome.NO_ARTICLES: RunOutcome.SKIPPED,
+        SendOutcome.NO_READERS: RunOutcome.SKIPPED,
+        SendOutcome.ALL_SKIPPED: RunOutcome.SKIPPED,
+        SendOutcome.ALREADY_DELIVERED: RunOutcome.SKIPPED,
+        SendOutcome.DRY_RUN: RunOutcome.SKIPPED,
+    }
+)
 
 
 @dataclass
@@ -69,35 +75,43 @@ class RunContext:
     app: App
     #: Set on SIGTERM/SIGINT: the send finishes the message in hand and stops.
     cancel: threading.Event = field(default_factory=threading.Event)
-    backend: str | None = None
+    backend: str | BackendChoice | None = None
     backend_factory: Callable[[], Backend] | None = None
     options: SendOptions | None = None
     owner: str = field(default_factory=ledger.owner_id)
     #: Told (newsletter, edition id, wave times) when an edition has later waves.
     on_waves: Callable[[str, int, list[datetime]], None] | None = None
 
-    def make_backend(self) -> Backend:
-        if self.backend_factory is not None:
-            return self.backend_factory()
-        return make_backend(self.backend or self.app.settings.backend, self.app.settings)
+    @cached_property
+    def sender(self) -> Sender:
+        """The sender every run and wave of this context goes through."""
+        return Sender(
+            self.app,
+            self.backend,
+            options=self.options,
+            cancel=self.cancel,
+            backend_factory=self.backend_factory,
+        )
 
 
 @dataclass
 class RunResult:
+    """What one scheduled run did."""
+
     newsletter: str
     scheduled_for: datetime
     #: None when another scheduler holds the slot (nothing was done here).
-    outcome: str | None
+    outcome: RunOutcome | None
     detail: str
     run_id: int | None = None
-    report: SendReport | None = None
+    report: SendResult | None = None
     ingested: IngestReport | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "newsletter": self.newsletter,
             "scheduled_for": self.scheduled_for.isoformat(),
-            "outcome": self.outcome,
+            "outcome": self.outcome.value if self.outcome else None,
             "detail": self.detail,
             "run_id": self.run_id,
             "send": self.report.to_dict() if self.report else None,
@@ -126,18 +140,12 @@ def _slot(session: Session, newsletter: str, scheduled_for: datetime) -> Schedul
     ).first()
 
 
-def run_owner(run: SchedulerRun) -> str | None:
-    """Who holds a running run (host:pid), from its detail."""
-    if run.outcome == RUNNING and run.detail.startswith(_OWNER_PREFIX):
-        return run.detail[len(_OWNER_PREFIX) :]
-    return None
-
-
 def _is_dead(run: SchedulerRun, now: datetime) -> bool:
+    """True when a running run's scheduler is gone: a process of this host that no
+    longer runs, or (any host) a run started longer ago than :data:`STALE_RUN`."""
     if run.started_at is not None and now - run.started_at > STALE_RUN:
         return True
-    owner = run_owner(run)
-    return owner is not None and ledger.owner_is_dead(owner)
+    return run.owner is not None and ledger.owner_is_dead(run.owner)
 
 
 def claim_run(
@@ -156,24 +164,26 @@ def claim_run(
         if run is None:
             run = SchedulerRun(newsletter=newsletter, scheduled_for=scheduled_for)
             s.add(run)
-        elif run.outcome == RUNNING and not _is_dead(run, now):
+        elif run.outcome == RunOutcome.RUNNING and not _is_dead(run, now):
             if manual:
                 raise ScheduleError(
                     f"{newsletter}: the run for {scheduled_for:%Y-%m-%d %H:%M} UTC is in progress "
-                    f"({run.detail}); wait for it to finish, or stop that scheduler first"
+                    f"(running on {run.owner or 'an unknown host'}); wait for it to finish, or "
+                    "stop that scheduler first"
                 )
             return None
-        elif not (manual or run.outcome in RESUMABLE or run.outcome == RUNNING):
+        elif not (manual or run.outcome in RESUMABLE or run.outcome == RunOutcome.RUNNING):
             return None
-        run.outcome = RUNNING
+        run.outcome = RunOutcome.RUNNING
+        run.owner = owner
         run.started_at = now
         run.finished_at = None
-        run.detail = f"{_OWNER_PREFIX}{owner}"
+        run.detail = "in progress"
         s.flush()
         return run.id
 
 
-def finish_run(app: App, run_id: int, outcome: str, detail: str) -> None:
+def finish_run(app: App, run_id: int, outcome: RunOutcome, detail: str) -> None:
     with app.session() as s:
         run = s.get(SchedulerRun, run_id)
         if run is not None:
@@ -193,7 +203,7 @@ def record_missed(app: App, newsletter: str, scheduled_for: datetime, detail: st
                 newsletter=newsletter,
                 scheduled_for=scheduled_for,
                 finished_at=utcnow(),
-                outcome=MISSED,
+                outcome=RunOutcome.MISSED,
                 detail=detail,
             )
         )
@@ -250,27 +260,20 @@ def run_edition(
             "%s: the run due %s is taken by another scheduler", nl.name, local(nl, scheduled_for)
         )
         return RunResult(nl.name, scheduled_for, None, "handled by another scheduler")
-    result = RunResult(nl.name, scheduled_for, RUNNING, "", run_id)
+    result = RunResult(nl.name, scheduled_for, RunOutcome.RUNNING, "", run_id)
     log.info("%s: run due %s started", nl.name, local(nl, scheduled_for))
     try:
         if not ctx.cancel.is_set():  # a stop may come while the run waited for a thread
             result.ingested = _ingest(app, nl)
         if ctx.cancel.is_set():
-            result.outcome, result.detail = STOPPED, "stopped before sending; resumed at next start"
+            result.outcome = RunOutcome.STOPPED
+            result.detail = "stopped before sending; resumed at next start"
         else:
-            result.report = send_edition(
-                app,
-                nl.name,
-                scheduled_for,
-                backend=ctx.backend,
-                options=ctx.options,
-                backend_factory=ctx.backend_factory,
-                cancel=ctx.cancel,
-            )
+            result.report = ctx.sender.send(nl.name, scheduled_for)
             result.outcome, result.detail = describe(nl, result.report, result.ingested)
     except Exception as exc:
-        result.outcome, result.detail = FAILED, _one_line(exc)
-        finish_run(app, run_id, FAILED, result.detail)
+        result.outcome, result.detail = RunOutcome.FAILED, _one_line(exc)
+        finish_run(app, run_id, RunOutcome.FAILED, result.detail)
         if manual:
             raise  # the command line shows it
         if isinstance(exc, USER_ERRORS):
@@ -279,7 +282,11 @@ def run_edition(
             log.exception("%s: run due %s failed", nl.name, local(nl, scheduled_for))
         return result
     finish_run(app, run_id, result.outcome, result.detail)
-    level = logging.WARNING if result.outcome in (STOPPED, PAUSED) else logging.INFO
+    level = (
+        logging.WARNING
+        if result.outcome in (RunOutcome.STOPPED, RunOutcome.PAUSED)
+        else logging.INFO
+    )
     log.log(
         level,
         "%s: run due %s %s: %s",
@@ -297,60 +304,65 @@ def run_edition(
 
 
 def describe(
-    newsletter: NewsletterConfig, report: SendReport, ingested: IngestReport | None = None
-) -> tuple[str, str]:
-    """(outcome, one-line detail) for a send report."""
+    newsletter: NewsletterConfig, report: SendResult, ingested: IngestReport | None = None
+) -> tuple[RunOutcome, str]:
+    """(what the run records, one line on what its send did)."""
     edition = f"edition {report.edition_id} ({report.period})"
-    if report.no_articles:
-        return SKIPPED, f"no new articles for {report.period}; nothing to send"
-    if report.paused:
-        return PAUSED, (
-            f"{edition} paused: {report.pause_reason}; fix the cause, then "
-            f"`digest send {newsletter.name}` resumes it"
-        )
-    if report.stopped:
-        return STOPPED, f"{edition} stopped after {report.sent_now} sent; resumed at next start"
-    if report.nothing_new and report.recipients == 0:
-        return SKIPPED, f"{edition}: nobody to send it to (no active readers on the list)"
-    if report.nothing_new and report.created:
-        return SKIPPED, f"{edition}: nothing to send ({report.counts.get('skipped', 0)} skipped)"
-    if report.nothing_new:
-        return SKIPPED, f"{edition} was already delivered"
     counts = report.counts
-    parts = [
-        f"{edition}: {report.sent_now} sent now ({counts.get('sent', 0)} in all)",
-        f"{counts.get('failed', 0)} failed",
-        f"{counts.get('skipped', 0)} skipped",
-    ]
-    if counts.get("uncertain"):
-        parts.append(f"{counts['uncertain']} uncertain")
-    if report.waiting and report.next_wave is not None:
-        parts.append(
-            f"{report.waiting} waiting for local-time waves, next at "
-            f"{report.next_wave:%Y-%m-%d %H:%M} UTC"
-        )
-    if ingested is not None and ingested.errors:
-        parts.append(f"{len(ingested.errors)} of {len(ingested.results)} sources failed to load")
-    return SENT, "; ".join(parts)
+    match report.outcome:
+        case SendOutcome.NO_ARTICLES:
+            detail = f"no new articles for {report.period}; nothing to send"
+        case SendOutcome.PAUSED:
+            detail = (
+                f"{edition} paused: {report.pause_reason}; fix the cause, then "
+                f"`digest send {newsletter.name}` resumes it"
+            )
+        case SendOutcome.STOPPED:
+            detail = f"{edition} stopped after {report.sent_now} sent; resumed at next start"
+        case SendOutcome.NO_READERS:
+            detail = f"{edition}: nobody to send it to (no active readers on the list)"
+        case SendOutcome.ALL_SKIPPED:
+            detail = f"{edition}: nothing to send ({counts.skipped} skipped)"
+        case SendOutcome.ALREADY_DELIVERED:
+            detail = f"{edition} was already delivered"
+        case SendOutcome.DRY_RUN:
+            detail = f"{edition}: a dry run; nothing written or sent"
+        case SendOutcome.SENT | SendOutcome.ENQUEUED:
+            parts = [
+                f"{edition}: {report.sent_now} sent now ({counts.sent} in all)",
+                f"{counts.failed} failed",
+                f"{counts.skipped} skipped",
+            ]
+            if counts.uncertain:
+                parts.append(f"{counts.uncertain} uncertain")
+            if report.enqueued:
+                parts.append(f"{report.enqueued} queued for `digest worker`")
+            if report.waiting and report.next_wave is not None:
+                parts.append(
+                    f"{report.waiting} waiting for local-time waves, next at "
+                    f"{report.next_wave:%Y-%m-%d %H:%M} UTC"
+                )
+            if ingested is not None and ingested.errors:
+                parts.append(
+                    f"{len(ingested.errors)} of {len(ingested.results)} sources failed to load"
+                )
+            detail = "; ".join(parts)
+    return RUN_OUTCOMES[report.outcome], detail
 
 
 def resume_edition(ctx: RunContext, edition_id: int) -> tuple[int, list[datetime]]:
     """Send whatever of an edition is due now; (sent, times of the waves still waiting).
 
     Idempotent: only pending, due batches of a planned or sending edition are claimed
-    (:func:`ledger.claim_batch` sees to that), each by one sender.
+    (:func:`ledger.claim_batch` sees to that), each by one sender; a paused edition
+    stays paused.
     """
-    app = ctx.app
-    ledger.recover_stale(app.sessions, edition_id)
-    loop = SendLoop(app.sessions, ctx.make_backend, Editions(app), ctx.options, cancel=ctx.cancel)
-    result = loop.run(edition_id)
-    sent = result.progress.sent
-    if result.paused:
-        log.warning("edition %s paused: %s", edition_id, result.reason)
-    ledger.settle_edition(app.sessions, edition_id)
-    with app.sessions() as s:
+    done = ctx.sender.deliver(edition_id)
+    if done.paused:
+        log.warning("edition %s paused: %s", edition_id, done.pause_reason)
+    with ctx.app.sessions() as s:
         later = waves.future_waves(s, edition_id, utcnow())
-    return sent, later
+    return done.sent, later
 
 
 def sweep(ctx: RunContext) -> int:
@@ -406,9 +418,9 @@ def runs_to_resume(app: App, grace: timedelta) -> list[tuple[str, datetime]]:
             nl = app.config.newsletters.get(name)
             if nl is None:
                 continue
-            if run.outcome == RUNNING and _is_dead(run, now):
-                run.outcome = INTERRUPTED
-                run.detail = f"the scheduler running it ({run_owner(run) or 'unknown'}) stopped"
+            if run.outcome == RunOutcome.RUNNING and _is_dead(run, now):
+                run.outcome = RunOutcome.INTERRUPTED
+                run.detail = f"the scheduler running it ({run.owner or 'unknown'}) stopped"
                 run.finished_at = now
             if run.outcome not in RESUMABLE or not is_fire_time(nl, run.scheduled_for):
                 continue
@@ -438,14 +450,7 @@ def _one_line(exc: BaseException) -> str:
 
 
 __all__ = [
-    "FAILED",
-    "INTERRUPTED",
-    "MISSED",
-    "PAUSED",
-    "RUNNING",
-    "SENT",
-    "SKIPPED",
-    "STOPPED",
+    "RUN_OUTCOMES",
     "RunContext",
     "RunResult",
     "claim_run",

@@ -2,7 +2,7 @@
 
 Jobs (ids are stable, so a restart or a second scheduler replaces, never adds):
 
-* ``digest:NAME`` — one per newsletter: a :class:`~digest.scheduling.rules.LocalCronTrigger`
+* ``digest:NAME`` — one per newsletter: a :class:`~digest.schedule_rules.LocalCronTrigger`
   in the newsletter's timezone; ``coalesce=True``, ``max_instances=1`` and
   ``misfire_grace_time`` = ``DIGEST_SCHEDULER_MISFIRE_GRACE``.  A run missed by
   more than that is logged and recorded as ``missed``, never sent late.
@@ -24,6 +24,10 @@ Runs execute on :class:`RunExecutor`, an APScheduler executor that calls each
 job as ``func(*args, call=JobCall(context, due_time))`` and applies the grace
 time itself.  Time comes from ``datetime.now`` only (APScheduler's and ours), so a
 test moves the whole process's clock (time-machine) and calls :meth:`tick`.
+
+Only APScheduler's public API is used (plus the hooks it documents for custom
+executors and job stores), except in :meth:`DigestScheduler._process_due_jobs`,
+which says why.
 """
 
 from __future__ import annotations
@@ -59,16 +63,20 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from digest.app import App
 from digest.config import NewsletterConfig
-from digest.delivery.backends import Backend
-from digest.delivery.base import SendOptions
+from digest.delivery import waves
+from digest.delivery.base import Backend
+from digest.delivery.loop import SendOptions
+from digest.delivery.registry import BackendChoice
 from digest.errors import ScheduleError
-from digest.scheduling import runs, waves
-from digest.scheduling.rules import fire_times, same_trigger, trigger_for
+from digest.schedule_rules import fire_times, same_trigger, trigger_for
+from digest.scheduling import runs
 from subscribers.db import utcnow
 
 log = logging.getLogger(__name__)
 
 JOB_TABLE = "apscheduler_jobs"
+#: The one job store's (and executor's) alias.
+ALIAS = "default"
 PREFIX = "digest:"
 SWEEP_ID = "digest::sweep"
 SWEEP_EVERY = timedelta(minutes=5)
@@ -133,6 +141,24 @@ def sweep_job(*, call: JobCall | None = None) -> int:
     return runs.sweep(_required(call).context)
 
 
+def newsletter_of(job: Job) -> str | None:
+    """The newsletter a job belongs to (its first argument), or None (the sweep)."""
+    if job.func in (edition_job, wave_job) and job.args:
+        return str(job.args[0])
+    return None
+
+
+def due_times(trigger: Any, first: datetime | None, now: datetime) -> list[datetime]:
+    """The fire times from ``first`` up to ``now`` (both included), from the trigger's
+    public ``get_next_fire_time``: the slots that fell due while nothing ran."""
+    times: list[datetime] = []
+    fire = first
+    while fire is not None and fire <= now:
+        times.append(fire)
+        fire = trigger.get_next_fire_time(fire, now)
+    return times
+
+
 # ---------------------------------------------------------------------------
 # APScheduler parts
 
@@ -159,7 +185,9 @@ class RunExecutor(BaseExecutor):
     """Runs jobs on a thread pool as ``func(*args, **kwargs, call=JobCall(context, due))``.
 
     A run later than its job's ``misfire_grace_time`` is not started: the
-    context's ``on_missed`` hears of it instead.
+    context's ``on_missed`` hears of it instead.  ``_do_submit_job``,
+    ``_run_job_success`` and ``_run_job_error`` are the hooks APScheduler's
+    ``BaseExecutor`` defines for its subclasses (each built-in executor uses them).
     """
 
     def __init__(
@@ -167,10 +195,13 @@ class RunExecutor(BaseExecutor):
         context: runs.RunContext,
         on_missed: Callable[[Job, datetime, timedelta], None],
         workers: int = 4,
+        jobstore: str = ALIAS,
     ) -> None:
         super().__init__()
         self.context = context
         self.on_missed = on_missed
+        #: The store this executor's jobs come from (for the events it reports).
+        self.jobstore = jobstore
         self._pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="digest-run")
         self._futures: set[Future[list[JobExecutionEvent]]] = set()
         self._futures_lock = threading.Lock()
@@ -183,7 +214,7 @@ class RunExecutor(BaseExecutor):
 
     def _run(self, job: Job, run_times: list[datetime]) -> list[JobExecutionEvent]:
         events: list[JobExecutionEvent] = []
-        alias = job._jobstore_alias
+        alias = self.jobstore
         for run_time in run_times:
             late = utcnow() - run_time
             grace = job.misfire_grace_time
@@ -246,7 +277,7 @@ class DigestScheduler(BaseScheduler):
         self,
         app: App,
         *,
-        backend: str | None = None,
+        backend: str | BackendChoice | None = None,
         backend_factory: Callable[[], Backend] | None = None,
         options: SendOptions | None = None,
         stop: threading.Event | None = None,
@@ -273,14 +304,15 @@ class DigestScheduler(BaseScheduler):
                 "misfire_grace_time": self.grace,
             },
         )
-        self.executor = RunExecutor(self.context, self._missed, workers)
-        self.add_executor(self.executor, "default")
-        self.add_jobstore(DatabaseJobStore(app.engine), "default")
+        self.executor = RunExecutor(self.context, self._missed, workers, ALIAS)
+        self.add_executor(self.executor, ALIAS)
+        self.add_jobstore(DatabaseJobStore(app.engine), ALIAS)
         self.add_listener(self._max_instances, EVENT_JOB_MAX_INSTANCES)
 
     # -- lifecycle ---------------------------------------------------------
     def start(self, paused: bool = False) -> None:
         """Write the jobs (replacing stale ones), plan recovery, then start processing."""
+        log.info("sending through backend %s", self.context.sender.backend)
         super().start(paused=True)
         self.sync_jobs()
         self._resume_unfinished()
@@ -303,9 +335,22 @@ class DigestScheduler(BaseScheduler):
     def wakeup(self) -> None:
         self._wake.set()
 
+    def _process_due_jobs(self) -> float | None:
+        """Submit every job due now; seconds until the next one is due (None: no job).
+
+        The one use of APScheduler's private API.  ``_process_jobs`` is the round
+        its own schedulers run in their main loops (``BlockingScheduler``,
+        ``BackgroundScheduler``); APScheduler 3 has no public call for "process
+        what is due now, once", which :meth:`tick` needs (tests and ``--once``
+        drive the scheduler at chosen instants) and :meth:`serve` uses so that a
+        stop request (SIGTERM) is handled by our loop, in the main thread.
+        """
+        wait_seconds: float | None = self._process_jobs()
+        return wait_seconds
+
     def tick(self) -> float | None:
         """Run every job due now and wait for the runs; seconds until the next is due."""
-        wait_seconds = self._process_jobs()
+        wait_seconds = self._process_due_jobs()
         self.executor.join()
         return wait_seconds
 
@@ -313,7 +358,7 @@ class DigestScheduler(BaseScheduler):
         """Process jobs as they fall due until ``stop`` is set; then shut down cleanly."""
         try:
             while not self.stop_event.is_set():
-                wait_seconds = self._process_jobs()
+                wait_seconds = self._process_due_jobs()
                 timeout = MAX_SLEEP if wait_seconds is None else min(wait_seconds, MAX_SLEEP)
                 self._wake.wait(timeout)
                 self._wake.clear()
@@ -328,10 +373,8 @@ class DigestScheduler(BaseScheduler):
         now = utcnow()
         newsletters = self.app.config.newsletters
         for job in self.get_jobs():
-            if not job.id.startswith(PREFIX) or job.id == SWEEP_ID:
-                continue
-            name = job.id[len(PREFIX) :].split(":", 1)[0]
-            if name not in newsletters:
+            name = newsletter_of(job)
+            if name is not None and name not in newsletters:
                 self.remove_job(job.id)
                 log.info(
                     "removed job %s: newsletter %r is no longer in %s",
@@ -372,7 +415,7 @@ class DigestScheduler(BaseScheduler):
         coalescing folds away are recorded as missed (the last one is left to run)."""
         if job.next_run_time > now:
             return job.next_run_time
-        due: list[datetime] = job._get_run_times(now)
+        due = due_times(job.trigger, job.next_run_time, now)
         if not due:
             return job.next_run_time
         folded = due[:-1]
@@ -446,12 +489,15 @@ class DigestScheduler(BaseScheduler):
         log.warning("%s: the run due %s was %s; not sent late", nl.name, run_time, why)
 
     def _max_instances(self, event: SchedulerEvent) -> None:
-        if not isinstance(event, JobSubmissionEvent) or not event.job_id.startswith(PREFIX):
+        if not isinstance(event, JobSubmissionEvent):
             return
-        name = event.job_id[len(PREFIX) :]
+        job = self.get_job(event.job_id, event.jobstore)
+        if job is None or job.func is not edition_job or "original" in job.kwargs:
+            return  # waves and sweeps: the next one catches up
+        name = str(job.args[0])
         nl = self.app.config.newsletters.get(name)
         if nl is None:
-            return  # waves and sweeps: the next one catches up
+            return
         for run_time in event.scheduled_run_times:
             why = "skipped: the previous run was still in progress"
             runs.record_missed(self.app, name, run_time, runs.missed_detail(nl, run_time, why))
@@ -497,7 +543,8 @@ def overview(app: App, now: datetime | None = None, count: int = 3) -> list[dict
             if last is not None:
                 row["last_run"] = {
                     "scheduled_for": last.scheduled_for.isoformat(),
-                    "outcome": last.outcome,
+                    "outcome": last.outcome.value,
+                    "owner": last.owner,
                     "detail": last.detail,
                     "finished_at": last.finished_at.isoformat() if last.finished_at else None,
                 }
@@ -517,12 +564,15 @@ def overview(app: App, now: datetime | None = None, count: int = 3) -> list[dict
 
 
 __all__ = [
+    "ALIAS",
     "JOB_TABLE",
     "DatabaseJobStore",
     "DigestScheduler",
     "RunExecutor",
+    "due_times",
     "edition_job",
     "edition_job_id",
+    "newsletter_of",
     "overview",
     "sweep_job",
     "wave_job",

@@ -34,6 +34,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 
 from digest.config import NewsletterConfig
+from digest.delivery.registry import BackendChoice, resolve_backend
 from digest.errors import DigestError
 from digest.models import Edition
 from digest.sendtest import send_test
@@ -254,19 +255,23 @@ async def preview_send_test(request: Request) -> Response:
     if len(addresses) > MAX_TEST_ADDRESSES:
         flash(request, f"Send a test to at most {MAX_TEST_ADDRESSES} addresses at once.", "error")
         return RedirectResponse(back, status_code=303)
+    app = state(request).app
+    choice: BackendChoice | None = None
     try:
+        choice = resolve_backend(app.settings)
         preview = await get_preview(request, nl, day, variant)
         chosen = preview.variant
         which = (
             chosen.sections[0] if chosen.key != ALL and len(chosen.sections) == 1 else chosen.key
         )
         sent = await run_in_threadpool(
-            send_test, state(request).app, nl, addresses, as_of_time(day, nl), variant=which
+            send_test, app, nl, addresses, as_of_time(day, nl), variant=which, backend=choice
         )
     except DigestError as exc:
-        flash(request, f"The test copy was not sent: {exc}", "error")
+        through = f" (backend {choice})" if choice is not None else ""
+        flash(request, f"The test copy was not sent{through}: {exc}", "error")
         return RedirectResponse(back, status_code=303)
-    flash(request, "Test copy sent to " + ", ".join(a for a, _ in sent) + ".", "success")
+    flash(request, sent.summary(), "success" if sent.emailed else "info")
     return RedirectResponse(back, status_code=303)
 
 

@@ -28,12 +28,12 @@ from sqlalchemy.orm import Session
 
 from digest.app import App
 from digest.config import NewsletterConfig
-from digest.delivery.factory import make_backend
+from digest.delivery.envelopes import envelope
 from digest.delivery.message import Post, Recipient
+from digest.delivery.registry import resolve_backend
 from digest.errors import DeliveryError, NotFound
 from digest.models import Edition
 from digest.personalize import first_name, personal_links
-from digest.send import envelope
 from digest.templating import create_environment, mjml_to_html, render, translate, wrap_text
 from subscribers.errors import NotResubscribable, Suppressed
 from subscribers.lists import get_list
@@ -155,12 +155,12 @@ def send_confirmation(app: App, newsletter: NewsletterConfig, subscriber_id: int
         "web_url": app.settings.base_url.rstrip("/") + "/",  # no edition to show yet
     }
     recipient = Recipient(None, subscriber_id, email, name, fields)
-    backend = app.settings.backend
-    with make_backend(backend, app.settings) as sender:
+    choice = resolve_backend(app.settings)
+    with choice.backend_class.from_settings(app.settings) as sender:
         (result,) = sender.send(Post(env, [recipient]))
     if not result.ok:
-        raise DeliveryError(f"the confirmation email was refused by {backend}: {result.error}")
-    return result.provider_id or backend
+        raise DeliveryError(f"the confirmation email was refused by {choice}: {result.error}")
+    return f"{result.provider_id or choice.name}, backend {choice}"
 
 
 def send_confirmation_quietly(app: App, newsletter: NewsletterConfig, subscriber_id: int) -> None:

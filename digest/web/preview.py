@@ -32,9 +32,9 @@ from digest.app import App
 from digest.collect import Period, period_for
 from digest.compose import Composer, article_count, variant_key
 from digest.config import NewsletterConfig
+from digest.editions import period_collection
 from digest.errors import NotFound
 from digest.personalize import personalize, preview_fields
-from digest.send import period_collection
 from digest.web import lint
 from subscribers.errors import SubscribersError
 

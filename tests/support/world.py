@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from digest.app import App
+from digest.delivery.base import Backend
+from digest.delivery.loop import SendOptions
 from digest.models import Article
+from digest.sender import Sender, SendResult
 from subscribers.lists import create_list
 from subscribers.service import add_subscriber
 
@@ -149,3 +153,38 @@ def bulk_readers(app: App, count: int, *, prefix: str = "bulk") -> None:
                     for i in ids
                 ],
             )
+
+
+def send(
+    app: App,
+    newsletter: str = "weekly",
+    as_of: datetime = AS_OF,
+    *,
+    backend: str | None = None,
+    backend_factory: Callable[[], Backend] | None = None,
+    options: SendOptions | None = None,
+    batch_size: int | None = None,
+    cancel: threading.Event | None = None,
+    segment: str | None = None,
+    dry_run: bool = False,
+    resend_uncertain: bool = False,
+    enqueue: bool = False,
+) -> SendResult:
+    """What `digest send` does: a Sender built with the first group of keywords sends
+    ``newsletter`` for the period before ``as_of`` with the rest."""
+    sender = Sender(
+        app,
+        backend,
+        options=options,
+        cancel=cancel,
+        backend_factory=backend_factory,
+        batch_size=batch_size,
+    )
+    return sender.send(
+        newsletter,
+        as_of,
+        segment=segment,
+        dry_run=dry_run,
+        resend_uncertain=resend_uncertain,
+        enqueue=enqueue,
+    )
