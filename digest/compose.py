@@ -32,13 +32,14 @@ from typing import Any
 import jinja2
 
 from digest.collect import Collection
-from digest.config import NewsletterConfig, Settings, category_key
+from digest.config import DigestConfig, NewsletterConfig, Settings, category_key
 from digest.models import Article
 from digest.personalize import personalize, placeholders, preview_fields
 from digest.templating import (
     add_params,
     create_environment,
     day_format,
+    locale_warning,
     mjml_to_html,
     render,
     safe_url,
@@ -345,6 +346,15 @@ def _top_story(articles: list[ArticleView], first_section: list[ArticleView]) ->
     return max(first_section, key=lambda a: a.published)
 
 
+def config_warnings(config: DigestConfig, newsletter: NewsletterConfig) -> list[str]:
+    """What works in ``newsletter``'s configuration, but not as its author may expect
+    (a locale with no interface translation), one line each, naming the file and key."""
+    problem = locale_warning(newsletter.locale)
+    if problem is None:
+        return []
+    return [f"{config.path}: newsletters.{newsletter.name}.locale: {problem}"]
+
+
 __all__ = [
     "HTML_WARN_BYTES",
     "ArticleView",
@@ -354,6 +364,7 @@ __all__ = [
     "SectionView",
     "WrittenVariant",
     "article_count",
+    "config_warnings",
     "sections_for",
     "variant_key",
     "write_previews",

@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Iterable
-from dataclasses import dataclass
 from email.utils import parseaddr
 from functools import cached_property
 from pathlib import Path
@@ -265,17 +264,6 @@ class NewsletterConfig(BaseModel):
         return " ".join(label.split())
 
 
-@dataclass(frozen=True)
-class ConfigWarning:
-    """Something in ``digest.toml`` that works, but not as its author may expect."""
-
-    newsletter: str
-    message: str
-
-    def __str__(self) -> str:
-        return self.message
-
-
 class DigestConfig(BaseModel):
     """The whole ``digest.toml``."""
 
@@ -283,12 +271,6 @@ class DigestConfig(BaseModel):
 
     path: Path
     newsletters: dict[str, NewsletterConfig]
-    #: Found by :func:`load_config`; the commands that compose print them on stderr.
-    warnings: list[ConfigWarning] = Field(default_factory=list)
-
-    def warnings_for(self, newsletter: str) -> list[str]:
-        """The warnings about one newsletter, each one line."""
-        return [w.message for w in self.warnings if w.newsletter == newsletter]
 
     def newsletter(self, name: str) -> NewsletterConfig:
         try:
@@ -381,19 +363,7 @@ def load_config(path: Path | str) -> DigestConfig:
             raise ConfigError(_describe(path, f"newsletters.{name}", exc)) from None
         except TypeError as exc:  # e.g. a key repeated as 'name'
             raise ConfigError(f"{path}: newsletters.{name}: {exc}") from None
-    warnings = [w for nl in parsed.values() if (w := _locale_warning(path, nl)) is not None]
-    return DigestConfig(path=path, newsletters=parsed, warnings=warnings)
-
-
-def _locale_warning(path: Path, nl: NewsletterConfig) -> ConfigWarning | None:
-    """A warning when the interface words have no translation into ``nl.locale``."""
-    # Imported here: the catalogues belong to the templates, which need nothing from here.
-    from digest.templating.i18n import locale_warning
-
-    problem = locale_warning(nl.locale)
-    if problem is None:
-        return None
-    return ConfigWarning(nl.name, f"{path}: newsletters.{nl.name}.locale: {problem}")
+    return DigestConfig(path=path, newsletters=parsed)
 
 
 def _describe(path: Path, prefix: str, exc: ValidationError) -> str:

@@ -89,8 +89,10 @@ def send_options(
 def newsletter_to_compose(app: App, name: str) -> NewsletterConfig:
     """Newsletter ``name`` for a command that composes it; the config's warnings about
     it (a locale with no interface translation) go to stderr, one line each."""
+    from digest.compose import config_warnings  # loads the templates' machinery
+
     newsletter = app.config.newsletter(name)
-    for message in app.config.warnings_for(name):
+    for message in config_warnings(app.config, newsletter):
         click.echo(f"warning: {message}", err=True)
     return newsletter
 
