@@ -135,7 +135,8 @@ def test_subscriber_lifecycle(env: str) -> None:
     assert "--resubscribe" in refused.stderr
     # --resubscribe asks them to confirm; an admin cannot make them active again
     asked = run("subscribers", "add", "bob@example.org", "--list", "weekly", "--resubscribe")
-    assert "a confirmation email" in asked.output and "once they follow its link" in asked.output
+    assert "only they can come back: a confirmation email" in asked.output
+    assert "once they follow its link" in asked.output
     assert "unsubscribed" in run("subscribers", "show", "bob@example.org").output
     confirmations = list(Path("outbox").rglob("*.eml"))
     assert len(confirmations) == 1 and "bob@example.org" in confirmations[0].read_text()

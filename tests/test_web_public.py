@@ -467,3 +467,17 @@ def test_the_form_asks_a_reader_who_left_to_confirm_and_changes_nothing(world: W
         stale = client.post(confirm, data={"csrf": page_csrf(client, "/subscribe/weekly")})
     assert stale.status_code == 400 and "was not subscribed" in stale.text
     assert membership_status(world, "back@example.net") == "unsubscribed"
+
+
+def test_a_confirm_link_from_before_links_named_their_list_still_confirms(lite: World) -> None:
+    with lite.app.session() as s:
+        sid = add_subscriber(
+            s, "early@example.net", "weekly", method=ConsentMethod.FORM
+        ).subscriber.id
+    token = make_token(SECRET, sid, "confirm")  # no list in it
+    with client_for(lite) as client:
+        page = client.get(f"/c/{token}")
+        assert "The Weekly" in page.text
+        done = client.post(f"/c/{token}", data={"csrf": csrf_of(page.text)})
+    assert done.status_code == 200 and "you will receive The Weekly" in done.text
+    assert membership_status(lite, "early@example.net") == "active"

@@ -113,9 +113,10 @@ def subscribers_add(
         from digest.web.optin import send_confirmation
 
         where = send_confirmation(app, newsletter, sid)
+        left = f"left {list_name}" if added.membership else "unsubscribed from everything"
         click.echo(
-            f"{address} unsubscribed before ({list_name}: {state}); a confirmation email "
-            f"for {newsletter.title} went to them ({where}): they are back on {list_name} "
+            f"{address} {left} before, so only they can come back: a confirmation email "
+            f"for {newsletter.title} went to them ({where}); they are back on {list_name} "
             "once they follow its link (it lasts 7 days)"
         )
     elif added.created:

@@ -235,7 +235,7 @@ def confirm(
     if coming_back:
         subscriber.consent_method = ConsentMethod.FORM
         subscriber.consent_at = now
-        subscriber.consent_ip = (by.actor or None) and (by.actor or "")[:45]
+        subscriber.consent_ip = by.actor[:45] if by.actor else None
     subscriber.confirmed_at = subscriber.confirmed_at or now
     return [mlist.name]
 
