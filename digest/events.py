@@ -35,8 +35,9 @@ from sqlalchemy.orm import Session
 
 from digest.models import Delivery, Edition, Event
 from subscribers import service
+from subscribers.consent import By
 from subscribers.errors import SubscribersError
-from subscribers.models import Subscriber, SuppressionReason
+from subscribers.models import ConsentSource, Subscriber, SuppressionReason
 
 log = logging.getLogger(__name__)
 
@@ -201,14 +202,15 @@ def apply_effects(session: Session, event: ProviderEvent) -> None:
     detail = f"{event.provider} {event.type.value} {event.occurred_at:%Y-%m-%d %H:%M}Z"
     if event.reason:
         detail += f": {event.reason}"
+    by = By(ConsentSource.WEBHOOK, event.provider, detail)
     if event.type is EventType.BOUNCED and event.email:
-        service.suppress(session, event.email, SuppressionReason.HARD_BOUNCE, detail[:2000])
+        service.suppress(session, event.email, SuppressionReason.HARD_BOUNCE, detail[:2000], by=by)
     elif event.type is EventType.COMPLAINED and event.email:
-        service.suppress(session, event.email, SuppressionReason.SPAM_REPORT, detail[:2000])
+        service.suppress(session, event.email, SuppressionReason.SPAM_REPORT, detail[:2000], by=by)
     elif event.type is EventType.UNSUBSCRIBED:
         subscriber = _subscriber(session, event)
         if subscriber is not None:
-            service.unsubscribe(session, subscriber.id, None, reason=detail)
+            service.unsubscribe(session, subscriber.id, None, reason=detail, by=by)
         else:
             log.info("unsubscribe event %s matches no subscriber", event.provider_event_id)
 

@@ -13,24 +13,29 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from digest.models import Delivery, DeliveryStatus, Edition, Event
-from subscribers import service
+from subscribers import privacy, service
+from subscribers.consent import By
 from subscribers.validate import lookup_key
 
 
-def forget_person(session: Session, email: str) -> tuple[service.Forgotten, int]:
-    """Erase everything about ``email``: the subscriber (a hashed suppression entry
-    stays), and their address in delivery and event records.  Returns what
-    ``subscribers.service.forget`` reports and the number of ledger/event rows cleared."""
+def forget_person(
+    session: Session, email: str, *, by: By | None = None
+) -> tuple[privacy.Forgotten, int]:
+    """Erase everything about ``email``: the subscriber and their consent log (a hashed
+    suppression entry stays), and their address in delivery and event records.  Returns
+    what ``subscribers.privacy.forget`` reports and the number of ledger/event rows
+    cleared."""
     subscriber = service.find_subscriber(session, email)
     cleared = _erase_delivery_records(
         session, subscriber.id if subscriber else None, lookup_key(email)
     )
-    return service.forget(session, email), cleared
+    return privacy.forget(session, email, by=by), cleared
 
 
 def personal_data(session: Session, email: str) -> dict[str, Any]:
-    """Everything held about ``email``, as JSON-ready data (subject access request)."""
-    data = service.export_personal(session, email)
+    """Everything held about ``email``, as JSON-ready data (subject access request),
+    consent log included."""
+    data = privacy.export_personal(session, email)
     subscriber_id = data["subscriber"]["id"] if data["subscriber"] else None
     data.update(_delivery_records(session, subscriber_id, lookup_key(email)))
     return data

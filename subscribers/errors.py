@@ -43,8 +43,14 @@ class AlreadyExists(SubscribersError):
     """A list or segment with that name exists already."""
 
 
-class NotResubscribable(SubscribersError):
-    """The address unsubscribed (or bounced, or complained) and may not be added back silently."""
+class ConsentRefused(SubscribersError):
+    """A change of status that the consent state machine does not allow for its source
+    (see :mod:`subscribers.consent`)."""
+
+
+class NotResubscribable(ConsentRefused):
+    """The address unsubscribed (or bounced, or complained): only the reader can come
+    back, by confirming."""
 
 
 class CsvError(SubscribersError, ValueError):

@@ -14,9 +14,11 @@ Import format:
 Each data row ends up *imported* (new on the list), *updated* (on the list, something
 changed), *unchanged*, or *rejected* with its line number and reason: invalid address,
 duplicate in the file, suppressed, unsubscribed/bounced/complained before (an import
-never subscribes anyone again), unknown category, bad timezone.  Imports are the
-admin asserting consent: rows become active at once (pending members become active
-too) with consent method ``import``, also on double opt-in lists.
+never subscribes anyone again: only the reader can, by confirming), unknown category,
+bad timezone.  Imports are the admin asserting consent: rows become active at once
+(pending members become active too) with consent method ``import``, also on double
+opt-in lists.  Every status change goes through :mod:`subscribers.consent` (in bulk)
+and is in the consent log.
 
 Everything happens in the caller's transaction: bulk queries in chunks, no per-row
 round trips, nothing written on a dry run.
@@ -31,7 +33,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import re
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -39,12 +40,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, cast
 
-from sqlalchemy import Integer, Table, bindparam, insert, literal, select, update
-from sqlalchemy import text as sql_text
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from subscribers.db import UTCDateTime, in_values, utcnow
+from subscribers import consent
+from subscribers.consent import bulk
+from subscribers.db import in_values, utcnow
 from subscribers.errors import (
     CsvError,
     InvalidAddress,
@@ -55,7 +57,7 @@ from subscribers.errors import (
 )
 from subscribers.lists import get_list
 from subscribers.models import (
-    ConsentMethod,
+    ConsentSource,
     MailingList,
     Membership,
     Status,
@@ -259,6 +261,7 @@ def _parse_row(
     cells: list[str],
     header: list[str],
     known: Collection[str] | None,
+    everything: Collection[str] | None,
 ) -> _Row | str:
     """A validated row, or the reason it is rejected."""
     if len(cells) > len(header):
@@ -276,7 +279,9 @@ def _parse_row(
     categories = None
     if values.get("categories"):
         try:
-            categories = clean_categories(_CATEGORY_SPLIT.split(values["categories"]), known)
+            categories = clean_categories(
+                _CATEGORY_SPLIT.split(values["categories"]), known, everything=everything
+            )
         except UnknownCategory as exc:
             return str(exc)
     timezone = values.get("timezone") or None
@@ -308,17 +313,26 @@ def import_csv(
     list_name: str,
     *,
     known_categories: Collection[str] | None = None,
+    everything: Collection[str] | None = None,
     dry_run: bool = False,
     consent_ip: str | None = None,
+    actor: str | None = None,
     progress: Progress | None = None,
+    name: str | None = None,
 ) -> ImportReport:
     """Import a CSV file into ``list_name`` and report on every row (see module docs).
 
-    ``known_categories`` is the set a ``categories`` cell may use (None: any);
-    ``progress(done, total)`` is called as rows are processed.  Nothing is committed
-    here, and with ``dry_run`` nothing is written at all.
+    ``known_categories`` is the set a ``categories`` cell may use (None: any); a cell
+    naming all of ``everything`` (the sections readers are offered) means every section
+    (see :func:`~subscribers.validate.clean_categories`).  ``consent_ip`` is recorded
+    as new readers' consent IP; the consent log names ``actor`` (default: that IP).
+    ``progress(done, total)`` is called as rows are processed; ``name`` is how messages
+    and the log call the file (default: its path).  Nothing is committed here, and with
+    ``dry_run`` nothing is written at all.
     """
     data, label = _read_source(source)
+    label = name or label
+    by = consent.By(ConsentSource.IMPORT, actor or consent_ip, f"CSV import {label}")
     header, raw_rows = read_csv(data, source=label)
     mlist = get_list(session, list_name)
     report = ImportReport(list_name, dry_run, attributes=[h for h in header if h not in FIXED])
@@ -332,7 +346,7 @@ def import_csv(
     results: dict[int, RowResult] = {}
     try:
         for line, cells in raw_rows:
-            parsed = _parse_row(line, cells, header, known_categories)
+            parsed = _parse_row(line, cells, header, known_categories, everything)
             if isinstance(parsed, str):
                 email = cells[header.index("email")] if header.index("email") < len(cells) else ""
                 results[line] = RowResult(line, email.strip(), REJECTED, parsed)
@@ -347,13 +361,13 @@ def import_csv(
                 seen[parsed.key] = line
                 pending.append(parsed)
             if len(pending) >= CHUNK:
-                _import_chunk(session, mlist, pending, results, now, consent_ip, dry_run)
+                _import_chunk(session, mlist, pending, results, now, by, consent_ip, dry_run)
                 pending = []
             done += 1
             if progress and done % 1000 == 0:
                 progress(done, total)
         if pending:
-            _import_chunk(session, mlist, pending, results, now, consent_ip, dry_run)
+            _import_chunk(session, mlist, pending, results, now, by, consent_ip, dry_run)
     except IntegrityError:
         raise SubscribersError(
             f"{label}: another process added some of these subscribers during the import; "
@@ -380,11 +394,12 @@ def _read_source(source: Path | str | bytes | IO[bytes]) -> tuple[bytes, str]:
     return source.read(), getattr(source, "name", "<csv>")
 
 
-_GONE_REASON = {
-    Status.UNSUBSCRIBED: "unsubscribed: an import never subscribes anyone again",
-    Status.BOUNCED: "bounced before: the address does not accept mail",
-    Status.COMPLAINED: "reported our mail as spam: an import never subscribes them again",
+_GONE_WHAT = {
+    Status.UNSUBSCRIBED: "unsubscribed",
+    Status.BOUNCED: "bounced (the address did not accept mail)",
+    Status.COMPLAINED: "reported our mail as spam",
 }
+_ONLY_THE_READER = "only the reader can resubscribe by confirming"
 _SUPPRESSED_REASON = {
     SuppressionReason.ERASED: "suppressed: the person asked to be erased",
 }
@@ -396,6 +411,7 @@ def _import_chunk(
     rows: Sequence[_Row],
     results: dict[int, RowResult],
     now: datetime,
+    by: consent.By,
     consent_ip: str | None,
     dry_run: bool,
 ) -> None:
@@ -413,19 +429,23 @@ def _import_chunk(
                 _SUB.c.attributes,
                 _SUB.c.categories,
                 _SUB.c.timezone,
+                _SUB.c.unsubscribed_at,
                 # A correlated lookup (primary-key probe per row) rather than a join: the
                 # planner cannot misjudge it when the statistics lag behind the import.
                 select(_MEM.c.status)
                 .where(_MEM.c.subscriber_id == _SUB.c.id, _MEM.c.list_id == mlist.id)
                 .scalar_subquery()
                 .label("member_status"),
+                select(_MEM.c.updated_at)
+                .where(_MEM.c.subscriber_id == _SUB.c.id, _MEM.c.list_id == mlist.id)
+                .scalar_subquery()
+                .label("member_updated_at"),
             ).where(in_values(session, _SUB.c.email_key, list(hashes)))
         )
     }
-    new_rows: list[_Row] = []
-    sub_updates: list[dict[str, Any]] = []
-    new_members: list[int] = []
-    member_updates: list[int] = []
+    plan = bulk.Admissions()
+    profile_updates: list[dict[str, Any]] = []
+    gone: list[tuple[_Row, Any]] = []
     for row in rows:
         reason = blocked.get(hashes[row.key])
         if reason is not None:
@@ -434,17 +454,22 @@ def _import_chunk(
             continue
         old = existing.get(row.key)
         if old is None:
-            new_rows.append(row)
+            plan.new.append(
+                bulk.NewReader(
+                    row.address,
+                    row.key,
+                    row.name or "",
+                    row.attributes,
+                    row.categories or [],
+                    row.timezone,
+                )
+            )
             results[row.line] = RowResult(row.line, row.email, IMPORTED)
             continue
         status = Status(old.status)
-        if status in _GONE_REASON:
-            results[row.line] = RowResult(row.line, row.email, REJECTED, _GONE_REASON[status])
-            continue
         member_status = Status(old.member_status) if old.member_status else None
-        if member_status is Status.UNSUBSCRIBED:
-            why = "unsubscribed from this list: an import never subscribes anyone again"
-            results[row.line] = RowResult(row.line, row.email, REJECTED, why)
+        if status in consent.GONE or member_status is Status.UNSUBSCRIBED:
+            gone.append((row, old))
             continue
         values = {
             "id": old.id,
@@ -452,54 +477,31 @@ def _import_chunk(
             "categories": row.categories if row.categories is not None else old.categories,
             "timezone": row.timezone if row.timezone is not None else old.timezone,
             "attributes": {**(old.attributes or {}), **row.attributes},
-            "status": Status.ACTIVE,
         }
         changed = (
             values["name"] != old.name
             or values["categories"] != (old.categories or [])
             or values["timezone"] != old.timezone
             or values["attributes"] != (old.attributes or {})
-            or status is not Status.ACTIVE
         )
         if changed:
-            sub_updates.append(values)
+            profile_updates.append(values)
+        if status is Status.PENDING:
+            plan.activate.append(old.id)
         if member_status is None:
-            new_members.append(old.id)
+            plan.join.append(old.id)
             outcome = IMPORTED
         elif member_status is Status.PENDING:
-            member_updates.append(old.id)
+            plan.confirm.append(old.id)
             outcome = UPDATED
         else:
-            outcome = UPDATED if changed else UNCHANGED
+            outcome = UPDATED if changed or status is Status.PENDING else UNCHANGED
         results[row.line] = RowResult(row.line, row.email, outcome)
+    _reject_gone(session, mlist, gone, results)
     if dry_run:
         return
-    _write_chunk(
-        session, mlist, new_rows, sub_updates, new_members, member_updates, now, consent_ip
-    )
-
-
-_SUB = cast(Table, Subscriber.__table__)
-_MEM = cast(Table, Membership.__table__)
-
-
-def _write_chunk(
-    session: Session,
-    mlist: MailingList,
-    new_rows: Sequence[_Row],
-    sub_updates: Sequence[dict[str, Any]],
-    new_members: list[int],
-    member_updates: Sequence[int],
-    now: datetime,
-    consent_ip: str | None,
-) -> None:
-    """The chunk's writes as a few bulk statements."""
-    if new_rows:
-        if session.get_bind().dialect.name == "postgresql":
-            _insert_new_pg(session, mlist, new_rows, now, consent_ip)
-        else:
-            _insert_new_sqlite(session, mlist, new_rows, now, consent_ip)
-    if sub_updates:
+    bulk.admit(session, mlist, plan, by, now, consent_ip)
+    if profile_updates:
         session.execute(
             update(_SUB)
             .where(_SUB.c.id == bindparam("_id"))
@@ -508,121 +510,33 @@ def _write_chunk(
                 categories=bindparam("_categories", type_=_SUB.c.categories.type),
                 timezone=bindparam("_timezone"),
                 attributes=bindparam("_attributes", type_=_SUB.c.attributes.type),
-                status=bindparam("_status", type_=_SUB.c.status.type),
             ),
-            [{f"_{k}": v for k, v in values.items()} for values in sub_updates],
-        )
-    if new_members:
-        session.execute(
-            insert(_MEM).values(_member_values(mlist, now)),
-            [{"subscriber_id": sub_id} for sub_id in new_members],
-        )
-    if member_updates:
-        session.execute(
-            update(_MEM)
-            .where(_MEM.c.list_id == mlist.id, _MEM.c.subscriber_id.in_(list(member_updates)))
-            .values(status=Status.ACTIVE, updated_at=now)
+            [{f"_{k}": v for k, v in values.items()} for values in profile_updates],
         )
 
 
-def _member_values(mlist: MailingList, now: datetime) -> dict[str, Any]:
-    return {
-        "list_id": literal(mlist.id, Integer()),
-        "status": literal(Status.ACTIVE, _MEM.c.status.type),
-        "created_at": literal(now, _MEM.c.created_at.type),
-        "updated_at": literal(now, _MEM.c.updated_at.type),
-    }
-
-
-_SQLITE_INSERT = sql_text(
-    f"""
-    INSERT INTO {_SUB.name} (email, email_key, name, attributes, categories, timezone,
-                             status, created_at, consent_method, consent_at, consent_ip)
-    SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'),
-           json_extract(value, '$[2]'), json_extract(value, '$[3]'),
-           json_extract(value, '$[4]'), json_extract(value, '$[5]'),
-           :status, :now, :method, :now, :ip
-    FROM json_each(:rows)
-    """
-).bindparams(bindparam("now", type_=UTCDateTime()))
-
-
-def _insert_new_sqlite(
+def _reject_gone(
     session: Session,
     mlist: MailingList,
-    rows: Sequence[_Row],
-    now: datetime,
-    consent_ip: str | None,
+    gone: Sequence[tuple[_Row, Any]],
+    results: dict[int, RowResult],
 ) -> None:
-    """SQLite: the chunk's rows travel as one JSON parameter unpacked by ``json_each``
-    (5× faster than executemany), then memberships by INSERT … SELECT on the keys."""
-    payload = [
-        [r.address, r.key, r.name or "", r.attributes, r.categories or [], r.timezone] for r in rows
-    ]
-    session.execute(
-        _SQLITE_INSERT,
-        {
-            "rows": json.dumps(payload, ensure_ascii=False),
-            "status": Status.ACTIVE.value,
-            "method": ConsentMethod.IMPORT.value,
-            "now": now,
-            "ip": consent_ip,
-        },
-    )
-    values = _member_values(mlist, now)
-    session.execute(
-        insert(_MEM).from_select(
-            ["subscriber_id", *values],
-            select(_SUB.c.id, *values.values()).where(
-                _SUB.c.email_key.in_([row.key for row in rows])
-            ),
-        )
-    )
+    """Rows of people who left: rejected, saying when (from the consent log, one query)."""
+    if not gone:
+        return
+    when = consent.left_on(session, [old.id for _, old in gone], mlist)
+    for row, old in gone:
+        status = Status(old.status)
+        on_list = status not in consent.GONE
+        what = f"{_GONE_WHAT[status]}" if not on_list else "unsubscribed from this list"
+        at = when.get(old.id) or (old.member_updated_at if on_list else old.unsubscribed_at)
+        date = f" on {at:%Y-%m-%d}" if at else ""
+        why = f"{what}{date}; {_ONLY_THE_READER}"
+        results[row.line] = RowResult(row.line, row.email, REJECTED, why)
 
 
-_PG_INSERT = sql_text(
-    f"""
-    WITH new AS (
-        INSERT INTO {_SUB.name} (email, email_key, name, attributes, categories, timezone,
-                                 status, created_at, consent_method, consent_at, consent_ip)
-        SELECT e, k, n, CAST(a AS JSONB), CAST(c AS JSONB), tz,
-               :status, :now, :method, :now, :ip
-        FROM unnest(CAST(:emails AS TEXT[]), CAST(:keys AS TEXT[]), CAST(:names AS TEXT[]),
-                    CAST(:attrs AS TEXT[]), CAST(:cats AS TEXT[]), CAST(:tzs AS TEXT[]))
-             AS t(e, k, n, a, c, tz)
-        RETURNING id
-    )
-    INSERT INTO {_MEM.name} (subscriber_id, list_id, status, created_at, updated_at)
-    SELECT id, :list_id, :status, :now, :now FROM new
-    """
-)
-
-
-def _insert_new_pg(
-    session: Session,
-    mlist: MailingList,
-    rows: Sequence[_Row],
-    now: datetime,
-    consent_ip: str | None,
-) -> None:
-    """PostgreSQL: subscribers and memberships in one statement fed by arrays
-    (``unnest``), an order of magnitude faster than row-by-row executemany."""
-    session.execute(
-        _PG_INSERT,
-        {
-            "emails": [row.address for row in rows],
-            "keys": [row.key for row in rows],
-            "names": [row.name or "" for row in rows],
-            "attrs": [json.dumps(row.attributes) for row in rows],
-            "cats": [json.dumps(row.categories or []) for row in rows],
-            "tzs": [row.timezone for row in rows],
-            "status": Status.ACTIVE.value,
-            "method": ConsentMethod.IMPORT.value,
-            "now": now,
-            "ip": consent_ip,
-            "list_id": mlist.id,
-        },
-    )
+_SUB = cast(Table, Subscriber.__table__)
+_MEM = cast(Table, Membership.__table__)
 
 
 # ---------------------------------------------------------------------------

@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from subscribers.db import rowcount
+from subscribers import consent
 from subscribers.errors import AlreadyExists, InvalidName, NotFound
-from subscribers.models import MailingList, Membership, Segment, Status
+from subscribers.models import ConsentSource, MailingList, Membership, Segment, Status
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 
@@ -94,11 +94,13 @@ def _counts(session: Session, list_ids: list[int]) -> dict[int, dict[Status, int
     return out
 
 
-def delete_list(session: Session, name: str) -> int:
+def delete_list(session: Session, name: str, *, by: consent.By | None = None) -> int:
     """Delete a list with its memberships and segments (subscribers stay); returns the
-    number of memberships removed.  Bulk statements: a million members never load."""
+    number of memberships removed, each noted in the consent log.  Bulk statements: a
+    million members never load."""
     mlist = get_list(session, name)
-    removed = rowcount(session.execute(delete(Membership).where(Membership.list_id == mlist.id)))
+    cause = by or consent.By(ConsentSource.ADMIN, None, f"list {name!r} deleted")
+    removed = consent.drop_list(session, mlist, cause)
     session.execute(delete(Segment).where(Segment.list_id == mlist.id))
     session.execute(delete(MailingList).where(MailingList.id == mlist.id))
     session.expunge(mlist)

@@ -36,6 +36,33 @@ class ConsentMethod(enum.StrEnum):
     ADMIN = "admin"
 
 
+class ConsentSource(enum.StrEnum):
+    """Who or what caused a consent change: the consent log's ``source``
+    (see :mod:`subscribers.consent` for who may cause which change)."""
+
+    #: The public sign-up form (anyone may type any address into it).
+    FORM = "form"
+    #: The reader followed their own confirm link (double opt-in).
+    CONFIRM = "confirm"
+    #: RFC 8058 one-click unsubscribe, posted by the reader's mail client.
+    ONE_CLICK = "one-click"
+    #: The reader pressed the button on the unsubscribe page.
+    UNSUBSCRIBE_PAGE = "unsubscribe-page"
+    #: The reader's preferences page.
+    PREFERENCES = "preferences"
+    #: A CSV import (the admin stating that the people in it agreed).
+    IMPORT = "import"
+    #: An admin, on the command line or in the admin console.
+    ADMIN = "admin"
+    #: A provider event: bounce, spam report, unsubscribe.
+    WEBHOOK = "webhook"
+    #: The JSON API.
+    API = "api"
+    #: The state found when the consent log began (upgrade 0004): history before it
+    #: was not recorded.
+    MIGRATION = "migration"
+
+
 class SuppressionReason(enum.StrEnum):
     HARD_BOUNCE = "hard_bounce"
     SPAM_REPORT = "spam_report"
@@ -141,6 +168,36 @@ class Segment(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     mailing_list: Mapped[MailingList] = relationship(back_populates="segments")
+
+
+class ConsentEvent(Base):
+    """One line of the consent log: a reader's (``list_id`` None) or a membership's
+    status went ``from_status`` → ``to_status`` (None: no record / not on the list).
+
+    Written only by :mod:`subscribers.consent`.  A line whose two statuses are equal
+    records a request, not a change: someone asked for a confirmation email to come
+    back (the form, or an admin), which only the reader's confirmation can act on.
+    Erasing a reader deletes their lines with them.
+    """
+
+    __tablename__ = "consent_event"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscriber.id", ondelete="CASCADE"), index=True
+    )
+    #: The list of a membership change (None: the reader's own status); kept as a
+    #: name too, so the line still reads when the list is deleted.
+    list_id: Mapped[int | None] = mapped_column(ForeignKey("mailing_list.id", ondelete="SET NULL"))
+    list_name: Mapped[str | None] = mapped_column(String(100))
+    from_status: Mapped[Status | None] = mapped_column(_enum(Status, "consent_from_status"))
+    to_status: Mapped[Status | None] = mapped_column(_enum(Status, "consent_to_status"))
+    source: Mapped[ConsentSource] = mapped_column(_enum(ConsentSource, "consent_source"))
+    #: Who, for web and admin actions: the client's IP address, or the admin.
+    actor: Mapped[str | None] = mapped_column(String(200))
+    #: A short note: the evidence (a provider's bounce reason, the import file's line).
+    detail: Mapped[str] = mapped_column(Text, default="")
 
 
 class Suppression(Base):

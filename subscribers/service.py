@@ -1,5 +1,4 @@
-"""Subscribers: add, confirm, update, unsubscribe, remove, find; who receives a send;
-erasure and personal-data export.
+"""Subscribers: add, confirm, update, unsubscribe, remove, find; who receives a send.
 
 Statuses, and who gets mail:
 
@@ -10,11 +9,15 @@ Statuses, and who gets mail:
 * A *recipient* of a list is an active member who is an active subscriber and is not
   on the suppression list (see :func:`recipients`).
 
-Consent: a form signup on a double opt-in list waits (pending) for its confirm link;
+Every status change goes through :mod:`subscribers.consent` (the state machine and
+its log).  A form signup on a double opt-in list waits (pending) for its confirm link;
 an admin add or an import is the admin asserting the person agreed, so it is active at
 once and recorded with method ``admin`` or ``import``.  Nobody who unsubscribed,
-bounced or complained is added back silently (``resubscribe=True`` is the admin saying
-they asked to come back); a suppressed address is never added.
+bounced or complained is added back by anyone but themselves: ``resubscribe=True``
+only records that a confirmation email is asked for (the caller sends it), and the
+reader is back when they confirm.  A suppressed address is never added.
+
+Personal data (describe, export, erase) is in :mod:`subscribers.privacy`.
 
 Nothing here commits: the caller owns the transaction.
 """
@@ -34,40 +37,34 @@ from sqlalchemy import (
     and_,
     bindparam,
     case,
-    delete,
     exists,
     func,
     or_,
     select,
-    update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
-from subscribers.db import in_values, rowcount, utcnow
+from subscribers import consent
+from subscribers.consent import GONE, By
+from subscribers.db import in_values, utcnow
 from subscribers.errors import NotFound, NotResubscribable, Suppressed
 from subscribers.lists import find_list, get_list
 from subscribers.models import (
     ConsentMethod,
+    ConsentSource,
     MailingList,
     Membership,
     Status,
     Subscriber,
     Suppression,
-    SuppressionReason,
 )
 from subscribers.segments import compile_rule, get_segment
-from subscribers.suppression import (
-    is_suppressed,
-    suppress,
-    suppression_for,
-    upsert_suppression,
-)
+from subscribers.suppression import is_suppressed, suppress, suppression_for
 from subscribers.validate import (
     check_timezone,
     clean_attributes,
     clean_categories,
-    email_hash,
     lookup_key,
     merge_attributes,
     normalise,
@@ -75,19 +72,20 @@ from subscribers.validate import (
 
 log = logging.getLogger("subscribers")
 
-#: Subscriber states that stop mail for good (until the person asks again).
-GONE = (Status.UNSUBSCRIBED, Status.BOUNCED, Status.COMPLAINED)
-
 
 @dataclass(frozen=True)
 class Added:
     """What :func:`add_subscriber` did."""
 
     subscriber: Subscriber
-    membership: Membership
+    #: None only when ``asked`` and they were never on this list
+    membership: Membership | None
     created: bool  # a new subscriber row
-    joined: bool  # newly on this list (or back on it)
+    joined: bool  # newly on this list
     changed: bool  # name, categories, attributes or timezone changed
+    #: They had left (unsubscribed, bounced, complained): nothing changed but a
+    #: confirmation email is asked for (``resubscribe=True``); send it.
+    asked: bool = False
 
 
 # ---------------------------------------------------------------------------
@@ -138,10 +136,21 @@ def add_subscriber(
     ip: str | None = None,
     resubscribe: bool = False,
     known_categories: Collection[str] | None = None,
+    everything: Collection[str] | None = None,
+    by: By | None = None,
 ) -> Added:
     """Put ``email`` on ``list_name`` (creating the subscriber if new) and update the
     fields given.  A form signup on a double opt-in list is pending until confirmed;
-    admin adds and imports are active at once."""
+    admin adds and imports are active at once.
+
+    Someone who unsubscribed (from this list or everything), bounced or complained is
+    refused (:class:`NotResubscribable`): only they can come back, by confirming.  With
+    ``resubscribe`` the refusal becomes a recorded request for a confirmation email
+    (``Added.asked``), which the caller sends.  ``by`` says who acts (default: the
+    ``method`` from ``ip``); ``everything`` is passed to
+    :func:`~subscribers.validate.clean_categories`.
+    """
+    by = by or By(ConsentSource(method.value), ip)
     address = normalise(email)
     key = address.lower()
     mlist = get_list(session, list_name)
@@ -151,20 +160,23 @@ def add_subscriber(
             f"{address} is on the suppression list ({entry.reason.value}, since "
             f"{entry.created_at:%Y-%m-%d}); it cannot be subscribed again"
         )
-    cats = clean_categories(categories, known_categories) if categories is not None else None
+    cats = (
+        clean_categories(categories, known_categories, everything=everything)
+        if categories is not None
+        else None
+    )
     attrs = clean_attributes(attributes) if attributes else {}
     zone = check_timezone(timezone) if timezone else None
     now = utcnow()
-    wants_confirm = method is ConsentMethod.FORM and mlist.double_opt_in
+    wants_confirm = by.source is ConsentSource.FORM and mlist.double_opt_in
+    target = Status.PENDING if wants_confirm else Status.ACTIVE
 
     subscriber = session.scalars(select(Subscriber).where(Subscriber.email_key == key)).first()
-    created = subscriber is None
     if subscriber is None:
         subscriber = Subscriber(
             email=address,
             email_key=key,
             name=(name or "").strip(),
-            status=Status.PENDING if wants_confirm else Status.ACTIVE,
             attributes=merge_attributes({}, attrs),
             categories=cats or [],
             timezone=zone,
@@ -173,63 +185,25 @@ def add_subscriber(
             consent_at=now,
             consent_ip=ip,
         )
-        session.add(subscriber)
+        entered = consent.admit(session, subscriber, mlist, target, by)
         session.flush()
-    elif subscriber.status in GONE:
-        if not resubscribe or subscriber.status is not Status.UNSUBSCRIBED:
-            raise NotResubscribable(_gone_message(subscriber))
-        _fresh_consent(subscriber, method, ip, now)
-        subscriber.status = Status.PENDING if wants_confirm else Status.ACTIVE
-        subscriber.unsubscribed_at = None
+        return Added(subscriber, entered, True, True, False)
 
     member = membership(session, subscriber.id, mlist.id)
-    joined = member is None or member.status is Status.UNSUBSCRIBED
-    if member is not None and member.status is Status.UNSUBSCRIBED and not resubscribe:
-        raise NotResubscribable(
-            f"{address} unsubscribed from {list_name!r} on {member.updated_at:%Y-%m-%d}; "
-            "add them back only if they asked to (pass resubscribe / --resubscribe)"
-        )
-    target = Status.PENDING if wants_confirm else Status.ACTIVE
-    if member is None:
-        member = Membership(
-            subscriber_id=subscriber.id, list_id=mlist.id, status=target, created_at=now
-        )
-        session.add(member)
-    elif member.status is not Status.ACTIVE:
-        member.status = target
-        member.updated_at = now
-    if not created and target is Status.ACTIVE and subscriber.status is Status.PENDING:
-        subscriber.status = Status.ACTIVE
-    if not created and (joined or resubscribe) and subscriber.consent_method is None:
-        _fresh_consent(subscriber, method, ip, now)
-
-    changed = False
-    if not created:
+    if subscriber.status in GONE or (member is not None and member.status is Status.UNSUBSCRIBED):
+        if not resubscribe:
+            raise NotResubscribable(consent.gone_message(session, subscriber, mlist))
+        consent.request(session, subscriber, mlist, by)
         changed = _apply(subscriber, name=name, categories=cats, attributes=attrs, timezone=zone)
+        session.flush()
+        return Added(subscriber, member, False, False, changed, asked=True)
+    joined = member is None
+    joining = consent.join(session, subscriber, mlist, target, by)
+    if joined and subscriber.consent_method is None:
+        subscriber.consent_method, subscriber.consent_at, subscriber.consent_ip = method, now, ip
+    changed = _apply(subscriber, name=name, categories=cats, attributes=attrs, timezone=zone)
     session.flush()
-    return Added(subscriber, member, created, joined or created, changed)
-
-
-def _fresh_consent(
-    subscriber: Subscriber, method: ConsentMethod, ip: str | None, now: datetime
-) -> None:
-    subscriber.consent_method = method
-    subscriber.consent_at = now
-    subscriber.consent_ip = ip
-
-
-def _gone_message(subscriber: Subscriber) -> str:
-    what = {
-        Status.UNSUBSCRIBED: "unsubscribed",
-        Status.BOUNCED: "bounced (the address does not accept mail)",
-        Status.COMPLAINED: "reported our mail as spam",
-    }[subscriber.status]
-    hint = (
-        "add them back only if they asked to (pass resubscribe / --resubscribe)"
-        if subscriber.status is Status.UNSUBSCRIBED
-        else "they cannot be subscribed again"
-    )
-    return f"{subscriber.email} {what}; {hint}"
+    return Added(subscriber, joining, False, joined, changed)
 
 
 def _apply(
@@ -267,14 +241,17 @@ def update_subscriber(
     attributes: Mapping[str, Any] | None = None,
     timezone: str | None = None,
     known_categories: Collection[str] | None = None,
+    everything: Collection[str] | None = None,
 ) -> bool:
     """Change the fields given (attributes merge; an empty value removes one).  An empty
-    ``categories`` list means "all categories".  Returns whether anything changed."""
+    ``categories`` list means "all categories", and so does a choice covering all of
+    ``everything`` (see :func:`~subscribers.validate.clean_categories`).  Returns
+    whether anything changed.  Statuses are not fields: see :mod:`subscribers.consent`."""
     subscriber = get_by_id(session, subscriber_id)
     changed = _apply(
         subscriber,
         name=name,
-        categories=clean_categories(categories, known_categories)
+        categories=clean_categories(categories, known_categories, everything=everything)
         if categories is not None
         else None,
         attributes=clean_attributes(attributes) if attributes else {},
@@ -284,48 +261,36 @@ def update_subscriber(
     return changed
 
 
-def confirm(session: Session, subscriber_id: int, list_name: str | None = None) -> Subscriber:
-    """A confirm link was followed: pending memberships (of one list or all) become active."""
+def confirm(
+    session: Session, subscriber_id: int, list_name: str | None = None, *, by: By | None = None
+) -> list[str]:
+    """The reader followed their confirm link (for ``list_name``, or for every list they
+    are pending on); returns the lists it makes them active on.  See
+    :func:`subscribers.consent.confirm` for who it brings back."""
     subscriber = get_by_id(session, subscriber_id)
-    if subscriber.status in GONE:
-        raise NotResubscribable(_gone_message(subscriber))
-    now = utcnow()
-    stmt = update(Membership).where(
-        Membership.subscriber_id == subscriber.id, Membership.status == Status.PENDING
-    )
-    if list_name is not None:
-        stmt = stmt.where(Membership.list_id == get_list(session, list_name).id)
-    session.execute(stmt.values(status=Status.ACTIVE, updated_at=now))
-    if subscriber.status is Status.PENDING:
-        subscriber.status = Status.ACTIVE
-    subscriber.confirmed_at = subscriber.confirmed_at or now
+    mlist = get_list(session, list_name) if list_name is not None else None
+    confirmed = consent.confirm(session, subscriber, mlist, by or By(ConsentSource.CONFIRM))
     session.flush()
-    return subscriber
+    return confirmed
 
 
 def unsubscribe(
-    session: Session, subscriber_id: int, list_name: str | None = None, *, reason: str = ""
-) -> None:
-    """Unsubscribe from one list, or from all of them (``list_name=None``).  Safe to repeat.
+    session: Session,
+    subscriber_id: int,
+    list_name: str | None = None,
+    *,
+    reason: str = "",
+    by: By | None = None,
+) -> list[str]:
+    """Unsubscribe from one list, or from all of them (``list_name=None``); returns the
+    lists left now.  Safe to repeat.
 
     Leaving the last list one was on makes the subscriber unsubscribed as a whole.
-    The reason is logged (the schema keeps no column for it).
+    ``by`` says who (default: an admin, with ``reason`` as the log's detail).
     """
     subscriber = get_by_id(session, subscriber_id)
-    now = utcnow()
-    live = Membership.status.in_([Status.ACTIVE, Status.PENDING])
-    stmt = update(Membership).where(Membership.subscriber_id == subscriber.id, live)
-    if list_name is not None:
-        stmt = stmt.where(Membership.list_id == get_list(session, list_name).id)
-    session.execute(stmt.values(status=Status.UNSUBSCRIBED, updated_at=now))
-    remaining = session.scalar(
-        select(func.count())
-        .select_from(Membership)
-        .where(Membership.subscriber_id == subscriber.id, live)
-    )
-    if not remaining and subscriber.status in (Status.ACTIVE, Status.PENDING):
-        subscriber.status = Status.UNSUBSCRIBED
-        subscriber.unsubscribed_at = now
+    mlist = get_list(session, list_name) if list_name is not None else None
+    left = consent.leave(session, subscriber, mlist, by or By(ConsentSource.ADMIN, None, reason))
     session.flush()
     log.info(
         "subscriber %s unsubscribed from %s%s",
@@ -333,23 +298,19 @@ def unsubscribe(
         repr(list_name) if list_name else "all lists",
         f" ({reason})" if reason else "",
     )
+    return left
 
 
-def remove_from_list(session: Session, email: str, list_name: str) -> None:
-    """Take ``email`` off ``list_name`` entirely (the membership is deleted, not marked
-    unsubscribed: a later import may add them again)."""
+def remove_from_list(session: Session, email: str, list_name: str, *, by: By | None = None) -> None:
+    """Take ``email`` off ``list_name`` entirely: the membership is deleted, not marked
+    unsubscribed, so a later import may add them again.  Someone who unsubscribed from
+    the list cannot be removed (that record is what keeps imports from adding them)."""
     subscriber = get_subscriber(session, email)
     mlist = get_list(session, list_name)
-    gone = rowcount(
-        session.execute(
-            delete(Membership).where(
-                Membership.subscriber_id == subscriber.id, Membership.list_id == mlist.id
-            )
-        )
-    )
-    if not gone:
+    if membership(session, subscriber.id, mlist.id) is None:
         raise NotFound(f"{subscriber.email} is not on list {list_name!r}")
-    session.expire(subscriber, ["memberships"])
+    consent.remove(session, subscriber, mlist, by or By(ConsentSource.ADMIN))
+    session.flush()
 
 
 # ---------------------------------------------------------------------------
@@ -540,126 +501,14 @@ def count(session: Session, stmt: Select[*tuple[Any, ...]]) -> int:
     return int(session.scalar(select(func.count()).select_from(inner)) or 0)
 
 
-# ---------------------------------------------------------------------------
-# Personal data: show, export, erase
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
-
-
-def describe(session: Session, subscriber: Subscriber) -> dict[str, Any]:
-    """Everything held about one subscriber in the subscribers tables, JSON-ready."""
-    rows = session.execute(
-        select(MailingList.name, Membership)
-        .join(Membership, Membership.list_id == MailingList.id)
-        .where(Membership.subscriber_id == subscriber.id)
-        .order_by(MailingList.name)
-    ).all()
-    return {
-        "id": subscriber.id,
-        "email": subscriber.email,
-        "name": subscriber.name,
-        "status": Status(subscriber.status).value,
-        "attributes": dict(subscriber.attributes or {}),
-        "categories": list(subscriber.categories or []),
-        "timezone": subscriber.timezone,
-        "created_at": _iso(subscriber.created_at),
-        "confirmed_at": _iso(subscriber.confirmed_at),
-        "unsubscribed_at": _iso(subscriber.unsubscribed_at),
-        "paused_until": _iso(subscriber.paused_until),
-        "consent": {
-            "method": subscriber.consent_method.value if subscriber.consent_method else None,
-            "at": _iso(subscriber.consent_at),
-            "ip": subscriber.consent_ip,
-        },
-        "memberships": [
-            {
-                "list": list_name,
-                "status": Status(m.status).value,
-                "joined_at": _iso(m.created_at),
-                "updated_at": _iso(m.updated_at),
-            }
-            for list_name, m in rows
-        ],
-    }
-
-
-def _describe_suppression(entry: Suppression | None) -> dict[str, Any] | None:
-    if entry is None:
-        return None
-    return {
-        "reason": SuppressionReason(entry.reason).value,
-        "detail": entry.detail,
-        "email": entry.email,
-        "email_hash": entry.email_hash,
-        "since": _iso(entry.created_at),
-    }
-
-
-def export_personal(session: Session, email: str) -> dict[str, Any]:
-    """Everything the subscribers tables hold about ``email`` (a subject access request):
-    the subscriber with memberships and consent, and any suppression entry.  Nothing held
-    gives ``{"subscriber": None, "suppression": None}``."""
-    subscriber = find_subscriber(session, email)
-    return {
-        "email": email.strip(),
-        "exported_at": _iso(utcnow()),
-        "subscriber": describe(session, subscriber) if subscriber else None,
-        "suppression": _describe_suppression(suppression_for(session, email)),
-    }
-
-
-@dataclass(frozen=True)
-class Forgotten:
-    subscriber_id: int | None  # the erased row's id (None: no subscriber had the address)
-    memberships: int
-    email_hash: str
-
-
-def forget(session: Session, email: str) -> Forgotten:
-    """Erase everything about ``email``: the subscriber row and memberships are deleted
-    (email, name, attributes, consent IP, …), any suppression entry loses its readable
-    address, and a hashed ``erased`` suppression remains so the address is never
-    imported again by accident.  Safe to repeat."""
-    key = lookup_key(email)
-    digest = email_hash(key)
-    subscriber = session.scalars(select(Subscriber).where(Subscriber.email_key == key)).first()
-    removed = 0
-    subscriber_id = None
-    if subscriber is not None:
-        subscriber_id = subscriber.id
-        removed = rowcount(
-            session.execute(delete(Membership).where(Membership.subscriber_id == subscriber_id))
-        )
-        session.expunge(subscriber)
-        session.execute(delete(Subscriber).where(Subscriber.id == subscriber_id))
-    upsert_suppression(
-        session,
-        {
-            "email_hash": digest,
-            "email": None,
-            "reason": SuppressionReason.ERASED,
-            "detail": "",
-            "created_at": utcnow(),
-        },
-    )
-    session.flush()
-    log.info("erased subscriber %s", subscriber_id)
-    return Forgotten(subscriber_id, removed, digest)
-
-
 __all__ = [
+    "GONE",
     "Added",
-    "Forgotten",
     "add_subscriber",
     "confirm",
     "count",
-    "describe",
     "effective_status",
-    "export_personal",
     "find_subscriber",
-    "forget",
     "get_by_id",
     "get_subscriber",
     "is_sendable",

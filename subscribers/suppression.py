@@ -11,27 +11,27 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, cast
 
-from sqlalchemy import Table, case, select, update
+from sqlalchemy import Table, case, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from subscribers import consent
 from subscribers.db import in_values, utcnow
-from subscribers.models import Membership, Status, Subscriber, Suppression, SuppressionReason
+from subscribers.models import ConsentSource, Subscriber, Suppression, SuppressionReason
 from subscribers.validate import email_hash, lookup_key
 
-#: What a suppression makes of the subscriber's own status.
-STATUS_FOR_REASON = {
-    SuppressionReason.HARD_BOUNCE: Status.BOUNCED,
-    SuppressionReason.SPAM_REPORT: Status.COMPLAINED,
-    SuppressionReason.UNSUBSCRIBED: Status.UNSUBSCRIBED,
-    SuppressionReason.MANUAL: Status.UNSUBSCRIBED,
-    SuppressionReason.ERASED: Status.UNSUBSCRIBED,
-}
 
-
-def suppress(session: Session, email: str, reason: SuppressionReason, detail: str = "") -> None:
+def suppress(
+    session: Session,
+    email: str,
+    reason: SuppressionReason,
+    detail: str = "",
+    *,
+    by: consent.By | None = None,
+) -> None:
     """Put ``email`` on the suppression list (or update its entry) and mark its subscriber
-    bounced, complained or unsubscribed accordingly.  Safe to call concurrently and again."""
+    bounced, complained or unsubscribed accordingly (through :mod:`subscribers.consent`,
+    as ``by``: an admin unless said otherwise).  Safe to call concurrently and again."""
     reason = SuppressionReason(reason)
     key = lookup_key(email)
     values: dict[str, Any] = {
@@ -42,7 +42,12 @@ def suppress(session: Session, email: str, reason: SuppressionReason, detail: st
         "created_at": utcnow(),
     }
     upsert_suppression(session, values)
-    _mark_subscriber(session, key, reason)
+    subscriber = session.scalars(select(Subscriber).where(Subscriber.email_key == key)).first()
+    if subscriber is not None:
+        cause = by or consent.By(ConsentSource.ADMIN)
+        if not cause.detail:
+            cause = consent.By(cause.source, cause.actor, detail or reason.value)
+        consent.suppressed(session, subscriber, reason, cause)
 
 
 def upsert_suppression(session: Session, values: dict[str, Any]) -> None:
@@ -68,22 +73,6 @@ def upsert_suppression(session: Session, values: dict[str, Any]) -> None:
         },
     )
     session.execute(stmt)
-
-
-def _mark_subscriber(session: Session, key: str, reason: SuppressionReason) -> None:
-    status = STATUS_FOR_REASON[reason]
-    subscriber = session.scalars(select(Subscriber).where(Subscriber.email_key == key)).first()
-    if subscriber is None:
-        return
-    subscriber.status = status
-    if status is Status.UNSUBSCRIBED:
-        now = utcnow()
-        subscriber.unsubscribed_at = subscriber.unsubscribed_at or now
-        session.execute(
-            update(Membership)
-            .where(Membership.subscriber_id == subscriber.id)
-            .values(status=Status.UNSUBSCRIBED, updated_at=now)
-        )
 
 
 def is_suppressed(session: Session, email: str) -> bool:

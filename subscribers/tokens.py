@@ -1,11 +1,16 @@
 """Signed, expiring link tokens for confirm, unsubscribe and preferences links.
 
-A token is ``<purpose letter><subscriber id>.<timestamp>.<signature>`` signed with
-itsdangerous (HMAC-SHA256 over the whole, keyed by the app secret), e.g.
-``u42.ZyX1aQ.3vQ…``: URL-safe and about 60 characters, short enough for a
+A token is ``<purpose letter><subscriber id>[-<list>].<timestamp>.<signature>`` signed
+with itsdangerous (HMAC-SHA256 over the whole, keyed by the app secret), e.g.
+``u42-weekly.ZyX1aQ.3vQ…``: URL-safe and about 60 characters, short enough for a
 ``List-Unsubscribe`` header.  The purpose is part of the signed value, so a
 confirm token can never be used as an unsubscribe token, and :func:`read_token`
 can say which of the three things went wrong: tampered, expired, wrong purpose.
+
+The list (a list name: letters, digits, ``.``, ``-``, ``_``) is the one the email
+came from: an unsubscribe link leaves that list only, a confirm link joins it.
+Tokens made before lists were carried (``u42.…``) still work and read as "no list"
+(:func:`read_link` gives ``list_name=None``; the web app then acts on every list).
 
 Default lifetimes (``DEFAULT_MAX_AGE``):
 
@@ -22,7 +27,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Final
@@ -43,6 +50,16 @@ DEFAULT_MAX_AGE: Final = {
 }
 
 _SALT: Final = "subscribers.tokens"
+#: The list part: a list name (see subscribers.lists.check_list_name).
+_LIST = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+
+
+@dataclass(frozen=True)
+class Link:
+    """What a token says: whose link it is, and for which list (None: not said)."""
+
+    subscriber_id: int
+    list_name: str | None
 
 
 class _Signer(TimestampSigner):
@@ -78,16 +95,27 @@ def _check_secret(secret: str) -> None:
 
 
 def make_token(
-    secret: str, subscriber_id: int, purpose: str, *, now: datetime | None = None
+    secret: str,
+    subscriber_id: int,
+    purpose: str,
+    *,
+    list_name: str | None = None,
+    now: datetime | None = None,
 ) -> str:
-    """A URL-safe token for ``purpose`` (confirm, unsubscribe, preferences) and one subscriber."""
+    """A URL-safe token for ``purpose`` (confirm, unsubscribe, preferences), one
+    subscriber and, if given, the list the email came from."""
     _check_secret(secret)
     letter = _letter(purpose)
     if isinstance(subscriber_id, bool) or not isinstance(subscriber_id, int) or subscriber_id < 1:
         raise ValueError(f"subscriber id must be a positive integer, not {subscriber_id!r}")
+    value = f"{letter}{subscriber_id}"
+    if list_name is not None:
+        if not _LIST.fullmatch(list_name):
+            raise ValueError(f"{list_name!r} is not a list name")
+        value += f"-{list_name}"
     if now is not None:
-        return _Signer(secret, now).sign(f"{letter}{subscriber_id}").decode("ascii")
-    return _minter(secret).sign(f"{letter}{subscriber_id}")
+        return _Signer(secret, now).sign(value).decode("ascii")
+    return _minter(secret).sign(value)
 
 
 @lru_cache(maxsize=8)
@@ -138,6 +166,19 @@ def read_token(
 ) -> int:
     """The subscriber id in ``token``; :class:`BadToken` when it is tampered with, older
     than ``max_age`` seconds (default: ``DEFAULT_MAX_AGE[purpose]``) or for another purpose."""
+    return read_link(secret, token, purpose, max_age, now=now).subscriber_id
+
+
+def read_link(
+    secret: str,
+    token: str,
+    purpose: str,
+    max_age: int | None = None,
+    *,
+    now: datetime | None = None,
+) -> Link:
+    """The subscriber id and the list (None when the token names none) in ``token``;
+    :class:`BadToken` as for :func:`read_token`."""
     _check_secret(secret)
     letter = _letter(purpose)
     limit = DEFAULT_MAX_AGE[purpose] if max_age is None else max_age
@@ -162,13 +203,15 @@ def read_token(
             "copy the whole link from the email"
         ) from None
     text = value.decode("ascii", "replace")
-    got_letter, digits = text[:1], text[1:]
+    got_letter, rest = text[:1], text[1:]
     if got_letter != letter:
         other = _BY_LETTER.get(got_letter, "another purpose")
         raise BadToken(f"this is a {other} link, not a {purpose} link")
-    if not digits.isdigit():  # only possible with a leaked secret or a bug: say so
+    digits, dash, list_name = rest.partition("-")
+    if not digits.isdigit() or (dash and not _LIST.fullmatch(list_name)):
+        # only possible with a leaked secret or a bug: say so
         raise BadToken(f"this {purpose} link carries no subscriber id")
-    return int(digits)
+    return Link(int(digits), list_name if dash else None)
 
 
 def _describe_age(seconds: int) -> str:
@@ -178,4 +221,4 @@ def _describe_age(seconds: int) -> str:
     return f"{seconds} second{'s' if seconds != 1 else ''}"
 
 
-__all__ = ["DEFAULT_MAX_AGE", "PURPOSES", "make_token", "read_token"]
+__all__ = ["DEFAULT_MAX_AGE", "PURPOSES", "Link", "make_token", "read_link", "read_token"]

@@ -131,9 +131,20 @@ def merge_attributes(
     return merged
 
 
-def clean_categories(names: Iterable[str], known: Collection[str] | None) -> list[str]:
+def clean_categories(
+    names: Iterable[str],
+    known: Collection[str] | None,
+    *,
+    everything: Collection[str] | None = None,
+) -> list[str]:
     """Category names trimmed and de-duplicated; with ``known`` (None = accept any) each is
-    matched case-insensitively and spelt as configured, and an unknown one is refused."""
+    matched case-insensitively and spelt as configured, and an unknown one is refused.
+
+    The one rule for "everything", wherever a choice comes from (the sign-up form, the
+    preferences page, the admin console, an import, the API): a choice that covers every
+    one of ``everything`` (the sections readers are offered; default ``known``) is stored
+    as ``[]``, which means every section, the newsletter's "Other" and sections added
+    later included."""
     by_fold = {k.casefold(): k for k in known} if known is not None else None
     out: list[str] = []
     for raw in names:
@@ -148,4 +159,7 @@ def clean_categories(names: Iterable[str], known: Collection[str] | None) -> lis
             name = canonical
         if name not in out:
             out.append(name)
+    offered = everything if everything is not None else known
+    if offered and set(out) >= set(offered):
+        return []
     return out

@@ -14,8 +14,7 @@ from click.testing import CliRunner, Result
 from sqlalchemy import func, select
 
 from digest import db
-from digest.cli import cli
-from digest.cli.subscribers import COMMANDS
+from digest.cli import cli, lists, segments, subscribers
 from digest.models import Delivery, Edition, Event
 from subscribers.models import Membership, Subscriber, Suppression
 
@@ -44,7 +43,9 @@ def count(url: str, model: type) -> int:
 
 
 def test_every_command_has_help_with_an_example() -> None:
-    for group in COMMANDS:
+    groups = [*lists.COMMANDS, *subscribers.COMMANDS, *segments.COMMANDS]
+    assert [g.name for g in groups] == ["lists", "subscribers", "segments"]
+    for group in groups:
         assert isinstance(group, click.Group)
         assert "Example:" in (group.help or ""), group.name
         for name, command in group.commands.items():
@@ -130,14 +131,23 @@ def test_subscriber_lifecycle(env: str) -> None:
     )
     assert [r["email"] for r in unsub] == ["bob@example.org"]
     refused = run("subscribers", "add", "bob@example.org", "--list", "weekly", code=1)
+    assert "only the reader can resubscribe by confirming" in refused.stderr
     assert "--resubscribe" in refused.stderr
-    run("subscribers", "add", "bob@example.org", "--list", "weekly", "--resubscribe")
+    # --resubscribe asks them to confirm; an admin cannot make them active again
+    asked = run("subscribers", "add", "bob@example.org", "--list", "weekly", "--resubscribe")
+    assert "only they can come back: a confirmation email" in asked.output
+    assert "once they follow its link" in asked.output
+    assert "unsubscribed" in run("subscribers", "show", "bob@example.org").output
+    confirmations = list(Path("outbox").rglob("*.eml"))
+    assert len(confirmations) == 1 and "bob@example.org" in confirmations[0].read_text()
 
     run("lists", "create", "other")
     not_member = run("subscribers", "unsubscribe", "bob@example.org", "--list", "other", code=1)
     assert "is not on list 'other'" in not_member.stderr
-    assert "Removed" in run("subscribers", "remove", "bob@example.org", "--list", "weekly").output
-    run("subscribers", "remove", "bob@example.org", "--list", "weekly", code=1)
+    kept = run("subscribers", "remove", "bob@example.org", "--list", "weekly", code=1)
+    assert "that record stays so that no import adds them again" in kept.stderr
+    assert "Removed" in run("subscribers", "remove", "Ada@example.org", "--list", "weekly").output
+    run("subscribers", "remove", "ada@example.org", "--list", "weekly", code=1)
     run("subscribers", "show", "nobody@example.org", code=1)
 
 
@@ -340,3 +350,76 @@ def test_forget_and_export_personal(env: str, tmp_path: Path) -> None:
     source.write_text("email\nada@example.org\n")
     reimport = run("subscribers", "import", str(source), "--list", "weekly")
     assert "suppressed: the person asked to be erased" in reimport.output
+
+
+SECTIONS_CONFIG = """
+[newsletters.weekly]
+title = "The Weekly"
+list = "weekly"
+sender = "The Weekly <news@example.org>"
+[[newsletters.weekly.categories]]
+name = "Science"
+[[newsletters.weekly.categories]]
+name = "Culture"
+[[newsletters.weekly.categories]]
+name = "Local"
+"""
+
+
+def test_importing_every_section_means_everything(
+    env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`Science;Culture;Local` on import is what ticking all three on the preferences
+    page stores: everything (the "Other" section included), not three sections."""
+    config = tmp_path / "digest.toml"
+    config.write_text(SECTIONS_CONFIG)
+    monkeypatch.setenv("DIGEST_CONFIG", str(config))
+    run("lists", "create", "weekly")
+    source = tmp_path / "people.csv"
+    source.write_text(
+        "email,categories\nall@example.org,Science;Culture;Local\n"
+        "some@example.org,Science;Other\nplus@example.org,science;culture;local;other\n"
+    )
+    run("subscribers", "import", str(source), "--list", "weekly")
+    run(
+        "subscribers",
+        "add",
+        "cli@example.org",
+        "--list",
+        "weekly",
+        "--categories",
+        "Science,Culture,Local",
+    )
+
+    def sections(email: str) -> list[str]:
+        return json.loads(run("subscribers", "show", email, "--json").output)["categories"]
+
+    assert sections("all@example.org") == []
+    assert sections("plus@example.org") == []
+    assert sections("cli@example.org") == []
+    assert sections("some@example.org") == ["Science", "Other"]
+
+
+def test_export_personal_and_show_include_the_consent_log(env: str) -> None:
+    run("lists", "create", "weekly")
+    run("subscribers", "add", "ann@example.org", "--list", "weekly")
+    run("subscribers", "unsubscribe", "ann@example.org", "--reason", "asked by phone")
+    data = json.loads(run("subscribers", "export-personal", "ann@example.org").output)
+    lines = [
+        (line["list"], line["from"], line["to"], line["source"], line["detail"])
+        for line in data["subscriber"]["consent_log"]
+    ]
+    assert lines == [
+        (None, None, "active", "admin", ""),
+        ("weekly", None, "active", "admin", ""),
+        ("weekly", "active", "unsubscribed", "admin", "asked by phone"),
+        (None, "active", "unsubscribed", "admin", "asked by phone"),
+    ]
+    assert all(
+        line["actor"].startswith("command line") for line in data["subscriber"]["consent_log"]
+    )
+    shown = run("subscribers", "show", "ann@example.org").output
+    assert "Consent log" in shown and "active → unsubscribed" in shown
+    run("subscribers", "forget", "ann@example.org", "--yes")
+    after = json.loads(run("subscribers", "export-personal", "ann@example.org").output)
+    assert after["subscriber"] is None and after["suppression"]["reason"] == "erased"

@@ -195,3 +195,84 @@ def test_0003_moves_run_owners_and_audiences_out_of_text_and_back(db_url: str) -
 
 
 _RUNS = "SELECT id, outcome, owner, detail FROM scheduler_run ORDER BY id"
+
+
+def test_0004_starts_the_consent_log_from_where_everyone_stands_and_back(db_url: str) -> None:
+    """A database made by 0002 with readers in it goes to head: each reader and each
+    membership gets one line (nothing → its status, source "migration") that replays
+    to their status; down again drops the log, the readers untouched; and up again."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from subscribers import consent
+    from subscribers.models import Status
+
+    eng = db.make_engine(db_url)
+    cfg = db._alembic_config()
+    t = "2026-11-20 08:00:00+00:00"
+    try:
+        with eng.connect() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "0002")
+            conn.commit()
+        with eng.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO mailing_list (id, name, description, double_opt_in, created_at) "
+                    "VALUES (1, 'weekly', '', true, :t)"
+                ),
+                {"t": t},
+            )
+            for sid, status, member in [
+                (1, "active", "active"),
+                (2, "unsubscribed", "unsubscribed"),
+            ]:
+                conn.execute(
+                    text(
+                        "INSERT INTO subscriber (id, email, email_key, name, status, attributes, "
+                        "categories, created_at, unsubscribed_at) VALUES (:id, :e, :e, '', :s, "
+                        "'{}', '[]', :t, :u)"
+                    ),
+                    {
+                        "id": sid,
+                        "e": f"r{sid}@example.org",
+                        "s": status,
+                        "t": t,
+                        "u": t if status == "unsubscribed" else None,
+                    },
+                )
+                conn.execute(
+                    text(
+                        "INSERT INTO membership (subscriber_id, list_id, status, created_at, "
+                        "updated_at) VALUES (:id, 1, :s, :t, :t)"
+                    ),
+                    {"id": sid, "s": member, "t": t},
+                )
+        assert db.upgrade(eng) == ("0002", db.head_revision())
+        with db.session_factory(eng)() as session:
+            for sid, status in [(1, Status.ACTIVE), (2, Status.UNSUBSCRIBED)]:
+                lines = consent.history(session, sid)
+                assert [(ln.list_name, ln.from_status, ln.to_status) for ln in lines] == [
+                    (None, None, status),
+                    ("weekly", None, status),
+                ]
+                assert {ln.source.value for ln in lines} == {"migration"}
+                replayed = consent.replay(lines)
+                assert (replayed.reader, replayed.memberships, replayed.problems) == (
+                    status,
+                    {"weekly": status},
+                    [],
+                )
+            left = consent.left_on(session, [2])
+            assert f"{left[2]:%Y-%m-%d}" == "2026-11-20"  # "unsubscribed on 2026-11-20"
+        with eng.connect() as conn:
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "0002")
+            conn.commit()
+        assert "consent_event" not in inspect(eng).get_table_names()
+        with eng.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM subscriber")).scalar() == 2
+        assert db.upgrade(eng) == ("0002", db.head_revision())
+        assert "consent_event" in inspect(eng).get_table_names()
+    finally:
+        eng.dispose()

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from subscribers import lists, segments, service
+from subscribers import lists, privacy, segments, service
 from subscribers.errors import CsvError, SubscribersError
 from subscribers.io import export_csv, import_csv, neutralise, unprotect
 from subscribers.models import ConsentMethod, Membership, Status, Subscriber, SuppressionReason
@@ -181,7 +181,7 @@ def test_suppression_and_unsubscribes_win_over_import(weekly: Session) -> None:
     gone = service.add_subscriber(weekly, "listonly@example.org", "weekly").subscriber
     service.add_subscriber(weekly, "listonly@example.org", "copy")
     service.unsubscribe(weekly, gone.id, "weekly")
-    service.forget(weekly, "erased@example.org")
+    privacy.forget(weekly, "erased@example.org")
     weekly.commit()
     before = snapshot(weekly)
     text = (
@@ -190,11 +190,23 @@ def test_suppression_and_unsubscribes_win_over_import(weekly: Session) -> None:
     )
     report = import_csv(weekly, text.encode(), "weekly")
     weekly.commit()
+    left_day = f"{left.unsubscribed_at:%Y-%m-%d}"
+    list_id = lists.get_list(weekly, "weekly").id
+    list_day = f"{weekly.get(Membership, (gone.id, list_id)).updated_at:%Y-%m-%d}"  # type: ignore[union-attr]
     assert outcomes(report) == [
         (2, "rejected", "suppressed (hard_bounce)"),
         (3, "rejected", "suppressed (spam_report)"),
-        (4, "rejected", "unsubscribed: an import never subscribes anyone again"),
-        (5, "rejected", "unsubscribed from this list: an import never subscribes anyone again"),
+        (
+            4,
+            "rejected",
+            f"unsubscribed on {left_day}; only the reader can resubscribe by confirming",
+        ),
+        (
+            5,
+            "rejected",
+            f"unsubscribed from this list on {list_day}; only the reader can resubscribe by "
+            "confirming",
+        ),
         (6, "rejected", "suppressed: the person asked to be erased"),
     ]
     assert snapshot(weekly) == before

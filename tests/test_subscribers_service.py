@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from subscribers import lists, segments, service
+from subscribers import lists, privacy, segments, service
 from subscribers.db import utcnow
 from subscribers.errors import (
     AlreadyExists,
@@ -86,7 +85,7 @@ def test_admin_add_is_active_with_consent(weekly: Session) -> None:
         categories=["data and security"],
         attributes={"sector": "health", "employees": 12},
         timezone="Europe/London",
-        known_categories=["Data and security"],
+        known_categories=["Data and security", "Health"],
     )
     weekly.commit()
     sub = added.subscriber
@@ -160,14 +159,22 @@ def test_unsubscribed_people_are_not_added_back_silently(weekly: Session) -> Non
     sub = service.add_subscriber(weekly, "u@example.org", "weekly").subscriber
     service.add_subscriber(weekly, "u@example.org", "single")
     service.unsubscribe(weekly, sub.id, "weekly")
-    with pytest.raises(NotResubscribable, match="unsubscribed from 'weekly'"):
+    with pytest.raises(NotResubscribable, match="unsubscribed from 'weekly' on 20"):
         service.add_subscriber(weekly, "u@example.org", "weekly")
     service.unsubscribe(weekly, sub.id)
-    with pytest.raises(NotResubscribable, match="unsubscribed; add them back only if"):
+    with pytest.raises(NotResubscribable, match="only the reader can resubscribe by confirming"):
         service.add_subscriber(weekly, "u@example.org", "single")
-    back = service.add_subscriber(weekly, "u@example.org", "weekly", resubscribe=True)
-    assert back.joined and back.membership.status is Status.ACTIVE
-    assert back.subscriber.status is Status.ACTIVE and back.subscriber.unsubscribed_at is None
+    # resubscribe: an admin cannot bring them back, only ask for a confirmation email
+    asked = service.add_subscriber(weekly, "u@example.org", "weekly", resubscribe=True)
+    assert asked.asked and not asked.joined
+    assert asked.membership is not None and asked.membership.status is Status.UNSUBSCRIBED
+    assert asked.subscriber.status is Status.UNSUBSCRIBED
+    assert emails(weekly, service.recipients(weekly, "weekly")) == []
+    # the reader's own confirmation brings them back, on that list only
+    service.confirm(weekly, sub.id, "weekly")
+    assert sub.status is Status.ACTIVE and sub.unsubscribed_at is None
+    assert emails(weekly, service.recipients(weekly, "weekly")) == ["u@example.org"]
+    assert emails(weekly, service.recipients(weekly, "single")) == []
 
 
 def test_remove_from_list(weekly: Session) -> None:
@@ -236,7 +243,7 @@ def test_suppression_of_unknown_or_invalid_addresses(weekly: Session) -> None:
 
 
 def test_erased_entries_stay_erased(weekly: Session) -> None:
-    service.forget(weekly, "gone@example.org")
+    privacy.forget(weekly, "gone@example.org")
     service.suppress(weekly, "gone@example.org", SuppressionReason.HARD_BOUNCE, "bounce")
     weekly.commit()
     entry = weekly.scalars(select(Suppression)).one()
@@ -330,62 +337,4 @@ def test_paused_readers_get_nothing_until_the_pause_ends(weekly: Session) -> Non
     service.pause(weekly, a, None)  # resumed by hand
     weekly.commit()
     assert len(emails(weekly, service.recipients(weekly, "weekly"))) == 2
-    assert service.describe(weekly, service.get_by_id(weekly, a))["paused_until"] is None
-
-
-# ---------------------------------------------------------------------------
-# Personal data
-
-
-def test_export_personal_and_forget(weekly: Session) -> None:
-    sub = service.add_subscriber(
-        weekly,
-        "Ada@Example.org",
-        "weekly",
-        name="Ada",
-        attributes={"sector": "health"},
-        method=ConsentMethod.FORM,
-        ip="198.51.100.7",
-    ).subscriber
-    service.add_subscriber(weekly, "ada@example.org", "single")
-    weekly.commit()
-
-    data = service.export_personal(weekly, "ADA@example.org")
-    json.dumps(data)  # JSON-ready
-    assert data["subscriber"]["email"] == "Ada@example.org"
-    assert data["subscriber"]["name"] == "Ada"
-    assert data["subscriber"]["attributes"] == {"sector": "health"}
-    assert data["subscriber"]["consent"]["ip"] == "198.51.100.7"
-    assert data["subscriber"]["consent"]["method"] == "form"
-    assert [m["list"] for m in data["subscriber"]["memberships"]] == ["single", "weekly"]
-    assert data["suppression"] is None
-
-    result = service.forget(weekly, "ada@EXAMPLE.org")
-    weekly.commit()
-    assert result.subscriber_id == sub.id and result.memberships == 2
-    assert weekly.scalar(select(func.count()).select_from(Subscriber)) == 0
-    assert weekly.scalar(select(func.count()).select_from(Membership)) == 0
-    entry = weekly.scalars(select(Suppression)).one()
-    assert entry.email is None and entry.reason is SuppressionReason.ERASED
-    assert entry.email_hash == email_hash("ada@example.org")
-    # Nothing readable remains anywhere in the subscribers tables.
-    for table in ("subscriber", "membership", "suppression"):
-        dump = str(weekly.execute(select(Suppression.__table__.metadata.tables[table])).all())
-        assert "ada" not in dump.lower() and "198.51" not in dump
-
-    after = service.export_personal(weekly, "ada@example.org")
-    assert after["subscriber"] is None
-    assert after["suppression"]["reason"] == "erased" and after["suppression"]["email"] is None
-    with pytest.raises(Suppressed):
-        service.add_subscriber(weekly, "ada@example.org", "weekly")
-    again = service.forget(weekly, "ada@example.org")  # repeatable
-    assert again.subscriber_id is None
-
-
-def test_forget_turns_a_bounce_entry_into_an_erased_one(weekly: Session) -> None:
-    service.add_subscriber(weekly, "b@example.org", "weekly")
-    service.suppress(weekly, "b@example.org", SuppressionReason.HARD_BOUNCE, "550 b@example.org")
-    service.forget(weekly, "b@example.org")
-    weekly.commit()
-    entry = weekly.scalars(select(Suppression)).one()
-    assert (entry.reason, entry.email, entry.detail) == (SuppressionReason.ERASED, None, "")
+    assert service.get_by_id(weekly, a).paused_until is None

@@ -123,13 +123,28 @@ def test_timezone() -> None:
 
 
 def test_categories_are_matched_to_the_configured_spelling() -> None:
-    known = ["Data and security", "Change Management"]
+    known = ["Data and security", "Change Management", "Other"]
     assert clean_categories(
         ["data AND security", " Change  management", "Data and security"], known
     ) == ["Data and security", "Change Management"]
     assert clean_categories(["Anything", ""], None) == ["Anything"]
     with pytest.raises(UnknownCategory, match=r"'Cooking'.*Data and security"):
         clean_categories(["Cooking"], known)
+
+
+def test_choosing_every_offered_section_means_everything() -> None:
+    """One rule for every entry point: the sections offered (the preferences page's
+    named ones), all chosen, are stored as [] = every section, "Other" included."""
+    known = ["Science", "Culture", "Local", "Other"]
+    offered = ["Science", "Culture", "Local"]
+    assert clean_categories(["Science", "Culture", "Local"], known, everything=offered) == []
+    assert (
+        clean_categories(["local", "Other", "science", "culture"], known, everything=offered) == []
+    )
+    assert clean_categories(["Science", "Other"], known, everything=offered) == ["Science", "Other"]
+    # without a separate offer, all known categories chosen is everything too
+    assert clean_categories(offered, offered) == []
+    assert clean_categories(["Science", "Culture"], offered) == ["Science", "Culture"]
 
 
 def test_attributes_are_text_and_empty_removes() -> None:

@@ -245,6 +245,17 @@ def test_edit_unsubscribe_and_forget_a_subscriber(world: World) -> None:
         with world.app.session() as s:
             who = s.get(Subscriber, sid)
             assert who is not None and who.status is Status.UNSUBSCRIBED
+        # the consent log, on the page: what changed, by whom, from where
+        logged = client.get(f"/admin/subscribers/{sid}").text
+        log_table = logged[logged.index("<h2>Consent log</h2>") : logged.index("<h2>Erase</h2>")]
+        rows = re.findall(r"<tr>\s*(.*?)\s*</tr>", log_table, re.S)[1:]
+        cells = [re.findall(r"<td>(.*?)</td>", row, re.S)[1:5] for row in rows]
+        assert cells == [
+            ["(the person)", "— → active", "admin", ""],
+            ["weekly", "— → active", "admin", ""],
+            ["weekly", "active → unsubscribed", "admin", "admin console, testclient"],
+            ["(the person)", "active → unsubscribed", "admin", "admin console, testclient"],
+        ]
 
         unticked = client.post(f"/admin/subscribers/{sid}/forget", data={"csrf": token})
         assert unticked.status_code == 400

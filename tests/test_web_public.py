@@ -372,3 +372,112 @@ def test_an_unsubscribed_reader_can_come_back_through_a_confirmation(world: Worl
     who = subscriber(world, "reader@example.net")
     assert who is not None and who.status is Status.ACTIVE and who.name == ""
     assert membership_status(world, "reader@example.net") == "active"
+
+
+# ---------------------------------------------------------------------------
+# Unsubscribing from the list the email came from (issue 13 §3)
+
+
+def test_one_click_leaves_only_the_list_the_email_came_from(world: World) -> None:
+    with world.app.session() as s:
+        create_list(s, "monthly")
+    sid = reader(world)
+    with world.app.session() as s:
+        add_subscriber(s, "reader@example.net", "monthly")
+    token = make_token(SECRET, sid, "unsubscribe", list_name="weekly")
+    with client_for(world) as client:
+        response = client.post(
+            f"/u/{token}",
+            content=b"List-Unsubscribe=One-Click",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+    assert response.status_code == 200
+    assert "You will no longer receive The Weekly." in response.text
+    assert membership_status(world, "reader@example.net", "weekly") == "unsubscribed"
+    assert membership_status(world, "reader@example.net", "monthly") == "active"
+    who = subscriber(world, "reader@example.net")
+    assert who is not None and who.status is Status.ACTIVE
+
+
+def test_the_unsubscribe_page_offers_this_list_then_all_lists(world: World) -> None:
+    with world.app.session() as s:
+        create_list(s, "monthly")
+    sid = reader(world)
+    with world.app.session() as s:
+        add_subscriber(s, "reader@example.net", "monthly")
+    token = make_token(SECRET, sid, "unsubscribe", list_name="weekly")
+    with client_for(world) as client:
+        page = client.get(f"/u/{token}")
+        assert page.status_code == 200
+        assert '<button type="submit">Unsubscribe from The Weekly</button>' in page.text
+        assert "Leave all lists" in page.text and "monthly, The Weekly" in page.text
+        csrf = csrf_of(page.text)
+        one = client.post(f"/u/{token}", data={"csrf": csrf})
+        assert "You will no longer receive The Weekly." in one.text
+        assert membership_status(world, "reader@example.net", "monthly") == "active"
+        again = client.get(f"/u/{token}")
+        assert "no longer receives The Weekly" in again.text and "Leave all lists" in again.text
+        everything = client.post(f"/u/{token}", data={"csrf": csrf, "scope": "all"})
+    assert "You will no longer receive any of our newsletters." in everything.text
+    assert membership_status(world, "reader@example.net", "monthly") == "unsubscribed"
+    who = subscriber(world, "reader@example.net")
+    assert who is not None and who.status is Status.UNSUBSCRIBED
+
+
+def test_an_old_link_without_a_list_leaves_every_list_and_says_so(world: World) -> None:
+    with world.app.session() as s:
+        create_list(s, "monthly")
+    sid = reader(world)
+    with world.app.session() as s:
+        add_subscriber(s, "reader@example.net", "monthly")
+    token = make_token(SECRET, sid, "unsubscribe")  # as sent before links named their list
+    with client_for(world) as client:
+        page = client.get(f"/u/{token}")
+        assert "Stop sending monthly, The Weekly to" in page.text
+        response = client.post(f"/u/{token}", content=b"List-Unsubscribe=One-Click")
+    assert "You will no longer receive any of our newsletters." in response.text
+    assert membership_status(world, "reader@example.net", "monthly") == "unsubscribed"
+
+
+def test_the_form_asks_a_reader_who_left_to_confirm_and_changes_nothing(world: World) -> None:
+    """Anyone may type an address into the form: for someone who unsubscribed it sends
+    a confirmation email and nothing else; their own confirmation brings them back, an
+    older confirm link does not."""
+    with world.app.session() as s:
+        s.scalars(select(MailingList)).one().double_opt_in = False  # even single opt-in
+    with client_for(world) as client:
+        subscribe(client, "back@example.net")  # single opt-in: active at once, no email
+        assert membership_status(world, "back@example.net") == "active"
+        who = subscriber(world, "back@example.net")
+        assert who is not None
+        token = make_token(SECRET, who.id, "unsubscribe", list_name="weekly")
+        client.post(f"/u/{token}", content=b"List-Unsubscribe=One-Click")
+        subscribe(client, "back@example.net")
+        assert membership_status(world, "back@example.net") == "unsubscribed"
+        (message,) = outbox_messages(world)
+        confirm = link_path(text_of(message), "c")
+        page = client.get(confirm)
+        assert "Yes, subscribe me" in page.text and "The Weekly" in page.text
+        done = client.post(confirm, data={"csrf": csrf_of(page.text)})
+        assert done.status_code == 200 and "You are subscribed" in done.text
+        assert membership_status(world, "back@example.net") == "active"
+        # they leave again: the link they already used no longer brings them back
+        client.post(f"/u/{token}", content=b"List-Unsubscribe=One-Click")
+        assert "nothing to confirm" in client.get(confirm).text
+        stale = client.post(confirm, data={"csrf": page_csrf(client, "/subscribe/weekly")})
+    assert stale.status_code == 400 and "was not subscribed" in stale.text
+    assert membership_status(world, "back@example.net") == "unsubscribed"
+
+
+def test_a_confirm_link_from_before_links_named_their_list_still_confirms(lite: World) -> None:
+    with lite.app.session() as s:
+        sid = add_subscriber(
+            s, "early@example.net", "weekly", method=ConsentMethod.FORM
+        ).subscriber.id
+    token = make_token(SECRET, sid, "confirm")  # no list in it
+    with client_for(lite) as client:
+        page = client.get(f"/c/{token}")
+        assert "The Weekly" in page.text
+        done = client.post(f"/c/{token}", data={"csrf": csrf_of(page.text)})
+    assert done.status_code == 200 and "you will receive The Weekly" in done.text
+    assert membership_status(lite, "early@example.net") == "active"

@@ -1,6 +1,6 @@
-"""`digest lists …`, `digest subscribers …`, `digest segments …`: thin commands over
-the ``subscribers`` package (plus the pipeline's delivery records for erasure and
-personal-data export, which only ``digest`` knows about)."""
+"""`digest subscribers …`: thin commands over the ``subscribers`` package (plus the
+pipeline's delivery records for erasure and personal-data export, which only
+``digest`` knows about)."""
 
 from __future__ import annotations
 
@@ -12,29 +12,20 @@ from typing import Any
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from sqlalchemy.orm import Session
 
 from digest import privacy
 from digest.cli._common import App, console, err_console, json_option, pass_app, print_json
+from digest.cli._people import by_admin, cli_actor, list_option, newsletters_of, split
+from digest.config import NewsletterConfig
 from subscribers import io as csv_io
 from subscribers import lists as lists_lib
-from subscribers import segments as segments_lib
+from subscribers import privacy as subscribers_privacy
 from subscribers import service
 from subscribers.errors import NotFound
 from subscribers.models import Status
 
 STATUSES = [s.value for s in Status]
 SHOW_REJECTED = 50
-
-
-def _split(value: str | None) -> list[str] | None:
-    if value is None:
-        return None
-    return [part.strip() for part in value.split(",") if part.strip()]
-
-
-def _newsletters_of(app: App, list_name: str) -> list[str]:
-    return sorted(n for n, nl in app.config.newsletters.items() if nl.list_name == list_name)
 
 
 def _parse_attrs(pairs: tuple[str, ...]) -> dict[str, str]:
@@ -49,156 +40,6 @@ def _parse_attrs(pairs: tuple[str, ...]) -> dict[str, str]:
     return attrs
 
 
-def _date(value: Any) -> str:
-    return f"{value:%Y-%m-%d}" if value else ""
-
-
-# ---------------------------------------------------------------------------
-# digest lists
-
-
-@click.group("lists")
-def lists_group() -> None:
-    """Mailing lists: create, list, show and delete them.
-
-    \b
-    Example:
-        digest lists create weekly --description "The weekly round-up"
-        digest lists list
-    """
-
-
-@lists_group.command("create")
-@click.argument("name")
-@click.option("--description", default="", help="What the list is for (shown to admins).")
-@click.option(
-    "--double-opt-in/--single-opt-in",
-    default=True,
-    show_default=True,
-    help="Whether web signups must confirm by email first.",
-)
-@pass_app
-def lists_create(app: App, name: str, description: str, double_opt_in: bool) -> None:
-    """Create a mailing list.
-
-    \b
-    Example:
-        digest lists create weekly --description "The weekly round-up"
-    """
-    with app.session() as session:
-        lists_lib.create_list(session, name, description=description, double_opt_in=double_opt_in)
-    mode = "double opt-in" if double_opt_in else "single opt-in"
-    click.echo(f"Created list {name} ({mode})")
-
-
-@lists_group.command("list")
-@json_option
-@pass_app
-def lists_list(app: App, as_json: bool) -> None:
-    """List the mailing lists with their member counts.
-
-    \b
-    Example:
-        digest lists list --json
-    """
-    with app.session() as session:
-        summaries = lists_lib.all_lists(session)
-        rows: list[dict[str, Any]] = [
-            {
-                "name": s.mailing_list.name,
-                "description": s.mailing_list.description,
-                "double_opt_in": s.mailing_list.double_opt_in,
-                "active": s.count(Status.ACTIVE),
-                "pending": s.count(Status.PENDING),
-                "unsubscribed": s.count(Status.UNSUBSCRIBED),
-                "total": s.total,
-            }
-            for s in summaries
-        ]
-    if as_json:
-        print_json(rows)
-        return
-    if not rows:
-        console.print("No lists yet; create one with `digest lists create NAME`.")
-        return
-    table = Table(show_edge=False)
-    for col in ("List", "Opt-in", "Active", "Pending", "Unsubscribed", "Description"):
-        table.add_column(
-            col, justify="right" if col in ("Active", "Pending", "Unsubscribed") else "left"
-        )
-    for r in rows:
-        table.add_row(
-            r["name"],
-            "double" if r["double_opt_in"] else "single",
-            str(r["active"]),
-            str(r["pending"]),
-            str(r["unsubscribed"]),
-            r["description"],
-        )
-    console.print(table)
-
-
-@lists_group.command("show")
-@click.argument("name")
-@json_option
-@pass_app
-def lists_show(app: App, name: str, as_json: bool) -> None:
-    """Show one list: counts, segments, and the newsletters that mail it.
-
-    \b
-    Example:
-        digest lists show weekly
-    """
-    with app.session() as session:
-        summary = lists_lib.summary(session, name)
-        segs = segments_lib.list_segments(session, name)
-        data: dict[str, Any] = {
-            "name": name,
-            "description": summary.mailing_list.description,
-            "double_opt_in": summary.mailing_list.double_opt_in,
-            "created_at": summary.mailing_list.created_at.isoformat(),
-            "members": {s.value: summary.count(s) for s in Status if summary.count(s)},
-            "recipients": service.count(session, service.recipients(session, name)),
-            "segments": [s.name for s in segs],
-            "newsletters": _newsletters_of(app, name),
-            "categories": app.config.choosable_categories([name]),
-        }
-    if as_json:
-        print_json(data)
-        return
-    console.print(f"[bold]{name}[/bold] — {data['description'] or 'no description'}")
-    console.print(f"Opt-in: {'double' if data['double_opt_in'] else 'single'}")
-    members = ", ".join(f"{n} {s}" for s, n in data["members"].items()) or "none"
-    console.print(f"Members: {members}; {data['recipients']} would receive a send now")
-    console.print(f"Segments: {', '.join(data['segments']) or 'none'}")
-    console.print(f"Newsletters: {', '.join(data['newsletters']) or 'none'}")
-    if data["categories"]:
-        console.print(f"Categories: {', '.join(data['categories'])}")
-
-
-@lists_group.command("delete")
-@click.argument("name")
-@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-@pass_app
-def lists_delete(app: App, name: str, yes: bool) -> None:
-    """Delete a list with its memberships and segments (subscribers themselves stay).
-
-    \b
-    Example:
-        digest lists delete old-list --yes
-    """
-    with app.session() as session:
-        summary = lists_lib.summary(session, name)
-        if not yes:
-            click.confirm(f"Delete list {name!r} and its {summary.total} memberships?", abort=True)
-        removed = lists_lib.delete_list(session, name)
-    click.echo(f"Deleted list {name} ({removed} memberships removed)")
-
-
-# ---------------------------------------------------------------------------
-# digest subscribers
-
-
 @click.group("subscribers")
 def subscribers_group() -> None:
     """Subscribers: add, change, unsubscribe, list, import and export them; erase or
@@ -211,9 +52,6 @@ def subscribers_group() -> None:
     """
 
 
-list_option = click.option("--list", "list_name", required=True, metavar="LIST", help="The list.")
-
-
 @subscribers_group.command("add")
 @click.argument("email")
 @list_option
@@ -222,7 +60,10 @@ list_option = click.option("--list", "list_name", required=True, metavar="LIST",
 @click.option("--attr", "attrs", multiple=True, metavar="KEY=VALUE", help="An attribute; repeat.")
 @click.option("--timezone", default=None, help="IANA timezone, e.g. Europe/London.")
 @click.option(
-    "--resubscribe", is_flag=True, help="They unsubscribed before and asked to come back."
+    "--resubscribe",
+    is_flag=True,
+    help="They unsubscribed before and asked to come back: email them a confirmation "
+    "link (they are back once they follow it).",
 )
 @pass_app
 def subscribers_add(
@@ -238,27 +79,47 @@ def subscribers_add(
     """Add someone to a list (or update them).  Admin adds count as consent: they are
     active at once, with consent method "admin".
 
+    Someone who unsubscribed, bounced or complained is refused: only they can come
+    back, by confirming.  --resubscribe sends them a confirmation email (through the
+    newsletter that mails the list) and records the request in their consent log;
+    they stay unsubscribed until they follow its link.
+
     \b
     Example:
         digest subscribers add ada@example.org --list weekly --name "Ada Lovelace" \\
             --categories "Data and security" --attr sector=health --attr region=north
+        digest subscribers add bob@example.org --list weekly --resubscribe
     """
     attributes = _parse_attrs(attrs)
+    newsletter = _confirming_newsletter(app, list_name) if resubscribe else None
     with app.session() as session:
         added = service.add_subscriber(
             session,
             email,
             list_name,
             name=name,
-            categories=_split(categories),
+            categories=split(categories),
             attributes=attributes,
             timezone=timezone,
             resubscribe=resubscribe,
             known_categories=app.config.choosable_categories([list_name]),
+            everything=app.config.choosable_categories([list_name], other=False),
+            by=by_admin(),
         )
         address = added.subscriber.email
-        state = Status(added.membership.status).value
-    if added.created:
+        sid = added.subscriber.id
+        state = Status(added.membership.status).value if added.membership else "not on it"
+    if added.asked and newsletter is not None:
+        from digest.web.optin import send_confirmation
+
+        where = send_confirmation(app, newsletter, sid)
+        left = f"left {list_name}" if added.membership else "unsubscribed from everything"
+        click.echo(
+            f"{address} {left} before, so only they can come back: a confirmation email "
+            f"for {newsletter.title} went to them ({where}); they are back on {list_name} "
+            "once they follow its link (it lasts 7 days)"
+        )
+    elif added.created:
         click.echo(f"Added {address} to {list_name} ({state})")
     elif added.joined:
         click.echo(f"Added existing subscriber {address} to {list_name} ({state})")
@@ -268,6 +129,17 @@ def subscribers_add(
         click.echo(f"{address} is already on {list_name} ({state}); nothing changed")
 
 
+def _confirming_newsletter(app: App, list_name: str) -> NewsletterConfig:
+    """The newsletter whose confirmation email --resubscribe sends for ``list_name``."""
+    names = newsletters_of(app, list_name)
+    if not names:
+        raise click.UsageError(
+            f"no newsletter in {app.settings.config_path} mails list {list_name!r}, so there is no "
+            "confirmation email to send; only the reader can resubscribe, by confirming"
+        )
+    return app.config.newsletters[names[0]]
+
+
 @subscribers_group.command("remove")
 @click.argument("email")
 @list_option
@@ -275,20 +147,22 @@ def subscribers_add(
 def subscribers_remove(app: App, email: str, list_name: str) -> None:
     """Take someone off a list entirely (no unsubscribe record: a later import may add
     them again).  To stop mail for good use `unsubscribe`; to erase them, `forget`.
+    Someone who unsubscribed from the list stays on it as unsubscribed: that record is
+    what keeps imports from adding them again.
 
     \b
     Example:
         digest subscribers remove ada@example.org --list weekly
     """
     with app.session() as session:
-        service.remove_from_list(session, email, list_name)
+        service.remove_from_list(session, email, list_name, by=by_admin())
     click.echo(f"Removed {email} from {list_name}")
 
 
 @subscribers_group.command("unsubscribe")
 @click.argument("email")
 @click.option("--list", "list_name", default=None, metavar="LIST", help="Only this list.")
-@click.option("--reason", default="admin", show_default=True, help="Why (logged).")
+@click.option("--reason", default="", help="Why (kept in the consent log).")
 @pass_app
 def subscribers_unsubscribe(app: App, email: str, list_name: str | None, reason: str) -> None:
     """Unsubscribe someone from one list, or from every list.
@@ -304,7 +178,7 @@ def subscribers_unsubscribe(app: App, email: str, list_name: str | None, reason:
             mlist = lists_lib.get_list(session, list_name)
             if service.membership(session, subscriber.id, mlist.id) is None:
                 raise NotFound(f"{subscriber.email} is not on list {list_name!r}")
-        service.unsubscribe(session, subscriber.id, list_name, reason=reason)
+        service.unsubscribe(session, subscriber.id, list_name, reason=reason, by=by_admin(reason))
         address = subscriber.email
     click.echo(f"Unsubscribed {address} from {list_name or 'every list'}")
 
@@ -314,7 +188,7 @@ def subscribers_unsubscribe(app: App, email: str, list_name: str | None, reason:
 @json_option
 @pass_app
 def subscribers_show(app: App, email: str, as_json: bool) -> None:
-    """Show one subscriber: status, lists, consent, attributes, suppression.
+    """Show one subscriber: status, lists, consent and its log, attributes, suppression.
 
     \b
     Example:
@@ -322,7 +196,7 @@ def subscribers_show(app: App, email: str, as_json: bool) -> None:
     """
     with app.session() as session:
         subscriber = service.get_subscriber(session, email)
-        data = service.describe(session, subscriber)
+        data = subscribers_privacy.describe(session, subscriber)
         entry = service.suppression_for(session, email)
         data["suppressed"] = entry.reason.value if entry else None
     if as_json:
@@ -353,6 +227,21 @@ def subscribers_show(app: App, email: str, as_json: bool) -> None:
         console.print(table)
     else:
         console.print("Not on any list")
+    console.print("Consent log (UTC):")
+    for line in data["consent_log"]:
+        by = f" by {line['actor']}" if line["actor"] else ""
+        note = f": {line['detail']}" if line["detail"] else ""
+        console.print(
+            f"  {line['at'][:16].replace('T', ' ')}  {line['list'] or 'the person'}  "
+            f"{_change(line)}  ({line['source']}{by}){note}",
+            soft_wrap=True,
+        )
+
+
+def _change(line: dict[str, Any]) -> str:
+    if line["request"]:
+        return "asked for a confirmation email"
+    return f"{line['from'] or '—'} → {line['to'] or 'off the list'}"
 
 
 @subscribers_group.command("list")
@@ -389,9 +278,7 @@ def subscribers_list(
                 "id": sub.id,
                 "email": sub.email,
                 "name": sub.name,
-                "status": (
-                    Status(mem.status) if sub.status is Status.ACTIVE else Status(sub.status)
-                ).value,
+                "status": service.shown_status((sub, mem)).value,
                 "categories": list(sub.categories or []),
                 "attributes": dict(sub.attributes or {}),
                 "joined_at": mem.created_at.isoformat(),
@@ -439,9 +326,10 @@ def subscribers_import(
     (several separated by ; or | inside the cell), `timezone` (IANA name); any
     other column becomes an attribute.  UTF-8 with or without BOM, comma or
     semicolon separated.  Empty cells change nothing.  Suppressed, unsubscribed,
-    bounced and complained addresses are never subscribed again; imported people
-    are active at once (the import is the admin's statement of their consent).
-    Re-importing the same file changes nothing.
+    bounced and complained addresses are never subscribed again (only the reader
+    can come back, by confirming); imported people are active at once (the import
+    is the admin's statement of their consent).  A categories cell naming every
+    section means all of them.  Re-importing the same file changes nothing.
 
     \b
     Example:
@@ -467,7 +355,9 @@ def subscribers_import(
             file,
             list_name,
             known_categories=app.config.choosable_categories([list_name]),
+            everything=app.config.choosable_categories([list_name], other=False),
             dry_run=dry_run,
+            actor=cli_actor(),
             progress=advance,
         )
     if report_path is not None:
@@ -535,7 +425,7 @@ def subscribers_export(app: App, list_name: str, segment: str | None, out: Path 
 def subscribers_forget(app: App, email: str, yes: bool) -> None:
     """Erase everything about one person (right to erasure).
 
-    Deletes their subscriber record and memberships, clears their address from
+    Deletes their subscriber record, memberships and consent log, clears their address from
     delivery and event records, and keeps only a hash of the address on the
     suppression list so it is never imported again by accident.
 
@@ -546,7 +436,7 @@ def subscribers_forget(app: App, email: str, yes: bool) -> None:
     if not yes:
         click.confirm(f"Erase everything held about {email}? This cannot be undone", abort=True)
     with app.session() as session:
-        result, cleared = privacy.forget_person(session, email)
+        result, cleared = privacy.forget_person(session, email, by=by_admin("erased on request"))
     what = "subscriber record" if result.subscriber_id else "no subscriber record"
     click.echo(
         f"Erased {email}: {what}, {result.memberships} memberships, "
@@ -565,7 +455,8 @@ def subscribers_forget(app: App, email: str, yes: bool) -> None:
 @pass_app
 def subscribers_export_personal(app: App, email: str, out: Path | None) -> None:
     """Everything held about one person, as JSON (subject access request): their
-    subscriber record, lists, consent, suppression, deliveries and events.
+    subscriber record, lists, consent and consent log, suppression, deliveries and
+    events.
 
     \b
     Example:
@@ -581,197 +472,6 @@ def subscribers_export_personal(app: App, email: str, out: Path | None) -> None:
         click.echo(f"Wrote {out}", err=True)
 
 
-# ---------------------------------------------------------------------------
-# digest segments
-
-
-@click.group("segments")
-def segments_group() -> None:
-    """Segments: saved rules that pick part of a list (by attributes, categories,
-    status, signup date), optionally fixing the categories their readers get.
-
-    Rules are JSON or TOML data, never code:
-
-    \b
-      {"all": [RULE, ...]}   {"any": [RULE, ...]}   {"not": RULE}
-      {"attr": "sector", "equals": "health"}       exact text (numbers as text)
-      {"attr": "region", "in": ["north", "south"]}
-      {"attr": "role", "contains": "cio"}          substring, any case
-      {"attr": "sector", "exists": true}           set and not empty
-      {"category": "Data and security"}            chose it, or chose none (= all)
-      {"status": "active"}  or  {"status": ["pending", "active"]}
-      {"signed_up": {"after": "2026-01-01", "before": "2026-06-30"}}   days inclusive, UTC
-
-    \b
-    Example:
-        digest segments create health --list weekly --rule '{"attr": "sector", "equals": "health"}'
-        digest segments show health --list weekly
-    """
-
-
-def _resolve_list(session: Session, name: str, list_name: str | None) -> str:
-    """``--list``, or the one list that has a segment called ``name``."""
-    if list_name is not None:
-        return list_name
-    owners = segments_lib.find_segment_lists(session, name)
-    if len(owners) == 1:
-        return owners[0]
-    if not owners:
-        raise NotFound(f"no segment called {name!r} on any list; see `digest segments list`")
-    raise click.UsageError(
-        f"segment {name!r} exists on lists {', '.join(owners)}; say which with --list"
-    )
-
-
-@segments_group.command("create")
-@click.argument("name")
-@list_option
-@click.option("--rule", "rule_text", default=None, help="The rule as JSON.")
-@click.option(
-    "--file",
-    "rule_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Read the rule from a .json or .toml file.",
-)
-@click.option(
-    "--categories",
-    default=None,
-    help="Categories every reader in the segment gets, comma-separated (default: their own).",
-)
-@pass_app
-def segments_create(
-    app: App,
-    name: str,
-    list_name: str,
-    rule_text: str | None,
-    rule_file: Path | None,
-    categories: str | None,
-) -> None:
-    """Save a segment of a list from a rule (--rule JSON, or --file rule.json|rule.toml).
-
-    \b
-    Example:
-        digest segments create north-health --list weekly --rule \\
-            '{"all": [{"attr": "sector", "equals": "health"},
-                      {"attr": "region", "in": ["north", "north-west"]}]}'
-        digest segments create security --list weekly --file security.toml \\
-            --categories "Data and security"
-    """
-    if (rule_text is None) == (rule_file is None):
-        raise click.UsageError("give the rule with either --rule '…' or --file FILE")
-    rule = (
-        segments_lib.parse_rule_text(rule_text)
-        if rule_text is not None
-        else segments_lib.load_rule_file(rule_file)  # type: ignore[arg-type]
-    )
-    with app.session() as session:
-        segment = segments_lib.create_segment(
-            session,
-            list_name,
-            name,
-            rule,
-            categories=_split(categories) or [],
-            known_categories=app.config.choosable_categories([list_name]),
-        )
-        n = service.count(session, service.recipients(session, list_name, name))
-        fixed = list(segment.categories)
-    extra = f"; readers get {', '.join(fixed)}" if fixed else ""
-    click.echo(f"Created segment {name} on {list_name}: {n} recipients now{extra}")
-
-
-@segments_group.command("list")
-@click.option("--list", "list_name", default=None, metavar="LIST", help="Only this list.")
-@json_option
-@pass_app
-def segments_list(app: App, list_name: str | None, as_json: bool) -> None:
-    """List segments with their rules.
-
-    \b
-    Example:
-        digest segments list --list weekly
-    """
-    with app.session() as session:
-        rows: list[dict[str, Any]] = [
-            {
-                "list": seg.mailing_list.name,
-                "name": seg.name,
-                "rule": seg.rule,
-                "categories": list(seg.categories or []),
-            }
-            for seg in segments_lib.list_segments(session, list_name)
-        ]
-    if as_json:
-        print_json(rows)
-        return
-    if not rows:
-        console.print("No segments yet; create one with `digest segments create`.")
-        return
-    table = Table(show_edge=False)
-    for col in ("List", "Segment", "Rule", "Categories"):
-        table.add_column(col)
-    for r in rows:
-        table.add_row(
-            r["list"],
-            r["name"],
-            json.dumps(r["rule"], ensure_ascii=False),
-            ", ".join(r["categories"]) or "their own",
-        )
-    console.print(table)
-
-
-@segments_group.command("show")
-@click.argument("name")
-@click.option("--list", "list_name", default=None, metavar="LIST", help="The segment's list.")
-@json_option
-@pass_app
-def segments_show(app: App, name: str, list_name: str | None, as_json: bool) -> None:
-    """Show a segment with its live count of recipients.
-
-    \b
-    Example:
-        digest segments show health --list weekly
-    """
-    with app.session() as session:
-        list_name = _resolve_list(session, name, list_name)
-        seg = segments_lib.get_segment(session, list_name, name)
-        data: dict[str, Any] = {
-            "list": list_name,
-            "name": seg.name,
-            "rule": seg.rule,
-            "categories": list(seg.categories or []),
-            "recipients": service.count(session, service.recipients(session, list_name, name)),
-            "members": service.count(session, service.members(session, list_name, segment=name)),
-            "created_at": seg.created_at.isoformat(),
-        }
-    if as_json:
-        print_json(data)
-        return
-    console.print(f"[bold]{name}[/bold] on list {list_name}")
-    console.print(f"Rule: {json.dumps(data['rule'], ensure_ascii=False, indent=2)}")
-    console.print(f"Categories: {', '.join(data['categories']) or 'each reader’s own choice'}")
-    console.print(
-        f"Recipients now: {data['recipients']} (members matching, any status: {data['members']})"
-    )
-
-
-@segments_group.command("delete")
-@click.argument("name")
-@click.option("--list", "list_name", default=None, metavar="LIST", help="The segment's list.")
-@pass_app
-def segments_delete(app: App, name: str, list_name: str | None) -> None:
-    """Delete a segment (its subscribers are not touched).
-
-    \b
-    Example:
-        digest segments delete health --list weekly
-    """
-    with app.session() as session:
-        list_name = _resolve_list(session, name, list_name)
-        segments_lib.delete_segment(session, list_name, name)
-    click.echo(f"Deleted segment {name} from {list_name}")
-
-
-COMMANDS = [lists_group, subscribers_group, segments_group]
+COMMANDS = [subscribers_group]
 
 __all__ = ["COMMANDS"]

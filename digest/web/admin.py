@@ -49,10 +49,12 @@ from digest.web.security import ADMIN_AT_KEY, ADMIN_KEY, rotate_csrf
 from digest.web.stats import bar_chart
 from subscribers import io as subscribers_io
 from subscribers import lists as subscribers_lists
+from subscribers import privacy as subscribers_privacy
 from subscribers import segments as subscribers_segments
 from subscribers import service
+from subscribers.consent import By
 from subscribers.errors import SubscribersError
-from subscribers.models import MailingList, Status, Subscriber
+from subscribers.models import ConsentSource, MailingList, Status, Subscriber
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
 
@@ -246,7 +248,17 @@ def _existing(session: Session, subscriber_id: int) -> Subscriber:
 
 
 def _subscriber(session: Session, subscriber_id: int) -> dict[str, Any]:
-    return service.describe(session, _existing(session, subscriber_id))
+    return subscribers_privacy.describe(session, _existing(session, subscriber_id))
+
+
+def admin_actor(request: Request) -> str:
+    """Who acts in the consent log for a change made in the console (one shared
+    password, so the client's address is what tells admins apart)."""
+    return f"admin console, {client_ip(request)}"
+
+
+def _by(request: Request, detail: str = "") -> By:
+    return By(ConsentSource.ADMIN, admin_actor(request), detail)
 
 
 @router.get("/subscribers/{subscriber_id}")
@@ -295,6 +307,7 @@ async def subscriber_save(request: Request, subscriber_id: int) -> Response:
     form = await read_form(request)
     config = state(request).digest_config()
     known = config.choosable_categories()
+    offered = config.choosable_categories(other=False)
     try:
         attributes = parse_attributes(field(form, "attributes", 20_000))
     except WebError as exc:
@@ -310,10 +323,11 @@ async def subscriber_save(request: Request, subscriber_id: int) -> Response:
             session,
             subscriber_id,
             name=field(form, "name", 200),
-            categories=[] if known and set(chosen) >= set(known) else chosen,
+            categories=chosen,
             attributes=updates or None,
             timezone=timezone or None,
             known_categories=known,
+            everything=offered,
         )
 
     try:
@@ -329,10 +343,11 @@ async def subscriber_unsubscribe(request: Request, subscriber_id: int) -> Respon
     require_admin(request)
     form = await read_form(request)
     list_name = field(form, "list", 100) or None
+    by = _by(request)
 
     def work(session: Session) -> None:
         _existing(session, subscriber_id)
-        service.unsubscribe(session, subscriber_id, list_name, reason="admin console")
+        service.unsubscribe(session, subscriber_id, list_name, by=by)
 
     try:
         await in_session(request, work)
@@ -356,8 +371,10 @@ async def subscriber_forget(request: Request, subscriber_id: int) -> Response:
             status=400,
         )
 
+    by = _by(request, "erased on request")
+
     def work(session: Session) -> None:
-        forget_person(session, _existing(session, subscriber_id).email or "")
+        forget_person(session, _existing(session, subscriber_id).email or "", by=by)
 
     await in_session(request, work)
     # The address stays out of the message: it is kept in the session cookie for a moment.
@@ -408,14 +425,18 @@ async def import_post(request: Request) -> Response:
             data,
             list_name,
             known_categories=config.choosable_categories([list_name]),
+            everything=config.choosable_categories([list_name], other=False),
             dry_run=dry_run,
             consent_ip=client_ip(request),
+            actor=admin_actor(request),
+            name=label,
         )
 
     try:
         report = await in_session(request, work)
     except SubscribersError as exc:
-        context["error"] = f"{label}: {exc}"
+        # a file's own problems name the file already
+        context["error"] = str(exc) if str(exc).startswith(f"{label}:") else f"{label}: {exc}"
         return render(request, "admin/import.html.j2", context, status=400)
     context.update(
         report=report,

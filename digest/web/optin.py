@@ -10,9 +10,13 @@ suppressed), so the form cannot be used to learn who is subscribed.
 * a pending address (never confirmed) is sent the confirmation again;
 * someone active elsewhere joins this list (pending until confirmed on a double
   opt-in list); their name and categories are left alone;
-* someone who unsubscribed may come back only through a confirmation email, so only
-  on a double opt-in list;
+* someone who unsubscribed (from this list or everything) changes nothing: the form
+  asks for a confirmation email (noted in the consent log), on single and double
+  opt-in lists alike, and only their confirmation brings them back;
 * active members, bounced or complained addresses and suppressed ones: nothing.
+
+Confirmation emails name their list in every link: the confirm link joins that list,
+the unsubscribe link leaves it.
 
 :func:`send_confirmation` renders ``confirm.mjml.j2`` / ``confirm.txt.j2`` (they
 extend the shared email layout; override them in ``DIGEST_TEMPLATES``) and sends
@@ -35,10 +39,12 @@ from digest.errors import DeliveryError, NotFound
 from digest.models import Edition
 from digest.personalize import first_name, personal_links
 from digest.templating import create_environment, mjml_to_html, render, translate, wrap_text
+from subscribers import consent
 from subscribers.errors import NotResubscribable, Suppressed
 from subscribers.lists import get_list
-from subscribers.models import ConsentMethod, Status, Subscriber
-from subscribers.service import add_subscriber, find_subscriber, membership
+from subscribers.models import ConsentMethod, ConsentSource, Status, Subscriber
+from subscribers.service import add_subscriber, find_subscriber, is_suppressed, membership
+from subscribers.tokens import make_token
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +66,7 @@ def subscribe(
     """Act on a form signup for ``newsletter``'s list (see the module docs); returns the
     subscriber id to send a confirmation email to, or None.  ``address`` must be valid
     (normalise it first); categories must be the newsletter's."""
+    by = consent.By(ConsentSource.FORM, ip, f"sign-up form of {newsletter.name}")
     mlist = get_list(session, newsletter.list_name)
     existing = find_subscriber(session, address)
     if existing is None:
@@ -73,34 +80,29 @@ def subscribe(
                 method=ConsentMethod.FORM,
                 ip=ip,
                 known_categories=newsletter.category_names,
+                by=by,
             )
         except Suppressed:
             return None
-        return added.subscriber.id if added.membership.status is Status.PENDING else None
-    if existing.status in (Status.BOUNCED, Status.COMPLAINED):
+        pending = added.membership is not None and added.membership.status is Status.PENDING
+        return added.subscriber.id if pending else None
+    if existing.status in (Status.BOUNCED, Status.COMPLAINED) or is_suppressed(session, address):
         return None
     member = membership(session, existing.id, mlist.id)
-    came_back = existing.status is Status.UNSUBSCRIBED or (
+    if existing.status is Status.UNSUBSCRIBED or (
         member is not None and member.status is Status.UNSUBSCRIBED
-    )
-    if came_back and not mlist.double_opt_in:
-        log.info("form signup of unsubscribed subscriber %s to a single opt-in list", existing.id)
-        return None
-    if not came_back and member is not None and member.status is Status.ACTIVE:
-        return None
+    ):
+        consent.request(session, existing, mlist, by)
+        log.info("form signup of unsubscribed subscriber %s: confirmation asked for", existing.id)
+        return existing.id
+    if member is not None:
+        return existing.id if member.status is Status.PENDING else None
     try:
-        added = add_subscriber(
-            session,
-            address,
-            mlist.name,
-            method=ConsentMethod.FORM,
-            ip=ip,
-            resubscribe=came_back,
-        )
+        added = add_subscriber(session, address, mlist.name, method=ConsentMethod.FORM, by=by)
     except (Suppressed, NotResubscribable):
         return None
-    waiting = Status.PENDING in (added.membership.status, added.subscriber.status)
-    return added.subscriber.id if waiting else None
+    pending = added.membership is not None and added.membership.status is Status.PENDING
+    return added.subscriber.id if pending else None
 
 
 @dataclass(frozen=True)
@@ -112,16 +114,27 @@ class ConfirmationEmail:
     confirm_url: str
 
 
-def links(app: App, subscriber_id: int) -> dict[str, str]:
-    """A subscriber's own confirm, unsubscribe and preferences links."""
-    return personal_links(app.settings, subscriber_id, ("confirm", "unsubscribe", "preferences"))
+def links(app: App, subscriber_id: int, list_name: str | None = None) -> dict[str, str]:
+    """A subscriber's own confirm, unsubscribe and preferences links; the confirm and
+    unsubscribe links name ``list_name`` (join it, leave it) when given."""
+    urls = personal_links(app.settings, subscriber_id, ("preferences",))
+    if list_name is not None:
+        secret = app.settings.secret_key.get_secret_value()
+        base = app.settings.base_url.rstrip("/")
+        for purpose in ("confirm", "unsubscribe"):
+            token = make_token(secret, subscriber_id, purpose, list_name=list_name)
+            urls[f"{purpose}_url"] = f"{base}/{purpose[0]}/{token}"
+    else:
+        urls.update(personal_links(app.settings, subscriber_id, ("confirm", "unsubscribe")))
+    return urls
 
 
 def compose_confirmation(
     app: App, newsletter: NewsletterConfig, subscriber_id: int, email: str, name: str
 ) -> tuple[ConfirmationEmail, dict[str, str]]:
-    """The confirmation email for one subscriber, and their links."""
-    urls = links(app, subscriber_id)
+    """The confirmation email for one subscriber (for ``newsletter``'s list), and their
+    links."""
+    urls = links(app, subscriber_id, newsletter.list_name)
     locale = newsletter.locale
     env = create_environment(app.settings.templates, locale=locale, timezone=newsletter.timezone)
     subject = translate("Please confirm your subscription to %s", locale) % newsletter.title

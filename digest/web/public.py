@@ -7,7 +7,13 @@ systems follow every link in a message and must not confirm or unsubscribe anyon
 
 One-click unsubscribe (RFC 8058): mail providers POST ``List-Unsubscribe=One-Click``
 to the ``List-Unsubscribe`` URL without cookies; that post unsubscribes at once and
-answers 200, never a redirect.  Any other post needs the page's CSRF token.
+answers 200, never a redirect.  Any other post needs the page's CSRF token.  Both leave
+the list the email came from (the token names it), not every list; the page offers
+"leave all lists" as a second button.  A token from before tokens named their list
+leaves every list, and the pages say so.
+
+Every status change goes through :mod:`subscribers.consent`, logged with its source
+(form, confirm, one-click, unsubscribe page, preferences) and the client's IP.
 
 The links in previews and web versions (``/u/preview``, ``/p/preview``) lead to a
 page explaining that only the link in one's own email works.
@@ -46,13 +52,21 @@ from digest.web.pages import (
     state,
 )
 from digest.web.ratelimit import retry_after
-from subscribers.errors import BadToken, InvalidAddress, NotResubscribable, SubscribersError
+from subscribers import consent
+from subscribers.consent import GONE, By
+from subscribers.errors import (
+    BadToken,
+    InvalidAddress,
+    NotResubscribable,
+    SubscribersError,
+    Suppressed,
+)
 from subscribers.lists import find_list
-from subscribers.models import MailingList, Membership, Status, Subscriber
-from subscribers.service import GONE, confirm, unsubscribe, update_subscriber
+from subscribers.models import ConsentSource, MailingList, Membership, Status, Subscriber
+from subscribers.service import confirm, unsubscribe, update_subscriber
 from subscribers.service import pause as pause_mail
-from subscribers.tokens import make_token, read_token
-from subscribers.validate import email_hash, normalise
+from subscribers.tokens import Link, make_token, read_link
+from subscribers.validate import clean_categories, email_hash, normalise
 
 router = APIRouter(include_in_schema=False)
 
@@ -77,6 +91,11 @@ def _newsletter(request: Request, name: str) -> NewsletterConfig:
 
 
 def _subscriber_id(request: Request, token: str, purpose: str) -> int:
+    return _link(request, token, purpose).subscriber_id
+
+
+def _link(request: Request, token: str, purpose: str) -> Link:
+    """Whose link this is and for which list (None: a token from before lists)."""
     if token in STAND_IN_TOKENS:
         raise LinkHelp(
             "This is a preview or a web copy of a newsletter, so this link belongs to no "
@@ -84,7 +103,7 @@ def _subscriber_id(request: Request, token: str, purpose: str) -> int:
             + ("unsubscribe." if purpose == "unsubscribe" else "manage your preferences.")
         )
     try:
-        return read_token(state(request).secret, token, purpose)
+        return read_link(state(request).secret, token, purpose)
     except BadToken as exc:
         raise WebError(
             f"This link does not work: {exc}.", title="This link does not work", status=400
@@ -166,7 +185,7 @@ async def subscribe_post(request: Request, newsletter: str) -> Response:
             error="Enter an email address like name@example.org.",
         )
         return render(request, "subscribe.html.j2", context, status=400)
-    categories = [] if set(chosen) >= set(nl.category_names) else chosen
+    categories = clean_categories(chosen, nl.category_names)
     to_confirm = await in_session(
         request, subscribe, nl, address, name=name, categories=categories, ip=ip
     )
@@ -213,9 +232,12 @@ def _describe(session: Session, subscriber_id: int) -> dict[str, Any] | None:
 
 
 def _titles(config: DigestConfig, list_names: list[str]) -> list[str]:
-    wanted = set(list_names)
-    titles = [nl.title for nl in config.newsletters.values() if nl.list_name in wanted]
-    return titles or sorted(wanted)
+    """What readers call each list: the titles of the newsletters mailing it, else its name."""
+    titles: list[str] = []
+    for name in list_names:
+        found = [nl.title for nl in config.newsletters.values() if nl.list_name == name]
+        titles.extend(t for t in found or [name] if t not in titles)
+    return titles
 
 
 def _gone_link() -> WebError:
@@ -226,13 +248,37 @@ def _gone_link() -> WebError:
     )
 
 
+def _to_confirm(session: Session, link: Link) -> dict[str, Any] | None:
+    """The reader of a confirm link and the lists it would make them active on."""
+    who = _describe(session, link.subscriber_id)
+    if who is None:
+        return None
+    if link.list_name is None:
+        waiting = [n for n, s in who["memberships"].items() if s == Status.PENDING.value]
+        who["waiting"] = [] if who["gone"] else waiting
+        return who
+    mlist = find_list(session, link.list_name)
+    if mlist is None:
+        return None
+    status = who["memberships"].get(mlist.name)
+    if status == Status.PENDING.value and not who["gone"]:
+        who["waiting"] = [mlist.name]
+    elif status == Status.ACTIVE.value and not who["gone"]:
+        who["waiting"] = []
+    else:  # coming back: only after asking for this link since they left
+        asked = consent.asked_since_leaving(session, link.subscriber_id, mlist)
+        bounced = who["status"] in (Status.BOUNCED.value, Status.COMPLAINED.value)
+        who["waiting"] = [mlist.name] if asked and not bounced else []
+        who["gone"] = not who["waiting"]
+    return who
+
+
 @router.get("/c/{token}")
 async def confirm_page(request: Request, token: str) -> Response:
-    sid = _subscriber_id(request, token, "confirm")
-    who = await in_session(request, _describe, sid)
+    link = _link(request, token, "confirm")
+    who = await in_session(request, _to_confirm, link)
     if who is None:
         raise _gone_link()
-    pending = [n for n, s in who["memberships"].items() if s == Status.PENDING.value]
     config = state(request).digest_config()
     return render(
         request,
@@ -240,9 +286,9 @@ async def confirm_page(request: Request, token: str) -> Response:
         {
             "token": token,
             "who": who,
-            "titles": _titles(config, pending),
-            "pending": bool(pending) and not who["gone"],
-            "preferences_url": _own_link(request, sid, "preferences"),
+            "titles": _titles(config, who["waiting"]),
+            "pending": bool(who["waiting"]),
+            "preferences_url": _own_link(request, link.subscriber_id, "preferences"),
         },
     )
 
@@ -250,33 +296,38 @@ async def confirm_page(request: Request, token: str) -> Response:
 @router.post("/c/{token}")
 async def confirm_post(request: Request, token: str) -> Response:
     await read_form(request)
-    sid = _subscriber_id(request, token, "confirm")
+    link = _link(request, token, "confirm")
+    by = By(ConsentSource.CONFIRM, client_ip(request))
 
-    def work(session: Session) -> dict[str, Any] | None:
-        if session.get(Subscriber, sid) is None:
+    def work(session: Session) -> list[str] | None:
+        if session.get(Subscriber, link.subscriber_id) is None:
             return None
-        confirm(session, sid)
-        return _describe(session, sid)
+        if link.list_name is not None and find_list(session, link.list_name) is None:
+            return None
+        confirm(session, link.subscriber_id, link.list_name, by=by)
+        if link.list_name is not None:
+            return [link.list_name]
+        after = _describe(session, link.subscriber_id) or {"memberships": {}}
+        return [n for n, s in after["memberships"].items() if s == Status.ACTIVE.value]
 
     try:
-        who = await in_session(request, work)
-    except NotResubscribable:
+        done = await in_session(request, work)
+    except (NotResubscribable, Suppressed):
         raise WebError(
             "This address unsubscribed or cannot receive our email, so it was not "
             "subscribed. Sign up again from the subscribe page if you want to come back.",
             title="Not subscribed",
             status=400,
         ) from None
-    if who is None:
+    if done is None:
         raise _gone_link()
     config = state(request).digest_config()
-    active = [n for n, s in who["memberships"].items() if s == Status.ACTIVE.value]
     return render(
         request,
         "confirmed.html.j2",
         {
-            "titles": _titles(config, active),
-            "preferences_url": _own_link(request, sid, "preferences"),
+            "titles": _titles(config, done),
+            "preferences_url": _own_link(request, link.subscriber_id, "preferences"),
         },
     )
 
@@ -290,27 +341,53 @@ def _own_link(request: Request, subscriber_id: int, purpose: str) -> str:
 # Unsubscribing
 
 
+#: The unsubscribe page's second button: leave every list, not only this one.
+ALL_LISTS = "all"
+
+
+def _leaving(config: DigestConfig, link: Link, who: dict[str, Any] | None) -> dict[str, Any]:
+    """What an unsubscribe link leaves: the list its email came from (its newsletters'
+    titles), or, for a link that names no list, everything the reader is on."""
+    live = who["live"] if who else []
+    if link.list_name is None:
+        return {"list": None, "titles": _titles(config, live) if live else []}
+    on_it = link.list_name in live
+    return {"list": link.list_name, "titles": _titles(config, [link.list_name]), "on_it": on_it}
+
+
 @router.get("/u/{token}")
 async def unsubscribe_page(request: Request, token: str) -> Response:
-    sid = _subscriber_id(request, token, "unsubscribe")
-    who = await in_session(request, _describe, sid)
+    link = _link(request, token, "unsubscribe")
+    who = await in_session(request, _describe, link.subscriber_id)
     config = state(request).digest_config()
+    leaving = _leaving(config, link, who)
     live = who["live"] if who else []
+    others = [n for n in live if n != link.list_name]
+    done = who is None or not live or who["gone"]
+    if link.list_name is not None and not leaving["on_it"]:
+        done = done or not others
     return render(
         request,
         "unsubscribe.html.j2",
         {
             "token": token,
             "email": mask(who["email"]) if who else "",
-            "titles": _titles(config, live) if live else [],
-            "done": who is None or not live or who["gone"],
-            "preferences_url": _own_link(request, sid, "preferences") if who else None,
+            "titles": leaving["titles"],
+            "one_list": link.list_name is not None and bool(leaving.get("on_it")),
+            "named": link.list_name is not None,
+            "all_titles": _titles(config, live) if live else [],
+            "others": bool(others),
+            "done": done,
+            "all_lists": ALL_LISTS,
+            "preferences_url": _own_link(request, link.subscriber_id, "preferences")
+            if who
+            else None,
         },
     )
 
 
-async def _one_click(request: Request) -> tuple[bool, object]:
-    """(whether the post is RFC 8058's ``List-Unsubscribe=One-Click``, the CSRF field)."""
+async def _one_click(request: Request) -> tuple[bool, dict[str, list[str]]]:
+    """(whether the post is RFC 8058's ``List-Unsubscribe=One-Click``, the posted fields)."""
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind in ("application/x-www-form-urlencoded", "multipart/form-data"):
         form = await read_form(request, check_csrf=False)
@@ -321,23 +398,32 @@ async def _one_click(request: Request) -> tuple[bool, object]:
             raise WebError("the request body is too large", status=413)
         values = parse_qs(body.decode("utf-8", "replace"))
     one_click = "One-Click" in values.get("List-Unsubscribe", [])
-    tokens = values.get("csrf") or []
-    return one_click, tokens[0] if tokens else None
+    return one_click, values
 
 
 @router.post("/u/{token}")
 async def unsubscribe_post(request: Request, token: str) -> Response:
-    one_click, csrf = await _one_click(request)
+    one_click, values = await _one_click(request)
     if not one_click:
-        check_csrf_token(request, csrf)
-    sid = _subscriber_id(request, token, "unsubscribe")
+        tokens = values.get("csrf") or []
+        check_csrf_token(request, tokens[0] if tokens else None)
+    link = _link(request, token, "unsubscribe")
+    everything = not one_click and ALL_LISTS in values.get("scope", [])
+    list_name = None if everything else link.list_name
+    source = ConsentSource.ONE_CLICK if one_click else ConsentSource.UNSUBSCRIBE_PAGE
+    by = By(source, client_ip(request))
 
     def work(session: Session) -> None:
-        if session.get(Subscriber, sid) is not None:
-            unsubscribe(session, sid, None, reason="one-click" if one_click else "unsubscribe page")
+        if session.get(Subscriber, link.subscriber_id) is None:
+            return
+        if list_name is not None and find_list(session, list_name) is None:
+            return  # the list is gone: nothing is sent from it any more
+        unsubscribe(session, link.subscriber_id, list_name, by=by)
 
     await in_session(request, work)
-    return render(request, "unsubscribed.html.j2", {"one_click": one_click})
+    config = state(request).digest_config()
+    titles = _titles(config, [list_name]) if list_name else []
+    return render(request, "unsubscribed.html.j2", {"one_click": one_click, "titles": titles})
 
 
 def mask(email: str) -> str:
@@ -398,6 +484,8 @@ async def preferences_post(request: Request, token: str) -> Response:
     keep = set(fields(form, "lists"))
     pause = field(form, "pause", 10)
 
+    by = By(ConsentSource.PREFERENCES, client_ip(request))
+
     def work(session: Session) -> bool:
         who = _describe(session, sid)
         if who is None:
@@ -414,12 +502,12 @@ async def preferences_post(request: Request, token: str) -> Response:
             session,
             sid,
             name=name,
-            categories=([] if set(chosen) >= set(known) else chosen) if known else None,
+            categories=chosen if known else None,
             known_categories=known or None,
         )
         for list_name in live:
             if list_name not in keep:
-                unsubscribe(session, sid, list_name, reason="preferences page")
+                unsubscribe(session, sid, list_name, by=by)
         return True
 
     try:
@@ -436,13 +524,14 @@ async def preferences_post(request: Request, token: str) -> Response:
 async def preferences_unsubscribe(request: Request, token: str) -> Response:
     await read_form(request)
     sid = _subscriber_id(request, token, "preferences")
+    by = By(ConsentSource.PREFERENCES, client_ip(request))
 
     def work(session: Session) -> None:
         if session.get(Subscriber, sid) is not None:
-            unsubscribe(session, sid, None, reason="preferences page")
+            unsubscribe(session, sid, None, by=by)
 
     await in_session(request, work)
-    return render(request, "unsubscribed.html.j2", {"one_click": False})
+    return render(request, "unsubscribed.html.j2", {"one_click": False, "titles": []})
 
 
 __all__ = ["mask", "router"]

@@ -1,0 +1,242 @@
+"""The status changes of a CSV import, as a few bulk statements per chunk (with their
+consent log lines): new readers, pending readers made active, new and confirmed
+memberships.  :mod:`subscribers.io` decides, row by row and by the machine's rules,
+what each row may do; this module writes it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import Integer, Table, bindparam, insert, literal, select, update
+from sqlalchemy import text as sql_text
+from sqlalchemy.orm import Session
+
+from subscribers.consent.log import By, line_values
+from subscribers.consent.machine import Level, State, allowed
+from subscribers.db import UTCDateTime
+from subscribers.errors import ConsentRefused
+from subscribers.models import (
+    ConsentEvent,
+    ConsentMethod,
+    MailingList,
+    Membership,
+    Status,
+    Subscriber,
+)
+
+_SUB = cast(Table, Subscriber.__table__)
+_MEM = cast(Table, Membership.__table__)
+_LOG = cast(Table, ConsentEvent.__table__)
+
+
+@dataclass(slots=True)
+class NewReader:
+    address: str
+    key: str
+    name: str
+    attributes: dict[str, str]
+    categories: list[str]
+    timezone: str | None
+
+
+@dataclass
+class Admissions:
+    """One chunk's status changes: who is new, who joins the list, who is confirmed."""
+
+    new: list[NewReader] = field(default_factory=list)
+    #: existing pending readers who become active
+    activate: list[int] = field(default_factory=list)
+    #: existing readers who join the list (active)
+    join: list[int] = field(default_factory=list)
+    #: existing pending members of the list who become active
+    confirm: list[int] = field(default_factory=list)
+
+
+def check_import(by: By) -> None:
+    for level, old in ((Level.READER, State.NONE), (Level.READER, State.PENDING)):
+        if not allowed(level, old, State.ACTIVE, by.source):
+            raise ConsentRefused(f"{by.source.value} may not admit readers in bulk")
+
+
+def admit(
+    session: Session,
+    mlist: MailingList,
+    plan: Admissions,
+    by: By,
+    now: datetime,
+    consent_ip: str | None = None,
+) -> None:
+    """Write one chunk's admissions (everyone ends active on ``mlist``); new readers
+    are recorded with consent method ``import`` and ``consent_ip``."""
+    check_import(by)
+    if plan.new:
+        if session.get_bind().dialect.name == "postgresql":
+            _insert_new_pg(session, mlist, plan.new, by, now, consent_ip)
+        else:
+            _insert_new_sqlite(session, mlist, plan.new, by, now, consent_ip)
+    if plan.activate:
+        session.execute(
+            update(_SUB)
+            .where(_SUB.c.id.in_(plan.activate), _SUB.c.status == Status.PENDING)
+            .values(status=Status.ACTIVE, unsubscribed_at=None)
+        )
+        _log(session, plan.activate, None, Status.PENDING, Status.ACTIVE, by, now)
+    if plan.join:
+        session.execute(
+            insert(_MEM).values(_member_values(mlist, now)),
+            [{"subscriber_id": sid} for sid in plan.join],
+        )
+        _log(session, plan.join, mlist, None, Status.ACTIVE, by, now)
+    if plan.confirm:
+        session.execute(
+            update(_MEM)
+            .where(_MEM.c.list_id == mlist.id, _MEM.c.subscriber_id.in_(plan.confirm))
+            .values(status=Status.ACTIVE, updated_at=now)
+        )
+        _log(session, plan.confirm, mlist, Status.PENDING, Status.ACTIVE, by, now)
+
+
+def _log(
+    session: Session,
+    ids: Sequence[int],
+    mlist: MailingList | None,
+    old: Status | None,
+    new: Status,
+    by: By,
+    now: datetime,
+) -> None:
+    values = line_values(mlist, old, new, by, now)
+    session.execute(insert(_LOG), [{"subscriber_id": sid, **values} for sid in ids])
+
+
+def _member_values(mlist: MailingList, now: datetime) -> dict[str, Any]:
+    return {
+        "list_id": literal(mlist.id, Integer()),
+        "status": literal(Status.ACTIVE, _MEM.c.status.type),
+        "created_at": literal(now, _MEM.c.created_at.type),
+        "updated_at": literal(now, _MEM.c.updated_at.type),
+    }
+
+
+def _log_values(mlist: MailingList | None, new: Status, by: By, now: datetime) -> dict[str, Any]:
+    return {
+        k: literal(v, _LOG.c[k].type) for k, v in line_values(mlist, None, new, by, now).items()
+    }
+
+
+_SQLITE_INSERT = sql_text(
+    f"""
+    INSERT INTO {_SUB.name} (email, email_key, name, attributes, categories, timezone,
+                             status, created_at, consent_method, consent_at, consent_ip)
+    SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'),
+           json_extract(value, '$[2]'), json_extract(value, '$[3]'),
+           json_extract(value, '$[4]'), json_extract(value, '$[5]'),
+           :status, :now, :method, :now, :ip
+    FROM json_each(:rows)
+    """
+).bindparams(bindparam("now", type_=UTCDateTime()))
+
+
+def _insert_new_sqlite(
+    session: Session,
+    mlist: MailingList,
+    rows: Sequence[NewReader],
+    by: By,
+    now: datetime,
+    consent_ip: str | None,
+) -> None:
+    """SQLite: the chunk's rows travel as one JSON parameter unpacked by ``json_each``
+    (5× faster than executemany), then memberships and log lines by INSERT … SELECT
+    on the keys."""
+    payload = [[r.address, r.key, r.name, r.attributes, r.categories, r.timezone] for r in rows]
+    session.execute(
+        _SQLITE_INSERT,
+        {
+            "rows": json.dumps(payload, ensure_ascii=False),
+            "status": Status.ACTIVE.value,
+            "method": ConsentMethod.IMPORT.value,
+            "now": now,
+            "ip": consent_ip,
+        },
+    )
+    new_ids = select(_SUB.c.id).where(_SUB.c.email_key.in_([r.key for r in rows]))
+    for table, values in (
+        (_MEM, _member_values(mlist, now)),
+        (_LOG, _log_values(None, Status.ACTIVE, by, now)),
+        (_LOG, _log_values(mlist, Status.ACTIVE, by, now)),
+    ):
+        session.execute(
+            insert(table).from_select(
+                ["subscriber_id", *values],
+                new_ids.with_only_columns(_SUB.c.id, *values.values()),
+            )
+        )
+
+
+_LOG_COLUMNS = (
+    "at, subscriber_id, list_id, list_name, from_status, to_status, source, actor, detail"
+)
+
+_PG_INSERT = sql_text(
+    f"""
+    WITH new AS (
+        INSERT INTO {_SUB.name} (email, email_key, name, attributes, categories, timezone,
+                                 status, created_at, consent_method, consent_at, consent_ip)
+        SELECT e, k, n, CAST(a AS JSONB), CAST(c AS JSONB), tz,
+               :status, :now, :method, :now, :ip
+        FROM unnest(CAST(:emails AS TEXT[]), CAST(:keys AS TEXT[]), CAST(:names AS TEXT[]),
+                    CAST(:attrs AS TEXT[]), CAST(:cats AS TEXT[]), CAST(:tzs AS TEXT[]))
+             AS t(e, k, n, a, c, tz)
+        RETURNING id
+    ), members AS (
+        INSERT INTO {_MEM.name} (subscriber_id, list_id, status, created_at, updated_at)
+        SELECT id, :list_id, :status, :now, :now FROM new
+    ), readers_log AS (
+        INSERT INTO {_LOG.name} ({_LOG_COLUMNS})
+        SELECT :now, id, NULL, NULL, NULL, :status, :source, :actor, :detail FROM new
+    )
+    INSERT INTO {_LOG.name} ({_LOG_COLUMNS})
+    SELECT :now, id, :list_id, :list_name, NULL, :status, :source, :actor, :detail FROM new
+    """
+)
+
+
+def _insert_new_pg(
+    session: Session,
+    mlist: MailingList,
+    rows: Sequence[NewReader],
+    by: By,
+    now: datetime,
+    consent_ip: str | None,
+) -> None:
+    """PostgreSQL: subscribers, memberships and log lines in one statement fed by
+    arrays (``unnest``), an order of magnitude faster than row-by-row executemany."""
+    line = line_values(mlist, None, Status.ACTIVE, by, now)
+    session.execute(
+        _PG_INSERT,
+        {
+            "emails": [r.address for r in rows],
+            "keys": [r.key for r in rows],
+            "names": [r.name for r in rows],
+            "attrs": [json.dumps(r.attributes) for r in rows],
+            "cats": [json.dumps(r.categories) for r in rows],
+            "tzs": [r.timezone for r in rows],
+            "status": Status.ACTIVE.value,
+            "method": ConsentMethod.IMPORT.value,
+            "now": now,
+            "ip": consent_ip,
+            "list_id": mlist.id,
+            "list_name": mlist.name,
+            "source": by.source.value,
+            "actor": line["actor"],
+            "detail": line["detail"],
+        },
+    )
+
+
+__all__ = ["Admissions", "NewReader", "admit", "check_import"]
