@@ -51,20 +51,24 @@ def test_table_and_one_error_line_per_failed_source(env: Path, sqlite_url: str) 
     result = invoke()
     assert result.exit_code == 0
     out = result.stdout
-    assert "Source" in out and "Unchanged" in out and "Errors" in out
+    assert "Source" in out and "Unchanged" in out and "Merged" in out and "Skipped" in out
     lines = {line.split()[0]: line.split()[1:] for line in out.splitlines() if "│" in line}
-    assert lines["news.xml"] == ["│", "rss", "│", "3", "│", "0", "│", "0", "│", "0"]
-    assert lines["community.json"] == ["│", "jsonfeed", "│", "2", "│", "0", "│", "0", "│", "0"]
-    assert lines["broken.xml"] == ["│", "auto", "│", "0", "│", "0", "│", "0", "│", "1"]
-    assert "3 sources: 5 new, 0 updated, 0 unchanged, 1 failed" in out
+    cells = {name: [c for c in cols if c != "│"] for name, cols in lines.items()}
+    assert cells["news.xml"] == ["rss", "3", "0", "0", "0", "0"]
+    assert cells["community.json"] == ["jsonfeed", "2", "0", "0", "0", "2"]
+    assert cells["broken.xml"] == ["failed", "–", "–", "–", "–", "–"]
+    assert "3 sources: 5 new, 0 updated, 0 unchanged, 0 merged, 2 skipped, 1 failed" in out
+    # Each skipped entry is named, with why.
+    assert [line for line in out.splitlines() if line.startswith("community.json: ")] == [
+        "community.json: skipped “No link at all”: no usable http(s) link: "
+        "it has no url or external_url",
+        "community.json: skipped “item 4”: item 4 is not a JSON object",
+    ]
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert errors == [
         f"error: {env / 'broken.xml'}: not a feed or article page: looks like a PNG image"
     ]
-    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
-    assert warnings == [
-        f"warning: {env / 'community.json'}: skipped 2 entries without a usable http(s) link"
-    ]
+    assert not [line for line in result.stderr.splitlines() if line.startswith("warning:")]
     assert "Traceback" not in result.output
     assert count_articles(sqlite_url) == 5
 
@@ -73,7 +77,7 @@ def test_second_run_counts_unchanged(env: Path) -> None:
     invoke()
     result = invoke("news.xml")
     assert result.exit_code == 0
-    assert "1 source: 0 new, 0 updated, 3 unchanged, 0 failed" in result.stdout
+    assert "1 source: 0 new, 0 updated, 3 unchanged, 0 merged, 0 skipped, 0 failed" in result.stdout
 
 
 def test_json_report(env: Path) -> None:
@@ -81,7 +85,15 @@ def test_json_report(env: Path) -> None:
     assert result.exit_code == 0
     report = json.loads(result.stdout)
     assert report["ok"] is True
-    assert report["totals"] == {"sources": 3, "new": 5, "updated": 0, "unchanged": 0, "errors": 1}
+    assert report["totals"] == {
+        "sources": 3,
+        "new": 5,
+        "updated": 0,
+        "unchanged": 0,
+        "merged": 0,
+        "skipped": 2,
+        "errors": 1,
+    }
     by_ref = {Path(s["ref"]).name: s for s in report["sources"]}
     assert by_ref["news.xml"] == {
         "ref": str(env / "news.xml"),
@@ -89,9 +101,22 @@ def test_json_report(env: Path) -> None:
         "new": 3,
         "updated": 0,
         "unchanged": 0,
+        "merged": 0,
+        "skipped": 0,
         "error": None,
         "not_modified": False,
         "warnings": [],
+        "dropped": [],
+        "refused": False,
+        "feeds": [],
+        "newsletters": ["weekly"],
+    }
+    assert by_ref["community.json"]["dropped"][0] == {
+        "action": "skipped",
+        "reason": "no usable http(s) link: it has no url or external_url",
+        "title": "No link at all",
+        "url": None,
+        "guid": "n-3",
     }
     assert by_ref["broken.xml"]["error"].endswith("looks like a PNG image")
 
@@ -103,7 +128,9 @@ def test_exit_code_1_when_every_source_fails(env: Path) -> None:
     dead = f"http://127.0.0.1:{port}/feed.xml"
     result = invoke("broken.xml", dead)
     assert result.exit_code == 1
-    assert "2 sources: 0 new, 0 updated, 0 unchanged, 2 failed" in result.stdout
+    assert "2 sources: 0 new, 0 updated, 0 unchanged, 0 merged, 0 skipped, 2 failed" in (
+        result.stdout
+    )
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 2
     assert errors[1].startswith(f"error: {dead}: cannot connect")
@@ -122,7 +149,15 @@ def test_no_sources_is_success(
     assert "No sources" in result.stdout
     assert json.loads(invoke("--json").stdout) == {
         "ok": True,
-        "totals": {"sources": 0, "new": 0, "updated": 0, "unchanged": 0, "errors": 0},
+        "totals": {
+            "sources": 0,
+            "new": 0,
+            "updated": 0,
+            "unchanged": 0,
+            "merged": 0,
+            "skipped": 0,
+            "errors": 0,
+        },
         "sources": [],
     }
 

@@ -204,7 +204,7 @@ def test_html_to_text_decodes_entities_and_keeps_paragraphs() -> None:
     )
     assert html_to_text(html) == (
         "Fish & chips — ‘quoted’\n\nSecond paragraph spread over lines\n\n"
-        "- one\n\n- two\n\nline\nbreak"
+        "- one\n- two\n\nline\nbreak"
     )
 
 

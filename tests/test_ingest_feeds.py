@@ -152,14 +152,19 @@ def test_json_feed_11() -> None:
     assert linked.title == "A linked story bad about"
     assert linked.author == "Community desk"
     # The item without any link and the item that is not an object are skipped, and said so.
-    assert parsed.warnings == ["skipped 2 entries without a usable http(s) link"]
+    assert parsed.warnings == []
+    assert [(d.action, d.title, d.reason) for d in parsed.dropped] == [
+        ("skipped", "No link at all", "no usable http(s) link: it has no url or external_url"),
+        ("skipped", "item 4", "item 4 is not a JSON object"),
+    ]
 
 
 @pytest.mark.parametrize(
     ("body", "message"),
     [
         (b'{"version": "https://jsonfeed.org/version/1.1", "items": {}}', '"items" must be a list'),
-        (b'{"version": "https://jsonfeed.org/version/1.1", "items": [', "malformed JSON"),
+        (b'{"version": "https://jsonfeed.org/version/1.1", "items": [', "truncated JSON"),
+        (b'{"version": "https://jsonfeed.org/version/1.1", "items": [}', "malformed JSON"),
         (b'{"name": "package.json"}', "JSON, but not a JSON Feed"),
         (b"[1, 2, 3]", "JSON, but not a JSON Feed"),
         (b"[" * 100_000 + b"]" * 100_000, "malformed JSON"),
@@ -173,7 +178,7 @@ def test_broken_json_feeds(body: bytes, message: str) -> None:
 def test_json_feed_field_types_are_checked() -> None:
     body = (
         b'{"version": "https://jsonfeed.org/version/1.1", "items": [{"id": ["x"], '
-        b'"url": "https://a.example.org/1", "title": 5, "tags": "not-a-list", '
+        b'"url": "https://a.example.org/1", "title": 5, "tags": 7, '
         b'"image": {"bad": 1}, "date_published": 20261118, "authors": "me", '
         b'"summary": "\\u0000nul\\u0007 and bell"}]}'
     )
@@ -279,8 +284,12 @@ def test_feed_with_no_items_is_fine() -> None:
 
 def test_script_style_handlers_and_bad_links_are_sanitised_away() -> None:
     parsed = parse_source(load("hostile-html.xml"))
-    [entry] = parsed.entries  # the javascript: article link is skipped
-    assert parsed.warnings == ["skipped 1 entry without a usable http(s) link"]
+    [entry] = parsed.entries  # the javascript: article link is skipped, and said so
+    [skipped] = parsed.dropped
+    assert (skipped.action, skipped.reason) == (
+        "skipped",
+        "no usable http(s) link: its link 'javascript:alert(1)' is not a web address",
+    )
     assert entry.title == "Summary full of tricks"
     html = entry.summary_html
     for bad in ("<script", "<style", "onclick", "onmouseover", "onerror", "javascript:",

@@ -16,9 +16,13 @@ DATA = Path(__file__).parent / "data" / "ingest"
 PAGE_URL = "https://news.example.org/2026/11/some-page"
 
 
-def page(body: bytes | str, location: str = PAGE_URL, charset: str | None = None) -> Entry:
+def page(
+    body: bytes | str, location: str = PAGE_URL, charset: str | None = None, expect: str = "page"
+) -> Entry:
+    """The article a page describes; as configured with kind = "page" unless ``expect``
+    says otherwise (auto: only a page that says it is an article is one)."""
     data = body.encode() if isinstance(body, str) else body
-    parsed = parse_source(Fetched(location=location, body=data, charset=charset))
+    parsed = parse_source(Fetched(location=location, body=data, charset=charset), expect)
     assert parsed.kind == "page"
     [entry] = parsed.entries
     return entry
@@ -131,7 +135,7 @@ def test_page_charset_from_meta_and_misdeclared_bytes() -> None:
     )
     assert page(latin.encode("latin-1"), "/tmp/p.html").title == "Café funding"
     # Declared iso-8859-1 in <meta>, but really UTF-8: read as UTF-8 with a warning.
-    parsed = parse_source(Fetched(location="/tmp/p.html", body=latin.encode("utf-8")))
+    parsed = parse_source(Fetched(location="/tmp/p.html", body=latin.encode("utf-8")), "page")
     assert parsed.entries[0].title == "Café funding"
     assert parsed.warnings == [
         "encoding: declared iso-8859-1 but the bytes are UTF-8; read as UTF-8"
