@@ -290,3 +290,46 @@ def test_two_newsletters_from_one_config_after_a_real_ingest(
         "health": ["health gp-booking", "health nhs-app", "shared budget"],
         "councils": ["councils bins", "councils parking", "shared budget"],
     }
+
+
+def test_collect_keeps_titles_readable_at_80_columns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Long author lists are cut with "…" before the title column is squeezed."""
+    from digest import db
+    from digest.cli._common import console
+
+    url = f"sqlite:///{tmp_path / 'd.db'}"
+    engine = db.make_engine(url)
+    db.upgrade(engine)
+    authors = "Aleksandra Wiśniewska-Kowalczyk, Bartholomew Featherstonehaugh, Chidinma Okonkwo"
+    titles = [
+        "Councils publish digital plans after a year of consultation with residents",
+        "NHS app adds repeat prescriptions for carers",
+    ]
+    with db.session_factory(engine)() as s:
+        for n, title in enumerate(titles):
+            add(s, n, ["Adult Social Care"], local(2026, 11, 17, 9 + n))
+            s.flush()
+            s.query(Article).filter_by(canonical_url=f"https://example.org/{n}").update(
+                {"title": title, "author": authors}
+            )
+        s.commit()
+    engine.dispose()
+    (tmp_path / "digest.toml").write_text(
+        '[newsletters.weekly]\ntitle = "Weekly"\nlist = "weekly"\nsender = "a@example.org"\n'
+        f'sources = ["{FEED}"]\n'
+    )
+    monkeypatch.setenv("DIGEST_DATABASE_URL", url)
+    monkeypatch.setattr(console, "width", 80)
+    result = CliRunner().invoke(cli, ["collect", "weekly", "--as-of", "2026-11-23"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    title_cells = [line.split("│")[1].strip() for line in lines if line.count("│") == 2]
+    shown = " ".join(" ".join(title_cells).split())
+    for title in titles:
+        assert title in shown  # whole words, folded over a line or two at most
+    assert len(title_cells) <= 5  # (today: one or two letters a line, a dozen lines each)
+    assert "Aleksandra Wiśniewska…" in result.output or "Aleksandra" in result.output
+    assert "Chidinma Okonkwo" not in result.output  # the authors were cut, not the titles

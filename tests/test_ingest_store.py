@@ -478,3 +478,60 @@ def test_overlong_validators_are_not_remembered(sessions: sessionmaker[Session])
     with sessions() as s:
         source = s.scalars(select(Source)).one()
         assert (source.etag, source.last_modified, source.kind) == (None, None, "rss")
+
+
+# ---------------------------------------------------------------------------
+# Real-world feeds (issue 14.1): nothing lost or merged silently
+
+
+def test_posts_told_apart_by_fragment_are_each_stored(
+    sessions: sessionmaker[Session], config: DigestConfig
+) -> None:
+    report = run(sessions, config, [str(DATA / "liveblog-fragments.rss")])
+    [result] = report.results
+    assert (result.new, result.merged, result.skipped, result.dropped) == (7, 0, 0, [])
+    stored = articles(sessions)
+    assert len(stored) == 7
+    assert "https://briefs.civictech.example/2026/11/24/#brief-4417" in stored
+    again = run(sessions, config, [str(DATA / "liveblog-fragments.rss")], now=LATER)
+    assert (again.results[0].unchanged, again.results[0].new) == (7, 0)
+
+
+def test_one_sites_atom_and_json_feeds_give_one_copy_of_each_article(
+    sessions: sessionmaker[Session], config: DigestConfig
+) -> None:
+    """The JSON feed spells links with http, without www. or the trailing slash, or as
+    ?p= short links, with other GUIDs: its copies are merged into the Atom feed's
+    articles, each named with how it matched; both feeds are recorded as sources."""
+    atom, json_feed = str(DATA / "site-atom.xml"), str(DATA / "site-feed.json")
+    report = run(sessions, config, [atom, json_feed])
+    first, second = report.results
+    assert (first.new, first.merged) == (6, 0)
+    assert (second.new, second.merged) == (1, 6)
+    how = [d.reason.rsplit(": ", 1)[1].split(" (")[0] for d in second.dropped]
+    link = "the same link spelt differently"
+    title = "the same title from the same site within 48 hours"
+    assert how == [link, title, link, link, link, title]
+    stored = articles(sessions)
+    assert len(stored) == 7
+    # One feed's two "Morning briefing" posts are two articles (equal titles in one feed).
+    assert sum(a.title == "Morning briefing" for a in stored.values()) == 2
+    # "Ask the CIO" again on the 23rd, more than 48 hours after the 20th: a new article.
+    assert "http://northbridge-news.example/?p=8830" in stored
+    with sessions() as s:
+        seen = {
+            a.canonical_url.rsplit("/", 2)[-2]: sorted(src.url for src in a.sources)
+            for a in s.scalars(select(Article))
+        }
+    assert seen["council-website-goes-live"] == sorted([atom, json_feed])
+    # A second run: the merges are known now, nothing is new or merged again.
+    again = run(sessions, config, [atom, json_feed], now=LATER)
+    assert [(r.new, r.merged, r.unchanged) for r in again.results] == [(0, 0, 6), (0, 0, 7)]
+
+
+def test_a_sponsor_slot_repeated_under_new_titles_is_counted_as_merged(
+    sessions: sessionmaker[Session], config: DigestConfig
+) -> None:
+    [result] = run(sessions, config, [str(DATA / "sponsor-slots.rss")]).results
+    assert (result.new, result.merged) == (3, 1)
+    assert result.dropped[0].title.startswith("Partner content:")

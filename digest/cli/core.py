@@ -72,11 +72,14 @@ def collect(app: App, newsletter: str, as_of: str | None, as_json: bool) -> None
             console.print(f"{heading}\nNo new articles this period.")
             return
         console.print(f"[bold]{heading}[/bold] · {result.total} articles")
+        # Titles stay readable on an 80-column terminal: long author lists are cut
+        # (with "…") before the title column is squeezed.
+        author_width = max(10, min(24, (console.width - 20) // 3))
         for section in result.sections:
             table = Table(title=section.name, title_justify="left", show_edge=False, expand=False)
             table.add_column("Published", no_wrap=True)
-            table.add_column("Title")
-            table.add_column("Author", no_wrap=True)
+            table.add_column("Title", ratio=1, overflow="fold")
+            table.add_column("Author", no_wrap=True, overflow="ellipsis", max_width=author_width)
             for art in section.articles:
                 local = art.published_at.astimezone(nl.zone)
                 pin = "📌 " if art.pinned else ""

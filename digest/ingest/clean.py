@@ -23,8 +23,11 @@ import nh3
 ALLOWED_TAGS = frozenset({"p", "a", "em", "strong", "b", "i", "ul", "ol", "li", "br", "blockquote"})
 #: Tags removed together with everything inside them (not just unwrapped).
 DROPPED_WITH_CONTENT = frozenset(
-    {"script", "style", "template", "noscript", "iframe", "object", "svg", "math", "title"}
-)
+    {
+        "script", "style", "template", "noscript", "iframe", "object", "svg", "math", "title",
+        "figcaption",  # a photo's caption or credit says nothing of the article
+    }
+)  # fmt: skip
 _SAFE_SCHEMES = ("http", "https")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 # Browsers ignore tabs and newlines anywhere in a URL ("java\tscript:") and
@@ -359,13 +362,11 @@ TRACKER_HOSTS = frozenset(
         "sb.scorecardresearch.com",
     }
 )
-#: (host, path prefix) pairs of trackers, emoji and author avatars.
+#: (host or parent domain, path prefix) pairs of trackers, emoji and author avatars.
 _NOT_PICTURES = (
     ("medium.com", "/_/stat"),
     ("s.w.org", "/images/core/emoji/"),
-    ("secure.gravatar.com", "/avatar/"),
-    ("gravatar.com", "/avatar/"),
-    ("www.gravatar.com", "/avatar/"),
+    ("gravatar.com", "/avatar/"),  # also 0.…, 2.…, secure.gravatar.com
 )
 #: Path pieces of smilies, emoji and file-type icons (WordPress's ``wp-includes/images``).
 _ICON_PATHS = re.compile(r"/emoji/|/smilies/|/wp-includes/images/|/feeds?/icons?/", re.I)
@@ -393,7 +394,7 @@ def is_picture(url: str | None, width: object = None, height: object = None) -> 
     if host in TRACKER_HOSTS or host.endswith(".doubleclick.net"):
         return False
     path = parts.path or "/"
-    if any(host == h and path.startswith(p) for h, p in _NOT_PICTURES):
+    if any((host == h or host.endswith("." + h)) and path.startswith(p) for h, p in _NOT_PICTURES):
         return False
     if _ICON_PATHS.search(path):
         return False

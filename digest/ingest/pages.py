@@ -259,8 +259,9 @@ def _says_article(head: _Head, ld: dict[str, Any]) -> bool:
 
 
 def _refusal(head: _Head, base: str | None) -> NotAnArticle:
-    feeds = [url for href, _ in head.feeds if (url := safe_url(href, base))]
-    feeds = list(dict.fromkeys(feeds))
+    # A site's comments feed is rarely what the user wants: offer it last.
+    listed = sorted(head.feeds, key=lambda f: "comment" in (f[1] + f[0]).lower())
+    feeds = list(dict.fromkeys(url for href, _ in listed if (url := safe_url(href, base))))
     said = head.raw("og:type")
     what = f"its og:type is {said!r}" if said else "it has no JSON-LD Article and no og:type"
     message = f"not an article page: {what}, so this looks like a home, section or channel page; "

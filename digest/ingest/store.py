@@ -9,11 +9,12 @@ already stored when (in this order):
 3. they share a GUID: across every source when it is globally unique by
    construction (a URL, ``tag:``, ``urn:`` or UUID), otherwise only within the
    same source (plain numbers like ``"42"`` are reused by many feeds);
-4. the entry comes from another source than the article, from the same site
-   (host without ``www.``), with the same normalised title, published within
-   ``SAME_TITLE_WINDOW`` (48 hours) of it: a site's Atom and JSON feeds that
-   spell their links differently.  Within one source, equal titles are
-   different posts (a daily "Morning briefing").
+4. the entry comes from another source than the one that stored the article,
+   from the same site (host without ``www.``), with the same normalised title,
+   published within ``SAME_TITLE_WINDOW`` (48 hours) of it: a site's Atom and
+   JSON feeds that spell their links differently.  Within one source, equal
+   titles are different posts (a daily "Morning briefing"); among several
+   candidates the one published closest in time is taken.
 
 Every source an article is seen in is recorded in ``article_source``: a
 newsletter's articles are those seen in one of its sources.  The source that
@@ -40,7 +41,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, func, select
+from sqlalchemy import Table, func, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -291,7 +292,9 @@ def _find(
                 Article.title_key == key,
                 Article.published_at >= when - SAME_TITLE_WINDOW,
                 Article.published_at <= when + SAME_TITLE_WINDOW,
-                Article.id.not_in(_source_articles(source)),
+                # Equal titles within one feed are different posts (a daily
+                # "Morning briefing"): only another source's article can match.
+                or_(Article.source_id.is_(None), Article.source_id != source.id),
             )
             .order_by(Article.id)
         ).all()
