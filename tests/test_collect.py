@@ -333,3 +333,27 @@ def test_collect_keeps_titles_readable_at_80_columns(
     assert len(title_cells) <= 5  # (today: one or two letters a line, a dozen lines each)
     assert "Aleksandra Wiśniewska…" in result.output or "Aleksandra" in result.output
     assert "Chidinma Okonkwo" not in result.output  # the authors were cut, not the titles
+
+
+def test_pin_finds_a_post_by_its_fragment_and_says_where_it_shows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    data = Path(__file__).parent / "data" / "ingest"
+    shutil.copy(data / "liveblog-fragments.rss", tmp_path / "briefs.rss")
+    shutil.copy(data / "rss10.rdf", tmp_path / "elsewhere.rdf")
+    (tmp_path / "digest.toml").write_text(
+        '[newsletters.briefs]\ntitle = "Briefs"\nlist = "briefs"\nsender = "a@example.org"\n'
+        'sources = ["briefs.rss"]\n'
+    )
+    monkeypatch.setenv("DIGEST_DATABASE_URL", f"sqlite:///{tmp_path / 'd.db'}")
+    runner = CliRunner()
+    assert runner.invoke(cli, ["ingest"]).exit_code == 0
+    assert runner.invoke(cli, ["ingest", "elsewhere.rdf"]).exit_code == 0
+    pinned = runner.invoke(cli, ["pin", "http://briefs.civictech.example/2026/11/24#brief-4417"])
+    assert pinned.exit_code == 0, pinned.output
+    assert pinned.stdout == "Pinned: GDS publishes its 2027 roadmap\nIn: briefs\n"
+    adhoc = runner.invoke(cli, ["pin", "https://news.example.org/2026/11/change-fatigue"])
+    assert adhoc.exit_code == 0, adhoc.output
+    assert "no edition shows it" in adhoc.stderr
