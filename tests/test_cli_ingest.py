@@ -82,6 +82,8 @@ def test_second_run_counts_unchanged(env: Path) -> None:
     result = invoke("news.xml")
     assert result.exit_code == 0
     assert "1 source: 0 new, 0 updated, 3 unchanged, 0 merged, 0 skipped, 0 failed" in result.stdout
+    # Nothing merged or skipped anywhere: those columns stay out of the way.
+    assert "Unchanged" in result.stdout and "Merged" not in result.stdout
 
 
 def test_json_report(env: Path) -> None:

@@ -102,27 +102,26 @@ def _print_report(report: IngestReport, folders: tuple[Path, ...]) -> None:
     if not report.results:
         console.print("No sources: add some to digest.toml or name them on the command line.")
         return
+    # Merged and skipped columns only when some source has such entries: the source
+    # names keep their room on an 80-column terminal in the everyday case.
+    dropped = any(r.merged or r.skipped for r in report.results)
+    names = ("New", "Updated", "Unchanged", *(("Merged", "Skipped") if dropped else ()))
     table = Table(show_edge=False)
     table.add_column("Source", overflow="fold", min_width=12)
     table.add_column("Kind")
-    for name in ("New", "Updated", "Unchanged", "Merged", "Skipped"):
+    for name in names:
         table.add_column(name, justify="right")
     for r in report.results:
         if r.error:
             # The error line below says why; "refused": a page that is not an article.
             status = "[red]refused[/red]" if r.refused else "[red]failed[/red]"
-            table.add_row(_short(r.ref, folders), status, *["–"] * 5)
+            table.add_row(_short(r.ref, folders), status, *["–"] * len(names))
             continue
         unchanged = f"{r.unchanged} (304)" if r.not_modified else str(r.unchanged)
-        table.add_row(
-            _short(r.ref, folders),
-            r.kind,
-            str(r.new),
-            str(r.updated),
-            unchanged,
-            str(r.merged),
-            str(r.skipped),
-        )
+        counts = [str(r.new), str(r.updated), unchanged]
+        if dropped:
+            counts += [str(r.merged), str(r.skipped)]
+        table.add_row(_short(r.ref, folders), r.kind, *counts)
     console.print(table)
     totals = report.totals
     click.echo(
