@@ -104,8 +104,8 @@ def _print_report(report: IngestReport, folders: tuple[Path, ...]) -> None:
         return
     # Merged and skipped columns only when some source has such entries: the source
     # names keep their room on an 80-column terminal in the everyday case.
-    dropped = any(r.merged or r.skipped for r in report.results)
-    names = ("New", "Updated", "Unchanged", *(("Merged", "Skipped") if dropped else ()))
+    any_dropped = any(r.merged or r.skipped for r in report.results)
+    names = ("New", "Updated", "Unchanged", *(("Merged", "Skipped") if any_dropped else ()))
     table = Table(show_edge=False)
     table.add_column("Source", overflow="fold", min_width=12)
     table.add_column("Kind")
@@ -119,7 +119,7 @@ def _print_report(report: IngestReport, folders: tuple[Path, ...]) -> None:
             continue
         unchanged = f"{r.unchanged} (304)" if r.not_modified else str(r.unchanged)
         counts = [str(r.new), str(r.updated), unchanged]
-        if dropped:
+        if any_dropped:
             counts += [str(r.merged), str(r.skipped)]
         table.add_row(_short(r.ref, folders), r.kind, *counts)
     console.print(table)

@@ -240,7 +240,7 @@ def _preview(text: str, size: int = 40) -> str:
 _TAG_LIKE = re.compile(r"</?[A-Za-z][\w-]*(?:\s[^>]*)?/?>")
 #: ``<link href=""/>`` (Atom; WordPress writes these), ``<link></link>`` or ``<link/>`` (RSS).
 _EMPTY_LINK = re.compile(
-    r"""<(?P<p>(?:[A-Za-z_][\w.-]*:)?)link\b(?=[^>]*\bhref\s*=\s*(?:""|''))[^>]*?"""
+    r"""<(?P<p>(?:[A-Za-z_][\w.-]*:)?)link\b(?=[^>]*\bhref\s*=\s*(?:"\s*"|'\s*'))[^>]*?"""
     r"""(?:/>|>\s*</(?P=p)link\s*>)"""
     r"|<(?P<q>(?:[A-Za-z_][\w.-]*:)?)link\s*(?:/>|>\s*</(?P=q)link\s*>)"
 )
