@@ -142,18 +142,18 @@ def _insert_ignore(session: Session, table: Table, values: dict[str, Any], key: 
     return session.execute(stmt).scalar_one_or_none()
 
 
-def _link(session: Session, article_id: int, source_id: int, now: datetime) -> bool:
-    """Record that ``article_id`` was seen in ``source_id``; False when it already was."""
+def _link(session: Session, article_ids: list[int], source_id: int, now: datetime) -> None:
+    """Record that the articles were seen in ``source_id`` (those already recorded, by a
+    racing ingest say, stay as they are)."""
+    if not article_ids:
+        return
     dialect = session.get_bind().dialect.name
     builder = pg_insert if dialect == "postgresql" else sqlite_insert
     table: Table = ArticleSource.__table__  # type: ignore[assignment]
-    stmt = (
-        builder(table)
-        .values(article_id=article_id, source_id=source_id, first_seen_at=now)
-        .on_conflict_do_nothing(index_elements=["article_id", "source_id"])
-        .returning(table.c.article_id)
-    )
-    return session.execute(stmt).scalar_one_or_none() is not None
+    stmt = builder(table).on_conflict_do_nothing(index_elements=["article_id", "source_id"])
+    rows = [{"article_id": a, "source_id": source_id, "first_seen_at": now} for a in article_ids]
+    for start in range(0, len(rows), 1000):
+        session.execute(stmt, rows[start : start + 1000])
 
 
 def source_row(session: Session, ref: str, kind: str) -> Source:
@@ -231,8 +231,11 @@ def store_parsed(
     counts = Counts()
     seen_urls: set[str] = set()
     seen_guids: set[str] = set()
-    # The articles this source was seen in already: linking them again writes nothing.
-    linked = set(session.scalars(_source_articles(source)))
+    batch = _Batch(
+        # The articles this source was seen in already: linking them again writes nothing.
+        linked=set(session.scalars(_source_articles(source))),
+        titles=_known_title_keys(session, source, parsed.entries),
+    )
     for entry in parsed.entries:
         if len(entry.url) > MAX_URL or entry.url in seen_urls:
             counts.dropped.append(_repeat(entry, "its link is repeated or too long"))
@@ -243,13 +246,52 @@ def store_parsed(
         seen_urls.add(entry.url)
         if entry.guid:
             seen_guids.add(entry.guid)
-        outcome = _store_entry(session, source, entry, linked, now=now, aliases=aliases)
+        outcome = _store_entry(session, source, entry, batch, now=now, aliases=aliases)
         if isinstance(outcome, Dropped):
             counts.merged += 1
             counts.dropped.append(outcome)
         else:
             setattr(counts, outcome, getattr(counts, outcome) + 1)
+    _link(session, batch.new_links, source.id, now)
     return counts
+
+
+@dataclass
+class _Batch:
+    """What one source's store remembers between its entries."""
+
+    #: Ids of the articles seen in this source (before this run, and new in it).
+    linked: set[int]
+    #: Title keys of other sources' articles that some entry of this source shares:
+    #: only those entries need the same-title lookup.
+    titles: set[str]
+    #: Articles first seen in this source in this run: recorded together at the end.
+    new_links: list[int] = field(default_factory=list)
+
+    def see(self, article_id: int) -> bool:
+        """Note that this source has ``article_id``; True the first time ever."""
+        if article_id in self.linked:
+            return False
+        self.linked.add(article_id)
+        self.new_links.append(article_id)
+        return True
+
+
+def _known_title_keys(session: Session, source: Source, entries: list[Entry]) -> set[str]:
+    keys = sorted({k for e in entries if (k := title_key(e.title, e.url))})
+    found: set[str] = set()
+    for start in range(0, len(keys), 500):
+        found.update(
+            session.scalars(
+                select(Article.title_key)
+                .where(
+                    Article.title_key.in_(keys[start : start + 500]),
+                    or_(Article.source_id.is_(None), Article.source_id != source.id),
+                )
+                .distinct()
+            )
+        )
+    return found
 
 
 def _repeat(entry: Entry, why: str) -> Dropped:
@@ -261,20 +303,24 @@ def _source_articles(source: Source) -> Any:
 
 
 def _find(
-    session: Session, source: Source, entry: Entry, fields: dict[str, Any], now: datetime
+    session: Session,
+    source: Source,
+    entry: Entry,
+    fields: dict[str, Any],
+    now: datetime,
+    titles: set[str],
 ) -> tuple[Article | None, str]:
     """The stored article ``entry`` is (see the module doc), and how it was matched."""
     url = entry.url
-    found = session.scalars(select(Article).where(Article.canonical_url == url)).one_or_none()
-    if found is not None:
-        return found, "the same link"
-    variants = url_variants(url)[1:]
-    if variants:
-        found = session.scalars(
-            select(Article).where(Article.canonical_url.in_(variants)).order_by(Article.id)
-        ).first()
-        if found is not None:
-            return found, f"the same link spelt differently ({found.canonical_url})"
+    # One indexed lookup for the URL and its other spellings; the exact one wins.
+    spellings = url_variants(url)
+    rows = session.scalars(select(Article).where(Article.canonical_url.in_(spellings))).all()
+    if rows:
+        by_url = {a.canonical_url: a for a in rows}
+        same = next(by_url[u] for u in spellings if u in by_url)
+        if same.canonical_url == url:
+            return same, "the same link"
+        return same, f"the same link spelt differently ({same.canonical_url})"
     guid = fields["guid"]
     if guid:
         query = select(Article).where(Article.guid == guid)
@@ -284,7 +330,7 @@ def _find(
         if found is not None:
             return found, "the same id"
     key = fields["title_key"]
-    if key:
+    if key and key in titles:
         when = entry.published_at or now
         candidates = session.scalars(
             select(Article)
@@ -311,16 +357,16 @@ def _store_entry(
     session: Session,
     source: Source,
     entry: Entry,
-    linked: set[int],
+    batch: _Batch,
     *,
     now: datetime,
     aliases: dict[str, str],
 ) -> str | Dropped:
     """``new``, ``updated`` or ``unchanged``; or the report of its merge into another
-    source's article.  ``linked``: the ids of the articles seen in ``source`` so far."""
+    source's article."""
     fields = _fields(entry, aliases)
     digest = content_hash(fields, entry.published_at)
-    article, how = _find(session, source, entry, fields, now)
+    article, how = _find(session, source, entry, fields, now, batch.titles)
     if article is None:
         values = {
             **fields,
@@ -333,14 +379,12 @@ def _store_entry(
         }
         new_id = _insert_ignore(session, Article.__table__, values, "canonical_url")  # type: ignore[arg-type]
         if new_id is not None:
-            linked.add(new_id)
-            _link(session, new_id, source.id, now)
+            batch.see(new_id)
             return "new"
         # Another ingest inserted it a moment ago: carry on as an update of that row.
         article = session.scalars(select(Article).where(Article.canonical_url == entry.url)).one()
         how = "the same link"
-    first_time = article.id not in linked and _link(session, article.id, source.id, now)
-    linked.add(article.id)
+    first_time = batch.see(article.id)
     if article.source_id not in (None, source.id):
         # Owned by another source (see the module docstring): reported once, when merged.
         if not first_time:
