@@ -369,7 +369,7 @@ _NOT_PICTURES = (
     ("gravatar.com", "/avatar/"),  # also 0.…, 2.…, secure.gravatar.com
 )
 #: Path pieces of smilies, emoji and file-type icons (WordPress's ``wp-includes/images``).
-_ICON_PATHS = re.compile(r"/emoji/|/smilies/|/wp-includes/images/|/feeds?/icons?/", re.I)
+_ICON_PATHS = re.compile(r"/emoji/|/smilies/|/wp-includes/images/", re.I)
 #: Below this many pixels (declared width or height) an image is an icon or a pixel.
 MIN_PICTURE_PX = 100
 
