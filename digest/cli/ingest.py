@@ -34,8 +34,9 @@ def ingest(app: App, sources: tuple[str, ...], as_article: bool, as_json: bool) 
     reason: skipped (no usable link) or merged (the same article as another
     entry, or as another feed's copy). A page is stored only when it says it is
     an article (JSON-LD Article/NewsArticle/BlogPosting or og:type=article); a
-    home or channel page is refused with the feed it links to, unless
-    --as-article (or kind = "page" in digest.toml) says it is an article.
+    home or channel page is refused, with the feed it links to. To store such a
+    page all the same, name it with --as-article, or give it kind = "page" in
+    digest.toml.
 
     Articles belong to the newsletters whose sources list their source: a SOURCE
     that is in no newsletter's sources appears in no edition (add it to
