@@ -27,7 +27,7 @@ from typing import Any
 from sqlalchemy import create_engine, insert, text
 
 from digest.app import App
-from digest.models import Article
+from digest.models import Article, ArticleSource, Source
 from subscribers.lists import create_list
 from subscribers.models import Membership, Status, Subscriber
 from subscribers.segments import create_segment
@@ -92,8 +92,13 @@ class World:
         return App(**values)
 
 
+#: The newsletter's source when none is given: the synthetic articles came from it.
+FEED = "https://news.civic.example/feed.xml"
+
+
 def write_config(root: Path, sources: list[str] | None = None) -> Path:
     root.mkdir(parents=True, exist_ok=True)
+    sources = sources or [FEED]
     cats = "".join(f'[[newsletters.weekly.categories]]\nname = "{c}"\n' for c in CATEGORIES)
     listed = ", ".join(f'"{s}"' for s in sources or [])
     path = root / "digest.toml"
@@ -139,7 +144,13 @@ def populate(app: App, subscribers: int, *, chunk: int = 10_000, seed: int = 7) 
     """Articles, the list, ten segments and ``subscribers`` readers, inserted in bulk."""
     now = datetime.now(UTC)
     with app.session() as s:
-        s.execute(insert(Article), articles())
+        feed = s.scalars(insert(Source).returning(Source.id), [{"url": FEED, "kind": "rss"}]).one()
+        rows = [dict(row, source_id=feed) for row in articles()]
+        ids = s.scalars(insert(Article).returning(Article.id), rows).all()
+        s.execute(
+            insert(ArticleSource),
+            [{"article_id": i, "source_id": feed, "first_seen_at": now} for i in ids],
+        )
         mlist = create_list(s, "weekly", double_opt_in=False)
         for i, name in enumerate(SEGMENTS):
             create_segment(

@@ -1,5 +1,11 @@
 """The articles of one period for one newsletter, grouped and ordered by category.
 
+A newsletter's articles are those that came from one of its ``sources`` (an
+article two sources share belongs to the newsletters of both; see
+``article_source`` in :mod:`digest.ingest.store`).  Articles from a source no
+newsletter lists (``digest ingest URL`` of some other page) belong to none,
+and a newsletter without sources has no articles.
+
 The period is computed in the newsletter's timezone: by default the ISO week
 (Monday 00:00 to Sunday 24:00) before the send date, or the ``N`` whole days
 before it for ``window = "Nd"``.  Sections follow the newsletter's category
@@ -12,13 +18,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
-from digest.config import NewsletterConfig
-from digest.models import Article
+from digest.config import NewsletterConfig, resolve_source_ref
+from digest.models import Article, ArticleSource, Source
 
 
 @dataclass(frozen=True)
@@ -137,10 +144,34 @@ def collect(session: Session, newsletter: NewsletterConfig, as_of: datetime) -> 
     return collect_period(session, newsletter, period)
 
 
+def source_locations(newsletter: NewsletterConfig) -> list[str]:
+    """Where ``newsletter``'s sources are read from, as ingest records them.
+
+    A loaded config holds file sources as absolute paths already; a relative one
+    (a config built in code) is taken relative to the working directory, as
+    ``digest ingest PATH`` does.
+    """
+    return list(dict.fromkeys(resolve_source_ref(s.url, Path.cwd()) for s in newsletter.sources))
+
+
+def newsletter_articles(newsletter: NewsletterConfig) -> Select[Any]:
+    """The ids of the articles that came from one of ``newsletter``'s sources."""
+    return (
+        select(ArticleSource.article_id)
+        .join(Source, Source.id == ArticleSource.source_id)
+        .where(Source.url.in_(source_locations(newsletter)))
+    )
+
+
 def collect_period(session: Session, newsletter: NewsletterConfig, period: Period) -> Collection:
+    """Gather ``newsletter``'s articles (see the module doc) published in ``period``."""
     rows = session.scalars(
         select(Article)
-        .where(Article.published_at >= period.start, Article.published_at < period.end)
+        .where(
+            Article.published_at >= period.start,
+            Article.published_at < period.end,
+            Article.id.in_(newsletter_articles(newsletter)),
+        )
         .order_by(Article.pinned.desc(), Article.published_at.desc(), Article.id.desc())
     ).all()
     order = [*newsletter.category_names]

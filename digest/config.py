@@ -359,6 +359,8 @@ def load_config(path: Path | str) -> DigestConfig:
             raise ConfigError(f"{path}: newsletters.{name}: must be a table")
         try:
             parsed[name] = NewsletterConfig(name=name, **table)
+            for src in parsed[name].sources:  # files: absolute, so collect can match them
+                src.url = resolve_source_ref(src.url, path.parent)
         except ValidationError as exc:
             raise ConfigError(_describe(path, f"newsletters.{name}", exc)) from None
         except TypeError as exc:  # e.g. a key repeated as 'name'

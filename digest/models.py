@@ -73,9 +73,30 @@ class Article(Base):
     #: Hash of the stored fields: a re-ingest that changes nothing writes nothing.
     content_hash: Mapped[str] = mapped_column(String(64))
     pinned: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: The source that first stored the article: only its changes update it.
     source_id: Mapped[int | None] = mapped_column(ForeignKey("source.id", ondelete="SET NULL"))
+    #: Site and normalised title, hashed: another feed's copy of the article under a
+    #: different URL is found by it (see digest.ingest.store).  None for a generic title.
+    title_key: Mapped[str | None] = mapped_column(String(40), index=True)
 
     source: Mapped[Source | None] = relationship()
+    #: Every source the article was seen in (its owner among them).
+    sources: Mapped[list[Source]] = relationship(secondary="article_source")
+
+
+class ArticleSource(Base):
+    """An article seen in a source.  A newsletter's articles are those seen in one of
+    its sources, so an article two feeds share belongs to both feeds' newsletters."""
+
+    __tablename__ = "article_source"
+
+    article_id: Mapped[int] = mapped_column(
+        ForeignKey("article.id", ondelete="CASCADE"), primary_key=True
+    )
+    source_id: Mapped[int] = mapped_column(
+        ForeignKey("source.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class EditionStatus(enum.StrEnum):

@@ -497,7 +497,7 @@ def test_compose_what_collect_returns(session: Session) -> None:
     nl = f.newsletter(max_per_category=6)
     arts = f.articles(40)
     arts.append(f.article(99, "Policy", when=f.period().start - timedelta(days=1)))
-    session.add_all(arts)
+    session.add_all(f.from_feed(arts))
     session.commit()
     col = collect(session, nl, f.AS_OF)
     assert col.total == 30

@@ -25,6 +25,7 @@ sender = "The Civic Week <news@civic.example>"
 timezone = "Europe/London"
 max_per_category = 10
 postal_address = "Civic Media Ltd, 1 Example Street, London"
+sources = ["https://news.civic.example/feed.xml"]
 {categories}
 """
 
@@ -43,7 +44,7 @@ def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sqlite_url: str) -> Pa
     engine = db.make_engine(sqlite_url)
     db.upgrade(engine)
     with db.session_factory(engine)() as session:
-        session.add_all(f.articles(20))
+        session.add_all(f.from_feed(f.articles(20)))
         session.commit()
     engine.dispose()
     return tmp_path

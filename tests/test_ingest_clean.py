@@ -11,12 +11,18 @@ from hypothesis import strategies as st
 
 from digest.ingest.clean import (
     canonical_url,
+    content_picture,
+    decode_entities,
     decode_text,
     html_to_text,
+    is_picture,
     parse_date,
     safe_url,
     sanitize_html,
     text_to_html,
+    title_key,
+    unescape_markup,
+    url_variants,
 )
 
 # ---------------------------------------------------------------------------
@@ -204,7 +210,7 @@ def test_html_to_text_decodes_entities_and_keeps_paragraphs() -> None:
     )
     assert html_to_text(html) == (
         "Fish & chips — ‘quoted’\n\nSecond paragraph spread over lines\n\n"
-        "- one\n\n- two\n\nline\nbreak"
+        "- one\n- two\n\nline\nbreak"
     )
 
 
@@ -303,3 +309,93 @@ def test_first_image_src() -> None:
     assert first_image_src('<p>x</p><img alt="" src="/a.png"><img src="/b.png">') == "/a.png"
     assert first_image_src("<p>no image</p>") is None
     assert first_image_src("<img src='x' " * 50_000 + ">") == "x"  # one huge tag
+
+
+# ---------------------------------------------------------------------------
+# What counts as the same article, and as a picture (issue 14)
+
+
+def test_url_variants_are_scheme_www_and_trailing_slash() -> None:
+    variants = url_variants("https://www.example.org/a/b/?x=1#p2")
+    assert variants[0] == "https://www.example.org/a/b/?x=1#p2"
+    assert set(variants) == {
+        f"{scheme}://{host}/a/{path}?x=1#p2"
+        for scheme in ("https", "http")
+        for host in ("www.example.org", "example.org")
+        for path in ("b/", "b")
+    }
+    assert url_variants("http://example.org/") == [
+        "http://example.org/",
+        "http://www.example.org/",
+        "https://example.org/",
+        "https://www.example.org/",
+    ]
+    assert url_variants("ftp://example.org/x") == ["ftp://example.org/x"]
+
+
+def test_canonical_url_keeps_a_fragment_only_when_asked() -> None:
+    url = "HTTPS://Example.org:443/2026/11/23?utm_source=x#brief-4"
+    assert canonical_url(url) == "https://example.org/2026/11/23"
+    assert canonical_url(url, keep_fragment=True) == "https://example.org/2026/11/23#brief-4"
+
+
+def test_title_keys_fold_what_feeds_spell_differently() -> None:
+    atom = title_key("Council&#8217;s new website: ‘Live’", "https://www.site.example/a/")
+    assert atom == title_key("council's NEW website - 'live'", "http://site.example/?p=1")
+    assert atom != title_key("Council's new website: 'Live'", "https://other.example/a")
+    assert title_key("Untitled", "https://site.example/") is None
+    assert title_key("News", "https://site.example/") is None  # too short to tell apart
+
+
+@pytest.mark.parametrize(
+    ("url", "width", "height", "picture"),
+    [
+        ("https://cdn.example.org/img/story.jpg", None, None, True),
+        ("https://cdn.example.org/img/story.jpg", "1200", "630", True),
+        ("https://cdn.example.org/img/story.jpg", "1", "1", False),
+        ("https://cdn.example.org/img/icon.png", "48", None, False),
+        ("https://cdn.example.org/img/icon.png", "99px", "300", False),
+        ("https://pixel.wp.com/b.gif?host=x", None, None, False),
+        ("https://stats.wordpress.com/b.gif", None, None, False),
+        ("https://medium.com/_/stat?event=post.clientViewed", None, None, False),
+        ("https://medium.com/_/img/story.jpg", None, None, True),
+        ("http://feeds.feedburner.com/~r/Example/~4/abc", None, None, False),
+        ("https://s.w.org/images/core/emoji/15.0.3/72x72/1f642.png", None, None, False),
+        ("https://blog.example.org/wp-content/plugins/x/emoji/smile.png", None, None, False),
+        ("https://blog.example.org/wp-includes/images/media/document.png", None, None, False),
+        ("https://2.gravatar.com/avatar/9f4c?s=96", None, None, False),
+        ("data:image/png;base64,AAAA", None, None, False),
+    ],
+)
+def test_is_picture(url: str, width: str | None, height: str | None, picture: bool) -> None:
+    assert is_picture(url, width, height) is picture
+
+
+def test_content_picture_skips_trackers_icons_and_smilies() -> None:
+    html = (
+        '<p>Hi <img src="/emoji/1f642.png" class="wp-smiley" style="height: 1em">'
+        '<img src="https://x.example/a.png" class="avatar avatar-96"></p>'
+        '<img src="chart.png" style="width: 640px"><img src="https://pixel.wp.com/b.gif">'
+    )
+    assert content_picture(html, "https://blog.example.org/feed/") == (
+        "https://blog.example.org/feed/chart.png"
+    )
+    assert content_picture('<img src="https://pixel.wp.com/b.gif" width="1" height="1">') is None
+
+
+def test_unescape_markup_decodes_escaped_tags_once_and_leaves_mentions() -> None:
+    assert unescape_markup('&lt;img src="a.png"&gt; text') == '<img src="a.png"> text'
+    assert unescape_markup("&lt;p&gt;x&lt;/p&gt;") == "<p>x</p>"
+    assert unescape_markup("use the &lt;table&gt; element") == "use the &lt;table&gt; element"
+    assert unescape_markup("a &amp;lt;b") == "a &amp;lt;b"
+
+
+def test_decode_entities_only_decodes_complete_references() -> None:
+    assert decode_entities("Q&amp;A &#8216;x&#x2019; AT&T R&D &copy 5 &bogus;") == (
+        "Q&A ‘x’ AT&T R&D &copy 5 &bogus;"
+    )
+
+
+def test_html_to_text_numbers_ordered_lists_and_nests() -> None:
+    html = "<ol><li>one</li><li>two<ul><li>inner</li></ul></li></ol><ul><li>next list</li></ul>"
+    assert html_to_text(html) == "1. one\n2. two\n  - inner\n\n- next list"

@@ -152,14 +152,19 @@ def test_json_feed_11() -> None:
     assert linked.title == "A linked story bad about"
     assert linked.author == "Community desk"
     # The item without any link and the item that is not an object are skipped, and said so.
-    assert parsed.warnings == ["skipped 2 entries without a usable http(s) link"]
+    assert parsed.warnings == []
+    assert [(d.action, d.title, d.reason) for d in parsed.dropped] == [
+        ("skipped", "No link at all", "no usable http(s) link: it has no url or external_url"),
+        ("skipped", "item 4", "item 4 is not a JSON object"),
+    ]
 
 
 @pytest.mark.parametrize(
     ("body", "message"),
     [
         (b'{"version": "https://jsonfeed.org/version/1.1", "items": {}}', '"items" must be a list'),
-        (b'{"version": "https://jsonfeed.org/version/1.1", "items": [', "malformed JSON"),
+        (b'{"version": "https://jsonfeed.org/version/1.1", "items": [', "truncated JSON"),
+        (b'{"version": "https://jsonfeed.org/version/1.1", "items": [}', "malformed JSON"),
         (b'{"name": "package.json"}', "JSON, but not a JSON Feed"),
         (b"[1, 2, 3]", "JSON, but not a JSON Feed"),
         (b"[" * 100_000 + b"]" * 100_000, "malformed JSON"),
@@ -173,7 +178,7 @@ def test_broken_json_feeds(body: bytes, message: str) -> None:
 def test_json_feed_field_types_are_checked() -> None:
     body = (
         b'{"version": "https://jsonfeed.org/version/1.1", "items": [{"id": ["x"], '
-        b'"url": "https://a.example.org/1", "title": 5, "tags": "not-a-list", '
+        b'"url": "https://a.example.org/1", "title": 5, "tags": 7, '
         b'"image": {"bad": 1}, "date_published": 20261118, "authors": "me", '
         b'"summary": "\\u0000nul\\u0007 and bell"}]}'
     )
@@ -279,8 +284,12 @@ def test_feed_with_no_items_is_fine() -> None:
 
 def test_script_style_handlers_and_bad_links_are_sanitised_away() -> None:
     parsed = parse_source(load("hostile-html.xml"))
-    [entry] = parsed.entries  # the javascript: article link is skipped
-    assert parsed.warnings == ["skipped 1 entry without a usable http(s) link"]
+    [entry] = parsed.entries  # the javascript: article link is skipped, and said so
+    [skipped] = parsed.dropped
+    assert (skipped.action, skipped.reason) == (
+        "skipped",
+        "no usable http(s) link: its link 'javascript:alert(1)' is not a web address",
+    )
     assert entry.title == "Summary full of tricks"
     html = entry.summary_html
     for bad in ("<script", "<style", "onclick", "onmouseover", "onerror", "javascript:",
@@ -357,3 +366,218 @@ def test_large_broken_xml_is_refused_rather_than_read_leniently() -> None:
     body = rss(f"<item><title>t &amp; t</title>{junk}<link>https://a.example.org/</link></item>")
     with pytest.raises(SourceError, match=r"too large to read leniently"):
         parse(body.encode())
+
+
+# ---------------------------------------------------------------------------
+# Real-world feeds (issue 14): nothing lost or merged silently
+
+
+def test_fragment_urls_keep_posts_with_their_own_guids_apart() -> None:
+    """A site publishing several posts a day on one page (``/2026/11/24/#brief-4418``,
+    each with its own GUID) keeps one article per post, not one per day."""
+    parsed = parse_source(load("liveblog-fragments.rss", "https://briefs.civictech.example/feed/"))
+    assert parsed.dropped == []
+    assert [
+        e.url.removeprefix("https://briefs.civictech.example/2026/11/") for e in parsed.entries
+    ] == [
+        "24/#brief-4418",
+        "24/#brief-4417",
+        "24/#brief-4416",
+        "23/#brief-4415",
+        "23/#brief-4414",
+        "23/#brief-4413",
+        "22/weekend-reading/",  # a lone "#respond" still goes: it tells nothing apart
+    ]
+
+
+def test_sponsor_slots_sharing_a_link_are_merged_and_said_so() -> None:
+    parsed = parse_source(load("sponsor-slots.rss"))
+    assert [e.title for e in parsed.entries] == [
+        "Councils told to publish their cloud exit plans",
+        "Sponsored: Book your place at Local Gov Digital Live",
+        "Wales pilots one login for benefits and council tax",
+    ]
+    [merged] = parsed.dropped
+    assert merged.action == "merged"
+    assert merged.title == "Partner content: Why councils are choosing Local Gov Digital Live"
+    assert merged.guid == "localdigital-sponsor-20261118-b"
+    assert merged.reason.startswith(
+        "same link as “Sponsored: Book your place at Local Gov Digital Live”, which is kept"
+    )
+
+
+def test_an_empty_href_under_xml_base_is_no_link() -> None:
+    """WordPress's ``<link href=""/>`` must not become the feed file's own URL: the entry
+    falls back to its http(s) ``<id>``, or is skipped with its reason."""
+    parsed = parse_source(
+        load("wp-atom-empty-href.xml", "https://digitalcouncil.example.org/feed/atom/")
+    )
+    assert [e.url for e in parsed.entries] == [
+        "https://digitalcouncil.example.org/?p=3021",
+        "https://digitalcouncil.example.org/?p=3017",
+        "https://digitalcouncil.example.org/2026/11/17/service-standard-assessments/",
+    ]
+    assert not any("wp-atom.php" in e.url for e in parsed.entries)
+    [skipped] = parsed.dropped
+    assert (skipped.action, skipped.title) == ("skipped", "Draft: our data strategy, for comment")
+    assert skipped.reason == (
+        "no usable http(s) link: it has no link and its id "
+        "'tag:digitalcouncil.example.org,2026-11-18:/drafts/data-strategy' is not a web address"
+    )
+
+
+def test_an_entry_whose_only_link_is_a_pdf_is_an_article() -> None:
+    parsed = parse_source(load("papers-pdf.atom"))
+    assert parsed.dropped == []
+    strategy, minutes = parsed.entries
+    assert strategy.url == (
+        "https://democracy.northbridge.example.gov.uk/documents/s41877/"
+        "Digital%20strategy%202027-2030.pdf"
+    )
+    assert strategy.title == "Digital strategy 2027–2030: report to Cabinet"
+    # With an HTML alternate as well, the HTML page is the article's link.
+    assert (
+        minutes.url == "https://democracy.northbridge.example.gov.uk/ieListDocuments.aspx?MId=9921"
+    )
+
+
+def test_json_feed_as_published_in_the_wild() -> None:
+    """An http version URL, HTML entities in plain-text titles and summaries, and tags as
+    one comma-separated string."""
+    parsed = parse_source(load("jsonfeed-wild.json"))
+    interview, rules = parsed.entries
+    assert interview.title == "Q&A: the new digital minister on ‘boring’ technology"
+    assert interview.categories == ["Interviews", "Digital Transformation", "Ministers"]
+    assert interview.author == "Leah Cohen"
+    assert (
+        interview.image_url
+        == "https://www.govwatch.example.com/wp-content/uploads/2026/11/minister.jpg"
+    )
+    assert rules.title == "Procurement rules & R&D: what changes in January"  # no entity: as is
+    assert rules.summary_text == "Suppliers & buyers get six weeks to adjust."
+    assert rules.summary_html == "<p>Suppliers &amp; buyers get six weeks to adjust.</p>"
+    assert rules.categories == ["Procurement"]
+
+
+def test_a_truncated_json_feed_says_truncated() -> None:
+    with pytest.raises(SourceError) as caught:
+        parse_source(load("jsonfeed-truncated.json"))
+    message = str(caught.value)
+    assert message.startswith("truncated JSON: the document ends before it is complete")
+    assert "at at" not in message and "at line 17 column 18" in message
+
+
+def test_a_json_error_in_the_middle_is_malformed_without_at_at() -> None:
+    body = b'{"version": "https://jsonfeed.org/version/1.1", "items": [{"title": "a\nb"}]}'
+    with pytest.raises(SourceError) as caught:
+        parse(body)
+    assert str(caught.value) == "malformed JSON: Invalid control character at line 1 column 71"
+
+
+def test_an_rss_feed_with_an_xhtml_doctype_is_a_feed() -> None:
+    parsed = parse_source(load("rss-xhtml-doctype.xml"))
+    assert parsed.kind == "rss"
+    assert [e.title for e in parsed.entries] == [
+        "New defibrillator outside the village hall",
+        "Minutes of the November meeting",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "encoding", "title"),
+    [
+        ("koi8-r-undeclared.rss", "KOI8-R", "Мэрия запустила единое приложение для жителей"),
+        ("euc-jp-undeclared.rss", "EUC-JP", "行政手続きのオンライン化を来年度から拡大"),
+        ("windows-1255-undeclared.rss", "windows-1255", "העירייה השיקה אפליקציה חדשה לתושבים"),
+    ],
+)
+def test_undeclared_legacy_encodings_are_detected(name: str, encoding: str, title: str) -> None:
+    parsed = parse_source(load(name))
+    assert parsed.entries[0].title == title
+    assert parsed.warnings == [
+        f"encoding: no encoding declared but the bytes are not UTF-8; read as {encoding}"
+    ]
+
+
+def test_a_latin_declaration_on_cyrillic_bytes_is_corrected() -> None:
+    body = (
+        (DATA / "koi8-r-undeclared.rss")
+        .read_bytes()
+        .replace(b'<?xml version="1.0"?>', b'<?xml version="1.0" encoding="ISO-8859-1"?>')
+    )
+    parsed = parse(body)
+    assert parsed.entries[0].categories == ["Цифровые услуги"]
+    assert parsed.warnings == [
+        "encoding: declared ISO-8859-1 but the text is KOI8-R; read as KOI8-R"
+    ]
+
+
+# ---------------------------------------------------------------------------
+# Thumbnails (issue 14.2): a picture of the article, never a tracker or an icon
+
+
+def test_medium_tracking_pixels_are_not_thumbnails() -> None:
+    with_figure, without = parse_source(load("medium.rss")).entries
+    assert with_figure.image_url == (
+        "https://cdn-images-1.medium.com/max/1024/1*q3C0fZ9pJd2YxH8kLmN1Qw.jpeg"
+    )
+    assert without.image_url is None  # only medium.com/_/stat?event=… in it
+    assert with_figure.summary_text.startswith("Bereavement services")  # no photo caption
+
+
+def test_wordpress_emoji_icons_pixels_and_avatars_are_not_thumbnails() -> None:
+    chart, emoji_only, featured = parse_source(load("wordpress-com.rss")).entries
+    # Skipped: the gravatar media:content, an emoji, a 48×64 file-type icon; then the chart.
+    assert chart.image_url == (
+        "https://libraryfutures.example.blog/wp-content/uploads/2026/11/loans-chart.png?w=1024"
+    )
+    assert emoji_only.image_url is None  # an emoji, pixel.wp.com and the gravatar: nothing
+    # media:thumbnail first; the feedburner pixel in the description is never a candidate.
+    assert featured.image_url == (
+        "https://libraryfutures.example.blog/wp-content/uploads/2026/11/reading-group.jpg?w=300"
+    )
+
+
+def test_podcast_episode_art_and_show_note_lists() -> None:
+    """Show notes keep their lists: <ul>/<ol> in the HTML, ``- ``/``1. `` lines in the text."""
+    episode, older = parse_source(load("podcast.rss")).entries
+    assert episode.image_url == "https://media.hostingco.example/shows/theservicedesk/ep41-1400.jpg"
+    assert "<ul> <li>Why the paper form still matters</li>" in episode.summary_html
+    assert "</li> </ol>" in episode.summary_html
+    assert episode.summary_text == (
+        "Aisha Bello led the redesign of Northbridge's council tax service. "
+        "We talk about what changed.\n\n"
+        "In this episode:\n\n"
+        "- Why the paper form still matters\n"
+        "- Testing with people who pay in cash\n"
+        "- What the call centre noticed first\n\n"
+        "Links:\n\n"
+        "1. The new service\n"
+        "2. The research write-up"
+    )
+    assert older.image_url is None  # no episode art; the audio enclosure is no picture
+
+
+# ---------------------------------------------------------------------------
+# Issue 13.6: what the reader sees comes from what the site published
+
+
+def test_escaped_markup_in_an_atom_html_summary_is_decoded_once() -> None:
+    """``&lt;img …&gt;`` escaped once too often used to show as literal ``<img src=…>``
+    text in both the HTML and the text email."""
+    panels, drafts, markup = parse_source(
+        load("atom-escaped-summary.xml", "https://opengovlab.example.org/atom.xml")
+    ).entries
+    for entry in (panels, drafts):
+        assert "<img" not in entry.summary_text and "&lt;img" not in entry.summary_html
+    assert panels.summary_text == (
+        "Six months in, 240 residents have shaped three policies. "
+        "Here is what they changed & what they did not."
+    )
+    assert panels.image_url == "https://opengovlab.example.org/media/panel-session.jpg"
+    assert drafts.summary_text == (
+        "Every draft is public, from the first outline to the version the board signs."
+    )
+    assert drafts.image_url == "https://opengovlab.example.org/media/drafts.png"
+    # Text that merely mentions a tag is left as the site wrote it.
+    assert markup.summary_text == "We replaced every <table> used for layout with CSS grid."

@@ -389,7 +389,15 @@ def test_hostile_http_sources_each_give_one_error_and_good_ones_land(
         assert text in result.error
         assert "\n" not in result.error
         assert (result.new, result.updated) == (0, 0)
-    assert report.totals == {"sources": 7, "new": 3, "updated": 0, "unchanged": 0, "errors": 6}
+    assert report.totals == {
+        "sources": 7,
+        "new": 3,
+        "updated": 0,
+        "unchanged": 0,
+        "merged": 0,
+        "skipped": 0,
+        "errors": 6,
+    }
     with db.session_factory(engine)() as s:
         errors = {url: err for url, err in s.execute(select(Source.url, Source.last_error))}
         assert errors[good.ref] is None

@@ -11,14 +11,19 @@ from digest.errors import SourceError
 from digest.ingest import parse_source
 from digest.ingest.feeds import Entry
 from digest.ingest.http import Fetched
+from digest.ingest.pages import NotAnArticle
 
 DATA = Path(__file__).parent / "data" / "ingest"
 PAGE_URL = "https://news.example.org/2026/11/some-page"
 
 
-def page(body: bytes | str, location: str = PAGE_URL, charset: str | None = None) -> Entry:
+def page(
+    body: bytes | str, location: str = PAGE_URL, charset: str | None = None, expect: str = "page"
+) -> Entry:
+    """The article a page describes; as configured with kind = "page" unless ``expect``
+    says otherwise (auto: only a page that says it is an article is one)."""
     data = body.encode() if isinstance(body, str) else body
-    parsed = parse_source(Fetched(location=location, body=data, charset=charset))
+    parsed = parse_source(Fetched(location=location, body=data, charset=charset), expect)
     assert parsed.kind == "page"
     [entry] = parsed.entries
     return entry
@@ -131,7 +136,7 @@ def test_page_charset_from_meta_and_misdeclared_bytes() -> None:
     )
     assert page(latin.encode("latin-1"), "/tmp/p.html").title == "Café funding"
     # Declared iso-8859-1 in <meta>, but really UTF-8: read as UTF-8 with a warning.
-    parsed = parse_source(Fetched(location="/tmp/p.html", body=latin.encode("utf-8")))
+    parsed = parse_source(Fetched(location="/tmp/p.html", body=latin.encode("utf-8")), "page")
     assert parsed.entries[0].title == "Café funding"
     assert parsed.warnings == [
         "encoding: declared iso-8859-1 but the bytes are UTF-8; read as UTF-8"
@@ -172,3 +177,85 @@ def test_pathological_markup_is_read_in_linear_time(junk: str) -> None:
     """The page goes through html5ever (nh3) before HTMLParser sees it: these finish at once."""
     html = '<!DOCTYPE html><meta property="og:title" content="Still found">' + junk
     assert page(html).title == "Still found"
+
+
+# ---------------------------------------------------------------------------
+# Pages that are not articles (issue 14.1)
+
+
+def refused(name: str, location: str) -> NotAnArticle:
+    with pytest.raises(NotAnArticle) as caught:
+        parse_source(Fetched(location=location, body=(DATA / name).read_bytes()))
+    return caught.value
+
+
+def test_a_home_page_is_refused_and_its_feed_offered() -> None:
+    error = refused("home.html", "https://www.northbridge-news.example/")
+    # The site's posts feed first; its JSON Feed (a relative link) next; comments last.
+    assert error.feeds == [
+        "https://www.northbridge-news.example/feed/",
+        "https://www.northbridge-news.example/feed/json/",
+        "https://www.northbridge-news.example/comments/feed/",
+    ]
+    assert str(error) == (
+        "not an article page: its og:type is 'website', so this looks like a home, section "
+        "or channel page; use its feed instead: https://www.northbridge-news.example/feed/ "
+        "(it also lists https://www.northbridge-news.example/feed/json/, "
+        "https://www.northbridge-news.example/comments/feed/); or, if it is an article, "
+        'pass --as-article (kind = "page" in digest.toml)'
+    )
+
+
+def test_a_channel_page_is_refused_and_its_feed_offered() -> None:
+    error = refused("channel.html", "/tmp/saved/channel.html")
+    assert error.feeds == [
+        "https://videotube.example.com/feeds/videos.xml?channel_id=UCx9Qm2rVb3E1northbridge"
+    ]
+    assert "its og:type is 'profile'" in str(error)
+
+
+def test_a_page_without_a_feed_says_so() -> None:
+    html = "<!DOCTYPE html><html><head><title>About us</title></head><body></body></html>"
+    with pytest.raises(NotAnArticle, match="use the site's RSS, Atom or JSON feed instead"):
+        page(html, expect="auto")
+
+
+def test_a_page_is_an_article_when_the_user_says_so() -> None:
+    body = (DATA / "home.html").read_bytes()
+    fetched = Fetched(location="https://www.northbridge-news.example/", body=body)
+    for parsed in (parse_source(fetched, as_article=True), parse_source(fetched, "page")):
+        [entry] = parsed.entries
+        assert (entry.url, entry.title) == (
+            "https://www.northbridge-news.example/",
+            "Northbridge News",
+        )
+
+
+def test_og_type_article_alone_makes_an_article() -> None:
+    entry = page(
+        '<html><head><meta property="og:type" content="article">'
+        '<meta property="og:title" content="A plain blog post"></head></html>',
+        expect="auto",
+    )
+    assert entry.title == "A plain blog post"
+
+
+def test_a_shift_jis_page_without_a_charset_is_decoded() -> None:
+    parsed = parse_source(
+        Fetched(location="/tmp/p.html", body=(DATA / "shift_jis-undeclared.html").read_bytes())
+    )
+    [entry] = parsed.entries
+    assert entry.title == "都、新しいデジタル行政サービスを発表"
+    assert entry.categories == ["行政"]
+    assert parsed.warnings == [
+        "encoding: no encoding declared but the bytes are not UTF-8; read as Shift_JIS"
+    ]
+
+
+def test_a_tracker_or_icon_as_og_image_is_no_thumbnail() -> None:
+    html = (
+        '<html><head><meta property="og:type" content="article"><title>T</title>'
+        '<meta property="og:image" content="https://pixel.wp.com/g.gif?blog=1">'
+        '<meta name="twitter:image" content="https://news.example.org/img/story.jpg"></head></html>'
+    )
+    assert page(html).image_url == "https://news.example.org/img/story.jpg"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import threading
 from collections.abc import Iterator
@@ -85,8 +86,7 @@ def writes(engine: Engine) -> Iterator[list[str]]:
     seen: list[str] = []
 
     def log(conn, cursor, statement: str, params, context, executemany) -> None:  # type: ignore[no-untyped-def]
-        head = " ".join(statement.split()[:3]).upper()
-        if head.startswith(("INSERT INTO ARTICLE", "UPDATE ARTICLE", "DELETE FROM ARTICLE")):
+        if re.match(r"\s*(INSERT INTO|UPDATE|DELETE FROM) article(_source)?\b", statement, re.I):
             seen.append(statement)
 
     event.listen(engine, "before_cursor_execute", log)
@@ -115,13 +115,24 @@ def test_every_configured_source_with_its_kind(
     sessions: sessionmaker[Session], config: DigestConfig
 ) -> None:
     report = run(sessions, config)
-    assert [(r.kind, r.new, r.unchanged, r.error) for r in report.results] == [
-        ("rss", 3, 0, None),
-        ("atom", 1, 1, None),  # the shared article counts once, for the feed that owns it
-        ("page", 1, 0, None),
+    assert [(r.kind, r.new, r.unchanged, r.merged, r.error) for r in report.results] == [
+        ("rss", 3, 0, 0, None),
+        ("atom", 1, 0, 1, None),  # the shared article is the RSS feed's, merged and said so
+        ("page", 1, 0, 0, None),
     ]
+    [merged] = report.results[1].dropped
+    assert merged.action == "merged" and merged.title.startswith("Progress on digital government")
+    assert merged.reason.startswith("same article as “Progress on digital government")
     assert report.ok
-    assert report.totals == {"sources": 3, "new": 5, "updated": 0, "unchanged": 1, "errors": 0}
+    assert report.totals == {
+        "sources": 3,
+        "new": 5,
+        "updated": 0,
+        "unchanged": 0,
+        "merged": 1,
+        "skipped": 0,
+        "errors": 0,
+    }
     assert report.to_dict()["sources"][0]["kind"] == "rss"
     site = config.path.parent
     with sessions() as s:
@@ -206,12 +217,20 @@ def test_unchanged_reingest_writes_no_article(
     sessions: sessionmaker[Session], config: DigestConfig, writes: list[str]
 ) -> None:
     run(sessions, config)
-    assert len(writes) == 5
+    assert len(writes) == 5 + 3  # five articles; each source's sightings in one statement
     before = {url: (a.updated_at, a.content_hash) for url, a in articles(sessions).items()}
     writes.clear()
     report = run(sessions, config, now=LATER)
     assert writes == []
-    assert report.totals == {"sources": 3, "new": 0, "updated": 0, "unchanged": 6, "errors": 0}
+    assert report.totals == {
+        "sources": 3,
+        "new": 0,
+        "updated": 0,
+        "unchanged": 6,  # the merge was reported once; now the article is known to both
+        "merged": 0,
+        "skipped": 0,
+        "errors": 0,
+    }
     assert {url: (a.updated_at, a.content_hash) for url, a in articles(sessions).items()} == before
 
 
@@ -255,7 +274,8 @@ def test_global_guid_dedupes_across_feeds(
     one = feed(tmp_path, "one.xml", item("https://a.example.org/story", "T", guid=guid))
     two = feed(tmp_path, "two.xml", item("https://mirror.example.net/story", "T", guid=guid))
     report = run(sessions, config, [one, two])
-    assert [(r.new, r.unchanged) for r in report.results] == [(1, 0), (0, 1)]
+    assert [(r.new, r.unchanged, r.merged) for r in report.results] == [(1, 0, 0), (0, 0, 1)]
+    assert report.results[1].dropped[0].reason.endswith(f"from {one}: the same id")
     assert list(articles(sessions)) == ["https://a.example.org/story"]
 
 
@@ -274,14 +294,20 @@ def test_a_feed_listing_one_article_twice(
     path = feed(
         tmp_path,
         "f.xml",
-        item("https://a.example.org/x#a", "Newest", guid="g")
-        + item("https://a.example.org/x?utm_source=y", "Older", guid="g2")
+        item("https://a.example.org/x#comments", "Newest", guid="g")
+        + item("https://a.example.org/x?utm_source=y", "Older", guid="g")
         + item("https://a.example.org/other", "Same guid", guid="g"),
     )
     report = run(sessions, config, [path])
-    assert report.results[0].new == 1
+    [result] = report.results
+    assert (result.new, result.merged) == (1, 2)
+    assert [(d.title, d.reason) for d in result.dropped] == [
+        ("Older", "listed twice in the feed; kept its first copy, “Newest”"),
+        ("Same guid", "same id as “Newest”, which is kept (its newer copy)"),
+    ]
     assert [a.title for a in articles(sessions).values()] == ["Newest"]
-    assert run(sessions, config, [path], now=LATER).results[0].unchanged == 1
+    again = run(sessions, config, [path], now=LATER).results[0]
+    assert (again.unchanged, again.merged) == (1, 2)
 
 
 def test_failing_sources_write_nothing_and_others_land(
@@ -452,3 +478,60 @@ def test_overlong_validators_are_not_remembered(sessions: sessionmaker[Session])
     with sessions() as s:
         source = s.scalars(select(Source)).one()
         assert (source.etag, source.last_modified, source.kind) == (None, None, "rss")
+
+
+# ---------------------------------------------------------------------------
+# Real-world feeds (issue 14.1): nothing lost or merged silently
+
+
+def test_posts_told_apart_by_fragment_are_each_stored(
+    sessions: sessionmaker[Session], config: DigestConfig
+) -> None:
+    report = run(sessions, config, [str(DATA / "liveblog-fragments.rss")])
+    [result] = report.results
+    assert (result.new, result.merged, result.skipped, result.dropped) == (7, 0, 0, [])
+    stored = articles(sessions)
+    assert len(stored) == 7
+    assert "https://briefs.civictech.example/2026/11/24/#brief-4417" in stored
+    again = run(sessions, config, [str(DATA / "liveblog-fragments.rss")], now=LATER)
+    assert (again.results[0].unchanged, again.results[0].new) == (7, 0)
+
+
+def test_one_sites_atom_and_json_feeds_give_one_copy_of_each_article(
+    sessions: sessionmaker[Session], config: DigestConfig
+) -> None:
+    """The JSON feed spells links with http, without www. or the trailing slash, or as
+    ?p= short links, with other GUIDs: its copies are merged into the Atom feed's
+    articles, each named with how it matched; both feeds are recorded as sources."""
+    atom, json_feed = str(DATA / "site-atom.xml"), str(DATA / "site-feed.json")
+    report = run(sessions, config, [atom, json_feed])
+    first, second = report.results
+    assert (first.new, first.merged) == (6, 0)
+    assert (second.new, second.merged) == (1, 6)
+    how = [d.reason.rsplit(": ", 1)[1].split(" (")[0] for d in second.dropped]
+    link = "the same link spelt differently"
+    title = "the same title from the same site within 48 hours"
+    assert how == [link, title, link, link, link, title]
+    stored = articles(sessions)
+    assert len(stored) == 7
+    # One feed's two "Morning briefing" posts are two articles (equal titles in one feed).
+    assert sum(a.title == "Morning briefing" for a in stored.values()) == 2
+    # "Ask the CIO" again on the 23rd, more than 48 hours after the 20th: a new article.
+    assert "http://northbridge-news.example/?p=8830" in stored
+    with sessions() as s:
+        seen = {
+            a.canonical_url.rsplit("/", 2)[-2]: sorted(src.url for src in a.sources)
+            for a in s.scalars(select(Article))
+        }
+    assert seen["council-website-goes-live"] == sorted([atom, json_feed])
+    # A second run: the merges are known now, nothing is new or merged again.
+    again = run(sessions, config, [atom, json_feed], now=LATER)
+    assert [(r.new, r.merged, r.unchanged) for r in again.results] == [(0, 0, 6), (0, 0, 7)]
+
+
+def test_a_sponsor_slot_repeated_under_new_titles_is_counted_as_merged(
+    sessions: sessionmaker[Session], config: DigestConfig
+) -> None:
+    [result] = run(sessions, config, [str(DATA / "sponsor-slots.rss")]).results
+    assert (result.new, result.merged) == (3, 1)
+    assert result.dropped[0].title.startswith("Partner content:")

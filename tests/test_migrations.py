@@ -276,3 +276,73 @@ def test_0004_starts_the_consent_log_from_where_everyone_stands_and_back(db_url:
         assert "consent_event" in inspect(eng).get_table_names()
     finally:
         eng.dispose()
+
+
+def test_0005_records_each_articles_source_and_title_key_and_back(db_url: str) -> None:
+    """A database at 0002 with sources and articles goes to head: every article's
+    owner is copied into article_source and its title key computed; down again
+    (the table and column go, the articles stay) and back up."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from digest.ingest.clean import title_key
+
+    eng = db.make_engine(db_url)
+    cfg = db._alembic_config()
+    t = "2026-11-23 08:00:00+00:00"
+    try:
+        with eng.connect() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "0002")
+            conn.commit()
+        with eng.begin() as conn:
+            for sid, url in ((1, "https://a.example.org/feed"), (2, "/srv/feeds/b.xml")):
+                conn.execute(
+                    text(
+                        "INSERT INTO source (id, url, kind, created_at) VALUES (:i, :u, 'rss', :t)"
+                    ),
+                    {"i": sid, "u": url, "t": t},
+                )
+            for aid, sid, title in (
+                (1, 1, "Councils publish digital plans"),
+                (2, 2, "Q&amp;A: ‘Data’ standards"),
+                (3, None, "Orphan"),
+            ):
+                conn.execute(
+                    text(
+                        "INSERT INTO article (id, canonical_url, title, summary_html, "
+                        "summary_text, author, categories, published_at, date_estimated, "
+                        "first_seen_at, updated_at, content_hash, pinned, source_id) VALUES "
+                        "(:i, :u, :title, '', '', '', '[]', :t, false, :t, :t, 'h', false, :s)"
+                    ),
+                    {"i": aid, "u": f"https://www.a.example.org/{aid}", "title": title, "t": t,
+                     "s": sid},
+                )  # fmt: skip
+
+        def tables() -> set[str]:
+            return set(inspect(eng).get_table_names())
+
+        assert "article_source" not in tables()
+        assert db.upgrade(eng) == ("0002", db.head_revision())
+        with eng.connect() as conn:
+            pairs = conn.execute(
+                text("SELECT article_id, source_id FROM article_source ORDER BY article_id")
+            ).all()
+            assert [tuple(p) for p in pairs] == [(1, 1), (2, 2)]
+            keys = dict(conn.execute(text("SELECT id, title_key FROM article")).all())
+        assert keys[1] == title_key("Councils publish digital plans", "https://a.example.org/1")
+        assert keys[2] == title_key("Q&A: 'data' standards", "https://a.example.org/2")
+        assert keys[3] is None  # too short to tell articles apart
+        with eng.connect() as conn:
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "0002")
+            conn.commit()
+        assert "article_source" not in tables()
+        assert "title_key" not in {c["name"] for c in inspect(eng).get_columns("article")}
+        with eng.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM article")).scalar() == 3
+        assert db.upgrade(eng) == ("0002", db.head_revision())
+        with eng.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM article_source")).scalar() == 2
+    finally:
+        eng.dispose()

@@ -36,7 +36,7 @@ from digest.models import (
 )
 from digest.scheduling import runs
 from digest.scheduling.service import JOB_TABLE, DigestScheduler, edition_job_id
-from tests.support.world import AS_OF, CATEGORIES, CONFIG, OPEN_APPS, World, make_world
+from tests.support.world import AS_OF, CATEGORIES, CONFIG, FEED, OPEN_APPS, World, make_world
 
 GRACE = 3600
 #: The Sunday before AS_OF (Monday 2026-11-23 08:00 UTC = 08:00 GMT, a fire time).
@@ -45,10 +45,15 @@ DEAD_OWNER = f"{socket.gethostname()}:{2**22 + 4242}"  # a pid that runs nothing
 
 
 def configure(world: World, **keys: Any) -> None:
-    """Rewrite the world's digest.toml with extra [newsletters.weekly] keys (and reload it)."""
+    """Rewrite the world's digest.toml with extra [newsletters.weekly] keys (and reload it);
+    ``sources`` are added to the world's own feed."""
+    base = CONFIG
+    if "sources" in keys:
+        keys["sources"] = [FEED, *keys["sources"]]
+        base = CONFIG.replace(f"sources = {json.dumps([FEED])}\n", "")
     extra = "".join(f"{key} = {json.dumps(value)}\n" for key, value in keys.items())
     cats = "".join(f'[[newsletters.weekly.categories]]\nname = "{c}"\n' for c in CATEGORIES)
-    (world.root / "digest.toml").write_text(CONFIG.format(categories=extra + cats))
+    (world.root / "digest.toml").write_text(base.format(categories=extra + cats))
     world.app.__dict__.pop("config", None)
 
 

@@ -17,6 +17,7 @@ from digest.cli._common import (
     print_json,
 )
 from digest.collect import collect as collect_articles
+from digest.collect import newsletter_articles
 from digest.errors import NotFound
 from digest.models import Article
 
@@ -72,11 +73,14 @@ def collect(app: App, newsletter: str, as_of: str | None, as_json: bool) -> None
             console.print(f"{heading}\nNo new articles this period.")
             return
         console.print(f"[bold]{heading}[/bold] · {result.total} articles")
+        # Titles stay readable on an 80-column terminal: long author lists are cut
+        # (with "…") before the title column is squeezed.
+        author_width = max(10, min(24, (console.width - 20) // 3))
         for section in result.sections:
             table = Table(title=section.name, title_justify="left", show_edge=False, expand=False)
             table.add_column("Published", no_wrap=True)
-            table.add_column("Title")
-            table.add_column("Author", no_wrap=True)
+            table.add_column("Title", ratio=1, overflow="fold")
+            table.add_column("Author", no_wrap=True, overflow="ellipsis", max_width=author_width)
             for art in section.articles:
                 local = art.published_at.astimezone(nl.zone)
                 pin = "📌 " if art.pinned else ""
@@ -91,21 +95,44 @@ def collect(app: App, newsletter: str, as_of: str | None, as_json: bool) -> None
 def pin(app: App, url: str, off: bool) -> None:
     """Pin an article so it leads its section (or unpin it with --off).
 
+    The article leads its section in every newsletter it belongs to: those
+    whose sources it came from. An article from a source that no newsletter
+    lists is in no edition, pinned or not (the command says so).
+
     \b
     Example:
         digest pin https://www.example.org/news/big-story
     """
-    from digest.ingest.clean import canonical_url
+    from digest.ingest.clean import canonical_url, url_variants
 
-    key = canonical_url(url)
+    key = canonical_url(url, keep_fragment=True)
+    spellings = {url, key, canonical_url(url), *url_variants(key)}
     with app.session() as session:
         article = session.scalars(
-            select(Article).where(Article.canonical_url.in_({url, key}))
+            select(Article).where(Article.canonical_url.in_(spellings)).order_by(Article.id)
         ).first()
         if article is None:
             raise NotFound(f"no article with URL {url!r}; run `digest ingest` first")
         article.pinned = not off
         click.echo(f"{'Unpinned' if off else 'Pinned'}: {article.title}")
+        names = [
+            nl.name
+            for nl in app.config.newsletters.values()
+            if session.scalar(
+                select(Article.id).where(
+                    Article.id == article.id, Article.id.in_(newsletter_articles(nl))
+                )
+            )
+        ]
+        if names:
+            click.echo(f"In: {', '.join(names)}")
+        else:
+            click.secho(
+                "note: it came from no newsletter's sources, so no edition shows it; "
+                "add its feed to a newsletter's sources in digest.toml",
+                err=True,
+                fg="yellow",
+            )
 
 
 COMMANDS = [init, collect, pin]

@@ -6,8 +6,19 @@ source that fails (unreachable, too large, malformed, hostile) becomes one
 error line in the :class:`IngestReport` and writes no articles; the others still
 land.  Modules: :mod:`~digest.ingest.http` (fetching), :mod:`~digest.ingest.feeds`
 (sniffing, RSS/Atom/JSON Feed), :mod:`~digest.ingest.pages` (article pages),
-:mod:`~digest.ingest.clean` (URLs, HTML, text, dates), :mod:`~digest.ingest.store`
-(dedupe and writes).
+:mod:`~digest.ingest.clean` (URLs, HTML, text, dates, pictures),
+:mod:`~digest.ingest.dedupe` (one entry per article within a source),
+:mod:`~digest.ingest.store` (matching stored articles, and writes).
+
+No entry is lost or merged silently: every entry that does not become an
+article of its own is in its source's ``dropped`` list with the reason
+(skipped: no usable link…; merged: the same article as another entry or a
+stored article), and a page that is not an article is refused with the feeds
+it links to.
+
+An article belongs to the newsletters whose ``sources`` it was seen in; a
+source given on the command line that no newsletter lists feeds none of them
+(:attr:`SourceResult.newsletters` is empty).
 """
 
 from __future__ import annotations
@@ -26,9 +37,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from digest.config import DigestConfig, Settings, resolve_source_ref
 from digest.errors import DatabaseError, SourceError
 from digest.ingest import store
-from digest.ingest.feeds import Parsed, parse_jsonfeed, parse_xml_feed, sniff
+from digest.ingest.dedupe import within_source
+from digest.ingest.feeds import Dropped, Parsed, parse_jsonfeed, parse_xml_feed, sniff
 from digest.ingest.http import Fetched, fetch, make_client
-from digest.ingest.pages import parse_page
+from digest.ingest.pages import NotAnArticle, parse_page
 
 log = logging.getLogger(__name__)
 
@@ -51,12 +63,24 @@ class SourceResult:
     new: int = 0
     updated: int = 0
     unchanged: int = 0
+    #: Entries merged into an article of their own source or another one.
+    merged: int = 0
+    #: Entries not stored: no usable link, a link too long…
+    skipped: int = 0
     #: One line naming the source and the problem; None when it succeeded.
     error: str | None = None
     #: The server answered ``304 Not Modified``: nothing was parsed.
     not_modified: bool = False
-    #: Problems that were worked around (wrong encoding, skipped entries, …).
+    #: Problems that were worked around (wrong encoding, …).
     warnings: list[str] = field(default_factory=list)
+    #: Every entry that did not become an article of its own, with its reason.
+    dropped: list[Dropped] = field(default_factory=list)
+    #: A page refused as not being an article (``error`` says why).
+    refused: bool = False
+    #: Feeds a refused page links to: the source to use instead.
+    feeds: list[str] = field(default_factory=list)
+    #: The newsletters whose ``sources`` list this source (empty: it feeds none).
+    newsletters: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -82,6 +106,8 @@ class IngestReport:
             "new": sum(r.new for r in self.results),
             "updated": sum(r.updated for r in self.results),
             "unchanged": sum(r.unchanged for r in self.results),
+            "merged": sum(r.merged for r in self.results),
+            "skipped": sum(r.skipped for r in self.results),
             "errors": sum(1 for r in self.results if not r.ok),
         }
 
@@ -97,8 +123,14 @@ class IngestReport:
         }
 
 
-def parse_source(fetched: Fetched, expect: str = "auto") -> Parsed:
-    """Parse a source's bytes as whatever they turn out to be (``expect``: auto/feed/page)."""
+def parse_source(fetched: Fetched, expect: str = "auto", *, as_article: bool = False) -> Parsed:
+    """Parse a source's bytes as whatever they turn out to be (``expect``: auto/feed/page),
+    one entry per article (:func:`~digest.ingest.dedupe.within_source`).
+
+    An HTML page is stored only when it says it is an article, or when the user
+    says so: ``as_article``, or ``expect == "page"`` (``kind = "page"`` in
+    digest.toml names a page to store as an article).
+    """
     sniffed = sniff(fetched.body)
     if expect == "feed" and sniffed.kind == "page":
         raise SourceError('configured as kind = "feed" but this is an HTML page')
@@ -107,10 +139,12 @@ def parse_source(fetched: Fetched, expect: str = "auto") -> Parsed:
             f'configured as kind = "page" but this is {_KIND_NAMES.get(sniffed.kind, "a feed")}'
         )
     if sniffed.kind == "page":
-        return parse_page(fetched)
-    if sniffed.kind == "jsonfeed":
-        return parse_jsonfeed(fetched)
-    return parse_xml_feed(fetched, sniffed)
+        parsed = parse_page(fetched, as_article=as_article or expect == "page")
+    elif sniffed.kind == "jsonfeed":
+        parsed = parse_jsonfeed(fetched)
+    else:
+        parsed = parse_xml_feed(fetched, sniffed)
+    return within_source(parsed)
 
 
 def plan_sources(config: DigestConfig, refs: Sequence[str] | None) -> list[tuple[str, str]]:
@@ -132,6 +166,16 @@ def plan_sources(config: DigestConfig, refs: Sequence[str] | None) -> list[tuple
     return list(planned.items())
 
 
+def newsletters_by_source(config: DigestConfig) -> dict[str, list[str]]:
+    """Each configured source's location and the newsletters that list it."""
+    found: dict[str, list[str]] = {}
+    for newsletter, source in config.all_sources():
+        names = found.setdefault(config.resolve_source(source), [])
+        if newsletter.name not in names:
+            names.append(newsletter.name)
+    return found
+
+
 def ingest(
     sessions: sessionmaker[Session],
     config: DigestConfig,
@@ -141,18 +185,32 @@ def ingest(
     client: httpx.Client | None = None,
     now: datetime | None = None,
     progress: Callable[[SourceResult], None] | None = None,
+    as_article: bool = False,
 ) -> IngestReport:
-    """Read every source (or just ``refs``) into the article store; see the module doc."""
+    """Read every source (or just ``refs``) into the article store; see the module doc.
+
+    ``as_article``: store HTML pages among the sources as articles even when they
+    do not say they are (``digest ingest --as-article``).
+    """
     now = now or datetime.now(UTC)
     aliases = config.category_aliases()
+    members = newsletters_by_source(config)
     report = IngestReport()
     own_client = client is None
     http = client or make_client(settings)
     try:
         for location, kind in plan_sources(config, refs):
             result = _ingest_one(
-                sessions, settings, location, kind, client=http, now=now, aliases=aliases
+                sessions,
+                settings,
+                location,
+                kind,
+                client=http,
+                now=now,
+                aliases=aliases,
+                as_article=as_article,
             )
+            result.newsletters = members.get(location, [])
             report.results.append(result)
             if progress is not None:
                 progress(result)
@@ -171,6 +229,7 @@ def _ingest_one(
     client: httpx.Client,
     now: datetime,
     aliases: dict[str, str],
+    as_article: bool = False,
 ) -> SourceResult:
     result = SourceResult(ref=ref, kind=kind)
     try:
@@ -185,11 +244,19 @@ def _ingest_one(
                 result.unchanged = store.record_not_modified(session, ref, fetched, now)
             result.not_modified = True
             return result
-        parsed = parse_source(fetched, kind)
+        parsed = parse_source(fetched, kind, as_article=as_article)
         result.kind = parsed.kind
         result.warnings = [f"{ref}: {w}" for w in parsed.warnings]
         counts = _store(sessions, ref, parsed, fetched, now=now, aliases=aliases)
         result.new, result.updated, result.unchanged = counts.new, counts.updated, counts.unchanged
+        result.dropped = [*parsed.dropped, *counts.dropped]
+        result.merged = sum(1 for d in result.dropped if d.action == "merged")
+        result.skipped = sum(1 for d in result.dropped if d.action == "skipped")
+    except NotAnArticle as exc:
+        result.kind = "page"
+        result.refused = True
+        result.feeds = exc.feeds
+        result.error = f"{ref}: {exc}"
     except SourceError as exc:
         result.error = f"{ref}: {exc}"
     except (OperationalError, InterfaceError) as exc:  # the database itself is unwell
@@ -241,4 +308,12 @@ def _first_line(exc: BaseException) -> str:
     return lines[0] if lines else type(exc).__name__
 
 
-__all__ = ["IngestReport", "SourceResult", "ingest", "parse_source", "plan_sources"]
+__all__ = [
+    "Dropped",
+    "IngestReport",
+    "SourceResult",
+    "ingest",
+    "newsletters_by_source",
+    "parse_source",
+    "plan_sources",
+]

@@ -9,8 +9,10 @@ claims its encoding is; dates become timezone-aware UTC datetimes.
 from __future__ import annotations
 
 import codecs
+import hashlib
 import html as html_lib
 import re
+import unicodedata
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from html.parser import HTMLParser
@@ -21,8 +23,11 @@ import nh3
 ALLOWED_TAGS = frozenset({"p", "a", "em", "strong", "b", "i", "ul", "ol", "li", "br", "blockquote"})
 #: Tags removed together with everything inside them (not just unwrapped).
 DROPPED_WITH_CONTENT = frozenset(
-    {"script", "style", "template", "noscript", "iframe", "object", "svg", "math", "title"}
-)
+    {
+        "script", "style", "template", "noscript", "iframe", "object", "svg", "math", "title",
+        "figcaption",  # a photo's caption or credit says nothing of the article
+    }
+)  # fmt: skip
 _SAFE_SCHEMES = ("http", "https")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 # Browsers ignore tabs and newlines anywhere in a URL ("java\tscript:") and
@@ -69,13 +74,16 @@ def safe_url(url: str | None, base: str | None = None) -> str | None:
     return prepared
 
 
-def canonical_url(url: str, base: str | None = None) -> str:
+def canonical_url(url: str, base: str | None = None, *, keep_fragment: bool = False) -> str:
     """The one spelling of ``url`` used as an article's key.
 
-    Relative URLs are resolved against ``base``; ``utm_*`` parameters and the
-    ``#fragment`` are dropped; the scheme and host are lowercased and a default
-    port removed; an empty path becomes ``/``.  Other query parameters keep
-    their order (the link must still work when a reader follows it).
+    Relative URLs are resolved against ``base``; ``utm_*`` parameters are
+    dropped, and so is the ``#fragment`` unless ``keep_fragment`` (a site that
+    publishes several posts on one page tells them apart by fragment: see
+    :func:`digest.ingest.dedupe.settle_fragments`); the scheme and host are
+    lowercased and a default port removed; an empty path becomes ``/``.  Other
+    query parameters keep their order (the link must still work when a reader
+    follows it).
     """
     prepared = _prepare(url, base)
     try:
@@ -100,7 +108,74 @@ def canonical_url(url: str, base: str | None = None) -> str:
         for piece in parts.query.split("&")
         if piece and not unquote_plus(piece.split("=", 1)[0]).lower().startswith("utm_")
     )
-    return urlunsplit((scheme, netloc, path, query, ""))
+    fragment = parts.fragment if keep_fragment else ""
+    return urlunsplit((scheme, netloc, path, query, fragment))
+
+
+def without_fragment(url: str) -> str:
+    """``url`` without its ``#fragment``."""
+    return url.split("#", 1)[0]
+
+
+def url_variants(url: str) -> list[str]:
+    """The spellings of a canonical ``url`` that name the same article.
+
+    URLs that differ only in scheme (``http``/``https``), a leading ``www.`` or
+    a trailing slash on the path are one article: sites publish the same post
+    under each, one feed or another (the default port is already gone from a
+    canonical URL).  ``url`` itself comes first.
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return [url]
+    if parts.scheme not in _SAFE_SCHEMES or not parts.netloc:
+        return [url]
+    netloc = parts.netloc
+    bare = netloc[4:] if netloc.startswith("www.") else netloc
+    hosts = [netloc, bare if netloc != bare else f"www.{bare}"]
+    path = parts.path or "/"
+    paths = [path]
+    if path != "/":
+        paths.append(path[:-1] if path.endswith("/") else path + "/")
+    schemes = [parts.scheme, "http" if parts.scheme == "https" else "https"]
+    found = [
+        urlunsplit((scheme, host, p, parts.query, parts.fragment))
+        for scheme in schemes
+        for host in hosts
+        for p in paths
+    ]
+    return list(dict.fromkeys(found))
+
+
+def site_of(url: str) -> str:
+    """The site an article URL belongs to: its host, lowercased, without ``www.``."""
+    try:
+        host = (urlsplit(url).hostname or "").lower()
+    except ValueError:
+        return ""
+    return host[4:] if host.startswith("www.") else host
+
+
+_TITLE_DROP = re.compile(r"[^\w\s]+")
+
+
+def normalise_title(title: str) -> str:
+    """A title as compared across feeds: entities decoded, case, quotes, punctuation and
+    spacing folded (``Q&amp;A: ‘Data’`` and ``Q&A: 'data'`` are the same title)."""
+    text = unicodedata.normalize("NFKC", html_lib.unescape(title or "")).casefold()
+    return " ".join(_TITLE_DROP.sub(" ", text).split())
+
+
+def title_key(title: str, url: str) -> str | None:
+    """The key under which an article's title is compared with other feeds' articles from
+    the same site (a SHA-1 of site and normalised title), or None for a title too short
+    or generic to tell articles apart."""
+    text = normalise_title(title)
+    site = site_of(url)
+    if not site or len(text) < 8 or text == "untitled":
+        return None
+    return hashlib.sha1(f"{site}\n{text}".encode(), usedforsecurity=False).hexdigest()
 
 
 # ---------------------------------------------------------------------------
@@ -149,18 +224,46 @@ _SKIPPED = frozenset({"script", "style", "template", "noscript", "head", "title"
 
 
 class _TextExtractor(HTMLParser):
+    """Blocks of text; list items become ``- `` (or ``1. ``) lines, one per item."""
+
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
-        self.blocks: list[str] = []
+        #: (text, which top-level list it is in, 0 for none) per block, in order.
+        self.blocks: list[tuple[str, int]] = []
+        self._list_count = 0
         self._current: list[str] = []
         self._skip = 0
+        #: One entry per open <ul>/<ol>: the next number, or None for bullets.
+        self._lists: list[int | None] = []
+        #: The marker waiting for the first text of the current list item.
+        self._marker = ""
+        #: Inside a list item: later blocks of it are indented under its marker.
+        self._item_indent = ""
 
     def _break(self) -> None:
         lines = "".join(self._current).split(_BR)
         text = "\n".join(" ".join(line.split()) for line in lines).strip()
-        if text:
-            self.blocks.append(text)
         self._current = []
+        if not text:
+            return
+        if self._marker:
+            lead, self._marker = self._marker, ""
+        else:
+            lead = self._item_indent
+        if lead:
+            text = lead + text.replace("\n", "\n" + " " * len(lead))
+        self.blocks.append((text, self._list_count if self._lists else 0))
+
+    def _start_item(self) -> None:
+        depth = max(len(self._lists) - 1, 0)
+        number = self._lists[-1] if self._lists else None
+        if number is None:
+            marker = "- "
+        else:
+            marker = f"{number}. "
+            self._lists[-1] = number + 1
+        self._marker = "  " * depth + marker
+        self._item_indent = " " * len(self._marker)
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag in _SKIPPED:
@@ -169,8 +272,13 @@ class _TextExtractor(HTMLParser):
             self._current.append(_BR)
         elif tag in _BLOCKS:
             self._break()
-            if tag == "li":
-                self._current.append("- ")
+            if tag in ("ul", "ol"):
+                if not self._lists:
+                    self._list_count += 1
+                self._lists.append(1 if tag == "ol" else None)
+                self._marker = self._item_indent = ""
+            elif tag == "li":
+                self._start_item()
 
     def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag == "br":
@@ -183,6 +291,13 @@ class _TextExtractor(HTMLParser):
             self._skip = max(0, self._skip - 1)
         elif tag in _BLOCKS:
             self._break()
+            if tag in ("ul", "ol") and self._lists:
+                self._lists.pop()
+                self._marker = ""
+                self._item_indent = "  " * len(self._lists) if self._lists else ""
+            elif tag == "li":
+                self._marker = ""
+                self._item_indent = "  " * len(self._lists) if self._lists else ""
 
     def handle_data(self, data: str) -> None:
         if not self._skip:
@@ -191,7 +306,15 @@ class _TextExtractor(HTMLParser):
     def text(self) -> str:
         self.close()
         self._break()
-        return "\n\n".join(self.blocks)
+        out = ""
+        previous = 0
+        for text, in_list in self.blocks:
+            if out:
+                # The lines of one list follow each other; every other block is a paragraph.
+                out += "\n" if in_list and in_list == previous else "\n\n"
+            out += text
+            previous = in_list
+        return out
 
 
 def well_formed(html: str, tags: set[str], attributes: dict[str, set[str]] | None = None) -> str:
@@ -225,20 +348,148 @@ def html_to_text(html: str) -> str:
     return parser.text()
 
 
+#: Hosts whose images count opens, never illustrate an article.
+TRACKER_HOSTS = frozenset(
+    {
+        "pixel.wp.com",
+        "stats.wordpress.com",
+        "feeds.feedburner.com",
+        "feedproxy.google.com",
+        "feeds.feedblitz.com",
+        "www.google-analytics.com",
+        "pixel.quantserve.com",
+        "b.scorecardresearch.com",
+        "sb.scorecardresearch.com",
+    }
+)
+#: (host or parent domain, path prefix) pairs of trackers, emoji and author avatars.
+_NOT_PICTURES = (
+    ("medium.com", "/_/stat"),
+    ("s.w.org", "/images/core/emoji/"),
+    ("gravatar.com", "/avatar/"),  # also 0.…, 2.…, secure.gravatar.com
+)
+#: Path pieces of smilies, emoji and file-type icons (WordPress's ``wp-includes/images``).
+_ICON_PATHS = re.compile(r"/emoji/|/smilies/|/wp-includes/images/", re.I)
+#: Below this many pixels (declared width or height) an image is an icon or a pixel.
+MIN_PICTURE_PX = 100
+
+
+def _pixels(value: object) -> int | None:
+    match = re.match(r"\s*(\d+)(?:\.\d*)?\s*(?:px)?\s*$", str(value)) if value else None
+    return int(match.group(1)) if match else None
+
+
+def is_picture(url: str | None, width: object = None, height: object = None) -> bool:
+    """Whether an image could illustrate an article: an http(s) URL that is not a
+    tracking pixel (known tracker hosts, Medium's ``stat``), an emoji, a smiley, a
+    file-type icon or an avatar, and is not declared smaller than ``MIN_PICTURE_PX``
+    on either side (a 1×1 pixel, a 72 px emoji).  ``data:`` URLs never are."""
+    if not url or not _is_http(url):
+        return False
+    try:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+    except ValueError:
+        return False
+    if host in TRACKER_HOSTS or host.endswith(".doubleclick.net"):
+        return False
+    path = parts.path or "/"
+    if any((host == h or host.endswith("." + h)) and path.startswith(p) for h, p in _NOT_PICTURES):
+        return False
+    if _ICON_PATHS.search(path):
+        return False
+    return all((px := _pixels(side)) is None or px >= MIN_PICTURE_PX for side in (width, height))
+
+
+class _ImageLister(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.images: list[dict[str, str]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "img":
+            found = {k: v for k, v in attrs if v is not None}
+            if found.get("src"):
+                self.images.append(found)
+
+    handle_startendtag = handle_starttag
+
+
+def content_images(html: str) -> list[tuple[str, str | None, str | None, str]]:
+    """Every ``<img>`` in an HTML fragment as (src, width, height, class), in order."""
+    if "<img" not in html.lower():
+        return []
+    lister = _ImageLister()
+    lister.feed(well_formed(html, {"img"}, {"img": {"src", "width", "height", "class", "style"}}))
+    lister.close()
+    return [_image_tuple(attrs) for attrs in lister.images]
+
+
+def _image_tuple(attrs: dict[str, str]) -> tuple[str, str | None, str | None, str]:
+    style = attrs.get("style", "")
+    width = attrs.get("width") or _style_px(style, "width")
+    height = attrs.get("height") or _style_px(style, "height")
+    return attrs["src"], width, height, attrs.get("class", "")
+
+
+def _style_px(style: str, prop: str) -> str | None:
+    match = re.search(rf"(?:^|;)\s*{prop}\s*:\s*([\d.]+)(px|em)?", style, re.I)
+    if not match:
+        return None
+    if match.group(2) and match.group(2).lower() == "em":
+        return "16"  # "height: 1em": text-sized, an emoji or a smiley
+    return match.group(1)
+
+
+def content_picture(html: str, base: str | None = None) -> str | None:
+    """The first image in an HTML fragment that could illustrate its article (see
+    :func:`is_picture`; smilies and emoji marked by class count as icons), resolved
+    against ``base``; None when there is none."""
+    for src, width, height, classes in content_images(html):
+        if re.search(r"\b(?:wp-smiley|emoji|avatar|icon)\b", classes, re.I):
+            continue
+        url = safe_url(src, base)
+        if url and is_picture(url, width, height):
+            return url
+    return None
+
+
 def first_image_src(html: str) -> str | None:
     """The ``src`` of the first ``<img>`` in an HTML fragment, as written (not yet checked)."""
-    if "<img" not in html.lower():
-        return None
-    found: list[str] = []
+    images = content_images(html)
+    return images[0][0] if images else None
 
-    def collect(tag: str, attr: str, value: str) -> str | None:
-        if tag == "img" and attr == "src" and not found:
-            found.append(value)
-        return None
 
-    nh3.clean(_CONTROL.sub("", html), tags={"img"}, attributes={"img": {"src"}},
-              attribute_filter=collect)  # fmt: skip
-    return found[0] if found else None
+#: Markup written as text: ``&lt;img src=…&gt;``, ``&lt;/p&gt;``, ``&lt;br /&gt;``.
+_ESCAPED_MARKUP = re.compile(
+    r"&lt;(?:/(?:p|a|div|span|em|strong|b|i|ul|ol|li|figure|blockquote|h[1-6])\s*&gt;"
+    r"|(?:img|a|p|div|span|figure|iframe|source|video)\s+[a-z-]+\s*=|br\s*/?\s*&gt;)",
+    re.I,
+)
+
+
+def unescape_markup(html: str) -> str:
+    """HTML whose markup was escaped once too often, decoded once.
+
+    A feed that says its summary is HTML (Atom ``type="html"``) sometimes escapes
+    it twice: the HTML then *shows* ``<img src=…>`` as text.  When the value holds
+    escaped tags (an escaped element with attributes, a closing tag or ``<br>``),
+    it is decoded once so those tags become markup again; ordinary text that
+    merely mentions ``&lt;img&gt;`` is left alone.
+    """
+    return html_lib.unescape(html) if _ESCAPED_MARKUP.search(html) else html
+
+
+_ENTITY = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
+
+
+def decode_entities(text: str) -> str:
+    """Plain text with the HTML character references publishers put in it decoded
+    (``Q&amp;A`` → ``Q&A``, ``&#8217;`` → ``’``).  Only complete references (with
+    their ``;``) are decoded, so ``AT&T`` and ``R&D`` stay as they are."""
+    if "&" not in text:
+        return text
+    return _ENTITY.sub(lambda m: html_lib.unescape(m.group(0)), text)
 
 
 def text_to_html(text: str) -> str:
@@ -319,29 +570,32 @@ def _codec(name: str | None) -> str | None:
 def decode_text(data: bytes, declared: str | None) -> tuple[str, str | None]:
     """Decode ``data`` whose document (or HTTP header) claims ``declared``.
 
-    Returns the text and, when the claim was wrong or unusable, a note saying
-    what was done instead.  A byte-order mark wins; UTF-8 bytes labelled as a
-    Latin code page are read as UTF-8 (valid non-ASCII UTF-8 almost never occurs
-    by chance); bytes that are not valid in the claimed encoding (or UTF-8 when
-    nothing is claimed) fall back to Windows-1252, which every browser uses.
+    Returns the text and, when the claim was missing, wrong or unusable, a note
+    saying what was done instead.  A byte-order mark wins; UTF-8 bytes labelled
+    as a Latin code page are read as UTF-8 (valid non-ASCII UTF-8 almost never
+    occurs by chance).  Bytes that are not valid in the claimed encoding (or in
+    UTF-8 when nothing is claimed), and bytes labelled with a Latin code page
+    that are really in another script's legacy encoding (KOI8-R, Shift_JIS,
+    EUC-JP, windows-1255…), are given to a charset detector (charset-normalizer);
+    when it finds no other script, Windows-1252, which every browser falls back to.
     """
     bom, skip = bom_encoding(data)
     if bom:
         return data[skip:].decode(bom, errors="replace"), None
     codec = _codec(declared)
     if codec and codec.startswith(("utf_16", "utf_32")) and b"\x00" not in data[:1024]:
-        text, fallback = _utf8_or_cp1252(data)  # no BOM and no NUL bytes: not UTF-16/32
+        text, fallback = _utf8_or_detected(data)  # no BOM and no NUL bytes: not UTF-16/32
         return text, f"declared {declared} but the bytes are not; read as {fallback}"
     if declared and codec is None:
         note = f"unknown encoding {declared!r}"
-        text, fallback = _utf8_or_cp1252(data)
+        text, fallback = _utf8_or_detected(data)
         return text, f"{note}; read as {fallback}"
     if codec is None or codec == "utf_8":
-        text, fallback = _utf8_or_cp1252(data)
+        text, fallback = _utf8_or_detected(data)
         if fallback == "utf-8":
             return text, None
         what = "declared UTF-8" if declared else "no encoding declared"
-        return text, f"{what} but the bytes are not UTF-8; read as Windows-1252"
+        return text, f"{what} but the bytes are not UTF-8; read as {fallback}"
     if codec in _LATIN and not data.isascii():
         try:
             return data.decode("utf-8"), (
@@ -349,16 +603,93 @@ def decode_text(data: bytes, declared: str | None) -> tuple[str, str | None]:
             )
         except UnicodeDecodeError:
             pass
+        if found := detect_other_script(data):
+            return found[0], f"declared {declared} but the text is {found[1]}; read as {found[1]}"
     try:
         return data.decode(codec), None
     except (UnicodeDecodeError, LookupError):
-        text, fallback = _utf8_or_cp1252(data)
+        text, fallback = _utf8_or_detected(data)
         return text, f"bytes are not valid {declared}; read as {fallback}"
 
 
-def _utf8_or_cp1252(data: bytes) -> tuple[str, str]:
+#: How much of a document the detector looks at (it samples within this).
+DETECT_BYTES = 256 * 1024
+_CODEC_NAMES = {
+    "koi8_r": "KOI8-R",
+    "koi8_u": "KOI8-U",
+    "cp932": "Shift_JIS",
+    "shift_jis": "Shift_JIS",
+    "shift_jis_2004": "Shift_JIS",
+    "shift_jisx0213": "Shift_JIS",
+    "euc_jp": "EUC-JP",
+    "euc_jis_2004": "EUC-JP",
+    "euc_jisx0213": "EUC-JP",
+    "euc_kr": "EUC-KR",
+    "cp949": "EUC-KR",
+    "gb2312": "GB2312",
+    "gbk": "GBK",
+    "gb18030": "GB18030",
+    "big5": "Big5",
+    "iso2022_jp": "ISO-2022-JP",
+    "mac_cyrillic": "Mac Cyrillic",
+}
+
+
+def encoding_label(codec: str) -> str:
+    """A codec's usual name: ``cp1255`` → ``windows-1255``, ``koi8_r`` → ``KOI8-R``."""
+    if codec in _CODEC_NAMES:
+        return _CODEC_NAMES[codec]
+    if match := re.fullmatch(r"cp(125\d)", codec):
+        return f"windows-{match.group(1)}"
+    if match := re.fullmatch(r"iso8859_(\d+)", codec):
+        return f"ISO-8859-{match.group(1)}"
+    return codec.replace("_", "-")
+
+
+def _other_script(text: str) -> bool:
+    """Whether most non-ASCII letters of ``text`` are beyond the Latin alphabets
+    (Cyrillic, Greek, Hebrew, Arabic, CJK, Thai…)."""
+    letters = [c for c in text if c.isalpha() and ord(c) > 0x7F]
+    if len(letters) < 3:
+        return False
+    beyond = sum(1 for c in letters if ord(c) > 0x24F)
+    return beyond / len(letters) > 0.8
+
+
+def detect_other_script(data: bytes) -> tuple[str, str] | None:
+    """``data`` decoded as the legacy encoding of a non-Latin script that a charset
+    detector finds in it, and that encoding's name; None when it finds none.
+
+    Only other scripts are taken from the detector: on Latin text (a few accented
+    letters in English or French) detectors often name a wrong Latin code page,
+    where Windows-1252 is right.
+    """
+    from charset_normalizer import from_bytes  # imported when needed: it loads tables
+
+    sample = data[:DETECT_BYTES]
+    if len(data) > DETECT_BYTES:
+        cut = sample.rfind(b"\n")  # a whole line: no multi-byte character cut in two
+        sample = sample[:cut] if cut > 0 else sample
+    best = from_bytes(sample).best()
+    if best is None or best.encoding in ("utf_8", "ascii") or best.encoding.startswith("utf_"):
+        return None
+    try:
+        text = data.decode(best.encoding, errors="replace")
+    except LookupError:
+        return None
+    if not _other_script(text):
+        return None
+    return text, encoding_label(best.encoding)
+
+
+def _utf8_or_detected(data: bytes) -> tuple[str, str]:
+    """``data`` as UTF-8 when it is; else as the detected legacy encoding of another
+    script; else as Windows-1252.  With the name of what it was read as."""
     try:
         return data.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
-        # cp1252 leaves five bytes undefined; "replace" keeps those as U+FFFD.
-        return data.decode("cp1252", errors="replace"), "Windows-1252"
+        pass
+    if found := detect_other_script(data):
+        return found
+    # cp1252 leaves five bytes undefined; "replace" keeps those as U+FFFD.
+    return data.decode("cp1252", errors="replace"), "Windows-1252"

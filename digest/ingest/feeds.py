@@ -40,17 +40,22 @@ from digest.ingest.clean import (
     bom_encoding,
     canonical_url,
     clean_text,
+    content_picture,
+    decode_entities,
     decode_text,
-    first_image_src,
     html_to_text,
+    is_picture,
     parse_date,
     safe_url,
     sanitize_html,
     text_to_html,
+    unescape_markup,
 )
 from digest.ingest.http import Fetched
 
 JSONFEED_VERSION = "https://jsonfeed.org/version/"
+#: Both schemes: the spec says https, and many feeds in the wild still say http.
+JSONFEED_VERSIONS = (JSONFEED_VERSION, "http://jsonfeed.org/version/")
 #: Broken XML larger than this is refused instead of handed to feedparser's loose
 #: (regular-expression) parser, whose time grows quickly on hostile input.
 LENIENT_LIMIT = 1024 * 1024
@@ -74,12 +79,31 @@ class Entry:
 
 
 @dataclass
+class Dropped:
+    """An entry of a source that did not become an article of its own, and why."""
+
+    #: ``skipped`` (unusable: no link, say) or ``merged`` (the same article as another).
+    action: str
+    reason: str
+    title: str = ""
+    url: str | None = None
+    guid: str | None = None
+
+    def describe(self) -> str:
+        """One line naming the entry: its title, else its link or id."""
+        name = f"“{self.title}”" if self.title else (self.url or self.guid or "an entry")
+        return f"{self.action} {name}: {self.reason}"
+
+
+@dataclass
 class Parsed:
     """A source's entries, what kind of source it was, and anything worth a warning."""
 
     kind: str
     entries: list[Entry] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    #: Entries that were not kept, each with its reason (see :class:`Dropped`).
+    dropped: list[Dropped] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------------------
@@ -139,15 +163,18 @@ def sniff(body: bytes) -> Sniffed:
         prolog, rest = head[:pos], head[pos:].lstrip()
         if "<!ENTITY" in prolog:
             raise SourceError(_ENTITIES_REFUSED)
+        root = _ROOT_NAME.match(rest)
+        name = root.group(1) if root else ""
+        local = name.rsplit(":", 1)[-1].lower()
+        # The root element decides, whatever the DOCTYPE says: feed generators
+        # do put an XHTML DOCTYPE before <rss>.
+        if local in ("rss", "rdf"):
+            return Sniffed("rss", name)
+        if local == "feed":
+            return Sniffed("atom", name)
         if re.search(r"<!DOCTYPE\s+html", prolog, re.I):
             return Sniffed("page", "html")
-        if root := _ROOT_NAME.match(rest):
-            name = root.group(1)
-            local = name.rsplit(":", 1)[-1].lower()
-            if local in ("rss", "rdf"):
-                return Sniffed("rss", name)
-            if local == "feed":
-                return Sniffed("atom", name)
+        if root:
             if local in _HTML_ROOTS:
                 return Sniffed("page", name)
             raise SourceError(
@@ -211,6 +238,12 @@ def _preview(text: str, size: int = 40) -> str:
 # XML feeds (feedparser)
 
 _TAG_LIKE = re.compile(r"</?[A-Za-z][\w-]*(?:\s[^>]*)?/?>")
+#: ``<link href=""/>`` (Atom; WordPress writes these), ``<link></link>`` or ``<link/>`` (RSS).
+_EMPTY_LINK = re.compile(
+    r"""<(?P<p>(?:[A-Za-z_][\w.-]*:)?)link\b(?=[^>]*\bhref\s*=\s*(?:"\s*"|'\s*'))[^>]*?"""
+    r"""(?:/>|>\s*</(?P=p)link\s*>)"""
+    r"|<(?P<q>(?:[A-Za-z_][\w.-]*:)?)link\s*(?:/>|>\s*</(?P=q)link\s*>)"
+)
 _XML_DECL = re.compile(r"""^\s*<\?xml\b[^>]*?\?>""")
 _XML_ENCODING = re.compile(r"""encoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
 
@@ -267,6 +300,9 @@ def parse_xml_feed(fetched: Fetched, sniffed: Sniffed) -> Parsed:
         )
     # Hand feedparser UTF-8 that says so: the decoding decisions were made above.
     utf8 = _XML_DECL.sub('<?xml version="1.0" encoding="utf-8"?>', text, count=1)
+    # An empty link is no link (feedparser would resolve it to xml:base, often the
+    # feed file itself): take such links out before it sees them.
+    utf8 = _EMPTY_LINK.sub("", utf8)
     headers = {"content-type": "application/xml; charset=utf-8"}
     if fetched.is_http:
         headers["content-location"] = fetched.location
@@ -296,19 +332,16 @@ def parse_xml_feed(fetched: Fetched, sniffed: Sniffed) -> Parsed:
     base = fetched.location if fetched.is_http else safe_url(feed.get("link"))
     feed_author = _names(feed.get("authors")) or _name(feed.get("author_detail"))
     parsed = Parsed(kind=kind, warnings=warnings)
-    skipped = 0
     for raw in data.entries:
         entry = _feedparser_entry(raw, base, feed_author)
-        if entry is None:
-            skipped += 1
+        if isinstance(entry, Dropped):
+            parsed.dropped.append(entry)
         else:
             parsed.entries.append(entry)
     if malformed:
         if not parsed.entries:
             raise SourceError(f"malformed XML: {malformed}; no entries found")
         parsed.warnings.append(f"malformed XML ({malformed}); kept the entries that could be read")
-    if skipped:
-        parsed.warnings.append(_skipped(skipped))
     return parsed
 
 
@@ -332,22 +365,50 @@ def _xml_problem(data: Any) -> str | None:
     return problem.getMessage()
 
 
-def _skipped(count: int) -> str:
-    return f"skipped {count} entr{'y' if count == 1 else 'ies'} without a usable http(s) link"
+def _no_link(title: str, guid: str | None, why: str) -> Dropped:
+    return Dropped("skipped", f"no usable http(s) link: {why}", title=title, guid=guid)
 
 
-def _feedparser_entry(raw: Any, base: str | None, feed_author: str) -> Entry | None:
+def _feedparser_link(raw: Any, guid: str | None, base: str | None) -> tuple[str | None, str]:
+    """The entry's web address, or None and why there is none.
+
+    Its ``rel="alternate"`` links come first, HTML before any other type: an entry
+    whose only link is a PDF, an audio file or a video is an article with that link.
+    Then an http(s) id (a GUID that is a permalink); never a link that is really an id
+    like ``tag:…`` resolved against the feed's address.
+    """
+    links = raw.get("links") or []
+    alternates = [
+        link
+        for link in links
+        if (link.get("rel") or "alternate") == "alternate" and link.get("href")
+    ]
+    alternates.sort(key=lambda link: 0 if "html" in (link.get("type") or "text/html") else 1)
+    candidates = [link["href"] for link in alternates]
+    link = raw.get("link")
+    if link and link != guid and link not in candidates:
+        candidates.append(link)
+    for candidate in candidates:
+        if url := safe_url(candidate, base):
+            return url, ""
+    if guid and guid.startswith(("http://", "https://")) and (url := safe_url(guid)):
+        return url, ""
+    if candidates:
+        return None, f"its link {_preview(candidates[0], 80)!r} is not a web address"
+    if guid:
+        return None, f"it has no link and its id {_preview(guid, 80)!r} is not a web address"
+    return None, "it has no link and no id"
+
+
+def _feedparser_entry(raw: Any, base: str | None, feed_author: str) -> Entry | Dropped:
     guid = clean_text(raw.get("id")) or None
-    link = raw.get("link") or (guid if raw.get("guidislink") else None)
-    url = safe_url(link, base) if link else None
-    if url is None and guid and guid.startswith(("http://", "https://")):
-        url = safe_url(guid)
-    if url is None:
-        return None
+    url, why = _feedparser_link(raw, guid, base)
     summary_html, summary_text = _feedparser_summary(raw, base)
     title = _feedparser_title(raw) or _title_from(summary_text)
+    if url is None:
+        return _no_link(title, guid, why)
     return Entry(
-        url=canonical_url(url),
+        url=canonical_url(url, keep_fragment=True),
         guid=guid,
         title=title,
         summary_html=summary_html,
@@ -385,6 +446,8 @@ def _feedparser_summary(raw: Any, base: str | None) -> tuple[str, str]:
         if not value.strip():
             continue
         if "html" in (detail.get("type") or "text/html"):
+            # Escaped twice, the markup would show as text: decode it once more.
+            value = unescape_markup(value)
             cleaned = sanitize_html(value, safe_url(detail.get("base"), base) or base)
         else:
             cleaned = text_to_html(value)
@@ -394,25 +457,35 @@ def _feedparser_summary(raw: Any, base: str | None) -> tuple[str, str]:
 
 
 def _feedparser_image(raw: Any, base: str | None) -> str | None:
-    candidates: list[str | None] = []
+    """The entry's picture: what the feed names as one (``media:thumbnail``,
+    ``media:content``, an image enclosure, ``itunes:image``), else the first
+    picture in its content; trackers, icons, emoji and avatars never (see
+    :func:`digest.ingest.clean.is_picture`)."""
+    declared: list[tuple[Any, Any, Any]] = [
+        (t.get("url"), t.get("width"), t.get("height")) for t in raw.get("media_thumbnail") or []
+    ]
     for media in raw.get("media_content") or []:
         medium = media.get("medium") or ""
         mime = media.get("type") or ""
         if medium == "image" or mime.startswith("image/") or (not medium and not mime):
-            candidates.append(media.get("url"))
-    candidates.extend(t.get("url") for t in raw.get("media_thumbnail") or [])
-    candidates.extend(
-        link.get("href")
+            declared.append((media.get("url"), media.get("width"), media.get("height")))
+    declared.extend(
+        (link.get("href"), None, None)
         for link in raw.get("links") or []
         if link.get("rel") == "enclosure" and (link.get("type") or "").startswith("image/")
     )
-    candidates.append((raw.get("image") or {}).get("href"))
+    declared.append(((raw.get("image") or {}).get("href"), None, None))
+    for candidate, width, height in declared:
+        if candidate and isinstance(candidate, str):
+            url = safe_url(candidate, base)
+            if url and is_picture(url, width, height):
+                return url
     for detail in [raw.get("summary_detail") or {}, *(raw.get("content") or [])]:
-        if src := first_image_src(detail.get("value") or ""):
-            candidates.append(safe_url(src, safe_url(detail.get("base"), base) or base))
-    for candidate in candidates:
-        if candidate and (url := safe_url(candidate, base)):
-            return url
+        value = detail.get("value") or ""
+        if "html" in (detail.get("type") or "text/html"):
+            value = unescape_markup(value)
+        if picture := content_picture(value, safe_url(detail.get("base"), base) or base):
+            return picture
     return None
 
 
@@ -457,13 +530,11 @@ def parse_jsonfeed(fetched: Fetched) -> Parsed:
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise SourceError(
-            f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-        ) from None
+        raise SourceError(_json_error(text, exc)) from None
     except RecursionError:
         raise SourceError("malformed JSON: nested too deeply") from None
     version = doc.get("version") if isinstance(doc, dict) else None
-    if not isinstance(version, str) or not version.startswith(JSONFEED_VERSION):
+    if not isinstance(version, str) or not version.startswith(JSONFEED_VERSIONS):
         raise SourceError(
             "not a feed or article page: JSON, but not a JSON Feed "
             f'(no "version": "{JSONFEED_VERSION}1.1")'
@@ -475,20 +546,43 @@ def parse_jsonfeed(fetched: Fetched) -> Parsed:
     base = fetched.location if fetched.is_http else safe_url(home)
     feed_author = _json_authors(doc)
     parsed = Parsed(kind="jsonfeed", warnings=warnings)
-    skipped = 0
-    for item in items:
-        entry = _json_item(item, base, feed_author) if isinstance(item, dict) else None
-        if entry is None:
-            skipped += 1
+    for number, item in enumerate(items, 1):
+        if not isinstance(item, dict):
+            parsed.dropped.append(
+                Dropped("skipped", f"item {number} is not a JSON object", title=f"item {number}")
+            )
+            continue
+        entry = _json_item(item, base, feed_author)
+        if isinstance(entry, Dropped):
+            parsed.dropped.append(entry)
         else:
             parsed.entries.append(entry)
-    if skipped:
-        parsed.warnings.append(_skipped(skipped))
     return parsed
+
+
+def _json_error(text: str, exc: json.JSONDecodeError) -> str:
+    """What is wrong with a JSON document, saying "truncated" when it just stops."""
+    where = f"line {exc.lineno} column {exc.colno}"
+    # json's messages end in "… starting at" for strings: avoid "at at line 3".
+    what = exc.msg.removesuffix(" at").removesuffix(" starting")
+    rest = text[exc.pos :].strip()
+    unterminated = exc.msg.startswith("Unterminated string") and '"' not in text[exc.pos + 1 :]
+    if not rest or unterminated:
+        return (
+            f"truncated JSON: the document ends before it is complete ({what} at {where}); "
+            "the server may have cut the response short, try again later"
+        )
+    return f"malformed JSON: {what} at {where}"
 
 
 def _str(value: Any) -> str:
     return value if isinstance(value, str) else ""
+
+
+def _plain(value: Any) -> str:
+    """A JSON Feed text field (plain text by the spec), with the HTML character
+    references publishers put in it anyway decoded once: ``Q&amp;A`` is ``Q&A``."""
+    return decode_entities(_str(value))
 
 
 def _json_authors(obj: dict[str, Any]) -> str:
@@ -498,9 +592,27 @@ def _json_authors(obj: dict[str, Any]) -> str:
     return _name(obj.get("author"))
 
 
-def _json_item(item: dict[str, Any], base: str | None, feed_author: str) -> Entry | None:
+def _json_tags(tags: Any) -> list[str]:
+    """``"tags"``: a list of strings, or (in the wild) one comma-separated string."""
+    if isinstance(tags, str):
+        tags = tags.split(",")
+    if not isinstance(tags, list):
+        return []
+    return [t for tag in tags if (t := clean_text(_plain(tag)))]
+
+
+def _json_item(item: dict[str, Any], base: str | None, feed_author: str) -> Entry | Dropped:
     raw_id = item.get("id")
     guid = clean_text(str(raw_id)) if isinstance(raw_id, str | int) else None
+    summary_html = ""
+    if summary := _plain(item.get("summary")).strip():
+        summary_html = text_to_html(summary)
+    elif content := _str(item.get("content_html")).strip():
+        summary_html = sanitize_html(content, base)
+    elif content := _plain(item.get("content_text")).strip():
+        summary_html = text_to_html(content)
+    summary_text = html_to_text(summary_html)
+    title = clean_text(_plain(item.get("title"))[:MAX_TITLE]) or _title_from(summary_text)
     url = None
     for key in ("url", "external_url"):
         if candidate := safe_url(_str(item.get(key)), base):
@@ -509,31 +621,29 @@ def _json_item(item: dict[str, Any], base: str | None, feed_author: str) -> Entr
     if url is None and guid and guid.startswith(("http://", "https://")):
         url = safe_url(guid)
     if url is None:
-        return None
-    summary_html = ""
-    if summary := _str(item.get("summary")).strip():
-        summary_html = text_to_html(summary)
-    elif content := _str(item.get("content_html")).strip():
-        summary_html = sanitize_html(content, base)
-    elif content := _str(item.get("content_text")).strip():
-        summary_html = text_to_html(content)
-    summary_text = html_to_text(summary_html)
-    image = safe_url(_str(item.get("image")), base) or safe_url(
-        _str(item.get("banner_image")), base
-    )
+        link = _str(item.get("url")) or _str(item.get("external_url"))
+        why = (
+            f"its url {_preview(link, 80)!r} is not a web address"
+            if link
+            else "it has no url or external_url"
+        )
+        return _no_link(title, guid or None, why)
+    image = None
+    for key in ("image", "banner_image"):
+        candidate = safe_url(_str(item.get(key)), base)
+        if candidate and is_picture(candidate):
+            image = candidate
+            break
     if image is None and (content := _str(item.get("content_html"))):
-        image = safe_url(first_image_src(content), base)
-    tags = item.get("tags")
+        image = content_picture(content, base)
     return Entry(
-        url=canonical_url(url),
+        url=canonical_url(url, keep_fragment=True),
         guid=guid or None,
-        title=clean_text(_str(item.get("title"))[:MAX_TITLE]) or _title_from(summary_text),
+        title=title,
         summary_html=summary_html,
         summary_text=summary_text,
         author=_json_authors(item) or feed_author,
-        categories=[t for tag in tags if (t := clean_text(_str(tag)))]
-        if isinstance(tags, list)
-        else [],
+        categories=_json_tags(item.get("tags")),
         image_url=image,
         published_at=(
             parse_date(item.get("date_published")) or parse_date(item.get("date_modified"))

@@ -1,10 +1,17 @@
 """Article pages: one :class:`~digest.ingest.feeds.Entry` from an HTML page's metadata.
 
-Each field is taken from the first place that has it: JSON-LD
-(``NewsArticle``/``Article``/``BlogPosting``…, also inside ``@graph`` or a
-list), then OpenGraph (``og:*``, ``article:*``), then plain ``<meta>`` tags,
-``<title>`` and ``<link rel=canonical>``.  The HTML is read with the standard
-library's tolerant :class:`html.parser.HTMLParser`; nothing in the page is run.
+A page is stored as an article only when it says it is one: JSON-LD of an
+article type (``NewsArticle``/``Article``/``BlogPosting``…, also inside
+``@graph`` or a list) or ``og:type`` ``article``.  A site's home page or a
+channel page is not an article; it is refused (:class:`NotAnArticle`) with the
+feeds it links to (``<link rel="alternate" type="application/rss+xml">``,
+Atom, JSON Feed), unless the user says it is one (``digest ingest
+--as-article`` or ``kind = "page"`` in ``digest.toml``).
+
+Each field is taken from the first place that has it: JSON-LD, then OpenGraph
+(``og:*``, ``article:*``), then plain ``<meta>`` tags, ``<title>`` and ``<link
+rel=canonical>``.  The HTML is read with the standard library's tolerant
+:class:`html.parser.HTMLParser`; nothing in the page is run.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from digest.ingest.clean import (
     clean_text,
     decode_text,
     html_to_text,
+    is_picture,
     parse_date,
     safe_url,
     text_to_html,
@@ -48,10 +56,14 @@ ARTICLE_TYPES = frozenset(
     }
 )
 _MAX_JSONLD = 1_000_000
+#: ``<link rel="alternate">`` types that are feeds digest reads.
+FEED_TYPES = frozenset(
+    {"application/rss+xml", "application/atom+xml", "application/feed+json", "application/rdf+xml"}
+)
 #: The elements (and their attributes) metadata is read from; all else is dropped first.
 _KEPT: dict[str, set[str]] = {
     "meta": {"property", "name", "itemprop", "http-equiv", "content", "charset"},
-    "link": {"rel", "href"},
+    "link": {"rel", "href", "type", "title"},
     "base": {"href"},
     "script": {"type"},
     "title": set(),
@@ -70,6 +82,8 @@ class _Head:
     canonical: str | None = None
     base: str | None = None
     h1: str = ""
+    #: ``<link rel="alternate">`` feeds as written: (href, title).
+    feeds: list[tuple[str, str]] = field(default_factory=list)
 
     def first(self, *keys: str) -> str:
         """The first non-empty text value among ``keys`` (markup read as HTML)."""
@@ -113,6 +127,9 @@ class _HeadParser(HTMLParser):
             rels = (a.get("rel") or "").lower().split()
             if "canonical" in rels and self.head.canonical is None and a.get("href"):
                 self.head.canonical = a["href"]
+            kind = (a.get("type") or "").split(";")[0].strip().lower()
+            if "alternate" in rels and kind in FEED_TYPES and a.get("href", "").strip():
+                self.head.feeds.append((a["href"].strip(), clean_text(a.get("title"))))
         elif tag == "script":
             kind = (a.get("type") or "").split(";")[0].strip().lower()
             self._start("jsonld" if kind == "application/ld+json" else "skip")
@@ -227,6 +244,37 @@ def _labels(value: Any) -> list[str]:
 # The page
 
 
+class NotAnArticle(SourceError):
+    """An HTML page that does not say it is an article (a home page, a channel page)."""
+
+    def __init__(self, message: str, feeds: list[str]) -> None:
+        super().__init__(message)
+        #: The feeds the page links to, absolute, most likely first.
+        self.feeds = feeds
+
+
+def _says_article(head: _Head, ld: dict[str, Any]) -> bool:
+    og_type = head.raw("og:type").lower()
+    return bool(ld) or og_type == "article" or og_type.startswith("article:")
+
+
+def _refusal(head: _Head, base: str | None) -> NotAnArticle:
+    # A site's comments feed is rarely what the user wants: offer it last.
+    listed = sorted(head.feeds, key=lambda f: "comment" in (f[1] + f[0]).lower())
+    feeds = list(dict.fromkeys(url for href, _ in listed if (url := safe_url(href, base))))
+    said = head.raw("og:type")
+    what = f"its og:type is {said!r}" if said else "it has no JSON-LD Article and no og:type"
+    message = f"not an article page: {what}, so this looks like a home, section or channel page; "
+    if feeds:
+        message += f"use its feed instead: {feeds[0]}"
+        if len(feeds) > 1:
+            message += f" (it also lists {', '.join(feeds[1:3])})"
+    else:
+        message += "use the site's RSS, Atom or JSON feed instead (the page links to none)"
+    message += '; or, if it is an article, pass --as-article (kind = "page" in digest.toml)'
+    return NotAnArticle(message, feeds)
+
+
 def decode_html(fetched: Fetched) -> tuple[str, str | None]:
     """The page as text: byte-order mark, HTTP charset, then ``<meta charset>``."""
     declared = fetched.charset or _meta_charset(fetched.body[:4096])
@@ -250,14 +298,18 @@ def _meta_charset(head: bytes) -> str | None:
     return match.group(1) if match else None
 
 
-def parse_page(fetched: Fetched) -> Parsed:
-    """The article an HTML page describes."""
+def parse_page(fetched: Fetched, *, as_article: bool = False) -> Parsed:
+    """The article an HTML page describes; a page that does not say it is an article
+    is refused (:class:`NotAnArticle`) unless ``as_article``."""
     text, note = decode_html(fetched)
     warnings = [f"encoding: {note}"] if note else []
     head = _read_head(text)
     ld = _jsonld_article(head.jsonld)
     page_url = fetched.location if fetched.is_http else None
     page_url = safe_url(head.base, page_url) or page_url  # <base href> when it is a web URL
+    if not as_article and not _says_article(head, ld):
+        home = safe_url(head.canonical, page_url) or safe_url(head.raw("og:url"), page_url)
+        raise _refusal(head, page_url or home)
 
     url = None
     for candidate in (head.canonical, head.raw("og:url"), *_urls(ld.get("url"))):
@@ -304,8 +356,9 @@ def parse_page(fetched: Fetched) -> Parsed:
         head.raw("og:image"),
         head.raw("twitter:image"),
     ):
-        if candidate and (image := safe_url(candidate, page_url)):
+        if candidate and (image := safe_url(candidate, page_url)) and is_picture(image):
             break
+        image = None
     summary_html = text_to_html(summary)
     guid = ld.get("@id") if isinstance(ld.get("@id"), str) else None
     return Parsed(
@@ -313,7 +366,7 @@ def parse_page(fetched: Fetched) -> Parsed:
         warnings=warnings,
         entries=[
             Entry(
-                url=canonical_url(url),
+                url=canonical_url(url, keep_fragment=True),
                 guid=clean_text(guid) or None,
                 title=title,
                 summary_html=summary_html,

@@ -1,14 +1,27 @@
-"""Writing a source's entries as articles: dedupe, update in place, remember the source.
+"""Writing a source's entries as articles: dedupe, update in place, remember the sources.
 
-An article is one row per canonical URL.  An entry also matches an existing
-article through its GUID: across every source when the GUID is globally unique
-by construction (a URL, ``tag:``, ``urn:`` or UUID), otherwise only within the
-same source (plain numbers like ``"42"`` are reused by many feeds).
+An article is one row per canonical URL.  An entry is the same article as one
+already stored when (in this order):
 
-The source that first stored an article owns it: only the owner's changes
-update it.  When the same article appears in two feeds (an RSS and an Atom feed
-of one site, say) their copies never overwrite each other back and forth on
-every run; the other feed's copy counts as unchanged.
+1. their canonical URLs are equal;
+2. their URLs differ only in scheme, a leading ``www.`` or a trailing slash
+   (:func:`~digest.ingest.clean.url_variants`);
+3. they share a GUID: across every source when it is globally unique by
+   construction (a URL, ``tag:``, ``urn:`` or UUID), otherwise only within the
+   same source (plain numbers like ``"42"`` are reused by many feeds);
+4. the entry comes from another source than the one that stored the article,
+   from the same site (host without ``www.``), with the same normalised title,
+   published within ``SAME_TITLE_WINDOW`` (48 hours) of it: a site's Atom and
+   JSON feeds that spell their links differently.  Within one source, equal
+   titles are different posts (a daily "Morning briefing"); among several
+   candidates the one published closest in time is taken.
+
+Every source an article is seen in is recorded in ``article_source``: a
+newsletter's articles are those seen in one of its sources.  The source that
+first stored an article owns it: only the owner's changes update it, so two
+feeds' copies never overwrite each other back and forth on every run.  Another
+source's copy is reported as *merged* the first time it is seen (with the
+article it was merged into), and as unchanged after that.
 
 A re-ingest compares ``content_hash`` (SHA-256 of the fields we store) and
 writes nothing when it matches.  ``first_seen_at`` and ``pinned`` are never
@@ -24,22 +37,25 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, func, select
+from sqlalchemy import Table, func, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from digest.config import category_key
-from digest.ingest.clean import strip_controls
-from digest.ingest.feeds import Entry, Parsed
+from digest.ingest.clean import strip_controls, title_key, url_variants
+from digest.ingest.dedupe import MAX_URL
+from digest.ingest.feeds import Dropped, Entry, Parsed
 from digest.ingest.http import Fetched
-from digest.models import Article, Source
+from digest.models import Article, ArticleSource, Source
 
-MAX_URL = 2048
+#: Another feed's entry from the same site with the same title, published within
+#: this long of an article, is that article.
+SAME_TITLE_WINDOW = timedelta(hours=48)
 MAX_ETAG = 512
 MAX_LAST_MODIFIED = 100
 MAX_AUTHOR = 300
@@ -56,6 +72,10 @@ class Counts:
     new: int = 0
     updated: int = 0
     unchanged: int = 0
+    #: Entries merged into an article another source stored (each also in ``dropped``).
+    merged: int = 0
+    #: Entries not stored as articles of their own, with why.
+    dropped: list[Dropped] = field(default_factory=list)
 
 
 def is_global_guid(guid: str) -> bool:
@@ -80,10 +100,12 @@ def _fields(entry: Entry, aliases: dict[str, str]) -> dict[str, Any]:
     image = entry.image_url if entry.image_url and len(entry.image_url) <= MAX_URL else None
     # Parsers already clean these; NUL is stripped once more because PostgreSQL
     # rejects it in text, and a single bad entry must not fail its whole source.
+    title = strip_controls(entry.title) or "Untitled"
     return {
         "canonical_url": entry.url,
         "guid": strip_controls(guid) if guid else None,
-        "title": strip_controls(entry.title) or "Untitled",
+        "title": title,
+        "title_key": title_key(title, entry.url),
         "summary_html": strip_controls(entry.summary_html),
         "summary_text": strip_controls(entry.summary_text),
         "author": strip_controls(entry.author)[:MAX_AUTHOR],
@@ -93,8 +115,12 @@ def _fields(entry: Entry, aliases: dict[str, str]) -> dict[str, Any]:
 
 
 def content_hash(fields: dict[str, Any], published_at: datetime | None) -> str:
-    """SHA-256 of the stored fields (a missing date hashes as missing, not as 'now')."""
-    payload = dict(fields, published_at=published_at.isoformat() if published_at else None)
+    """SHA-256 of the stored fields (a missing date hashes as missing, not as 'now').
+
+    ``title_key`` is derived from the title and URL, so it is left out: articles
+    stored before it existed hash the same."""
+    payload = {k: v for k, v in fields.items() if k != "title_key"}
+    payload["published_at"] = published_at.isoformat() if published_at else None
     blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
@@ -114,6 +140,20 @@ def _insert_ignore(session: Session, table: Table, values: dict[str, Any], key: 
         .returning(table.c.id)
     )
     return session.execute(stmt).scalar_one_or_none()
+
+
+def _link(session: Session, article_ids: list[int], source_id: int, now: datetime) -> None:
+    """Record that the articles were seen in ``source_id`` (those already recorded, by a
+    racing ingest say, stay as they are)."""
+    if not article_ids:
+        return
+    dialect = session.get_bind().dialect.name
+    builder = pg_insert if dialect == "postgresql" else sqlite_insert
+    table: Table = ArticleSource.__table__  # type: ignore[assignment]
+    stmt = builder(table).on_conflict_do_nothing(index_elements=["article_id", "source_id"])
+    rows = [{"article_id": a, "source_id": source_id, "first_seen_at": now} for a in article_ids]
+    for start in range(0, len(rows), 1000):
+        session.execute(stmt, rows[start : start + 1000])
 
 
 def source_row(session: Session, ref: str, kind: str) -> Source:
@@ -149,14 +189,16 @@ def record_error(session: Session, ref: str, kind: str, error: str, now: datetim
 
 
 def record_not_modified(session: Session, ref: str, fetched: Fetched, now: datetime) -> int:
-    """Note a ``304``; returns how many articles this source owns (all unchanged)."""
+    """Note a ``304``; returns how many articles this source has (all unchanged)."""
     source = source_row(session, ref, "auto")
     _remember_validators(source, fetched)
     source.last_error = None
     source.last_fetched_at = now
     return (
         session.scalar(
-            select(func.count()).select_from(Article).where(Article.source_id == source.id)
+            select(func.count())
+            .select_from(ArticleSource)
+            .where(ArticleSource.source_id == source.id)
         )
         or 0
     )
@@ -175,7 +217,12 @@ def store_parsed(
     now: datetime,
     aliases: dict[str, str],
 ) -> Counts:
-    """Write ``parsed``'s entries and the source's fetch state, in the caller's transaction."""
+    """Write ``parsed``'s entries and the source's fetch state, in the caller's transaction.
+
+    ``parsed`` is expected to be one entry per article already
+    (:func:`digest.ingest.dedupe.within_source`); an entry repeating an earlier
+    one's link or id is merged into it all the same, and reported.
+    """
     source = source_row(session, ref, parsed.kind)
     source.kind = parsed.kind
     _remember_validators(source, fetched)
@@ -184,35 +231,142 @@ def store_parsed(
     counts = Counts()
     seen_urls: set[str] = set()
     seen_guids: set[str] = set()
+    batch = _Batch(
+        # The articles this source was seen in already: linking them again writes nothing.
+        linked=set(session.scalars(_source_articles(source))),
+        titles=_known_title_keys(session, source, parsed.entries),
+    )
     for entry in parsed.entries:
         if len(entry.url) > MAX_URL or entry.url in seen_urls:
+            counts.dropped.append(_repeat(entry, "its link is repeated or too long"))
             continue
         if entry.guid and entry.guid in seen_guids:
-            continue  # the feed lists one article twice: keep its first (newest) copy
+            counts.dropped.append(_repeat(entry, "its id is repeated in the feed"))
+            continue
         seen_urls.add(entry.url)
         if entry.guid:
             seen_guids.add(entry.guid)
-        outcome = _store_entry(session, source, entry, now=now, aliases=aliases)
-        setattr(counts, outcome, getattr(counts, outcome) + 1)
+        outcome = _store_entry(session, source, entry, batch, now=now, aliases=aliases)
+        if isinstance(outcome, Dropped):
+            counts.merged += 1
+            counts.dropped.append(outcome)
+        else:
+            setattr(counts, outcome, getattr(counts, outcome) + 1)
+    _link(session, batch.new_links, source.id, now)
     return counts
 
 
-def _find(session: Session, source: Source, url: str, guid: str | None) -> Article | None:
-    found = session.scalars(select(Article).where(Article.canonical_url == url)).one_or_none()
-    if found is not None or not guid:
-        return found
-    query = select(Article).where(Article.guid == guid)
-    if not is_global_guid(guid):
-        query = query.where(Article.source_id == source.id)
-    return session.scalars(query.order_by(Article.id).limit(1)).first()
+@dataclass
+class _Batch:
+    """What one source's store remembers between its entries."""
+
+    #: Ids of the articles seen in this source (before this run, and new in it).
+    linked: set[int]
+    #: Title keys of other sources' articles that some entry of this source shares:
+    #: only those entries need the same-title lookup.
+    titles: set[str]
+    #: Articles first seen in this source in this run: recorded together at the end.
+    new_links: list[int] = field(default_factory=list)
+
+    def see(self, article_id: int) -> bool:
+        """Note that this source has ``article_id``; True the first time ever."""
+        if article_id in self.linked:
+            return False
+        self.linked.add(article_id)
+        self.new_links.append(article_id)
+        return True
+
+
+def _known_title_keys(session: Session, source: Source, entries: list[Entry]) -> set[str]:
+    keys = sorted({k for e in entries if (k := title_key(e.title, e.url))})
+    found: set[str] = set()
+    for start in range(0, len(keys), 500):
+        found.update(
+            session.scalars(
+                select(Article.title_key)
+                .where(
+                    Article.title_key.in_(keys[start : start + 500]),
+                    or_(Article.source_id.is_(None), Article.source_id != source.id),
+                )
+                .distinct()
+            )
+        )
+    return found
+
+
+def _repeat(entry: Entry, why: str) -> Dropped:
+    return Dropped("merged", why, title=entry.title, url=entry.url, guid=entry.guid)
+
+
+def _source_articles(source: Source) -> Any:
+    return select(ArticleSource.article_id).where(ArticleSource.source_id == source.id)
+
+
+def _find(
+    session: Session,
+    source: Source,
+    entry: Entry,
+    fields: dict[str, Any],
+    now: datetime,
+    titles: set[str],
+) -> tuple[Article | None, str]:
+    """The stored article ``entry`` is (see the module doc), and how it was matched."""
+    url = entry.url
+    # One indexed lookup for the URL and its other spellings; the exact one wins.
+    spellings = url_variants(url)
+    rows = session.scalars(select(Article).where(Article.canonical_url.in_(spellings))).all()
+    if rows:
+        by_url = {a.canonical_url: a for a in rows}
+        same = next(by_url[u] for u in spellings if u in by_url)
+        if same.canonical_url == url:
+            return same, "the same link"
+        return same, f"the same link spelt differently ({same.canonical_url})"
+    guid = fields["guid"]
+    if guid:
+        query = select(Article).where(Article.guid == guid)
+        if not is_global_guid(guid):
+            query = query.where(Article.id.in_(_source_articles(source)))
+        found = session.scalars(query.order_by(Article.id).limit(1)).first()
+        if found is not None:
+            return found, "the same id"
+    key = fields["title_key"]
+    if key and key in titles:
+        when = entry.published_at or now
+        candidates = session.scalars(
+            select(Article)
+            .where(
+                Article.title_key == key,
+                Article.published_at >= when - SAME_TITLE_WINDOW,
+                Article.published_at <= when + SAME_TITLE_WINDOW,
+                # Equal titles within one feed are different posts (a daily
+                # "Morning briefing"): only another source's article can match.
+                or_(Article.source_id.is_(None), Article.source_id != source.id),
+            )
+            .order_by(Article.id)
+        ).all()
+        if candidates:
+            closest = min(candidates, key=lambda a: abs(a.published_at - when))
+            return closest, (
+                "the same title from the same site within "
+                f"{int(SAME_TITLE_WINDOW.total_seconds() // 3600)} hours ({closest.canonical_url})"
+            )
+    return None, ""
 
 
 def _store_entry(
-    session: Session, source: Source, entry: Entry, *, now: datetime, aliases: dict[str, str]
-) -> str:
+    session: Session,
+    source: Source,
+    entry: Entry,
+    batch: _Batch,
+    *,
+    now: datetime,
+    aliases: dict[str, str],
+) -> str | Dropped:
+    """``new``, ``updated`` or ``unchanged``; or the report of its merge into another
+    source's article."""
     fields = _fields(entry, aliases)
     digest = content_hash(fields, entry.published_at)
-    article = _find(session, source, entry.url, fields["guid"])
+    article, how = _find(session, source, entry, fields, now, batch.titles)
     if article is None:
         values = {
             **fields,
@@ -223,16 +377,33 @@ def _store_entry(
             "content_hash": digest,
             "source_id": source.id,
         }
-        if _insert_ignore(session, Article.__table__, values, "canonical_url") is not None:  # type: ignore[arg-type]
+        new_id = _insert_ignore(session, Article.__table__, values, "canonical_url")  # type: ignore[arg-type]
+        if new_id is not None:
+            batch.see(new_id)
             return "new"
         # Another ingest inserted it a moment ago: carry on as an update of that row.
         article = session.scalars(select(Article).where(Article.canonical_url == entry.url)).one()
+        how = "the same link"
+    first_time = batch.see(article.id)
     if article.source_id not in (None, source.id):
-        return "unchanged"  # owned by another source; see the module docstring
-    if article.content_hash == digest:
+        # Owned by another source (see the module docstring): reported once, when merged.
+        if not first_time:
+            return "unchanged"
+        owner = session.get(Source, article.source_id)
+        return Dropped(
+            "merged",
+            f"same article as “{article.title}”, already stored from "
+            f"{owner.url if owner else 'another source'}: {how}",
+            title=entry.title,
+            url=entry.url,
+            guid=entry.guid,
+        )
+    if article.content_hash == digest and article.canonical_url == entry.url:
         if article.source_id is None:
             article.source_id = source.id
         return "unchanged"
+    if article.canonical_url != entry.url and _taken(session, entry.url, article.id):
+        return "unchanged"  # the new spelling belongs to another article already
     for name, value in fields.items():
         setattr(article, name, value)
     if entry.published_at is not None:
@@ -242,6 +413,15 @@ def _store_entry(
     article.source_id = source.id
     article.updated_at = now
     return "updated"
+
+
+def _taken(session: Session, url: str, article_id: int) -> bool:
+    return (
+        session.scalar(
+            select(Article.id).where(Article.canonical_url == url, Article.id != article_id)
+        )
+        is not None
+    )
 
 
 __all__ = [

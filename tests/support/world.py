@@ -11,7 +11,7 @@ from pathlib import Path
 from digest.app import App
 from digest.delivery.base import Backend
 from digest.delivery.loop import SendOptions
-from digest.models import Article
+from digest.models import Article, Source
 from digest.sender import Sender, SendResult
 from subscribers.lists import create_list
 from subscribers.service import add_subscriber
@@ -19,6 +19,8 @@ from subscribers.service import add_subscriber
 #: Sending on this Monday covers 2026-W47 (16–22 November 2026).
 AS_OF = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
 CATEGORIES = ("Policy", "Data", "Care")
+#: The newsletter's one source: its articles came from this feed.
+FEED = "https://news.example.org/feed.xml"
 
 CONFIG = """
 [newsletters.weekly]
@@ -30,6 +32,7 @@ reply_to = "editors@example.org"
 unsubscribe_mailto = "unsubscribe@example.org"
 timezone = "Europe/London"
 postal_address = "1 Example Street, London"
+sources = ["https://news.example.org/feed.xml"]
 {categories}
 """
 
@@ -83,6 +86,7 @@ def make_world(
     OPEN_APPS.append(app)
     start = datetime(2026, 11, 16, 9, 0, tzinfo=UTC)
     with app.session() as s:
+        feed = Source(url=FEED, kind="rss")
         n = 0
         for cat in categories:
             for i in range(articles_per_category):
@@ -97,6 +101,8 @@ def make_world(
                         categories=[cat],
                         published_at=start + timedelta(hours=n * 7),
                         content_hash=str(n),
+                        source=feed,
+                        sources=[feed],
                     )
                 )
         create_list(s, "weekly")

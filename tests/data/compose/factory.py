@@ -14,10 +14,12 @@ from typing import Any
 
 from digest.collect import Collection, Period, Section, period_for, section_of
 from digest.config import NewsletterConfig
-from digest.models import Article
+from digest.models import Article, Source
 
 HERE = Path(__file__).parent
 AS_OF = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
+#: The newsletter's source: stored articles must come from it to be collected.
+FEED = "https://news.civic.example/feed.xml"
 CATEGORIES = ("Policy", "Data and security", "Customer service", "Social care", "Workforce")
 
 _SUMMARY = (
@@ -40,9 +42,19 @@ def newsletter(**overrides: Any) -> NewsletterConfig:
         "max_per_category": 10,
         "timezone": "Europe/London",
         "postal_address": "Civic Media Ltd, 1 Example Street, London EC1A 1AA",
+        "sources": [FEED],
     }
     fields.update(overrides)
     return NewsletterConfig(**fields)
+
+
+def from_feed(articles: Sequence[Article], url: str = FEED) -> list[Article]:
+    """``articles`` as seen in the feed ``url`` (for tests that store and collect them)."""
+    feed = Source(url=url, kind="rss")
+    for art in articles:
+        art.source = feed
+        art.sources = [feed]
+    return list(articles)
 
 
 def period(nl: NewsletterConfig | None = None) -> Period:
