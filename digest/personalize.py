@@ -61,15 +61,18 @@ def recipient_fields(
     newsletter: str,
     period: str,
     variant_key: str,
+    list_name: str | None = None,
     locale: str = "en_GB",
 ) -> dict[str, str]:
     """The values of every placeholder for one reader.
 
-    The links carry signed tokens of ``subscriber_id``, never the address itself.
+    The links carry signed tokens of ``subscriber_id``, never the address itself; the
+    unsubscribe link names ``list_name``, the list the email came from, so it leaves
+    only that list.
     """
     return {
         "first_name": first_name(name, locale),
-        **personal_links(settings, subscriber_id),
+        **personal_links(settings, subscriber_id, list_name=list_name),
         "web_url": web_url(settings, newsletter, period, variant_key),
     }
 
@@ -78,15 +81,29 @@ def personal_links(
     settings: Settings,
     subscriber_id: int,
     purposes: tuple[str, ...] = ("unsubscribe", "preferences"),
+    *,
+    list_name: str | None = None,
 ) -> dict[str, str]:
     """``{purpose}_url`` for each of ``purposes``: the reader's own signed links
-    (``/u/…`` to unsubscribe, ``/p/…`` for preferences, ``/c/…`` to confirm)."""
+    (``/u/…`` to unsubscribe, ``/p/…`` for preferences, ``/c/…`` to confirm).  With
+    ``list_name``, the confirm and unsubscribe links name that list (join it, leave
+    it); the preferences page covers every list either way."""
     secret = settings.secret_key.get_secret_value()
     base = settings.base_url.rstrip("/")
     return {
-        f"{purpose}_url": f"{base}/{purpose[0]}/{make_token(secret, subscriber_id, purpose)}"
+        f"{purpose}_url": f"{base}/{purpose[0]}/"
+        + make_token(
+            secret,
+            subscriber_id,
+            purpose,
+            list_name=list_name if purpose in _LIST_SCOPED else None,
+        )
         for purpose in purposes
     }
+
+
+#: Links that act on the list the email came from.
+_LIST_SCOPED = frozenset({"confirm", "unsubscribe"})
 
 
 def web_url(settings: Settings, newsletter: str, period: str, variant_key: str) -> str:

@@ -34,7 +34,7 @@ from tests.support.web import (
     text_of,
     web_world,
 )
-from tests.support.world import World
+from tests.support.world import World, send
 
 # The support module's fixtures, used by name below.
 sqlite_template = support.sqlite_template
@@ -397,6 +397,28 @@ def test_one_click_leaves_only_the_list_the_email_came_from(world: World) -> Non
     assert membership_status(world, "reader@example.net", "monthly") == "active"
     who = subscriber(world, "reader@example.net")
     assert who is not None and who.status is Status.ACTIVE
+
+
+def test_an_editions_own_unsubscribe_link_leaves_only_its_list(world: World) -> None:
+    """The List-Unsubscribe of a sent edition names the newsletter's list: one click
+    leaves that list, and the reader stays on the others."""
+    with world.app.session() as s:
+        create_list(s, "monthly")
+    reader(world)
+    with world.app.session() as s:
+        add_subscriber(s, "reader@example.net", "monthly")
+    assert send(world.app).counts.sent == 1
+    (message,) = outbox_messages(world)
+    header = str(message["List-Unsubscribe"])
+    with client_for(world) as client:
+        response = client.post(
+            link_path(header, "u"),
+            content=b"List-Unsubscribe=One-Click",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+    assert response.status_code == 200
+    assert membership_status(world, "reader@example.net", "weekly") == "unsubscribed"
+    assert membership_status(world, "reader@example.net", "monthly") == "active"
 
 
 def test_the_unsubscribe_page_offers_this_list_then_all_lists(world: World) -> None:

@@ -116,6 +116,7 @@ class StoredEditions:
             newsletter=env.newsletter,
             period=env.period,
             variant_key=env.variant_key,
+            list_name=newsletter.list_name,
             locale=newsletter.locale,
         )
 

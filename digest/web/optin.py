@@ -44,7 +44,6 @@ from subscribers.errors import NotResubscribable, Suppressed
 from subscribers.lists import get_list
 from subscribers.models import ConsentMethod, ConsentSource, Status, Subscriber
 from subscribers.service import add_subscriber, find_subscriber, is_suppressed, membership
-from subscribers.tokens import make_token
 
 log = logging.getLogger(__name__)
 
@@ -117,16 +116,9 @@ class ConfirmationEmail:
 def links(app: App, subscriber_id: int, list_name: str | None = None) -> dict[str, str]:
     """A subscriber's own confirm, unsubscribe and preferences links; the confirm and
     unsubscribe links name ``list_name`` (join it, leave it) when given."""
-    urls = personal_links(app.settings, subscriber_id, ("preferences",))
-    if list_name is not None:
-        secret = app.settings.secret_key.get_secret_value()
-        base = app.settings.base_url.rstrip("/")
-        for purpose in ("confirm", "unsubscribe"):
-            token = make_token(secret, subscriber_id, purpose, list_name=list_name)
-            urls[f"{purpose}_url"] = f"{base}/{purpose[0]}/{token}"
-    else:
-        urls.update(personal_links(app.settings, subscriber_id, ("confirm", "unsubscribe")))
-    return urls
+    return personal_links(
+        app.settings, subscriber_id, ("confirm", "unsubscribe", "preferences"), list_name=list_name
+    )
 
 
 def compose_confirmation(
