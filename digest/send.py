@@ -11,7 +11,6 @@ is planned once, in one transaction: a crash while planning leaves nothing.
 from __future__ import annotations
 
 import json
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -33,7 +32,7 @@ from digest.delivery.backends import Backend
 from digest.delivery.base import Progress, SendLoop, SendOptions
 from digest.delivery.factory import backend_class
 from digest.delivery.factory import backend_factory as make_factory
-from digest.delivery.message import Envelope
+from digest.delivery.message import Envelope, list_id_header
 from digest.errors import DeliveryError, NotFound
 from digest.models import Article, Delivery, Edition, EditionStatus, Variant
 from digest.personalize import fill_shared, recipient_fields, web_url
@@ -309,9 +308,8 @@ def plan_audience(
 
 
 def _list_id(newsletter: NewsletterConfig) -> str:
-    title = re.sub(r"[^\x20-\x7e]", "", newsletter.title).replace('"', "").strip()
     domain = newsletter.sender_address.rpartition("@")[2]
-    return f'"{title}" <{newsletter.name}.{domain}>'
+    return list_id_header(newsletter.title, newsletter.name, domain)
 
 
 def envelope(
@@ -338,6 +336,7 @@ def envelope(
         text=text,
         unsubscribe_mailto=newsletter.unsubscribe_mailto,
         test=test,
+        message_nonce=edition.message_nonce or "",
     )
 
 
