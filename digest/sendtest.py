@@ -12,7 +12,7 @@ from digest.delivery.factory import make_backend
 from digest.delivery.message import Post, Recipient
 from digest.errors import DeliveryError, NotFound
 from digest.models import Edition
-from digest.personalize import preview_fields
+from digest.personalize import preview_fields, preview_page_url
 from digest.send import envelope, period_collection
 from subscribers.errors import InvalidAddress
 from subscribers.validate import normalise
@@ -29,7 +29,10 @@ def send_test(
 ) -> list[tuple[str, str]]:
     """Render the period's edition (one variant) and send it to ``addresses`` as a test.
 
-    Returns (address, where it went) pairs.  Nothing is written to the ledger.
+    Returns (address, where it went) pairs.  Nothing is written to the ledger.  The
+    copy's links work: "View in your browser" opens the editor's preview of this
+    variant (the web version exists only once the edition is sent), and the
+    unsubscribe and preferences links lead to a page saying they belong to no one.
     """
     if not addresses:
         raise DeliveryError("no addresses given; pass --to editor@example.org")
@@ -53,6 +56,10 @@ def send_test(
     fields = preview_fields(
         app.settings, newsletter=newsletter.name, period=period.key, variant_key=rendered.key
     )
+    # The web version exists only once the edition goes out: a test copy's "View in your
+    # browser" opens the editor's preview of the same variant instead.
+    send_day = period.end.astimezone(newsletter.zone).date()
+    fields["web_url"] = preview_page_url(app.settings, newsletter.name, send_day, rendered.key)
     recipients = [Recipient(None, None, address, "", fields) for address in clean]
     name = backend or app.settings.backend
     with make_backend(name, app.settings) as sender:
