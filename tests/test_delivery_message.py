@@ -122,6 +122,14 @@ def test_bodies_are_quoted_printable_at_76_characters_and_headers_stay_unfolded(
     assert b"\n" not in raw.replace(b"\r\n", b"")  # CRLF only, as SMTP wants
 
 
+def test_the_date_is_in_rfc_5322s_form() -> None:
+    """A numeric zone ("GMT" is obsolete syntax that receivers merely tolerate)."""
+    msg = build_mime(_envelope(), Recipient(5, 7, "ada@example.net", "Ada", FIELDS))
+    date = re.search(rb"\r\nDate: ([^\r]+)\r\n", _raw(msg))
+    assert date is not None
+    assert re.fullmatch(rb"[A-Z][a-z]{2}, \d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d \+0000", date[1])
+
+
 def test_only_the_message_carries_mime_version() -> None:
     msg = build_mime(_envelope(), Recipient(5, 7, "ada@example.net", "Ada", FIELDS))
     parsed = email.message_from_bytes(_raw(msg), policy=email.policy.default)

@@ -16,9 +16,10 @@ import re
 import secrets
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from email.message import EmailMessage, MIMEPart
 from email.policy import EmailPolicy
-from email.utils import formataddr, formatdate
+from email.utils import format_datetime, formataddr
 from functools import cached_property
 from typing import Any
 from urllib.parse import quote
@@ -303,7 +304,7 @@ def build_mime(envelope: Envelope, recipient: Recipient) -> EmailMessage:
     if envelope.reply_to:
         msg["Reply-To"] = envelope.reply_to
     msg["Subject"] = subject_for(envelope, recipient)
-    msg["Date"] = formatdate(usegmt=True)
+    msg["Date"] = format_datetime(datetime.now(UTC))  # "+0000": RFC 5322's form of UTC
     for name, value in list_headers(envelope, recipient).items():
         msg[name] = value
     msg["MIME-Version"] = "1.0"
