@@ -31,9 +31,10 @@ from digest.personalize import fields_used, personalize
 class _Policy(EmailPolicy):
     """The SMTP policy, storing a header value that is printable ASCII already as is.
 
-    Every header digest writes is such a value except a non-ASCII subject, which
-    still goes through the email package's encoder.  Parsing each header of every
-    message into an object (to print it back unchanged) was most of the cost of
+    Nearly every header digest writes is such a value already (addresses and the
+    List-Id are encoded before they get here); the others, a non-ASCII subject say,
+    still go through the email package's parser and encoder.  Parsing each header of
+    every message into an object, to print it back unchanged, was most of the cost of
     building a message.
     """
 
