@@ -7,6 +7,7 @@ covers both packages.
 from __future__ import annotations
 
 import enum
+import secrets
 from datetime import datetime
 from typing import Any
 
@@ -107,6 +108,11 @@ class EditionStatus(enum.StrEnum):
     SKIPPED = "skipped"
 
 
+def new_message_nonce() -> str:
+    """A fresh random part for an edition's Message-IDs: 96 bits as 24 hex digits."""
+    return secrets.token_hex(12)
+
+
 class Edition(Base):
     """One newsletter for one period; unique, so no run can make it twice."""
 
@@ -126,6 +132,10 @@ class Edition(Base):
     #: Article ids by section (``{"sections": [[name, [id, …]], …]}``), frozen when the
     #: edition is created.
     contents: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    #: Random, set when the row is made: with a delivery's id it makes that delivery's
+    #: Message-ID (``digest.delivery.message.message_id``), the same on every retry and
+    #: never one a fresh install, a staging copy or a restored backup sent before.
+    message_nonce: Mapped[str] = mapped_column(String(32), default=new_message_nonce)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

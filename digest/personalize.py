@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Mapping
+from datetime import date
 from functools import lru_cache
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from markupsafe import Markup, escape
 
@@ -116,6 +117,15 @@ def _web_url(base: str, newsletter: str, period: str, variant_key: str) -> str:
     # the same for every reader of a variant: worked out once, not per reader
     parts = "/".join(quote(p, safe="") for p in (newsletter, period, variant_key))
     return f"{base}/e/{parts}"
+
+
+def preview_page_url(settings: Settings, newsletter: str, as_of: date, variant_key: str) -> str:
+    """``{base_url}/preview?…``: the editor's preview of one variant of the edition sent on
+    ``as_of`` (the page ``digest serve`` shows signed-in editors, ``digest preview`` anyone)."""
+    query = urlencode(
+        {"newsletter": newsletter, "as_of": as_of.isoformat(), "variant": variant_key}
+    )
+    return f"{settings.base_url.rstrip('/')}/preview?{query}"
 
 
 def preview_fields(
@@ -224,6 +234,7 @@ __all__ = [
     "placeholder",
     "placeholders",
     "preview_fields",
+    "preview_page_url",
     "recipient_fields",
     "substitutions",
     "unfilled",

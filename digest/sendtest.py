@@ -15,7 +15,7 @@ from digest.delivery.registry import BackendChoice, resolve_backend
 from digest.editions import period_collection
 from digest.errors import DeliveryError, NotFound
 from digest.models import Edition
-from digest.personalize import preview_fields
+from digest.personalize import preview_fields, preview_page_url
 from subscribers.errors import InvalidAddress
 from subscribers.validate import normalise
 
@@ -71,7 +71,10 @@ def send_test(
 ) -> CopiesSent:
     """Render the period's edition (one variant) and send it to ``addresses`` as a test.
 
-    Nothing is written to the ledger.
+    Nothing is written to the ledger.  The
+    copy's links work: "View in your browser" opens the editor's preview of this
+    variant (the web version exists only once the edition is sent), and the
+    unsubscribe and preferences links lead to a page saying they belong to no one.
     """
     clean = editor_addresses(addresses)
     choice = (
@@ -93,6 +96,10 @@ def send_test(
     fields = preview_fields(
         app.settings, newsletter=newsletter.name, period=period.key, variant_key=rendered.key
     )
+    # The web version exists only once the edition goes out: a test copy's "View in your
+    # browser" opens the editor's preview of the same variant instead.
+    send_day = period.end.astimezone(newsletter.zone).date()
+    fields["web_url"] = preview_page_url(app.settings, newsletter.name, send_day, rendered.key)
     recipients = [Recipient(None, None, address, "", fields) for address in clean]
     cls = choice.backend_class
     with cls.from_settings(app.settings) as sender:

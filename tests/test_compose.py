@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 from html.parser import HTMLParser
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -313,8 +314,9 @@ def test_html_is_self_contained_and_accessible() -> None:
     images = page.all("img")
     assert len(images) >= 6
     for img in images:
-        assert img.get("alt"), img
+        assert img.get("alt") is not None, img  # decorative ones say so: alt=""
         assert (img.get("width") or "").isdigit(), img
+        assert (img.get("height") or "").isdigit(), img
         assert int(img["width"] or 0) <= 600
         assert (img.get("src") or "").startswith("https://")
     assert not page.all("script")
@@ -324,6 +326,63 @@ def test_html_is_self_contained_and_accessible() -> None:
     assert "max-width:600px" in variant.html
     assert 'name="color-scheme"' in variant.html
     assert "prefers-color-scheme: dark" in variant.html
+
+
+def _headings(html: str) -> list[tuple[str, str]]:
+    found = re.findall(r"<(h[1-6])\b[^>]*>(.*?)</\1\s*>", html, re.S)
+    return [(tag, " ".join(re.sub(r"<[^>]+>", "", text).split())) for tag, text in found]
+
+
+def test_headings_outline_the_email_for_screen_readers() -> None:
+    """The title is the one h1; the top story's headline and each section are h2s; each
+    article is an h3 under its section; no level is skipped."""
+    arts = f.articles(12)
+    variant = compose(arts)
+    heads = _headings(variant.html.replace("&amp;", "&"))
+    assert heads[0] == ("h1", "The Civic Week")
+    assert [t for t, _ in heads].count("h1") == 1
+    top = variant.subject.removeprefix("The Civic Week: ")
+    assert heads[1] == ("h2", top)
+    sections = [text for tag, text in heads[2:] if tag == "h2"]
+    assert [s.casefold() for s in sections] == [c.casefold() for c in f.CATEGORIES]
+    articles = [text for tag, text in heads if tag == "h3"]
+    assert sorted(articles) == sorted(a.title for a in arts if a.title != top)
+    levels = [int(tag[1]) for tag, _ in heads]
+    assert all(b - a <= 1 for a, b in pairwise(levels))
+
+
+def test_thumbnails_beside_their_headline_are_decorative() -> None:
+    """With images off a headline is not read twice: images carry alt="" (the headline
+    next to each says what it shows) and width and height to keep their space."""
+    arts = f.articles(12)
+    variant = compose(arts)
+    images = Page(variant.html).all("img")
+    assert len(images) == sum(1 for a in arts if a.image_url)
+    for img in images:
+        assert img.get("alt") == "", img
+        assert img.get("width") and img.get("height"), img
+    for art in arts:
+        assert f'alt="{art.title}"' not in variant.html
+
+
+def test_the_preheader_is_hidden_without_a_near_invisible_colour() -> None:
+    """SpamAssassin scores text coloured like its background (HTML_FONT_LOW_CONTRAST),
+    as MJML's mj-preview writes it; display:none hides it, mso-hide:all from Outlook."""
+    variant = compose(f.articles(6))
+    found = re.search(r'<div class="dg-preheader" style="([^"]*)">([^<]*)<', variant.html)
+    assert found is not None
+    style, text = found.groups()
+    assert "display:none" in style and "mso-hide:all" in style and "overflow:hidden" in style
+    assert "color" not in style and "font-size" not in style
+    assert text.startswith(variant.preheader.replace("&", "&amp;")[:40])
+    assert variant.html.count(variant.preheader.split(" · ")[0]) >= 2  # and the story itself
+
+
+def test_the_text_footer_starts_with_a_signature_separator() -> None:
+    """ "-- " (dash dash space) on its own line, which mail programs recognise."""
+    variant = compose(f.articles(6))
+    assert "\n-- \nYou receive this because" in variant.text
+    assert "\n--\n" not in variant.text
 
 
 def test_plain_text_has_every_title_and_url_and_wraps_at_78() -> None:

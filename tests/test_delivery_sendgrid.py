@@ -210,6 +210,7 @@ def _post() -> Post:
         subject="Hello",
         html="<p>Hi</p>",
         text="Hi",
+        message_nonce="0123456789abcdef01234567",
     )
     fields = {
         "first_name": "A",

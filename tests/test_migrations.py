@@ -346,3 +346,68 @@ def test_0005_records_each_articles_source_and_title_key_and_back(db_url: str) -
             assert conn.execute(text("SELECT count(*) FROM article_source")).scalar() == 2
     finally:
         eng.dispose()
+
+
+def test_0006_gives_every_edition_a_message_nonce_and_back(db_url: str) -> None:
+    """A database at 0002 with two editions and a delivery goes to 0006: each edition
+    gets its own random nonce, the ledger untouched (on SQLite the column is added in
+    place: rebuilding the table would cascade-delete the deliveries); down to 0002
+    and up again gives new nonces, the rows still there."""
+    from alembic import command
+    from sqlalchemy import text
+
+    eng = db.make_engine(db_url)
+    cfg = db._alembic_config()
+
+    def migrate(step: Any, revision: str) -> None:
+        with eng.connect() as conn:
+            cfg.attributes["connection"] = conn
+            step(cfg, revision)
+            conn.commit()
+
+    def nonces() -> list[str]:
+        with eng.connect() as conn:
+            return list(
+                conn.execute(text("SELECT message_nonce FROM edition ORDER BY id")).scalars()
+            )
+
+    def deliveries() -> list[Any]:
+        with eng.connect() as conn:
+            return list(conn.execute(text("SELECT edition_id, email FROM delivery")).all())
+
+    try:
+        migrate(command.upgrade, "0002")
+        with eng.begin() as conn:
+            for edition_id, period in ((1, "2026-W47"), (2, "2026-W48")):
+                conn.execute(
+                    text(
+                        "INSERT INTO edition (id, newsletter, period, period_start, period_end, "
+                        "status, subject, contents, created_at, updated_at) VALUES (:id, "
+                        "'weekly', :p, :t, :t, 'sending', 's', '{}', :t, :t)"
+                    ),
+                    {"id": edition_id, "p": period, "t": "2026-11-23 08:00:00+00:00"},
+                )
+            conn.execute(
+                text(
+                    "INSERT INTO delivery (edition_id, email, status, attempts, created_at, "
+                    "updated_at) VALUES (1, 'a@example.org', 'pending', 0, :t, :t)"
+                ),
+                {"t": "2026-11-23 08:00:00+00:00"},
+            )
+        migrate(command.upgrade, "0006")
+        first = nonces()
+        assert len(first) == 2 and first[0] != first[1]
+        assert all(len(n) == 24 and int(n, 16) >= 0 for n in first)
+        assert deliveries() == [(1, "a@example.org")]
+        edition = {c["name"]: c for c in inspect(eng).get_columns("edition")}
+        assert edition["message_nonce"]["nullable"] is False
+
+        migrate(command.downgrade, "0002")
+        assert "message_nonce" not in {c["name"] for c in inspect(eng).get_columns("edition")}
+        assert deliveries() == [(1, "a@example.org")]
+        migrate(command.upgrade, "0006")
+        again = nonces()
+        assert len(set(again)) == 2 and not set(again) & set(first)
+        assert deliveries() == [(1, "a@example.org")]
+    finally:
+        eng.dispose()

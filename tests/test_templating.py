@@ -241,6 +241,11 @@ def test_wrap_keeps_indent_and_never_breaks_urls() -> None:
     assert url in out.splitlines()[-1]
 
 
+def test_wrap_strips_trailing_spaces_but_keeps_the_signature_separator() -> None:
+    """A signature separator, "-- ", keeps its space (RFC 3676, 4.3): without it, it is text."""
+    assert wrap_text("body  \n-- \nfooter \n--  \n") == "body\n-- \nfooter\n--\n"
+
+
 # ---------------------------------------------------------------------------
 # Dates and words
 

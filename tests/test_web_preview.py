@@ -281,3 +281,47 @@ def test_a_single_section_variant_can_be_sent_as_a_test(lite: World) -> None:
         )
     (message,) = outbox_messages(lite)
     assert message["X-Digest-Edition"].endswith(only_data)
+
+
+def test_a_test_copys_links_all_work_before_the_edition_exists(
+    fast_sqlite_url: str, tmp_path: Path
+) -> None:
+    """A test copy goes out before the edition is made, so there is no web version yet:
+    its "View in your browser" (HTML and text) opens the editor's preview of the same
+    variant, after signing in as `digest serve` asks; its unsubscribe and preferences
+    links say they belong to no one. Nothing answers 404."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import func, select
+
+    from digest.models import Edition
+    from digest.sendtest import send_test
+
+    world = web_world(fast_sqlite_url, tmp_path)
+    nl = world.app.config.newsletter("weekly")
+    as_of = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
+    send_test(world.app, nl, ["ed@example.org"], as_of, variant="Data", backend="outbox")
+    with world.app.session() as s:
+        assert s.scalar(select(func.count()).select_from(Edition)) == 0
+    (message,) = outbox_messages(world)
+    html, text = support.html_of(message), support.text_of(message)
+    web = re.search(r'href="([^"]+)"[^>]*>View in your browser<', html)
+    assert web is not None
+    link = web.group(1).replace("&amp;", "&")
+    assert link in text and link.startswith(f"{support.BASE}/preview?")
+    assert link.endswith("&variant=" + message["X-Digest-Edition"].rsplit("/", 1)[1])
+    path = link.removeprefix(support.BASE)
+    with client_for(world) as client:
+        signin = client.get(path)
+        assert signin.status_code == 401 and f'value="{path.replace("&", "&amp;")}"' in signin.text
+        token = csrf_of(signin.text)
+        signed = client.post(
+            "/admin/login", data={"csrf": token, "password": support.PASSWORD, "next": path}
+        )
+        assert signed.status_code == 303 and signed.headers["location"] == path
+        shown = client.get(path)
+        assert shown.status_code == 200
+        assert "<dt>Sections</dt><dd>Data (2 articles)</dd>" in shown.text
+        for kind in ("u", "p"):
+            stand_in = client.get(support.link_path(text, kind))
+            assert stand_in.status_code == 200 and "belongs to no one" in stand_in.text

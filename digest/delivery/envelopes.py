@@ -9,23 +9,22 @@ edition goes to, each looked up once and cached.
 
 from __future__ import annotations
 
-import re
 import threading
 
 from digest.app import App
 from digest.config import NewsletterConfig
 from digest.delivery import ledger
-from digest.delivery.message import Envelope
+from digest.delivery.message import Envelope, list_id_header
 from digest.errors import NotFound
 from digest.models import Edition, Variant
 from digest.personalize import fill_shared, recipient_fields, web_url
 
 
 def list_id(newsletter: NewsletterConfig) -> str:
-    """The ``List-Id`` header: ``"Title" <name.sender-domain>``."""
-    title = re.sub(r"[^\x20-\x7e]", "", newsletter.title).replace('"', "").strip()
+    """The ``List-Id`` header: ``"Title" <name.sender-domain>`` (RFC 2919; a title
+    beyond ASCII as an RFC 2047 encoded word)."""
     domain = newsletter.sender_address.rpartition("@")[2]
-    return f'"{title}" <{newsletter.name}.{domain}>'
+    return list_id_header(newsletter.title, newsletter.name, domain)
 
 
 def envelope(
@@ -52,6 +51,7 @@ def envelope(
         text=text,
         unsubscribe_mailto=newsletter.unsubscribe_mailto,
         test=test,
+        message_nonce=edition.message_nonce or "",
     )
 
 

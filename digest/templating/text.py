@@ -7,6 +7,9 @@ import re
 import textwrap
 
 TEXT_WIDTH = 78
+#: The line before a signature or footer, "dash dash space": mail programs recognise it
+#: (they grey out or leave out what follows in replies); without the space it is text.
+SIGNATURE_SEPARATOR = "-- "
 SUMMARY_LIMIT = 240
 
 _SENTENCE_END = re.compile(r"[.!?…][\"'”’)\]]*(?=\s+[\"'“‘(\[]?[A-Z0-9À-Þ])")
@@ -42,7 +45,8 @@ _ODD_SPACE = re.compile(r"[^\S ]|  ")
 
 
 def wrap_text(text: str, width: int = TEXT_WIDTH) -> str:
-    """Wrap every line longer than ``width`` at spaces, keeping its indent.
+    """Wrap every line longer than ``width`` at spaces, keeping its indent, and strip
+    trailing whitespace (except from a signature separator line, ``"-- "``).
 
     Words are never split, so a URL longer than ``width`` stays whole on a
     line of its own.  A line starting with a list marker (``- ``, ``* ``,
@@ -50,6 +54,9 @@ def wrap_text(text: str, width: int = TEXT_WIDTH) -> str:
     """
     out: list[str] = []
     for line in text.splitlines():
+        if line == SIGNATURE_SEPARATOR:
+            out.append(line)  # its trailing space is what makes it one (RFC 3676, 4.3)
+            continue
         line = line.rstrip()
         if len(line) <= width:
             out.append(line)
@@ -89,4 +96,4 @@ def _line_pattern(room: int) -> re.Pattern[str]:
     return re.compile(f"(.{{1,{room}}}|[^ ]+)(?: |\\Z)")
 
 
-__all__ = ["SUMMARY_LIMIT", "TEXT_WIDTH", "trim_summary", "wrap_text"]
+__all__ = ["SIGNATURE_SEPARATOR", "SUMMARY_LIMIT", "TEXT_WIDTH", "trim_summary", "wrap_text"]
