@@ -261,3 +261,6 @@ def test_every_command_that_emails_refuses_unsafe_links_before_doing_anything(
 
     with world.app.sessions() as s:
         assert s.query(Edition).count() == 0 and s.query(SchedulerRun).count() == 0
+    # a dry run only counts: it may go ahead
+    dry = CliRunner().invoke(cli, ["send", "weekly", "--as-of", "2026-11-23", "--dry-run"])
+    assert dry.exit_code == 0, dry.output

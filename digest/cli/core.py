@@ -16,6 +16,7 @@ from digest.cli._common import (
     pass_app,
     print_json,
 )
+from digest.cli._period import preview_period
 from digest.collect import collect as collect_articles
 from digest.errors import NotFound
 from digest.models import Article
@@ -61,6 +62,7 @@ def collect(app: App, newsletter: str, as_of: str | None, as_json: bool) -> None
     """
     nl = app.config.newsletter(newsletter)
     when = parse_as_of(as_of, nl.zone)
+    when = preview_period(nl, as_of, as_json=as_json).as_of  # prints the period and why
     with app.session() as session:
         result = collect_articles(session, nl, when)
         if as_json:
