@@ -193,7 +193,7 @@ def schedule_run(
     nl = app.config.newsletter(newsletter)
     choice = choose_backend(app, backend, sending=not dry_run)
     period = command_period(nl, as_of, purpose=Purpose.SEND, as_json=as_json)
-    when = period.as_of
+    when = period.as_of  # the slot the run is recorded for
     cancel = threading.Event()
     options = send_options(choice, concurrency, rate)
     ctx = RunContext(app, cancel=cancel, backend=choice, options=options)

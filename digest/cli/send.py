@@ -19,6 +19,7 @@ from digest.cli._common import (
     err_console,
     json_option,
     newsletter_to_compose,
+    parse_as_of,
     pass_app,
     print_json,
     rate_option,
@@ -27,7 +28,7 @@ from digest.cli._common import (
 from digest.cli._period import command_period, preview_period
 from digest.delivery import ledger
 from digest.delivery.loop import Progress as SendProgress
-from digest.editions import Purpose, require_edition
+from digest.editions import Purpose, choose_period, require_edition
 from digest.models import Delivery, DeliveryStatus, Edition
 from digest.sender import Sender, SendOutcome, SendResult
 from digest.sendtest import editor_addresses
@@ -100,15 +101,16 @@ def send(
         digest send weekly --enqueue   # then: digest worker
         digest send weekly --period 2026-W47 --force
     """
-    if force and not period:
-        raise click.UsageError(
-            "--force needs --period: name the edition to send out of order, e.g. "
-            f"--period 2026-W47 --force (`digest editions list --newsletter {newsletter}` "
-            "shows the periods)"
-        )
     if period and as_of:
         raise click.UsageError("give --period or --as-of, not both")
     nl = newsletter_to_compose(app, newsletter)
+    if force and not period:
+        due = choose_period(nl, as_of=parse_as_of(as_of, nl.zone) if as_of else None)
+        raise click.UsageError(
+            "--force needs --period: name the edition to send out of order, e.g. "
+            f"--period {due.period.key} --force (`digest editions list --newsletter {nl.name}` "
+            "shows the periods)"
+        )
     choice = choose_backend(app, backend, sending=not dry_run)
     when = command_period(nl, as_of, purpose=Purpose.SEND, period=period, as_json=as_json)
     quiet = as_json or not console.is_terminal

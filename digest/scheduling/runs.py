@@ -324,10 +324,11 @@ def run_edition(
             log.exception("%s: run due %s failed", nl.name, local(nl, scheduled_for))
         return result
     finish_run(app, run_id, result.outcome, result.detail)
+    # a refused run is a warning in the scheduler's log; `digest schedule run` prints it
     refused = result.report is not None and result.report.outcome is SendOutcome.OUT_OF_ORDER
     level = (
         logging.WARNING
-        if refused or result.outcome in (RunOutcome.STOPPED, RunOutcome.PAUSED)
+        if (refused and not manual) or result.outcome in (RunOutcome.STOPPED, RunOutcome.PAUSED)
         else logging.INFO
     )
     log.log(
