@@ -37,6 +37,11 @@ SAMPLE_DIR = Path(__file__).parent / "sample"
 SAMPLE_CONFIG = SAMPLE_DIR / "digest.toml"
 
 
+#: DIGEST_SECRET_KEY's default: fine on a developer's machine, refused for mail that really
+#: goes out and for a web app at an https address.
+DEVELOPMENT_SECRET_KEY = "insecure-development-key-change-me"
+
+
 class Settings(BaseSettings):
     """Process-wide settings.  See ``.env.example`` for one line on each."""
 
@@ -48,7 +53,7 @@ class Settings(BaseSettings):
     config: Path = Path("digest.toml")
     templates: Path | None = None
     base_url: str = "http://127.0.0.1:8000"
-    secret_key: SecretStr = SecretStr("insecure-development-key-change-me")
+    secret_key: SecretStr = SecretStr(DEVELOPMENT_SECRET_KEY)
     #: The delivery backend's name (see :mod:`digest.delivery.registry`); None when unset.
     backend: str | None = None
     outbox_dir: Path = Path("outbox")

@@ -4,9 +4,13 @@
 worker`` all send through a :class:`Sender`; it is the only place that builds the
 send loop (:class:`~digest.delivery.loop.SendLoop`).  Its steps:
 
-* :meth:`Sender.plan` — find or create the edition for the period before a date
-  (its contents frozen), and write the ledger for an audience (the whole list,
-  or a segment), once;
+* :meth:`Sender.plan` — find or create the edition for the period (the one before
+  a date, or one named by key; see :func:`~digest.editions.choose_period`), its
+  contents frozen, and write the ledger for an audience (the whole list, or a
+  segment), once.  Editions go out in period order: planning an edition older
+  than one already going out is refused (:class:`~digest.editions.EditionOrderError`,
+  nothing written) unless its period was named and ``force`` given; older
+  editions queued but not started are paused;
 * :meth:`Sender.prepare` — recover what stopped senders left in flight (it
   becomes *uncertain*), queue the uncertain again on request, and mark the
   edition sending when it has work;
@@ -23,6 +27,7 @@ what is still pending.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -34,17 +39,27 @@ from typing import Any
 from sqlalchemy import select
 
 from digest.app import App
-from digest.collect import period_for
 from digest.delivery import ledger, waves
 from digest.delivery.base import Backend
 from digest.delivery.envelopes import StoredEditions
 from digest.delivery.ledger import DeliveryCounts
 from digest.delivery.loop import Progress, SendLoop, SendOptions
 from digest.delivery.registry import BackendChoice, backend_class, resolve_backend
-from digest.editions import get_or_create_edition
+from digest.editions import (
+    BadPeriod,
+    EditionOrderError,
+    PeriodChoice,
+    Purpose,
+    choose_period,
+    get_or_create_edition,
+    order_problem,
+    pause_overtaken,
+)
 from digest.models import Edition, EditionStatus, Variant
-from digest.plan import count_audience, plan_audience
+from digest.plan import audience_name, count_audience, plan_audience
 from subscribers.db import utcnow
+
+log = logging.getLogger(__name__)
 
 
 class SendOutcome(StrEnum):
@@ -54,6 +69,9 @@ class SendOutcome(StrEnum):
     DRY_RUN = "dry_run"
     #: The period has no articles: no edition.
     NO_ARTICLES = "no_articles"
+    #: Refused: a newer edition of the newsletter went out (or is going out) already,
+    #: and editions go out in period order.  Nothing written or sent.
+    OUT_OF_ORDER = "out_of_order"
     #: The edition has nobody to go to (no active readers on the list or segment).
     NO_READERS = "no_readers"
     #: The edition was made, but every reader was skipped (none of their sections has
@@ -83,6 +101,10 @@ class Plan:
     created: bool = False
     #: Deliveries written now (0 when the audience had been planned before).
     planned: int = 0
+    #: Why this period (see :func:`~digest.editions.choose_period`).
+    choice: PeriodChoice | None = None
+    #: Older editions, queued but not started, paused because this one overtook them.
+    overtaken: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -133,6 +155,12 @@ class SendResult:
     waiting: int = 0
     next_wave: datetime | None = None
     elapsed: float = 0.0
+    #: Which period, and why: ``2026-W47 (Mon 16 Nov – Sun 22 Nov): the week before …``.
+    period_reason: str = ""
+    #: Why the send was refused (:attr:`SendOutcome.OUT_OF_ORDER`).
+    refusal: str | None = None
+    #: Older editions, queued but not started, paused because this one overtook them.
+    superseded: list[str] = field(default_factory=list)
 
     @property
     def recipients(self) -> int:
@@ -157,7 +185,10 @@ class SendResult:
         return {
             "newsletter": self.newsletter,
             "period": self.period,
+            "period_reason": self.period_reason,
             "outcome": self.outcome.value,
+            "refusal": self.refusal,
+            "superseded": self.superseded,
             "edition_id": self.edition_id,
             "created": self.created,
             "planned": self.planned,
@@ -229,16 +260,77 @@ class Sender:
         self.owner = owner
 
     # -- the steps ---------------------------------------------------------
-    def plan(self, newsletter: str, as_of: datetime, *, segment: str | None = None) -> Plan:
-        """Find or create the edition for the period before ``as_of`` and write the ledger
-        for ``segment`` (None: the whole list), unless it was written before."""
+    def choose(
+        self,
+        newsletter: str,
+        as_of: datetime | None = None,
+        period: str | PeriodChoice | None = None,
+    ) -> PeriodChoice:
+        """The period a send is for (see :func:`~digest.editions.choose_period`): the one
+        given (a :class:`PeriodChoice` as is, or a key), else the one before ``as_of``,
+        else the one due now."""
+        if isinstance(period, PeriodChoice):
+            return period
         nl = self.app.config.newsletter(newsletter)
-        period = period_for(nl, as_of)
-        edition, created = get_or_create_edition(self.app, nl, period)
+        return choose_period(
+            nl, as_of=as_of, period=period, purpose=Purpose.SEND, given_as="the send time given"
+        )
+
+    def plan(
+        self,
+        newsletter: str,
+        as_of: datetime | None = None,
+        *,
+        period: str | PeriodChoice | None = None,
+        segment: str | None = None,
+        force: bool = False,
+    ) -> Plan:
+        """Find or create the edition for the period (see :meth:`choose`) and write the
+        ledger for ``segment`` (None: the whole list), unless it was written before.
+
+        Raises :class:`~digest.editions.EditionOrderError`, having written nothing, when
+        a newer edition of the newsletter has gone out (or is going out, or is queued)
+        and this is not a resumption of an edition already going out; ``force`` (only
+        with a period named by key) sends it all the same.  Older editions queued but
+        not started are paused once this one is planned (:attr:`Plan.overtaken`).
+        """
+        nl = self.app.config.newsletter(newsletter)
+        choice = self.choose(nl.name, as_of, period)
+        _check_force(nl.name, choice, force)
+        if not force:
+            with self.app.sessions() as s:
+                problem = order_problem(s, nl, choice.period, audience_name(segment))
+            if problem is not None:
+                raise problem
+        edition, created = get_or_create_edition(self.app, nl, choice.period)
         if edition is None:
-            return Plan(nl.name, period.key, None)
-        counts = plan_audience(self.app, nl, edition.id, segment, self.batch_size, as_of)
-        return Plan(nl.name, period.key, edition.id, created, counts.planned if counts else 0)
+            return Plan(nl.name, choice.period.key, None, choice=choice)
+        counts = plan_audience(self.app, nl, edition.id, segment, self.batch_size, choice.as_of)
+        overtaken: list[str] = []
+        if counts is not None and counts.planned:
+            with self.app.session() as s:
+                current = s.get(Edition, edition.id)
+                assert current is not None
+                overtaken = pause_overtaken(s, current)
+            for key in overtaken:
+                log.warning(
+                    "%s: %s was queued but had not started going out; paused, since %s "
+                    "overtook it (to send it anyway: digest send %s --period %s --force)",
+                    nl.name,
+                    key,
+                    choice.period.key,
+                    nl.name,
+                    key,
+                )
+        return Plan(
+            nl.name,
+            choice.period.key,
+            edition.id,
+            created,
+            counts.planned if counts else 0,
+            choice,
+            tuple(overtaken),
+        )
 
     def prepare(
         self, edition_id: int, *, resend_uncertain: bool = False, resume: bool = False
@@ -320,20 +412,43 @@ class Sender:
     def send(
         self,
         newsletter: str,
-        as_of: datetime,
+        as_of: datetime | None = None,
         *,
+        period: str | PeriodChoice | None = None,
+        force: bool = False,
         segment: str | None = None,
         dry_run: bool = False,
         resend_uncertain: bool = False,
         enqueue: bool = False,
     ) -> SendResult:
-        """Create or resume the edition for the period before ``as_of`` and deliver it
-        (with ``enqueue``, only plan it: workers deliver it)."""
+        """Create or resume the edition for the period (``period``, else the one before
+        ``as_of``, else the one due now) and deliver it (with ``enqueue``, only plan it:
+        workers deliver it).  An edition older than one already going out is refused
+        (:attr:`SendOutcome.OUT_OF_ORDER`, nothing written) unless ``period`` names it
+        and ``force`` is given."""
         started = time.monotonic()
+        choice = self.choose(newsletter, as_of, period)
         if dry_run:
-            return self._dry_run(newsletter, as_of, segment)
-        plan = self.plan(newsletter, as_of, segment=segment)
-        result = SendResult(plan.newsletter, plan.period, SendOutcome.SENT, self.backend)
+            return self._dry_run(newsletter, choice, segment, force)
+        try:
+            plan = self.plan(newsletter, period=choice, segment=segment, force=force)
+        except EditionOrderError as refused:
+            return SendResult(
+                refused.newsletter,
+                choice.period.key,
+                SendOutcome.OUT_OF_ORDER,
+                self.backend,
+                period_reason=str(choice),
+                refusal=str(refused),
+            )
+        result = SendResult(
+            plan.newsletter,
+            plan.period,
+            SendOutcome.SENT,
+            self.backend,
+            period_reason=str(choice),
+            superseded=list(plan.overtaken),
+        )
         if plan.edition_id is None:
             result.outcome = SendOutcome.NO_ARTICLES
             return result
@@ -372,12 +487,29 @@ class Sender:
             }
             result.waiting, result.next_wave = waves.waiting(s, edition_id, utcnow())
 
-    def _dry_run(self, newsletter: str, as_of: datetime, segment: str | None) -> SendResult:
+    def _dry_run(
+        self, newsletter: str, choice: PeriodChoice, segment: str | None, force: bool
+    ) -> SendResult:
         nl = self.app.config.newsletter(newsletter)
-        period = period_for(nl, as_of)
+        period, reason = choice.period, str(choice)
+        _check_force(nl.name, choice, force)
+        if not force:
+            with self.app.sessions() as s:
+                problem = order_problem(s, nl, period, audience_name(segment))
+            if problem is not None:
+                return SendResult(
+                    nl.name,
+                    period.key,
+                    SendOutcome.OUT_OF_ORDER,
+                    self.backend,
+                    period_reason=reason,
+                    refusal=str(problem),
+                )
         counted = count_audience(self.app, nl, period, segment)
         if counted is None:
-            return SendResult(nl.name, period.key, SendOutcome.NO_ARTICLES, self.backend)
+            return SendResult(
+                nl.name, period.key, SendOutcome.NO_ARTICLES, self.backend, period_reason=reason
+            )
         return SendResult(
             nl.name,
             period.key,
@@ -390,6 +522,16 @@ class Sender:
             ),
             variants=counted.variants,
             skipped_reasons=counted.skipped_reasons,
+            period_reason=reason,
+        )
+
+
+def _check_force(newsletter: str, choice: PeriodChoice, force: bool) -> None:
+    """``force`` sends an older edition only when its period was named by key."""
+    if force and not choice.named:
+        raise BadPeriod(
+            "--force needs --period: name the edition to send out of order, e.g. "
+            f"digest send {newsletter} --period {choice.period.key} --force"
         )
 
 

@@ -108,7 +108,7 @@ def send_test(
     if failed:
         raise DeliveryError(f"test copy refused by {choice.name}: {failed[0]}")
     copies = [(a, r.provider_id or choice.name) for a, r in zip(clean, results, strict=True)]
-    return CopiesSent(choice, cls.emails, copies)
+    return CopiesSent(choice, cls.delivers_mail, copies)
 
 
 def _sections_of(variant: str, names: list[str], edition: Edition) -> list[str] | None:

@@ -183,7 +183,7 @@ def test_collect_cli_on_the_sample(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert text.exit_code == 0, text.output
     assert "2026-W47" in text.output and "Digital Transformation" in text.output
     data = json.loads(
-        runner.invoke(cli, ["collect", "weekly", "--as-of", "2026-11-23", "--json"]).output
+        runner.invoke(cli, ["collect", "weekly", "--as-of", "2026-11-23", "--json"]).stdout
     )
     names = [s["name"] for s in data["sections"]]
     assert names[:5] == [
@@ -207,13 +207,13 @@ def test_pin_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     runner = CliRunner()
     runner.invoke(cli, ["ingest"])
     data = json.loads(
-        runner.invoke(cli, ["collect", "weekly", "--as-of", "2026-11-23", "--json"]).output
+        runner.invoke(cli, ["collect", "weekly", "--as-of", "2026-11-23", "--json"]).stdout
     )
     last = data["sections"][0]["articles"][-1]
     pinned = runner.invoke(cli, ["pin", last["url"] + "?utm_source=x#top"])
     assert pinned.exit_code == 0 and pinned.output.startswith("Pinned: ")
     data = json.loads(
-        runner.invoke(cli, ["collect", "weekly", "--as-of", "2026-11-23", "--json"]).output
+        runner.invoke(cli, ["collect", "weekly", "--as-of", "2026-11-23", "--json"]).stdout
     )
     assert data["sections"][0]["articles"][0]["url"] == last["url"]
     missing = runner.invoke(cli, ["pin", "https://example.org/nothing"])

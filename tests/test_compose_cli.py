@@ -180,7 +180,8 @@ def test_html_mrml_cannot_read_is_one_error_quoting_it(
     monkeypatch.setenv("DIGEST_TEMPLATES", str(site / "mytemplates"))
     result = run("compose", "weekly", "--as-of", "2026-11-23")
     assert result.exit_code == 1
-    (line,) = result.output.splitlines()
+    assert result.stdout.startswith("period: 2026-W47 (Mon 16 Nov – Sun 22 Nov): the week before")
+    (line,) = result.stderr.splitlines()
     assert line.startswith("error: digest.mjml.j2: the HTML inside an mj-text is not valid (")
     assert "'<p>Thanks for reading<b></p><a href=" in line
     assert line.endswith(

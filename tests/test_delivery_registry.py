@@ -25,8 +25,12 @@ from tests.support.world import World, make_world
 SMTP_URL = "smtp://user:pw@mail.example.org:587"
 
 
+#: What a real send needs: an https base URL and a secret key of its own.
+SAFE = {"base_url": "https://news.example.org", "secret_key": "a-long-random-production-secret"}
+
+
 def settings(**values: Any) -> Settings:
-    return Settings(**values)
+    return Settings(**{**SAFE, **values})
 
 
 def test_every_name_maps_to_its_backend_class() -> None:
@@ -195,3 +199,68 @@ def test_an_unknown_digest_backend_stops_a_send_with_one_line(
             "use one of outbox, smtp, sendgrid\n"
         )
     assert not world.outbox.exists()
+
+
+@pytest.mark.parametrize("name", ["smtp", "sendgrid"])
+def test_a_real_send_needs_https_links_and_a_secret_of_its_own(name: str) -> None:
+    keys = {"smtp_url": SMTP_URL, "sendgrid_api_key": "SG.x"}
+    assert backend_class(name).delivers_mail
+    with pytest.raises(ConfigError) as plain:
+        resolve_backend(settings(base_url="http://news.example.org", **keys), name)
+    assert str(plain.value).startswith(
+        f"DIGEST_BASE_URL is http://news.example.org: {name} really emails readers, and the "
+        "links in its messages (List-Unsubscribe, RFC 8058) must be https; set DIGEST_BASE_URL "
+        "to the https address of `digest serve`"
+    )
+    with pytest.raises(ConfigError) as default:
+        resolve_backend(Settings(base_url="https://news.example.org", **keys), name)
+    assert str(default.value).startswith(
+        f"DIGEST_SECRET_KEY is the development default: {name} really emails readers, whose "
+        "links it signs; set DIGEST_SECRET_KEY to a long random value"
+    )
+    with pytest.raises(ConfigError) as both:
+        resolve_backend(Settings(**keys), name)
+    assert "DIGEST_BASE_URL is http://127.0.0.1:8000" in str(both.value)
+    assert "DIGEST_SECRET_KEY is the development default" in str(both.value)
+    # a dry run sends nothing, so it may look
+    assert resolve_backend(Settings(**keys), name, sending=False).name == name
+
+
+def test_the_outbox_may_keep_http_and_the_development_secret() -> None:
+    assert not backend_class("outbox").delivers_mail
+    assert resolve_backend(Settings()).name == "outbox"
+    assert resolve_backend(Settings(), "outbox").name == "outbox"
+
+
+def test_every_command_that_emails_refuses_unsafe_links_before_doing_anything(
+    sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, smtp_server: Any
+) -> None:
+    world = _cli_world(
+        sqlite_url,
+        tmp_path,
+        monkeypatch,
+        DIGEST_SMTP_URL=smtp_server.url,
+        DIGEST_BASE_URL="http://news.example.org",
+    )
+    for args in (
+        ["send", "weekly", "--as-of", "2026-11-23"],
+        ["send-test", "weekly", "--to", "ed@example.org", "--as-of", "2026-11-23"],
+        ["schedule", "run", "weekly", "--as-of", "2026-11-23T08:00"],
+        ["scheduler", "--once"],
+        ["worker", "--once"],
+    ):
+        out = CliRunner().invoke(cli, args)
+        assert out.exit_code == 2, (args, out.output)
+        assert out.output.startswith("error: DIGEST_BASE_URL is http://news.example.org: smtp "), (
+            args,
+            out.output,
+        )
+        assert "Traceback" not in out.output
+    assert smtp_server.sink.received == []
+    from digest.models import Edition, SchedulerRun
+
+    with world.app.sessions() as s:
+        assert s.query(Edition).count() == 0 and s.query(SchedulerRun).count() == 0
+    # a dry run only counts: it may go ahead
+    dry = CliRunner().invoke(cli, ["send", "weekly", "--as-of", "2026-11-23", "--dry-run"])
+    assert dry.exit_code == 0, dry.output

@@ -470,6 +470,7 @@ def test_every_send_outcome_is_recorded_as_a_run_outcome() -> None:
         SendOutcome.PAUSED: RunOutcome.PAUSED,
         SendOutcome.STOPPED: RunOutcome.STOPPED,
         SendOutcome.NO_ARTICLES: RunOutcome.SKIPPED,
+        SendOutcome.OUT_OF_ORDER: RunOutcome.SKIPPED,
         SendOutcome.NO_READERS: RunOutcome.SKIPPED,
         SendOutcome.ALL_SKIPPED: RunOutcome.SKIPPED,
         SendOutcome.ALREADY_DELIVERED: RunOutcome.SKIPPED,

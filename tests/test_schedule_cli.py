@@ -70,7 +70,7 @@ def test_schedule_run_sends_now_and_records_it(
     assert len(list(world.outbox.rglob("*.eml"))) == 3
 
     again = _run("schedule", "run", "weekly", "--as-of", "2026-11-23T08:00", "--json")
-    data = json.loads(again.output)
+    data = json.loads(again.stdout)  # the period line goes to stderr
     assert data["outcome"] == "skipped" and data["detail"].endswith("was already delivered")
     assert len(list(world.outbox.rglob("*.eml"))) == 3
     with world.app.sessions() as s:

@@ -85,3 +85,22 @@ def test_a_busy_port_is_one_clear_line(fast_sqlite_url: str, tmp_path: Path) -> 
     assert result.exit_code == 2
     assert f"error: 127.0.0.1:{port} is already in use" in result.output
     assert "Traceback" not in result.output
+
+
+def test_serve_refuses_to_start_with_an_https_address_and_the_development_secret(
+    fast_sqlite_url: str, tmp_path: Path
+) -> None:
+    world = web_world(fast_sqlite_url, tmp_path)
+    with socket.socket() as busy:  # were it to start, it would stop at the busy port
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        result = CliRunner().invoke(
+            cli, ["serve", "--port", str(port)], env={**world.env, "DIGEST_SECRET_KEY": None}
+        )
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith(
+        "error: DIGEST_SECRET_KEY is the development default but DIGEST_BASE_URL is "
+        "https://news.example.org"
+    )
+    assert result.output.count("\n") == 1 and "Traceback" not in result.output

@@ -61,9 +61,11 @@ backend_option = click.option(
 )
 
 
-def choose_backend(app: App, backend: str | None) -> BackendChoice:
-    """The backend ``--backend`` (or, without it, the settings) selects, and why."""
-    return resolve_backend(app.settings, backend, requested_by="--backend")
+def choose_backend(app: App, backend: str | None, *, sending: bool = True) -> BackendChoice:
+    """The backend ``--backend`` (or, without it, the settings) selects, and why; for a
+    real send (``sending``), one that emails readers needs safe links (see
+    :func:`~digest.delivery.registry.resolve_backend`)."""
+    return resolve_backend(app.settings, backend, requested_by="--backend", sending=sending)
 
 
 concurrency_option = click.option(

@@ -14,10 +14,10 @@ from digest.cli._common import (
     console,
     err_console,
     newsletter_to_compose,
-    parse_as_of,
     pass_app,
 )
-from digest.collect import collect
+from digest.cli._period import preview_period
+from digest.collect import collect_period
 from digest.compose import HTML_WARN_BYTES, Composer, variant_key, write_previews
 from subscribers.errors import NotFound as SubscribersNotFound
 
@@ -42,7 +42,8 @@ def compose(
     out_dir: Path | None,
     keep_mjml: bool,
 ) -> None:
-    """Render the edition of the period before the send date to HTML and text files.
+    """Render an edition to HTML and text files: by default the one the next scheduled
+    run will send (or the period before --as-of); it prints which and why.
 
     Writes the full edition ("all") and one variant per distinct set of
     sections the readers chose, as KEY.html and KEY.txt, with preview values
@@ -56,9 +57,9 @@ def compose(
         digest compose weekly --segment councils --out /tmp/preview --keep-mjml
     """
     nl = newsletter_to_compose(app, newsletter)
-    when = parse_as_of(as_of, nl.zone)
+    when = preview_period(nl, as_of)
     with app.session() as session:
-        collection = collect(session, nl, when)
+        collection = collect_period(session, nl, when.period)
         if collection.is_empty:
             console.print(f"{nl.title} · {collection.period.key}: No new articles this period.")
             return

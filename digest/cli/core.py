@@ -12,10 +12,10 @@ from digest.cli._common import (
     as_of_option,
     console,
     json_option,
-    parse_as_of,
     pass_app,
     print_json,
 )
+from digest.cli._period import preview_period
 from digest.collect import collect as collect_articles
 from digest.collect import newsletter_articles
 from digest.errors import NotFound
@@ -54,14 +54,15 @@ def collect(app: App, newsletter: str, as_of: str | None, as_json: bool) -> None
     """Show the articles of the period before the send date, grouped by category.
 
     The period is the ISO week before the send date in the newsletter's
-    timezone (or its configured window).
+    timezone (or its configured window); without --as-of, the edition the next
+    scheduled send will carry. Only articles from the newsletter's own sources.
 
     \b
     Example:
         digest collect weekly --as-of 2026-11-23
     """
     nl = app.config.newsletter(newsletter)
-    when = parse_as_of(as_of, nl.zone)
+    when = preview_period(nl, as_of, as_json=as_json).as_of  # prints the period and why
     with app.session() as session:
         result = collect_articles(session, nl, when)
         if as_json:

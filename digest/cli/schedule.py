@@ -19,15 +19,18 @@ from digest.cli._common import (
     console,
     err_console,
     json_option,
-    parse_as_of,
     pass_app,
     print_json,
     rate_option,
     send_options,
 )
+from digest.cli._period import command_period
+from digest.cli.send import print_result
+from digest.editions import Purpose
 from digest.models import RunOutcome
 from digest.scheduling.runs import RunContext, run_edition
 from digest.scheduling.service import DigestScheduler, overview
+from digest.sender import SendOutcome
 from digest.signals import graceful_stop
 
 
@@ -153,6 +156,12 @@ def _short(value: str | None, zone: tzinfo) -> str:
 @schedule.command("run")
 @click.argument("newsletter")
 @as_of_option
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Say what the run would send, to whom, for which period and why; ingest, write "
+    "and send nothing.",
+)
 @backend_option
 @concurrency_option
 @rate_option
@@ -162,6 +171,7 @@ def schedule_run(
     app: App,
     newsletter: str,
     as_of: str | None,
+    dry_run: bool,
     backend: str | None,
     concurrency: int | None,
     rate: float | None,
@@ -170,16 +180,20 @@ def schedule_run(
     """Run a newsletter's scheduled job now: ingest its sources, then send the edition for
     the period before now (or --as-of), recorded like a scheduled run.
 
-    Give --as-of the time of a missed run to send that run's edition late.
+    Give --as-of the time of a missed run to send that run's edition late. An
+    edition older than one already sent (or going out) is not sent: the run is
+    recorded as skipped, saying why (editions go out in period order).
 
     \b
     Example:
+        digest schedule run weekly --dry-run
         digest schedule run weekly
         digest schedule run weekly --as-of 2026-11-23T08:00
     """
     nl = app.config.newsletter(newsletter)
-    when = parse_as_of(as_of, nl.zone)
-    choice = choose_backend(app, backend)
+    choice = choose_backend(app, backend, sending=not dry_run)
+    period = command_period(nl, as_of, purpose=Purpose.SEND, as_json=as_json)
+    when = period.as_of  # the slot the run is recorded for
     cancel = threading.Event()
     options = send_options(choice, concurrency, rate)
     ctx = RunContext(app, cancel=cancel, backend=choice, options=options)
@@ -188,13 +202,26 @@ def schedule_run(
         err_console.print("stopping after the message in hand…")
 
     with graceful_stop(cancel, on_signal):
-        result = run_edition(ctx, nl.name, when, manual=True)
+        result = run_edition(ctx, nl.name, when, manual=True, dry_run=dry_run, choice=period)
+    refused = result.report is not None and result.report.outcome is SendOutcome.OUT_OF_ORDER
     if as_json:
         print_json(result.to_dict())
+    elif dry_run:
+        console.print(
+            f"[bold]{nl.name}[/bold] run due {_short(when.isoformat(), nl.zone)} (dry run: "
+            "nothing written or sent; sources not ingested)"
+        )
+        console.print(f"backend: {choice}")
+        if result.report is not None and not refused:
+            print_result(result.report)
+        else:
+            console.print(f"would be skipped: {result.detail}")
     else:
         console.print(f"[bold]{nl.name}[/bold] run due {_short(when.isoformat(), nl.zone)}")
         console.print(f"backend: {choice}")
         console.print(f"{result.outcome}: {result.detail}")  # the detail names waiting waves
+    if refused:
+        raise SystemExit(1)
     if result.outcome in (RunOutcome.STOPPED, RunOutcome.PAUSED):
         raise SystemExit(3)
 

@@ -25,9 +25,10 @@ from digest.cli._common import (
     rate_option,
     send_options,
 )
+from digest.cli._period import command_period, preview_period
 from digest.delivery import ledger
 from digest.delivery.loop import Progress as SendProgress
-from digest.editions import require_edition
+from digest.editions import Purpose, choose_period, require_edition
 from digest.models import Delivery, DeliveryStatus, Edition
 from digest.sender import Sender, SendOutcome, SendResult
 from digest.sendtest import editor_addresses
@@ -39,6 +40,18 @@ from digest.stats import edition_stats
 @click.command()
 @click.argument("newsletter")
 @as_of_option
+@click.option(
+    "--period",
+    metavar="KEY",
+    help="Send this period's edition instead of the one before --as-of: an ISO week like "
+    "2026-W47, or FIRST..LAST days like 2026-11-16..2026-11-22 for a window of days.",
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="With --period: send it even though a newer edition has gone out already "
+    "(editions go out in period order otherwise).",
+)
 @backend_option
 @click.option("--segment", metavar="NAME", help="Send only to this segment of the list.")
 @click.option("--dry-run", is_flag=True, help="Show who would get what; write and send nothing.")
@@ -60,6 +73,8 @@ def send(
     app: App,
     newsletter: str,
     as_of: str | None,
+    period: str | None,
+    force: bool,
     backend: str | None,
     segment: str | None,
     dry_run: bool,
@@ -71,19 +86,33 @@ def send(
 ) -> None:
     """Create or resume the edition for the period and deliver it, exactly once per reader.
 
+    The period is the one before now (the edition due now), the one before
+    --as-of, or the one --period names; the command prints which and why.
     Running it again for the same period resumes the same edition and sends
-    only what is still pending. SIGTERM or Ctrl-C stops it after the message
-    in hand; run it again to resume.
+    only what is still pending. A newsletter's editions go out in period order:
+    an edition older than one already sent (or going out) is refused, unless
+    you name it and confirm with --period KEY --force. SIGTERM or Ctrl-C stops
+    it after the message in hand; run it again to resume.
 
     \b
     Example:
         digest send weekly --as-of 2026-11-23 --backend outbox
         digest send weekly --segment health --dry-run
         digest send weekly --enqueue   # then: digest worker
+        digest send weekly --period 2026-W47 --force
     """
+    if period and as_of:
+        raise click.UsageError("give --period or --as-of, not both")
     nl = newsletter_to_compose(app, newsletter)
-    when = parse_as_of(as_of, nl.zone)
-    choice = choose_backend(app, backend)
+    if force and not period:
+        due = choose_period(nl, as_of=parse_as_of(as_of, nl.zone) if as_of else None)
+        raise click.UsageError(
+            "--force needs --period: name the edition to send out of order, e.g. "
+            f"--period {due.period.key} --force (`digest editions list --newsletter {nl.name}` "
+            "shows the periods)"
+        )
+    choice = choose_backend(app, backend, sending=not dry_run)
+    when = command_period(nl, as_of, purpose=Purpose.SEND, period=period, as_json=as_json)
     quiet = as_json or not console.is_terminal
     bar = Progress(
         TextColumn("[bold]sending"),
@@ -114,7 +143,8 @@ def send(
     with bar, graceful_stop(cancel, on_signal):
         result = sender.send(
             nl.name,
-            when,
+            period=when,
+            force=force,
             segment=segment,
             dry_run=dry_run,
             resend_uncertain=resend_uncertain,
@@ -123,15 +153,21 @@ def send(
     if as_json:
         print_json(result.to_dict())
     else:
-        _print_result(result)
+        print_result(result)
+    if result.outcome is SendOutcome.OUT_OF_ORDER:
+        raise SystemExit(1)
     if result.outcome in (SendOutcome.PAUSED, SendOutcome.STOPPED):
         raise SystemExit(3)
 
 
-def _print_result(r: SendResult) -> None:
+def print_result(r: SendResult) -> None:
+    """What a send did (or, for a dry run, would do), for people."""
     head = f"[bold]{r.newsletter} {r.period}[/bold]"
     edition = f"edition {r.edition_id}"
     match r.outcome:
+        case SendOutcome.OUT_OF_ORDER:
+            err_console.print(f"[red]refused: {r.refusal}[/red]")
+            return
         case SendOutcome.NO_ARTICLES:
             console.print(
                 f"{r.newsletter} {r.period}: no new articles this period; nothing to send."
@@ -191,6 +227,12 @@ def _print_result(r: SendResult) -> None:
             f"{r.next_wave:%Y-%m-%d %H:%M} UTC: a running `digest scheduler` or `digest worker` "
             "sends each wave when it falls due (or run this command again then)."
         )
+    for key in r.superseded:
+        console.print(
+            f"[yellow]{r.newsletter} {key} was queued but had not started going out: it is "
+            f"paused, since {r.period} is newer and editions go out in order. To send it "
+            f"anyway: digest send {r.newsletter} --period {key} --force[/yellow]"
+        )
     if r.outcome is SendOutcome.STOPPED:
         console.print("[yellow]Stopped on request; run the same command again to resume.[/yellow]")
     if r.outcome is SendOutcome.PAUSED:
@@ -212,6 +254,9 @@ def send_test(
 ) -> None:
     """Send a marked [TEST] copy of the edition to editors; the ledger is not touched.
 
+    The edition is the one the next scheduled run will send (or the one before
+    --as-of); the command prints which and why.
+
     \b
     Example:
         digest send-test weekly --to editor@example.org,chief@example.org
@@ -220,9 +265,8 @@ def send_test(
     addresses = editor_addresses([a.strip() for a in to.split(",") if a.strip()])
     choice = choose_backend(app, backend)
     click.echo(f"backend: {choice}")
-    copies = send_test_copies(
-        app, nl, addresses, parse_as_of(as_of, nl.zone), variant=variant, backend=choice
-    )
+    when = preview_period(nl, as_of)
+    copies = send_test_copies(app, nl, addresses, when.as_of, variant=variant, backend=choice)
     for line in copies.lines():
         click.echo(line)
     if not copies.emailed:

@@ -8,7 +8,8 @@ from urllib.parse import urlencode
 
 import click
 
-from digest.cli._common import App, as_of_option, console, parse_as_of, pass_app
+from digest.cli._common import App, as_of_option, console, pass_app
+from digest.cli._period import preview_period
 from digest.errors import ConfigError
 
 # uvicorn and the web app are imported inside the commands: other commands start faster.
@@ -68,8 +69,9 @@ def serve(app: App, host: str, port: int, reload: bool) -> None:
     """
     import uvicorn
 
-    from digest.web import create_app
+    from digest.web import check_settings, create_app
 
+    check_settings(app.settings)  # before anything listens (also for --reload's child)
     if reload:
         console.print(f"Serving on http://{host}:{port}/ (restarting on code changes)")
         uvicorn.run(
@@ -103,6 +105,8 @@ def serve(app: App, host: str, port: int, reload: bool) -> None:
 def preview(app: App, newsletter: str | None, as_of: str | None, host: str, port: int) -> None:
     """Preview an edition in the browser; the page reloads when a template is saved.
 
+    Without --as-of the page shows the edition the next scheduled run will send
+    (on a Sunday, this week's articles for Monday's send), and says why.
     Serves the preview (no sign-in: keep it on 127.0.0.1) and prints its URL.
     The page shows the email at desktop and mobile widths and in dark mode, the
     plain-text version, the size against Gmail's clip and any problems found, and
@@ -117,12 +121,16 @@ def preview(app: App, newsletter: str | None, as_of: str | None, host: str, port
 
     config = app.config
     nl = config.newsletter(newsletter) if newsletter else next(iter(config.newsletters.values()))
-    day = parse_as_of(as_of, nl.zone).astimezone(nl.zone).date()
+    when = preview_period(nl, as_of)
     web = create_app(app, open_preview=True)
     sock = bind(host, port)
     where = sock.getsockname()
     shown = f"[{where[0]}]" if ":" in where[0] else where[0]
-    query = urlencode({"newsletter": nl.name, "as_of": day.isoformat()})
+    # without --as-of the page picks the next scheduled send itself (and keeps doing so)
+    params = {"newsletter": nl.name}
+    if as_of:
+        params["as_of"] = when.as_of.astimezone(nl.zone).date().isoformat()
+    query = urlencode(params)
     click.echo(f"Preview of {nl.title}: http://{shown}:{where[1]}/preview?{query}")
     click.echo("Saving a template or digest.toml reloads the page. Stop with Ctrl+C.")
     run(web, sock, "warning")

@@ -71,9 +71,12 @@ class Backend(ABC):
     batch_size: ClassVar[int] = 100
     #: Sending threads by default: enough to overlap the waits on the provider.
     concurrency: ClassVar[int] = 1
-    #: False for backends that keep messages instead of handing them to a mail system
-    #: (the outbox writes files): what people are told about a test copy says so.
-    emails: ClassVar[bool] = True
+    #: True for backends that really email people (smtp, sendgrid); False for those that
+    #: keep messages (the outbox writes files, the memory backend keeps them in a list).
+    #: A real send through one that delivers mail needs an https DIGEST_BASE_URL and a
+    #: secret key of its own (see :func:`digest.delivery.registry.check_mail_settings`);
+    #: what people are told about a test copy says where it went.
+    delivers_mail: ClassVar[bool] = True
 
     @classmethod
     @abstractmethod

@@ -35,7 +35,7 @@ class MemoryBackend(Backend):
     name = "memory"
     max_recipients: ClassVar[int] = 1000
     batch_size: ClassVar[int] = 1000
-    emails: ClassVar[bool] = False
+    delivers_mail: ClassVar[bool] = False
 
     def __init__(self, mailbox: MemoryMailbox, max_recipients: int | None = None) -> None:
         self.mailbox = mailbox

@@ -17,7 +17,7 @@ class OutboxBackend(Backend):
     name = "outbox"
     max_recipients = 1
     batch_size = 100
-    emails = False
+    delivers_mail = False
 
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)

@@ -23,6 +23,15 @@ test copy or a confirmation email goes through, and says why:
 Two providers configured and no ``DIGEST_BACKEND`` is a ConfigError asking to
 choose.  The reason is shown by ``digest send``, ``digest send-test``, the
 scheduler and the preview's test send.
+
+It is also where a real send is refused when its links would not be safe
+(:func:`check_mail_settings`): a backend that really emails people
+(:attr:`~digest.delivery.base.Backend.delivers_mail`: smtp, sendgrid) needs an
+https ``DIGEST_BASE_URL`` (RFC 8058 one-click unsubscribe) and a
+``DIGEST_SECRET_KEY`` other than the development default.  Every sending path
+resolves its backend here first (send, send-test, schedule run, the scheduler
+and workers at start, the preview's test send, confirmation emails), so all of
+them obey; the outbox, which keeps files, may use http.
 """
 
 from __future__ import annotations
@@ -32,8 +41,9 @@ from dataclasses import dataclass
 from functools import partial
 from importlib import import_module
 from types import MappingProxyType
+from urllib.parse import urlsplit
 
-from digest.config import Settings
+from digest.config import DEVELOPMENT_SECRET_KEY, Settings
 from digest.delivery.base import Backend
 from digest.errors import ConfigError
 
@@ -87,15 +97,57 @@ class BackendChoice:
         return f"{self.name} ({self.reason})"
 
 
+def check_mail_settings(settings: Settings, backend: str | type[Backend]) -> None:
+    """Refuse, with what to set, a real send whose links would not be safe: through a
+    backend that really emails people, ``DIGEST_BASE_URL`` must be https (the
+    List-Unsubscribe link of RFC 8058 one-click unsubscribe must be) and
+    ``DIGEST_SECRET_KEY`` must not be the development default (it signs every
+    reader's links).  Backends that keep messages (the outbox) may use either."""
+    cls = backend_class(backend) if isinstance(backend, str) else backend
+    if not cls.delivers_mail:
+        return
+    name = cls.name
+    problems = []
+    if urlsplit(settings.base_url.strip()).scheme.lower() != "https":
+        problems.append(
+            f"DIGEST_BASE_URL is {settings.base_url}: {name} really emails readers, and the "
+            "links in its messages (List-Unsubscribe, RFC 8058) must be https; set "
+            "DIGEST_BASE_URL to the https address of `digest serve` (e.g. "
+            "https://news.example.org), or send to files with --backend outbox"
+        )
+    if settings.secret_key.get_secret_value() == DEVELOPMENT_SECRET_KEY:
+        problems.append(
+            f"DIGEST_SECRET_KEY is the development default: {name} really emails readers, "
+            "whose links it signs; set DIGEST_SECRET_KEY to a long random value (e.g. the "
+            "output of `python -c 'import secrets; print(secrets.token_urlsafe(32))'`), the "
+            "same for every digest process"
+        )
+    if problems:
+        raise ConfigError("; also ".join(problems))
+
+
 def resolve_backend(
-    settings: Settings, requested: str | None = None, *, requested_by: str = "--backend"
+    settings: Settings,
+    requested: str | None = None,
+    *,
+    requested_by: str = "--backend",
+    sending: bool = True,
 ) -> BackendChoice:
     """Which backend to use, and why (see the module doc for the order).
 
     ``requested`` is a name asked for explicitly (``requested_by`` says how, for the
     reason).  Raises ConfigError for an unknown name, or when ``DIGEST_BACKEND`` is
-    unset and more than one provider is configured.
+    unset and more than one provider is configured, or (``sending``: a real send, not
+    a dry run) when the backend really emails and the links would not be safe
+    (:func:`check_mail_settings`).
     """
+    choice = _choose(settings, requested, requested_by)
+    if sending:
+        check_mail_settings(settings, choice.backend_class)
+    return choice
+
+
+def _choose(settings: Settings, requested: str | None, requested_by: str) -> BackendChoice:
     if requested:
         backend_class(requested, setting=requested_by)
         return BackendChoice(requested, f"{requested_by} {requested}")
@@ -127,4 +179,12 @@ def resolve_backend(
     )
 
 
-__all__ = ["BACKENDS", "DEFAULT", "BackendChoice", "backend_class", "names", "resolve_backend"]
+__all__ = [
+    "BACKENDS",
+    "DEFAULT",
+    "BackendChoice",
+    "backend_class",
+    "check_mail_settings",
+    "names",
+    "resolve_backend",
+]

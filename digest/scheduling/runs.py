@@ -34,7 +34,7 @@ from digest.delivery import ledger, waves
 from digest.delivery.base import Backend
 from digest.delivery.loop import SendOptions
 from digest.delivery.registry import BackendChoice
-from digest.editions import find_edition
+from digest.editions import PeriodChoice, Purpose, choose_period, find_edition
 from digest.errors import DigestError, ScheduleError
 from digest.ingest import IngestReport, ingest
 from digest.models import EditionStatus, RunOutcome, SchedulerRun
@@ -60,6 +60,7 @@ RUN_OUTCOMES: Mapping[SendOutcome, RunOutcome] = MappingProxyType(
         SendOutcome.PAUSED: RunOutcome.PAUSED,
         SendOutcome.STOPPED: RunOutcome.STOPPED,
         SendOutcome.NO_ARTICLES: RunOutcome.SKIPPED,
+        SendOutcome.OUT_OF_ORDER: RunOutcome.SKIPPED,
         SendOutcome.NO_READERS: RunOutcome.SKIPPED,
         SendOutcome.ALL_SKIPPED: RunOutcome.SKIPPED,
         SendOutcome.ALREADY_DELIVERED: RunOutcome.SKIPPED,
@@ -106,6 +107,10 @@ class RunResult:
     run_id: int | None = None
     report: SendResult | None = None
     ingested: IngestReport | None = None
+    #: Which period the run sends, and why.
+    choice: PeriodChoice | None = None
+    #: A dry run: nothing claimed, ingested, written or sent (``outcome`` is None).
+    dry_run: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -113,6 +118,9 @@ class RunResult:
             "scheduled_for": self.scheduled_for.isoformat(),
             "outcome": self.outcome.value if self.outcome else None,
             "detail": self.detail,
+            "period": self.choice.period.key if self.choice else None,
+            "period_reason": str(self.choice) if self.choice else None,
+            "dry_run": self.dry_run,
             "run_id": self.run_id,
             "send": self.report.to_dict() if self.report else None,
             "ingest": self.ingested.totals if self.ingested else None,
@@ -247,21 +255,55 @@ def _ingest(app: App, newsletter: NewsletterConfig) -> IngestReport:
     return report
 
 
+def run_choice(newsletter: NewsletterConfig, scheduled_for: datetime) -> PeriodChoice:
+    """The period a run due at ``scheduled_for`` sends: the one before that time."""
+    return choose_period(
+        newsletter,
+        as_of=scheduled_for,
+        purpose=Purpose.SEND,
+        given_as="the time this run was scheduled for",
+    )
+
+
 def run_edition(
-    ctx: RunContext, newsletter: str, scheduled_for: datetime, *, manual: bool = False
+    ctx: RunContext,
+    newsletter: str,
+    scheduled_for: datetime,
+    *,
+    manual: bool = False,
+    dry_run: bool = False,
+    choice: PeriodChoice | None = None,
 ) -> RunResult:
     """Ingest the newsletter's sources, then send the edition for the period before
-    ``scheduled_for``; recorded in ``scheduler_run``.  Safe to call twice."""
+    ``scheduled_for`` (or ``choice``, which says why); recorded in ``scheduler_run``.
+    Safe to call twice.  A run whose edition is older than one already going out is
+    recorded as skipped, saying why (editions go out in period order).
+
+    ``dry_run``: say what the run would send, to whom, and which period and why;
+    nothing is claimed, ingested, written or sent.
+    """
     app = ctx.app
     nl = app.config.newsletter(newsletter)
+    choice = choice or run_choice(nl, scheduled_for)
+    if dry_run:
+        would = ctx.sender.send(nl.name, period=choice, dry_run=True)
+        return RunResult(
+            nl.name,
+            scheduled_for,
+            None,
+            describe(nl, would)[1],
+            report=would,
+            choice=choice,
+            dry_run=True,
+        )
     run_id = claim_run(app, nl.name, scheduled_for, ctx.owner, manual=manual)
     if run_id is None:
         log.info(
             "%s: the run due %s is taken by another scheduler", nl.name, local(nl, scheduled_for)
         )
         return RunResult(nl.name, scheduled_for, None, "handled by another scheduler")
-    result = RunResult(nl.name, scheduled_for, RunOutcome.RUNNING, "", run_id)
-    log.info("%s: run due %s started", nl.name, local(nl, scheduled_for))
+    result = RunResult(nl.name, scheduled_for, RunOutcome.RUNNING, "", run_id, choice=choice)
+    log.info("%s: run due %s started; period %s", nl.name, local(nl, scheduled_for), choice)
     try:
         if not ctx.cancel.is_set():  # a stop may come while the run waited for a thread
             result.ingested = _ingest(app, nl)
@@ -269,7 +311,7 @@ def run_edition(
             result.outcome = RunOutcome.STOPPED
             result.detail = "stopped before sending; resumed at next start"
         else:
-            result.report = ctx.sender.send(nl.name, scheduled_for)
+            result.report = ctx.sender.send(nl.name, period=choice)
             result.outcome, result.detail = describe(nl, result.report, result.ingested)
     except Exception as exc:
         result.outcome, result.detail = RunOutcome.FAILED, _one_line(exc)
@@ -282,9 +324,11 @@ def run_edition(
             log.exception("%s: run due %s failed", nl.name, local(nl, scheduled_for))
         return result
     finish_run(app, run_id, result.outcome, result.detail)
+    # a refused run is a warning in the scheduler's log; `digest schedule run` prints it
+    refused = result.report is not None and result.report.outcome is SendOutcome.OUT_OF_ORDER
     level = (
         logging.WARNING
-        if result.outcome in (RunOutcome.STOPPED, RunOutcome.PAUSED)
+        if (refused and not manual) or result.outcome in (RunOutcome.STOPPED, RunOutcome.PAUSED)
         else logging.INFO
     )
     log.log(
@@ -312,6 +356,8 @@ def describe(
     match report.outcome:
         case SendOutcome.NO_ARTICLES:
             detail = f"no new articles for {report.period}; nothing to send"
+        case SendOutcome.OUT_OF_ORDER:
+            detail = report.refusal or f"{report.period} is older than an edition already sent"
         case SendOutcome.PAUSED:
             detail = (
                 f"{edition} paused: {report.pause_reason}; fix the cause, then "
@@ -326,7 +372,10 @@ def describe(
         case SendOutcome.ALREADY_DELIVERED:
             detail = f"{edition} was already delivered"
         case SendOutcome.DRY_RUN:
-            detail = f"{edition}: a dry run; nothing written or sent"
+            detail = (
+                f"{report.period}: would send {counts.pending} ({counts.skipped} skipped); "
+                "a dry run, nothing written or sent"
+            )
         case SendOutcome.SENT | SendOutcome.ENQUEUED:
             parts = [
                 f"{edition}: {report.sent_now} sent now ({counts.sent} in all)",
@@ -342,6 +391,8 @@ def describe(
                     f"{report.waiting} waiting for local-time waves, next at "
                     f"{report.next_wave:%Y-%m-%d %H:%M} UTC"
                 )
+            for key in report.superseded:
+                parts.append(f"{key} paused (queued, not started, and older than this edition)")
             if ingested is not None and ingested.errors:
                 parts.append(
                     f"{len(ingested.errors)} of {len(ingested.results)} sources failed to load"
@@ -460,6 +511,7 @@ __all__ = [
     "local",
     "record_missed",
     "resume_edition",
+    "run_choice",
     "run_edition",
     "runs_to_resume",
     "sweep",

@@ -30,7 +30,8 @@ from starlette.staticfiles import StaticFiles
 
 from digest import __version__
 from digest.app import App
-from digest.errors import DigestError
+from digest.config import DEVELOPMENT_SECRET_KEY, Settings
+from digest.errors import ConfigError, DigestError
 from digest.web import admin, api, archive, editor, public, webhooks
 from digest.web.pages import (
     ADMIN_SESSION_SECONDS,
@@ -59,7 +60,9 @@ def create_app(
 
     ``open_preview`` serves ``/preview`` without signing in (``digest preview`` does
     that on the editor's own machine); ``options`` tunes the rest (see WebOptions).
+    Refuses (ConfigError) settings it must not serve with (see :func:`check_settings`).
     """
+    check_settings(app.settings)
     options = replace(options or WebOptions())
     options.open_preview = options.open_preview or open_preview
     web = FastAPI(
@@ -87,11 +90,22 @@ def create_app(
         https_only=settings.base_url.lower().startswith("https://"),
     )
     web.add_middleware(SecurityHeaders)
-    if state.secret == "insecure-development-key-change-me" and settings.base_url.startswith(
-        "https://"
-    ):
-        log.warning("DIGEST_SECRET_KEY is the development default: set a long random value")
     return web
+
+
+def check_settings(settings: Settings) -> None:
+    """Refuse to serve a public (https) address with the development secret key: it
+    signs the admin's cookie and every reader's unsubscribe and preferences link, and
+    anyone can read it in digest's source.  (On http, a developer's machine, it is fine.)"""
+    public = settings.base_url.strip().lower().startswith("https://")
+    if public and settings.secret_key.get_secret_value() == DEVELOPMENT_SECRET_KEY:
+        raise ConfigError(
+            f"DIGEST_SECRET_KEY is the development default but DIGEST_BASE_URL is "
+            f"{settings.base_url}, a public address: anyone could forge sign-ins and readers' "
+            "links. Set DIGEST_SECRET_KEY to a long random value (e.g. the output of "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`), the same for "
+            "every digest process"
+        )
 
 
 def _handle_errors(web: FastAPI) -> None:
@@ -148,4 +162,4 @@ def main() -> FastAPI:
     return create_app(App())
 
 
-__all__ = ["WebOptions", "create_app", "main"]
+__all__ = ["WebOptions", "check_settings", "create_app", "main"]

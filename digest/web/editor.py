@@ -35,6 +35,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response, Stream
 
 from digest.config import NewsletterConfig
 from digest.delivery.registry import BackendChoice, resolve_backend
+from digest.editions import PeriodChoice, Purpose, choose_period
 from digest.errors import DigestError
 from digest.models import Edition
 from digest.sendtest import send_test
@@ -78,9 +79,10 @@ def pick_newsletter(request: Request, name: str | None) -> NewsletterConfig:
 
 
 def parse_day(value: str | None, nl: NewsletterConfig) -> date:
-    """``as_of`` as a date (YYYY-MM-DD); today in the newsletter's timezone when absent."""
+    """``as_of`` as a date (YYYY-MM-DD); when absent, the day of the next scheduled send
+    (whose edition is the one an editor looks at, see :func:`period_shown`)."""
     if not value:
-        return datetime.now(UTC).astimezone(nl.zone).date()
+        return period_shown(nl, None).as_of.astimezone(nl.zone).date()
     text = value.strip()
     try:
         if len(text) == 10:
@@ -108,6 +110,18 @@ def check_day(day: date) -> date:
 def as_of_time(day: date, nl: NewsletterConfig) -> datetime:
     """Midnight starting ``day`` in the newsletter's timezone (the CLI's ``--as-of DATE``)."""
     return datetime.combine(day, time(0), tzinfo=nl.zone)
+
+
+def period_shown(nl: NewsletterConfig, day: date | None) -> PeriodChoice:
+    """The period the preview shows, and why: the one before the send date picked, or
+    (none picked) the edition the next scheduled run will send."""
+    return choose_period(
+        nl,
+        as_of=as_of_time(day, nl) if day is not None else None,
+        purpose=Purpose.PREVIEW,
+        now=datetime.now(UTC),
+        given_as="the send date picked",
+    )
 
 
 async def get_preview(
@@ -160,9 +174,12 @@ async def preview_page(request: Request) -> Response:
     }
     try:
         nl = pick_newsletter(request, params.get("newsletter"))
-        day = parse_day(params.get("as_of"), nl)
+        picked = params.get("as_of")
+        shown = period_shown(nl, parse_day(picked, nl) if picked else None)
+        day = shown.as_of.astimezone(nl.zone).date()
         variant = (params.get("variant") or ALL)[:100]
         context.update(
+            period_choice=shown,
             newsletter=nl,
             newsletters=list(web.digest_config().newsletters.values()),
             day=day,
@@ -275,4 +292,12 @@ async def preview_send_test(request: Request) -> Response:
     return RedirectResponse(back, status_code=303)
 
 
-__all__ = ["as_of_time", "check_day", "get_preview", "parse_day", "pick_newsletter", "router"]
+__all__ = [
+    "as_of_time",
+    "check_day",
+    "get_preview",
+    "parse_day",
+    "period_shown",
+    "pick_newsletter",
+    "router",
+]
