@@ -35,7 +35,7 @@ from digest.models import (
 from digest.scheduling.service import DigestScheduler
 from digest.sender import Sender, SendOutcome
 from digest.worker import run_worker
-from tests.support.world import AS_OF, World, make_world, send
+from tests.support.world import AS_OF, FEED, World, make_world, send
 from tests.test_send import FAST
 
 #: Friday of 2026-W48 (23–29 November), 10:00 GMT (= UTC in November).
@@ -51,9 +51,10 @@ REFUSED = (
 
 def add_week_48(app: App) -> None:
     """Two articles published during 2026-W48."""
-    from digest.models import Article
+    from digest.models import Article, Source
 
     with app.session() as s:
+        feed = s.scalars(select(Source).where(Source.url == FEED)).one()
         for i in range(2):
             s.add(
                 Article(
@@ -65,6 +66,8 @@ def add_week_48(app: App) -> None:
                     categories=["Policy"],
                     published_at=datetime(2026, 11, 24 + i, 9, 0, tzinfo=UTC),
                     content_hash=f"w48-{i}",
+                    source=feed,
+                    sources=[feed],
                 )
             )
 

@@ -8,15 +8,14 @@ the command prints JSON, so that stdout stays parseable).
 
 from __future__ import annotations
 
-import click
-
-from digest.cli._common import parse_as_of
+from digest.cli._common import console, err_console, parse_as_of
 from digest.config import NewsletterConfig
 from digest.editions import PeriodChoice, Purpose, choose_period
 
 
 def say_period(choice: PeriodChoice, *, as_json: bool = False) -> None:
-    click.echo(f"period: {choice}", err=as_json)
+    """One line (wrapped to the terminal's width), on stderr with ``--json``."""
+    (err_console if as_json else console).print(f"period: {choice}", markup=False)
 
 
 def command_period(
