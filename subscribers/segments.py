@@ -203,9 +203,7 @@ def _norm(node: Any, path: str, depth: int, budget: _Budget) -> dict[str, Any]:
         if len(value) > MAX_CONDITIONS:  # refused before walking a huge list
             raise InvalidRule(budget.too_many(here))
         return {
-            head: [
-                _norm(sub, f"{here}[{i}]", depth + 1, budget) for i, sub in enumerate(value)
-            ]
+            head: [_norm(sub, f"{here}[{i}]", depth + 1, budget) for i, sub in enumerate(value)]
         }
     if head == "not":
         return {"not": _norm(value, here, depth + 1, budget)}

@@ -312,9 +312,7 @@ def _leaf(i: int) -> dict[str, Any]:
 def _deepest() -> dict[str, Any]:
     """all/any/not nested as deep as allowed, holding as many conditions as allowed."""
     levels = segments.MAX_DEPTH // 3
-    node: dict[str, Any] = {
-        "all": [_leaf(i) for i in range(segments.MAX_CONDITIONS - 2 * levels)]
-    }
+    node: dict[str, Any] = {"all": [_leaf(i) for i in range(segments.MAX_CONDITIONS - 2 * levels)]}
     for level in range(levels):
         node = {"all": [_leaf(level), {"any": [{"not": node}, _leaf(level + 1)]}]}
     return node
