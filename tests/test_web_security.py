@@ -9,8 +9,17 @@ import pytest
 
 from digest.web.ratelimit import RateLimiter, retry_after
 from digest.web.security import PAGE_CSP, AdminPassword, csrf_ok, csrf_token, rotate_csrf
+from subscribers.service import add_subscriber, find_subscriber
+from subscribers.tokens import make_token
 from tests.support import web as support
-from tests.support.web import client_for, sign_in, web_world
+from tests.support.web import (
+    client_for,
+    csrf_of,
+    outbox_messages,
+    page_csrf,
+    sign_in,
+    web_world,
+)
 from tests.support.world import World
 
 sqlite_template = support.sqlite_template
@@ -108,3 +117,79 @@ def test_a_tampered_session_cookie_is_ignored(lite: World) -> None:
         client.cookies.clear()
         client.cookies.set("digest_session", cookie)
         assert client.get("/admin").status_code == 200
+
+
+# ---------------------------------------------------------------------------
+# Control characters in names and searches
+
+
+def _reader(world: World, address: str = "reader@example.net", name: str = "Reader") -> int:
+    with world.app.session() as s:
+        return add_subscriber(s, address, "weekly", name=name).subscriber.id
+
+
+@pytest.mark.parametrize("name", ["Ann\x00", "Ann\r\nBcc: all@example.org", "Ann\nReader"])
+def test_the_form_refuses_a_name_with_a_line_break_or_nul(lite: World, name: str) -> None:
+    with client_for(lite) as client:
+        token = page_csrf(client, "/subscribe/weekly")
+        response = client.post(
+            "/subscribe/weekly", data={"csrf": token, "email": "ann@example.net", "name": name}
+        )
+    # before: "check your inbox", and no confirmation email ever came
+    assert response.status_code == 400
+    assert "Write your name on one line" in response.text
+    assert "Check your inbox" not in response.text
+    assert outbox_messages(lite) == []
+    with lite.app.session() as s:
+        assert find_subscriber(s, "ann@example.net") is None
+
+
+def test_other_control_characters_are_dropped_before_a_name_reaches_a_header(lite: World) -> None:
+    with client_for(lite) as client:
+        token = page_csrf(client, "/subscribe/weekly")
+        response = client.post(
+            "/subscribe/weekly",
+            data={"csrf": token, "email": "ann@example.net", "name": "Ann\x1b[2J\x07 Reader"},
+        )
+    assert response.status_code == 200 and "Check your inbox" in response.text
+    (message,) = outbox_messages(lite)
+    assert message["To"].addresses[0].display_name == "Ann [2J Reader"
+    with lite.app.session() as s:
+        who = find_subscriber(s, "ann@example.net")
+        assert who is not None and who.name == "Ann [2J Reader"
+
+
+def test_preferences_and_the_admin_refuse_such_names_too(lite: World) -> None:
+    sid = _reader(lite)
+    token = make_token(lite.app.settings.secret_key.get_secret_value(), sid, "preferences")
+    with client_for(lite) as client:
+        page = client.get(f"/p/{token}")
+        prefs = client.post(f"/p/{token}", data={"csrf": csrf_of(page.text), "name": "A\x00B"})
+        sign_in(client)
+        admin = client.post(
+            f"/admin/subscribers/{sid}",
+            data={"csrf": page_csrf(client, f"/admin/subscribers/{sid}"), "name": "A\r\nB"},
+        )
+    assert prefs.status_code == 400 and "holds a NUL character" in prefs.text
+    assert admin.status_code == 400 and "holds a line break" in admin.text
+    with lite.app.session() as s:
+        assert find_subscriber(s, "reader@example.net").name == "Reader"  # type: ignore[union-attr]
+
+
+def test_a_search_for_nul_matches_nobody(lite: World) -> None:
+    _reader(lite, "a@example.net", "Ann")
+    _reader(lite, "b@example.net", "Bob")
+    with client_for(lite) as client:
+        sign_in(client)
+        everyone = client.get("/admin/subscribers")
+        nul = client.get("/admin/subscribers?q=%00")
+        listed = client.get("/admin/subscribers?q=%00&list=weekly")
+        api = client.get("/api/subscribers?q=%00")
+        ann = client.get("/admin/subscribers?q=ann")
+    assert "a@example.net" in everyone.text and "b@example.net" in everyone.text
+    # before: SQLite's LIKE stopped at the NUL, and the pattern matched every subscriber
+    for response in (nul, listed):
+        assert response.status_code == 200
+        assert "a@example.net" not in response.text and "b@example.net" not in response.text
+    assert api.status_code == 200 and api.json()["total"] == 0
+    assert "a@example.net" in ann.text and "b@example.net" not in ann.text
