@@ -5,10 +5,21 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
+from select import select as readable
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import select
 from starlette.testclient import TestClient
@@ -368,7 +379,9 @@ def test_a_body_that_stops_arriving_is_408(lite: World) -> None:
     start = sent[0]
     assert start["status"] == 408
     assert (b"connection", b"close") in start["headers"]
-    assert b"stopped arriving for 0.2 seconds" in b"".join(m.get("body", b"") for m in sent)
+    assert b"arrived too slowly (it stopped for 0.2 seconds" in b"".join(
+        m.get("body", b"") for m in sent
+    )
 
 
 def test_a_client_that_goes_away_midway_is_one_line_in_the_log(
@@ -712,3 +725,192 @@ def test_a_segment_saved_before_rules_were_bounded_breaks_no_page(lite: World) -
     assert people.status_code == 200 and "reader@example.net" in people.text
     assert filtered.status_code in (400, 404) and "at most 200 conditions" in filtered.text
     assert deleted.status_code == 303 and "No segments yet." in after.text
+
+
+# ---------------------------------------------------------------------------
+# Against a real server: `digest serve` on loopback, with short timeouts for the tests
+
+
+@dataclass
+class Live:
+    url: str
+    host: str
+    port: int
+    pid: int
+    log: Path
+
+    def memory(self) -> dict[str, int]:
+        """The server's resident memory now and at its peak (VmRSS, VmHWM), in KiB."""
+        status = Path(f"/proc/{self.pid}/status").read_text()
+        return {k: int(re.search(rf"{k}:\s+(\d+)", status).group(1)) for k in ("VmRSS", "VmHWM")}  # type: ignore[union-attr]
+
+    def connect(self) -> socket.socket:
+        return socket.create_connection((self.host, self.port), timeout=30)
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    if not Path("/proc/self/status").exists():
+        pytest.skip("needs /proc to read the server's memory")
+    root = tmp_path_factory.mktemp("live")
+    log = root / "server.log"
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("DIGEST_") and k != "SENDGRID_API_KEY"
+    }
+    env.update(
+        DIGEST_DATABASE_URL=f"sqlite:///{root / 'digest.db'}",
+        DIGEST_ADMIN_PASSWORD="the live server's password",
+        DIGEST_SECRET_KEY="live-test-secret-key-of-some-length",
+        PYTHONUNBUFFERED="1",
+    )
+    args = ["serve", "--port", "0", "--header-timeout", "1", "--body-timeout", "1"]
+    with log.open("w") as errors:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "digest.cli", *args],
+            cwd=root,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            text=True,
+        )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        found = re.search(r"http://([\d.]+):(\d+)/", line)
+        assert found, f"the server printed {line!r}; its log:\n{log.read_text()}"
+        host, port = found.group(1), int(found.group(2))
+        url = f"http://{host}:{port}"
+        assert httpx.get(f"{url}/api/health", timeout=30).status_code == 200
+        yield Live(url, host, port, process.pid, log)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+def _upload(live: Live, how: str, size: int) -> None:
+    """An anonymous ``size``-byte JSON post to /api/segments/count, sent ``how``."""
+    body = _rule_body(size)
+    head = "POST /api/segments/count HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    with live.connect() as sock:
+        try:
+            if how == "chunked":
+                sock.sendall(f"{head}Transfer-Encoding: chunked\r\n\r\n".encode())
+                for i in range(0, len(body), 1 << 20):
+                    piece = body[i : i + (1 << 20)]
+                    sock.sendall(b"%x\r\n%b\r\n" % (len(piece), piece))
+                sock.sendall(b"0\r\n\r\n")
+            else:
+                expect = "Expect: 100-continue\r\n" if how == "expect" else ""
+                sock.sendall(f"{head}{expect}Content-Length: {len(body)}\r\n\r\n".encode())
+                if how == "expect" and not sock.recv(64).startswith(b"HTTP/1.1 100"):
+                    return  # answered without asking for the body: nothing more to send
+                for i in range(0, len(body), 1 << 20):
+                    sock.sendall(body[i : i + (1 << 20)])
+            sock.recv(64)
+        except OSError:
+            pass  # the server answered and closed the connection midway: as it should
+
+
+def test_anonymous_uploads_cost_the_live_server_no_memory(live: Live) -> None:
+    before = live.memory()
+    size = 16 * 1024 * 1024  # under the 20 MB cap of every body: the route itself refuses
+    uploads = [
+        threading.Thread(target=_upload, args=(live, how, size))
+        for how in ("length", "chunked", "expect", "length", "chunked")
+    ]
+    for upload in uploads:
+        upload.start()
+    for upload in uploads:
+        upload.join()
+    after = live.memory()
+
+    assert httpx.get(f"{live.url}/api/health", timeout=30).status_code == 200
+    # before: each body was read and parsed before the 401 (the peak grew by some 90 MB
+    # for these five, by hundreds with larger bodies)
+    grown = (after["VmHWM"] - before["VmHWM"]) // 1024
+    assert grown < 24, f"the server's peak memory grew by {grown} MB"
+
+
+def _closed(sock: socket.socket) -> bool:
+    try:
+        return sock.recv(4096) == b""
+    except ConnectionResetError:
+        return True
+
+
+def test_the_live_server_closes_connections_whose_headers_do_not_come(live: Live) -> None:
+    with ExitStack() as stack:
+        idle = [stack.enter_context(live.connect()) for _ in range(20)]
+        for i, sock in enumerate(idle):
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n" if i % 2 else b"")
+        trickle = stack.enter_context(live.connect())
+        trickle.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        pending = {*idle, trickle}
+        deadline = time.monotonic() + 60  # far beyond the 1 s the server is given
+        sent = 0
+        while pending and time.monotonic() < deadline:
+            ready, _, _ = readable(list(pending), [], [], 0.2)
+            for sock in ready:
+                if _closed(sock):
+                    pending.discard(sock)
+            if trickle in pending:
+                try:
+                    trickle.sendall(b"a")  # a byte every 0.2 s: never a whole header
+                    sent += 1
+                except OSError:
+                    pending.discard(trickle)
+    # before: every one was held open for as long as the client liked
+    assert not pending, f"{len(pending)} of 21 connections still open after {sent} bytes"
+
+
+def test_a_body_that_trickles_in_is_408_on_the_live_server(live: Live) -> None:
+    with live.connect() as sock:
+        sock.sendall(
+            b"POST /admin/login HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\n"
+            b"password="
+        )
+        answer = b""
+        deadline = time.monotonic() + 60
+        while not answer and time.monotonic() < deadline:
+            ready, _, _ = readable([sock], [], [], 0.2)
+            if ready:
+                answer = sock.recv(4096)
+            else:
+                sock.sendall(b"x")  # a byte every 0.2 s: slower than any real client
+    assert answer.startswith(b"HTTP/1.1 408 "), answer[:100]
+
+
+def test_a_client_leaving_midway_is_one_line_in_the_live_server_log(live: Live) -> None:
+    with live.connect() as sock:
+        sock.sendall(
+            b"POST /admin/login HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\n"
+            b"password=half"
+        )
+    deadline = time.monotonic() + 30
+    while "went away" not in live.log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    log = live.log.read_text()
+    assert "POST /admin/login: the client went away while sending the body" in log
+    assert "Traceback" not in log and "Exception in ASGI application" not in log
+
+
+def test_x_forwarded_for_from_loopback_does_not_reset_the_sign_in_limit(live: Live) -> None:
+    with httpx.Client(base_url=live.url, timeout=30) as client:
+        codes = []
+        for i in range(7):
+            token = csrf_of(client.get("/admin/login").text)
+            response = client.post(
+                "/admin/login",
+                data={"csrf": token, "password": "a guess"},
+                headers={"X-Forwarded-For": f"203.0.113.{i}"},  # a new "client" each time
+            )
+            codes.append(response.status_code)
+    # before: uvicorn believed X-Forwarded-For from 127.0.0.1, so each guess came from a
+    # fresh address and was never limited
+    assert codes == [401] * 5 + [429] * 2

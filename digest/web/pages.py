@@ -56,6 +56,9 @@ MAX_FORM_BYTES = 256 * 1024
 MAX_JSON_BYTES = 64 * 1024
 #: Seconds a request body may pause between two pieces before it is given up (408).
 BODY_TIMEOUT = 15.0
+#: Bytes per second a body must average (beyond the first BODY_TIMEOUT seconds), so
+#: that one byte every few seconds does not hold a request open for ever.
+MIN_BODY_RATE = 50 * 1024
 
 
 @dataclass
@@ -316,25 +319,33 @@ async def read_body(request: Request, limit: int, *, timeout: float | None = Non
     declared ``Content-Length`` above it is refused before anything is read).
 
     Each piece must come within ``timeout`` seconds (default: the app's body timeout),
-    else :class:`BodyTimeout` (408).  A client that goes away midway raises starlette's
-    ``ClientDisconnect``, which the app logs in one line.
+    and the whole body within that plus its length (declared, else ``limit``) at
+    :data:`MIN_BODY_RATE`; else :class:`BodyTimeout` (408).  A client that goes away
+    midway raises starlette's ``ClientDisconnect``, which the app logs in one line.
     """
     length = request.headers.get("content-length", "")
-    if length.isascii() and length.isdigit() and int(length) > limit:
+    declared = int(length) if length.isascii() and length.isdigit() else None
+    if declared is not None and declared > limit:
         return None
     wait = _body_timeout(request) if timeout is None else timeout
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait + (limit if declared is None else declared) / MIN_BODY_RATE
     body = bytearray()
     pieces = request.stream()
     try:
         while True:
+            left = min(wait, deadline - loop.time())
             try:
-                async with asyncio.timeout(wait):
+                if left <= 0:
+                    raise TimeoutError
+                async with asyncio.timeout(left):
                     chunk = await anext(pieces)
             except StopAsyncIteration:
                 break
             except TimeoutError:
                 raise BodyTimeout(
-                    f"the request body stopped arriving for {wait:g} seconds; send it again"
+                    "the request body arrived too slowly (it stopped for "
+                    f"{wait:g} seconds, or took too long in all); send it again"
                 ) from None
             body += chunk
             if len(body) > limit:

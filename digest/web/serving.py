@@ -12,7 +12,9 @@ that sends half a request line, or one header byte every few seconds, is held fo
 * a **header size limit**: a request line and headers larger than ``max_header_bytes``
   are refused with 400 (h11's incomplete-event limit);
 * no proxy headers: the app itself believes ``X-Forwarded-For`` only from
-  ``DIGEST_TRUSTED_PROXIES`` (uvicorn's own default would trust 127.0.0.1).
+  ``DIGEST_TRUSTED_PROXIES`` (uvicorn's own default would trust 127.0.0.1);
+* the app's own log lines (``digest``, ``subscribers``) on uvicorn's console, at
+  ``DIGEST_LOG_LEVEL``.
 
 The body of a request has its own timeout in the app (``WebOptions.body_timeout``: the
 time a body may pause between two pieces), and its own size limits (see
@@ -22,6 +24,7 @@ time a body may pause between two pieces), and its own size limits (see
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import socket
 from dataclasses import dataclass
@@ -107,6 +110,7 @@ def server_config(
     config = uvicorn.Config(
         web,  # type: ignore[arg-type]
         log_level=log_level.lower(),
+        log_config=_log_config(log_level),
         http=HeaderTimeoutProtocol,
         timeout_keep_alive=limits.keep_alive,
         h11_max_incomplete_event_size=limits.max_header_bytes,
@@ -116,6 +120,18 @@ def server_config(
         **kwargs,
     )
     config.header_timeout = limits.header_timeout  # type: ignore[attr-defined]
+    return config
+
+
+def _log_config(level: str) -> dict[str, Any]:
+    """uvicorn's logging, with digest's own loggers on the same console."""
+    config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    for name in ("digest", "subscribers"):
+        config["loggers"][name] = {
+            "handlers": ["default"],
+            "level": level.upper(),
+            "propagate": False,
+        }
     return config
 
 
