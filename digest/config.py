@@ -9,13 +9,14 @@ naming the file, the key and the problem.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import tomllib
 from collections.abc import Iterable
 from email.utils import parseaddr
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from babel import Locale, UnknownLocaleError
@@ -29,7 +30,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from digest.errors import ConfigError
 
@@ -71,6 +72,27 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     #: Seconds a scheduled run may start late; a run missed by more is recorded, not sent.
     scheduler_misfire_grace: int = Field(default=3600, gt=0)
+    #: Proxies (IP addresses or networks) whose ``X-Forwarded-For`` and
+    #: ``X-Forwarded-Proto`` the web app believes; none by default, so that a client
+    #: cannot pick its own address for the rate limits.
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _networks(cls, value: Any) -> list[str]:
+        items = re.split(r"[\s,]+", value) if isinstance(value, str) else list(value or [])
+        networks = []
+        for item in (str(i).strip() for i in items):
+            if not item:
+                continue
+            try:
+                networks.append(str(ipaddress.ip_network(item, strict=False)))
+            except ValueError:
+                raise ValueError(
+                    f"{item!r} is not an IP address or network; list the proxies' addresses "
+                    "separated by commas, e.g. 10.0.0.5,192.168.1.0/24"
+                ) from None
+        return networks
 
     @field_validator("templates", "backend", mode="before")
     @classmethod

@@ -14,6 +14,12 @@ Effects, applied only when an event is stored for the first time:
   marks the subscriber bounced; a soft one (type ``blocked``) is only recorded;
 * a spam report suppresses the address (``spam_report``) and marks the subscriber complained;
 * ``unsubscribe`` and ``group_unsubscribe`` unsubscribe the subscriber from every list.
+
+Each event is stored in its own transaction, so one bad event never costs the others.
+An event that cannot be stored because of what it holds (not an object, nested or sized
+beyond reason, text the database refuses) is *rejected*: logged in one line and counted,
+never retried.  Only a database that cannot be reached counts as *failed*, so that the
+provider posts the batch again (what was stored is then skipped as a duplicate).
 """
 
 from __future__ import annotations
@@ -30,18 +36,25 @@ from typing import Any, cast
 
 from sqlalchemy import Table, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
 
+from digest.errors import DatabaseError
 from digest.models import Delivery, Edition, Event
 from subscribers import service
 from subscribers.consent import By
-from subscribers.errors import SubscribersError
+from subscribers.db import MAX_ID
 from subscribers.models import ConsentSource, Subscriber, SuppressionReason
 
 log = logging.getLogger(__name__)
 
 SENDGRID = "sendgrid"
+#: Nesting and size beyond which an event is rejected (SendGrid's are flat and small).
+MAX_EVENT_DEPTH = 16
+MAX_EVENT_BYTES = 64 * 1024
+#: Errors that say the database could not be reached, not that the event is bad.
+_TRANSIENT = (OperationalError, InterfaceError, DisconnectionError, PoolTimeout, DatabaseError)
 
 
 class EventType(enum.StrEnum):
@@ -95,6 +108,38 @@ class ProviderEvent:
     payload: dict[str, Any]
 
 
+class BadEvent(ValueError):
+    """An event that cannot be taken as it is (says why); it is rejected, never retried."""
+
+
+def read_sendgrid(raw: Any) -> ProviderEvent:
+    """One item of a webhook batch as a :class:`ProviderEvent`, or :class:`BadEvent`
+    when it is not an event object of reasonable nesting and size."""
+    if not isinstance(raw, dict):
+        raise BadEvent(f"not an event object but {type(raw).__name__}")
+    if _depth(raw) > MAX_EVENT_DEPTH:
+        raise BadEvent(f"nested deeper than {MAX_EVENT_DEPTH} levels")
+    try:
+        size = len(json.dumps(raw, default=str).encode("utf-8", "surrogatepass"))
+    except (ValueError, RecursionError):
+        raise BadEvent("holds values that are not JSON") from None
+    if size > MAX_EVENT_BYTES:
+        raise BadEvent(f"{size} bytes, more than {MAX_EVENT_BYTES}")
+    return normalise_sendgrid(raw)
+
+
+def _depth(value: Any) -> int:
+    """How deeply ``value`` nests (without recursion: any depth is safe to measure)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level)
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
 def normalise_sendgrid(raw: Mapping[str, Any]) -> ProviderEvent:
     """One SendGrid Event Webhook event as a :class:`ProviderEvent`.  Never fails: odd
     values become None / ``unknown``; an event without ``sg_event_id`` (SendGrid always
@@ -131,12 +176,16 @@ def _when(value: Any) -> datetime:
 
 
 def _id(value: Any) -> int | None:
+    """A positive id the database can hold, from a number or ASCII digits; else None."""
     if isinstance(value, bool):
         return None
+    if isinstance(value, str):
+        text = value.strip()
+        if not (text.isascii() and text.isdigit() and len(text) <= 10):
+            return None
+        value = int(text)
     if isinstance(value, int):
-        return value if value > 0 else None
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip()) or None
+        return value if 0 < value <= MAX_ID else None
     return None
 
 
@@ -225,11 +274,13 @@ def _subscriber(session: Session, event: ProviderEvent) -> Subscriber | None:
 
 @dataclass
 class IngestSummary:
-    """What one batch did: how many events came, were new, were repeats, failed."""
+    """What one batch did: how many events came, were new, were repeats, were rejected
+    (bad events, never retried) or failed (the database could not be reached)."""
 
     received: int = 0
     stored: int = 0
     duplicates: int = 0
+    rejected: int = 0
     failed: int = 0
     types: dict[str, int] = field(default_factory=dict)
 
@@ -238,46 +289,91 @@ class IngestSummary:
             "received": self.received,
             "stored": self.stored,
             "duplicates": self.duplicates,
+            "rejected": self.rejected,
             "failed": self.failed,
             "types": dict(sorted(self.types.items())),
         }
 
 
-def ingest(
-    transaction: Callable[[], AbstractContextManager[Session]],
-    events: Iterable[ProviderEvent],
-) -> IngestSummary:
+Transaction = Callable[[], AbstractContextManager[Session]]
+
+
+def ingest(transaction: Transaction, events: Iterable[ProviderEvent]) -> IngestSummary:
     """Store and act on each event in its own transaction (``App.session`` fits).
 
-    One event failing on the database does not undo the others; it is logged and counted
-    in ``failed`` so the webhook can answer an error and the provider retries the batch
-    (stored events are then skipped as duplicates).
+    One event failing does not undo the others: a bad one is logged and counted in
+    ``rejected``; one the database could not take for want of a connection in
+    ``failed``, so that the webhook can ask the provider to retry the batch (stored
+    events are then skipped as duplicates).
     """
     summary = IngestSummary()
     for event in events:
-        summary.received += 1
-        summary.types[event.type.value] = summary.types.get(event.type.value, 0) + 1
-        try:
-            with transaction() as session:
-                new = record(session, event)
-        except (SQLAlchemyError, SubscribersError):
-            log.exception("could not store %s event %s", event.provider, event.provider_event_id)
-            summary.failed += 1
-            continue
-        if new is None:
-            summary.duplicates += 1
-        else:
-            summary.stored += 1
+        _ingest_one(transaction, event, summary)
     return summary
+
+
+def ingest_sendgrid(transaction: Transaction, batch: Iterable[Any]) -> IngestSummary:
+    """:func:`ingest` for the items of a SendGrid webhook batch as posted: an item that
+    is not an event (:func:`read_sendgrid`) is rejected and the others still count."""
+    summary = IngestSummary()
+    for number, raw in enumerate(batch):
+        try:
+            event = read_sendgrid(raw)
+        except BadEvent as exc:
+            summary.received += 1
+            summary.rejected += 1
+            log.warning("rejected %s event #%d of a batch: %s", SENDGRID, number, exc)
+            continue
+        _ingest_one(transaction, event, summary)
+    return summary
+
+
+def _ingest_one(transaction: Transaction, event: ProviderEvent, summary: IngestSummary) -> None:
+    summary.received += 1
+    summary.types[event.type.value] = summary.types.get(event.type.value, 0) + 1
+    try:
+        with transaction() as session:
+            new = record(session, event)
+    except _TRANSIENT as exc:
+        log.warning(
+            "could not store %s event %s, the provider will retry: %s",
+            event.provider,
+            event.provider_event_id,
+            _first_line(exc),
+        )
+        summary.failed += 1
+        return
+    except Exception as exc:  # what the event holds: never worth a retry
+        log.warning(
+            "rejected %s event %s: %s: %s",
+            event.provider,
+            event.provider_event_id,
+            type(exc).__name__,
+            _first_line(exc),
+        )
+        summary.rejected += 1
+        return
+    if new is None:
+        summary.duplicates += 1
+    else:
+        summary.stored += 1
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return (text.splitlines() or [""])[0][:300]
 
 
 __all__ = [
     "SENDGRID_TYPES",
+    "BadEvent",
     "EventType",
     "IngestSummary",
     "ProviderEvent",
     "apply_effects",
     "ingest",
+    "ingest_sendgrid",
     "normalise_sendgrid",
+    "read_sendgrid",
     "record",
 ]

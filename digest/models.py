@@ -309,3 +309,28 @@ class SchedulerRun(Base):
     #: while it is running; kept afterwards for the record.
     owner: Mapped[str | None] = mapped_column(String(200))
     detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class WebSession(Base):
+    """A sign-in to the web app, revocable: the browser's signed cookie holds a random
+    token, this table only its SHA-256 (see :mod:`digest.signins`)."""
+
+    __tablename__ = "web_session"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    #: SHA-256 (hex) of the token in the cookie: a copied database opens no session.
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    #: Who signed in: ``admin`` (``DIGEST_ADMIN_PASSWORD``) until per-person accounts
+    #: exist; then the account's key (its email address).
+    account: Mapped[str] = mapped_column(String(320), index=True)
+    #: A fingerprint of the credential signed in with: once the password changes, the
+    #: session no longer counts.
+    credential: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    #: When it was signed out (this browser, everywhere, or a password change).
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: The client's address and browser at sign-in, for a list of one's sessions.
+    ip: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str] = mapped_column(String(300), default="")

@@ -18,6 +18,10 @@ NAMING = {
     "pk": "pk_%(table_name)s",
 }
 
+#: The largest id an ``Integer`` column holds on every backend (PostgreSQL's ``integer``;
+#: SQLite's are wider): ids from outside (URLs, webhook events) are bounded by it.
+MAX_ID = 2**31 - 1
+
 #: JSON everywhere, JSONB on PostgreSQL (indexable, compact).
 JSONType = JSON().with_variant(JSONB(), "postgresql")
 

@@ -70,6 +70,7 @@ from subscribers.validate import (
     check_attr_name,
     check_timezone,
     clean_categories,
+    clean_name,
     email_hash,
     normalise,
 )
@@ -290,13 +291,17 @@ def _parse_row(
             check_timezone(timezone)
         except InvalidTimezone:
             return f"bad timezone {timezone!r}: use an IANA name such as 'Europe/London'"
+    try:
+        name = clean_name(values.get("name")) or None
+    except InvalidName as exc:
+        return f"bad name: {exc}"
     attributes = {n: v for n, v in values.items() if n not in FIXED and v}
     return _Row(
         line=line,
         email=raw_email,
         address=address,
         key=address.lower(),
-        name=values.get("name") or None,
+        name=name,
         categories=categories,
         timezone=timezone,
         attributes=attributes,

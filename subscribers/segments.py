@@ -29,6 +29,11 @@ Semantics, the same on SQLite and PostgreSQL:
   UTC day and both bounds include their day; an ISO datetime is an exact instant
   (``after`` ≤ created ≤ ``before``), read as UTC when it has no offset.
 
+Rules are bounded where they are read, so that no rule can fail in the database: at
+most :data:`MAX_DEPTH` levels of all/any/not, :data:`MAX_CONDITIONS` conditions and
+:data:`MAX_VALUES` values (all ``in`` lists together), and dates from
+:data:`FIRST_DAY` to :data:`LAST_DAY`.
+
 Mistakes raise :class:`~subscribers.errors.InvalidRule` naming the path in the
 rule, e.g. ``rule.all[1].attr: ...``.
 """
@@ -62,8 +67,16 @@ from subscribers.models import MailingList, Segment, Status, Subscriber
 from subscribers.validate import ATTR_NAME, clean_categories
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+#: Levels of all/any/not a rule may nest.
 MAX_DEPTH = 32
+#: Conditions (attr, category, status, signed_up) in one rule.  SQLite refuses
+#: expressions nested about 1,000 deep, and a list of conditions nests one level each.
+MAX_CONDITIONS = 200
+#: Values in all of a rule's ``in`` lists together (each is one query parameter).
 MAX_VALUES = 1000
+#: The dates a ``signed_up`` bound may name (whole days, UTC).
+FIRST_DAY = date(1900, 1, 1)
+LAST_DAY = date(2999, 12, 31)
 
 _COMBINATORS = ("all", "any", "not")
 _ATTR_OPS = ("equals", "in", "contains", "exists")
@@ -123,10 +136,37 @@ def normalise_rule(rule: Any) -> dict[str, Any]:
             f'rule: must be an object like {{"attr": "sector", "equals": "health"}}, '
             f"not {type(rule).__name__}"
         )
-    return _norm(rule, "rule", 0)
+    return _norm(rule, "rule", 0, _Budget())
 
 
-def _norm(node: Any, path: str, depth: int) -> dict[str, Any]:
+class _Budget:
+    """What a rule has used so far of :data:`MAX_CONDITIONS` and :data:`MAX_VALUES`."""
+
+    def __init__(self) -> None:
+        self.conditions = 0
+        self.values = 0
+
+    def condition(self, path: str) -> None:
+        self.conditions += 1
+        if self.conditions > MAX_CONDITIONS:
+            raise InvalidRule(self.too_many(path))
+
+    @staticmethod
+    def too_many(path: str) -> str:
+        return (
+            f"{path}: a rule may hold at most {MAX_CONDITIONS} conditions; list many "
+            'values in one condition with "in", or split the segment'
+        )
+
+    def take_values(self, count: int, path: str) -> None:
+        self.values += count
+        if self.values > MAX_VALUES:
+            raise InvalidRule(
+                f"{path}: a rule may list at most {MAX_VALUES} values in all its 'in' lists"
+            )
+
+
+def _norm(node: Any, path: str, depth: int, budget: _Budget) -> dict[str, Any]:
     if depth > MAX_DEPTH:
         raise InvalidRule(f"{path}: rules nest deeper than {MAX_DEPTH} levels")
     if not isinstance(node, Mapping):
@@ -160,11 +200,16 @@ def _norm(node: Any, path: str, depth: int) -> dict[str, Any]:
     if head in ("all", "any"):
         if not isinstance(value, list) or not value:
             raise InvalidRule(f"{here}: must be a non-empty list of rules")
-        return {head: [_norm(sub, f"{here}[{i}]", depth + 1) for i, sub in enumerate(value)]}
+        if len(value) > MAX_CONDITIONS:  # refused before walking a huge list
+            raise InvalidRule(budget.too_many(here))
+        return {
+            head: [_norm(sub, f"{here}[{i}]", depth + 1, budget) for i, sub in enumerate(value)]
+        }
     if head == "not":
-        return {"not": _norm(value, here, depth + 1)}
+        return {"not": _norm(value, here, depth + 1, budget)}
+    budget.condition(path)
     if head == "attr":
-        return _norm_attr(node, path)
+        return _norm_attr(node, path, budget)
     if head == "category":
         if not isinstance(value, str) or not value.strip():
             raise InvalidRule(f"{here}: must be a category name (text)")
@@ -185,7 +230,7 @@ def _norm(node: Any, path: str, depth: int) -> dict[str, Any]:
     return {"signed_up": _norm_dates(value, here)}
 
 
-def _norm_attr(node: Mapping[str, Any], path: str) -> dict[str, Any]:
+def _norm_attr(node: Mapping[str, Any], path: str, budget: _Budget) -> dict[str, Any]:
     name = node["attr"]
     if not isinstance(name, str) or not ATTR_NAME.fullmatch(name):
         raise InvalidRule(
@@ -208,8 +253,7 @@ def _norm_attr(node: Mapping[str, Any], path: str) -> dict[str, Any]:
     if op == "in":
         if not isinstance(value, list) or not value:
             raise InvalidRule(f"{here}: must be a non-empty list of values")
-        if len(value) > MAX_VALUES:
-            raise InvalidRule(f"{here}: at most {MAX_VALUES} values")
+        budget.take_values(len(value), here)
         return {"attr": name, "in": [_scalar(v, f"{here}[{i}]") for i, v in enumerate(value)]}
     if op == "contains":
         if not isinstance(value, str) or not value:
@@ -249,24 +293,28 @@ def _norm_dates(value: Any, path: str) -> dict[str, str]:
 
 
 def _iso(raw: Any, path: str) -> str:
-    if isinstance(raw, datetime):
-        return (raw if raw.tzinfo else raw.replace(tzinfo=UTC)).isoformat()
-    if isinstance(raw, date):
-        return raw.isoformat()
+    value: date | datetime | None = raw if isinstance(raw, date) else None
     if isinstance(raw, str):
         text = raw.strip()
         try:
-            if len(text) == 10:
-                return date.fromisoformat(text).isoformat()
-            parsed = datetime.fromisoformat(text)
+            value = date.fromisoformat(text) if len(text) == 10 else datetime.fromisoformat(text)
         except ValueError:
-            pass
-        else:
-            return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).isoformat()
-    raise InvalidRule(
-        f"{path}: {raw!r} is not a date; use YYYY-MM-DD or an ISO datetime "
-        "like 2026-01-01T09:00+00:00"
-    )
+            value = None
+    if value is None:
+        raise InvalidRule(
+            f"{path}: {raw!r} is not a date; use YYYY-MM-DD or an ISO datetime "
+            "like 2026-01-01T09:00+00:00"
+        )
+    day = value.date() if isinstance(value, datetime) else value
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise InvalidRule(
+            f"{path}: {day.isoformat()} is out of range; use a date from "
+            f"{FIRST_DAY.isoformat()} to {LAST_DAY.isoformat()} (leave the bound out "
+            "for no limit)"
+        )
+    if isinstance(value, datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
+    return value.isoformat()
 
 
 def _bound(text: str, side: str) -> datetime:
@@ -381,7 +429,15 @@ def parse_rule_text(text: str, *, source: str = "--rule") -> dict[str, Any]:
                 f"column {json_exc.colno}); write e.g. "
                 '\'{"attr": "sector", "equals": "health"}\''
             ) from None
+        except RecursionError:
+            raise InvalidRule(_too_deep(source)) from None
+    except RecursionError:
+        raise InvalidRule(_too_deep(source)) from None
     return normalise_rule(data)
+
+
+def _too_deep(source: str) -> str:
+    return f"{source}: nests far too deeply; a rule may nest at most {MAX_DEPTH} levels"
 
 
 def load_rule_file(path: Path | str) -> dict[str, Any]:
@@ -393,18 +449,21 @@ def load_rule_file(path: Path | str) -> dict[str, Any]:
         raise InvalidRule(f"{path}: file not found") from None
     except UnicodeDecodeError as exc:
         raise InvalidRule(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    if path.suffix.lower() == ".toml":
-        try:
-            data: Any = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise InvalidRule(f"{path}: not valid TOML: {exc}") from None
-    else:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InvalidRule(
-                f"{path}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-            ) from None
+    try:
+        if path.suffix.lower() == ".toml":
+            try:
+                data: Any = tomllib.loads(text)
+            except tomllib.TOMLDecodeError as exc:
+                raise InvalidRule(f"{path}: not valid TOML: {exc}") from None
+        else:
+            try:
+                data = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise InvalidRule(
+                    f"{path}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+                ) from None
+    except RecursionError:
+        raise InvalidRule(_too_deep(str(path))) from None
     try:
         return normalise_rule(data)
     except InvalidRule as exc:

@@ -25,6 +25,7 @@ Nothing here commits: the caller owns the transaction.
 from __future__ import annotations
 
 import logging
+import unicodedata
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -38,6 +39,7 @@ from sqlalchemy import (
     bindparam,
     case,
     exists,
+    false,
     func,
     or_,
     select,
@@ -65,6 +67,7 @@ from subscribers.validate import (
     check_timezone,
     clean_attributes,
     clean_categories,
+    clean_name,
     lookup_key,
     merge_attributes,
     normalise,
@@ -152,6 +155,7 @@ def add_subscriber(
     """
     by = by or By(ConsentSource(method.value), ip)
     address = normalise(email)
+    name = clean_name(name) if name is not None else None
     key = address.lower()
     mlist = get_list(session, list_name)
     entry = suppression_for(session, key)
@@ -176,7 +180,7 @@ def add_subscriber(
         subscriber = Subscriber(
             email=address,
             email_key=key,
-            name=(name or "").strip(),
+            name=name or "",
             attributes=merge_attributes({}, attrs),
             categories=cats or [],
             timezone=zone,
@@ -215,8 +219,9 @@ def _apply(
     timezone: str | None,
 ) -> bool:
     changed = False
-    if name is not None and name.strip() != subscriber.name:
-        subscriber.name = name.strip()
+    name = clean_name(name) if name is not None else None
+    if name is not None and name != subscriber.name:
+        subscriber.name = name
         changed = True
     if categories is not None and categories != list(subscriber.categories or []):
         subscriber.categories = categories
@@ -474,7 +479,11 @@ def search(
         stmt = select(Subscriber).order_by(Subscriber.id)
         if status:
             stmt = stmt.where(Subscriber.status == Status(status))
-    if query:
+    if query and any(unicodedata.category(c) == "Cc" for c in query):
+        # No address or name holds control characters (see validate.clean_name); and a
+        # NUL would end SQLite's LIKE pattern early, so that it matched everyone.
+        stmt = stmt.where(false())
+    elif query:
         stmt = stmt.where(
             or_(
                 Subscriber.email_key.contains(query.lower(), autoescape=True),

@@ -6,12 +6,15 @@
   ``Subscriber.email_key`` and the form kept in ``Suppression.email``.
 * :func:`email_hash` is the SHA-256 of the key: how suppressions are matched,
   including erased addresses whose plain form is no longer stored.
+* :func:`clean_name` is a reader's name as stored, wherever it comes from (the form,
+  the preferences page, an import, the admin console, the command line).
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 from collections.abc import Collection, Iterable, Mapping
 from functools import lru_cache
 from typing import Any
@@ -25,6 +28,37 @@ from subscribers.errors import InvalidAddress, InvalidName, InvalidTimezone, Unk
 #: Attribute names: ASCII letters, digits, spaces, ``_ . -``.  They become JSON keys that
 #: segments query by path; SQLite matches escaped non-ASCII keys unreliably, so ASCII only.
 ATTR_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_ .-]{0,99}")
+
+
+#: The longest name kept (the column's size).
+MAX_NAME_LENGTH = 200
+#: Characters a name may never hold: they end a mail header line (CR, LF) or a C string.
+_REFUSED = {"\x00": "a NUL character", "\r": "a line break", "\n": "a line break"}
+
+
+def clean_name(name: str | None) -> str:
+    """``name`` as stored: trimmed, runs of spaces made one, other control characters
+    (tabs, escapes, Unicode line separators) removed.  NUL, CR and LF are refused with
+    :class:`InvalidName` rather than removed: they are never typed into a name field, and
+    a name holding them must not reach a ``To:`` header.  A name that starts like a
+    spreadsheet formula (``=``, ``+``, ``@``) is kept as typed: it is text in an email,
+    and CSV exports neutralise it (see :mod:`subscribers.io`)."""
+    if not name:
+        return ""
+    for char, what in _REFUSED.items():
+        if char in name:
+            raise InvalidName(
+                f"the name {name[:40]!r} holds {what}; write the name on one line, "
+                "without control characters"
+            )
+    kept = "".join(" " if unicodedata.category(c) in {"Cc", "Zl", "Zp"} else c for c in name)
+    text = " ".join(kept.split())
+    if len(text) > MAX_NAME_LENGTH:
+        raise InvalidName(
+            f"the name {text[:40]!r}… is {len(text)} characters long; "
+            f"at most {MAX_NAME_LENGTH} are kept"
+        )
+    return text
 
 
 #: An unquoted ASCII local part (RFC 5322 dot-atom), the overwhelmingly common case.

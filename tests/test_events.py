@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,9 +15,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from digest import db
 from digest.events import (
+    MAX_EVENT_DEPTH,
+    BadEvent,
     EventType,
     ingest,
+    ingest_sendgrid,
     normalise_sendgrid,
+    read_sendgrid,
     record,
 )
 from digest.models import Delivery, Edition, Event
@@ -128,6 +133,45 @@ def test_odd_values_are_tolerated():
     assert event.email is None
     assert event.occurred_at.tzinfo is UTC
     assert (event.edition_id, event.subscriber_id) == (None, None)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [2**31, str(2**31), 2**63, str(2**64), "9" * 400, "²", "١٢", "٣", "+5", "-5", "0", 0, -1, 1.0],
+)
+def test_ids_the_database_cannot_hold_are_no_ids(value):
+    # an id of 2^63 was an OverflowError on SQLite, "²" a ValueError: a 500 for the batch
+    event = normalise_sendgrid({"event": "open", "edition_id": value, "subscriber_id": value})
+
+    assert (event.edition_id, event.subscriber_id) == (None, None)
+
+
+def test_the_largest_id_the_database_holds_is_read():
+    event = normalise_sendgrid({"event": "open", "edition_id": " 2147483647 ", "subscriber_id": 7})
+
+    assert (event.edition_id, event.subscriber_id) == (2**31 - 1, 7)
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        ("open", "not an event object but str"),
+        (None, "not an event object but NoneType"),
+        ([{"event": "open"}], "not an event object but list"),
+        ({"event": "open", "x": json.loads("[" * 500 + "]" * 500)}, "nested deeper than 16"),
+        ({"event": "open", "reason": "x" * 70_000}, "more than 65536"),
+    ],
+)
+def test_items_that_are_no_events_are_bad_events(raw, reason):
+    with pytest.raises(BadEvent, match=reason):
+        read_sendgrid(raw)
+
+
+def test_an_event_as_deep_as_allowed_is_read():
+    nested: Any = "x"
+    for _ in range(MAX_EVENT_DEPTH - 1):
+        nested = [nested]
+    assert read_sendgrid({"event": "click", "categories": nested}).type is EventType.CLICKED
 
 
 def test_an_event_without_sg_event_id_gets_a_stable_id():
@@ -358,6 +402,29 @@ def test_ingest_summarises_a_batch(engine):
         "received": 5,
         "stored": 4,
         "duplicates": 1,
+        "rejected": 0,
         "failed": 0,
         "types": {"delivered": 1, "opened": 2, "queued": 1, "unknown": 1},
     }
+
+
+def test_a_bad_event_is_rejected_alone_and_the_rest_of_the_batch_counts(engine, caplog):
+    sessions = db.session_factory(engine)
+    with sessions() as session:
+        _, people = seed(session, "ann@example.com")
+    ann = people["ann@example.com"].id
+    batch = [
+        sg_event("open"),
+        "not an event",
+        sg_event("bounce", reason="\ud800"),  # text no database can store
+        sg_event("unsubscribe", subscriber_id=str(ann)),
+    ]
+
+    summary = ingest_sendgrid(lambda: _transaction(sessions), batch)
+
+    assert (summary.received, summary.stored, summary.rejected, summary.failed) == (4, 2, 2, 0)
+    with sessions() as session:
+        assert session.get(Subscriber, ann).status is Status.UNSUBSCRIBED
+    rejected = [r.getMessage() for r in caplog.records if "rejected" in r.getMessage()]
+    assert len(rejected) == 2 and all("\n" not in line for line in rejected)
+    assert "#1 of a batch: not an event object but str" in rejected[0]

@@ -411,3 +411,52 @@ def test_0006_gives_every_edition_a_message_nonce_and_back(db_url: str) -> None:
         assert deliveries() == [(1, "a@example.org")]
     finally:
         eng.dispose()
+
+
+def test_0007_adds_revocable_sign_ins_and_back(db_url: str) -> None:
+    """A database at 0004 with readers goes to head: ``web_session`` exists and takes a
+    sign-in; down to 0004 drops it (the readers untouched), and up again."""
+    from datetime import UTC, datetime, timedelta
+
+    from alembic import command
+    from sqlalchemy import text
+
+    from digest import signins
+
+    eng = db.make_engine(db_url)
+    cfg = db._alembic_config()
+
+    def migrate(step: Any, revision: str) -> None:
+        with eng.connect() as conn:
+            cfg.attributes["connection"] = conn
+            step(cfg, revision)
+            conn.commit()
+
+    try:
+        migrate(command.upgrade, "0004")
+        with eng.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO subscriber (id, email, email_key, name, status, attributes, "
+                    "categories, created_at) VALUES (1, 'a@example.org', 'a@example.org', '', "
+                    "'active', '{}', '[]', :t)"
+                ),
+                {"t": "2026-11-20 08:00:00+00:00"},
+            )
+        assert "web_session" not in inspect(eng).get_table_names()
+        migrate(command.upgrade, "0007")
+        assert "web_session" in inspect(eng).get_table_names()
+        now = datetime(2026, 11, 23, 8, tzinfo=UTC)
+        with db.session_factory(eng)() as session:
+            token = signins.start(session, "admin", "fp", lifetime=timedelta(hours=1), now=now)
+            session.commit()
+            assert signins.find(session, token, "fp", now=now) is not None
+        migrate(command.downgrade, "0004")
+        assert "web_session" not in inspect(eng).get_table_names()
+        with eng.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM subscriber")).scalar() == 1
+        migrate(command.upgrade, "head")
+        with db.session_factory(eng)() as session:
+            assert signins.find(session, token, "fp", now=now) is None  # everyone signs in anew
+    finally:
+        eng.dispose()

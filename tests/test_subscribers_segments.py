@@ -288,3 +288,93 @@ def test_saved_segments(session: Session) -> None:
     segments.delete_segment(session, "weekly", "security")
     session.commit()
     assert segments.list_segments(session) == []
+
+
+# ---------------------------------------------------------------------------
+# Bounds: a rule that is accepted runs on both databases; one that would not is refused
+# where it is read, with a message that says the limit.
+
+LEAVES: list[dict[str, Any]] = [
+    {"attr": "sector", "equals": "health"},
+    {"attr": "role", "contains": "cio"},
+    {"category": "Data and security"},
+    {"signed_up": {"after": "2026-01-01", "before": "2026-12-31"}},
+    {"attr": "region", "in": ["north", "south"]},
+    {"status": ["active", "pending"]},
+    {"attr": "note", "exists": False},
+]
+
+
+def _leaf(i: int) -> dict[str, Any]:
+    return LEAVES[i % len(LEAVES)]
+
+
+def _deepest() -> dict[str, Any]:
+    """all/any/not nested as deep as allowed, holding as many conditions as allowed."""
+    levels = segments.MAX_DEPTH // 3
+    node: dict[str, Any] = {"all": [_leaf(i) for i in range(segments.MAX_CONDITIONS - 2 * levels)]}
+    for level in range(levels):
+        node = {"all": [_leaf(level), {"any": [{"not": node}, _leaf(level + 1)]}]}
+    return node
+
+
+def test_the_largest_rules_allowed_run_on_the_database(people: Session) -> None:
+    most = segments.MAX_CONDITIONS
+    rules = [
+        {"all": [{"attr": "sector", "equals": str(i)} for i in range(most)]},
+        {"any": [_leaf(i) for i in range(most)]},
+        {"not": {"all": [{"not": _leaf(i)} for i in range(most)]}},
+        _deepest(),
+        {"any": [{"attr": "sector", "in": [f"v{i}-{j}" for j in range(100)]} for i in range(10)]},
+        {"signed_up": {"after": "1900-01-01", "before": "2999-12-31"}},
+    ]
+    for rule in rules:
+        assert isinstance(matching(people, rule), set)  # the database runs it
+
+
+BOUNDS: list[tuple[Any, str]] = [
+    # SQLite: "Expression tree is too large (maximum depth 1000)" once stored
+    (
+        {"all": [{"attr": "sector", "equals": str(i)} for i in range(995)]},
+        r"rule\.all: a rule may hold at most 200 conditions",
+    ),
+    (
+        {"any": [{"all": [_leaf(j) for j in range(100)]} for _ in range(3)]},
+        r"rule\.any\[2\]\.all\[0\]: a rule may hold at most 200 conditions",
+    ),
+    (
+        {"any": [{"attr": "a", "in": [str(j) for j in range(600)]} for _ in range(2)]},
+        r"rule\.any\[1\]\.in: a rule may list at most 1000 values",
+    ),
+    # OverflowError before: the day after 9999-12-31 is not a date
+    (
+        {"signed_up": {"before": "9999-12-31"}},
+        r"rule\.signed_up\.before: 9999-12-31 is out of range; use a date from 1900-01-01 "
+        r"to 2999-12-31",
+    ),
+    ({"signed_up": {"after": "0001-01-01T00:00+14:00"}}, "0001-01-01 is out of range"),
+]
+
+
+@pytest.mark.parametrize(("rule", "message"), BOUNDS)
+def test_rules_beyond_the_bounds_are_refused_where_they_are_read(rule: Any, message: str) -> None:
+    with pytest.raises(InvalidRule, match=message):
+        normalise_rule(rule)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[" * 20_000,  # JSON: RecursionError before
+        '{"all": ' * 5_000,
+        "a = " + "[" * 5_000,  # TOML
+        "a = " + "{b = " * 3_000,
+    ],
+)
+def test_deeply_nested_rule_text_is_refused_clearly(text: str, tmp_path: Path) -> None:
+    with pytest.raises(InvalidRule, match=r"rule: nests far too deeply; .* at most 32 levels"):
+        segments.parse_rule_text(text, source="rule")
+    path = tmp_path / ("rule.toml" if text.startswith("a") else "rule.json")
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(InvalidRule, match="nests far too deeply"):
+        segments.load_rule_file(path)

@@ -16,6 +16,7 @@ from subscribers.validate import (
     check_timezone,
     clean_attributes,
     clean_categories,
+    clean_name,
     email_hash,
     email_key,
     lookup_key,
@@ -173,3 +174,64 @@ def test_subscribers_never_imports_digest() -> None:
     for path in (ROOT / "subscribers").rglob("*.py"):
         text = path.read_text()
         assert "import digest" not in text and "from digest" not in text, path
+
+
+# ---------------------------------------------------------------------------
+# Names: one cleaner for every way in
+
+
+@pytest.mark.parametrize(
+    ("given_", "kept"),
+    [
+        ("  Ann Reader ", "Ann Reader"),
+        ("Ann\tReader", "Ann Reader"),
+        ("Ann \x1b[31mReader\x07", "Ann [31mReader"),
+        ("Ann\u2028Reader\u0085", "Ann Reader"),
+        ("Zoë 👩\u200d💻", "Zoë 👩\u200d💻"),  # a ZWJ emoji is kept whole
+        ('=HYPERLINK("https://x")', '=HYPERLINK("https://x")'),  # text in an email
+        ("", ""),
+        (None, ""),
+    ],
+)
+def test_names_lose_control_characters(given_: str | None, kept: str) -> None:
+    assert clean_name(given_) == kept
+
+
+@pytest.mark.parametrize(
+    ("bad", "what"),
+    [
+        ("Ann\x00", "a NUL character"),
+        ("Ann\r\nBcc: everyone@example.org", "a line break"),
+        ("Ann\n", "a line break"),
+        ("x" * 201, "201 characters long; at most 200"),
+    ],
+)
+def test_names_that_would_break_a_header_are_refused_clearly(bad: str, what: str) -> None:
+    with pytest.raises(InvalidName, match=what):
+        clean_name(bad)
+
+
+def test_every_way_in_cleans_names(session: object) -> None:
+    from sqlalchemy.orm import Session
+
+    from subscribers import io as subscribers_io
+    from subscribers import lists, service
+
+    assert isinstance(session, Session)
+    lists.create_list(session, "weekly")
+    with pytest.raises(InvalidName, match="NUL"):
+        service.add_subscriber(session, "a@example.org", "weekly", name="A\x00")
+    added = service.add_subscriber(session, "a@example.org", "weekly", name=" A\tB ")
+    assert added.subscriber.name == "A B"
+    with pytest.raises(InvalidName, match="line break"):
+        service.update_subscriber(session, added.subscriber.id, name="A\r\nB")
+    assert service.update_subscriber(session, added.subscriber.id, name="C\x1bD")
+    assert added.subscriber.name == "C D"
+    csv = b'email,name\nb@example.org,"B\x00"\nc@example.org,"C\r\nD"\nd@example.org,D\x07\n'
+    report = subscribers_io.import_csv(session, csv, "weekly")
+    assert [(r.line, r.outcome) for r in report.rows if r.outcome == "rejected"] == [
+        (2, "rejected"),
+        (3, "rejected"),
+    ]
+    assert all("bad name: " in r.reason for r in report.rejected)
+    assert service.get_subscriber(session, "d@example.org").name == "D"

@@ -1,7 +1,8 @@
-"""The JSON endpoints' OpenAPI schema, fuzzed with schemathesis in-process (ASGI), signed
-in as an admin with the session's CSRF token: no request may get a 500, every answer
-must match the schema (status code, content type, body), and schema-invalid requests
-must be refused.  Examples are bounded so this runs in seconds."""
+"""The JSON endpoints' OpenAPI schema (served to signed-in admins only), fuzzed with
+schemathesis in-process (ASGI), signed in as an admin with the session's CSRF token and
+anonymously: no request may get a 500, every answer must match the schema (status code,
+content type, body), and schema-invalid requests must be refused.  Examples are bounded
+so this runs in seconds."""
 
 from __future__ import annotations
 
@@ -56,11 +57,20 @@ def signed_in(fast_db_url: str, tmp_path: Path) -> Iterator[SignedIn]:
     yield SignedIn(web, cookie, token)
 
 
-def test_the_schema_lists_the_json_endpoints(fast_sqlite_url: str, tmp_path: Path) -> None:
+def test_the_schema_is_for_signed_in_admins_and_lists_the_json_endpoints(
+    fast_sqlite_url: str, tmp_path: Path
+) -> None:
     web = create_app(web_world(fast_sqlite_url, tmp_path).app)
-    with TestClient(web) as client:
-        paths = set(client.get("/api/openapi.json").json()["paths"])
-    assert paths == {
+    with TestClient(web, base_url="https://testserver", follow_redirects=False) as client:
+        anonymous = client.get("/api/openapi.json")
+        sign_in(client)
+        schema = client.get("/api/openapi.json")
+    # before: anyone could read the admin API's map
+    assert anonymous.status_code == 401 and anonymous.json() == {
+        "error": "Sign in with the admin password to see this page."
+    }
+    assert schema.status_code == 200
+    assert set(schema.json()["paths"]) == {
         "/api/health",
         "/api/newsletters",
         "/api/preview",
@@ -70,6 +80,9 @@ def test_the_schema_lists_the_json_endpoints(fast_sqlite_url: str, tmp_path: Pat
         "/api/editions",
         "/api/editions/{edition_id}",
     }
+    count = schema.json()["paths"]["/api/segments/count"]["post"]
+    assert count["requestBody"]["required"] is True
+    assert {"400", "401", "403", "413", "415"} <= set(count["responses"])
 
 
 def on_the_list(case: schemathesis.Case) -> schemathesis.Case:
@@ -79,27 +92,19 @@ def on_the_list(case: schemathesis.Case) -> schemathesis.Case:
     return case
 
 
-def test_no_request_gets_a_server_error(signed_in: SignedIn) -> None:
-    """Every operation, a bounded number of generated requests each (schemathesis's
-    pytest plugin does not run on this pytest, so Hypothesis drives its strategies)."""
-    schema = schemathesis.openapi.from_asgi("/api/openapi.json", signed_in.web)
-    auth = {
-        "headers": {CSRF_HEADER: signed_in.token},
-        "cookies": {"digest_session": signed_in.cookie},
-    }
-    # The credentials the fuzzing uses do sign in (a 401 is a valid answer too, so a
-    # broken sign-in would otherwise let every operation "pass" without reaching it).
-    with TestClient(signed_in.web, base_url="https://testserver") as client:
-        assert client.get("/api/lists").status_code == 401
-        client.cookies.set("digest_session", signed_in.cookie)
-        assert client.get("/api/lists", headers=auth["headers"]).status_code == 200
+def _fuzz(web: FastAPI, admin: str, auth: dict[str, dict[str, str]], examples: int) -> None:
+    """Every operation, a bounded number of generated requests each, made with ``auth``
+    (schemathesis's pytest plugin does not run on this pytest, so Hypothesis drives its
+    strategies).  The schema itself is read with the ``admin`` session cookie."""
+    cookie = {"Cookie": f"digest_session={admin}"}
+    schema = schemathesis.openapi.from_asgi("/api/openapi.json", web, headers=cookie)
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) == 8
     for operation in operations:
 
         @given(case=operation.as_strategy().map(on_the_list))
         @settings(
-            max_examples=EXAMPLES,
+            max_examples=examples,
             deadline=None,
             derandomize=True,
             database=None,
@@ -111,3 +116,18 @@ def test_no_request_gets_a_server_error(signed_in: SignedIn) -> None:
             case.call_and_validate(**auth, excluded_checks=[positive_data_acceptance])
 
         check()
+
+
+def test_no_request_gets_a_server_error(signed_in: SignedIn) -> None:
+    auth = {
+        "headers": {CSRF_HEADER: signed_in.token},
+        "cookies": {"digest_session": signed_in.cookie},
+    }
+    # The credentials the fuzzing uses do sign in (a 401 is a valid answer too, so a
+    # broken sign-in would otherwise let every operation "pass" without reaching it).
+    with TestClient(signed_in.web, base_url="https://testserver") as client:
+        assert client.get("/api/lists").status_code == 401
+        client.cookies.set("digest_session", signed_in.cookie)
+        assert client.get("/api/lists", headers=auth["headers"]).status_code == 200
+    _fuzz(signed_in.web, signed_in.cookie, auth, EXAMPLES)  # as the admin
+    _fuzz(signed_in.web, signed_in.cookie, {}, EXAMPLES // 5)  # as anyone: 401s, no 500

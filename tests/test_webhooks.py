@@ -144,6 +144,7 @@ def test_a_signed_batch_is_stored_and_summarised(client, signer):
         "received": 6,
         "stored": 6,
         "duplicates": 0,
+        "rejected": 0,
         "failed": 0,
         "types": {
             "clicked": 1,
@@ -314,8 +315,10 @@ def test_a_key_on_another_curve_is_a_config_error():
     [
         (b"[{not json", "not JSON"),
         (b'{"event": "delivered"}', "array"),
-        (b'["delivered"]', "array"),
         (b"\xff\xfe", "not JSON"),
+        # RecursionError (a 500) before
+        (b"[" * 100_000 + b"]" * 100_000, "nests far too deeply"),
+        (b'[{"a": ' * 50_000 + b"1" + b"}]" * 50_000, "nests far too deeply"),
     ],
 )
 def test_malformed_signed_bodies_are_400(sqlite_client, signer, body, message):
@@ -323,6 +326,34 @@ def test_malformed_signed_bodies_are_400(sqlite_client, signer, body, message):
 
     assert response.status_code == 400
     assert message in response.json()["error"]
+
+
+@pytest.mark.parametrize(
+    "timestamp",
+    [
+        "9" * 400,  # OverflowError (int too large for a float) before the signature check
+        "1" * 4301,  # beyond Python's digit limit for int()
+        "-1795000000",
+        "1795000000.5",
+    ],
+    ids=["400 digits", "4301 digits", "negative", "fraction"],
+)
+def test_a_timestamp_that_is_no_unix_time_is_403(sqlite_client, timestamp):
+    body = batch(sg_event("delivered"))
+    headers = _SIGNER.headers(body, timestamp)
+
+    response = sqlite_client.post(URL, content=body, headers=headers)
+
+    assert response.status_code == 403
+    assert "is not a Unix time" in response.json()["error"]
+
+
+def test_digits_of_other_scripts_are_no_unix_time():
+    # str.isdigit() says yes to them; int() reads them; they are still not SendGrid's
+    body = batch(sg_event("delivered"))
+    key = webhooks.load_public_key(_SIGNER.public_b64)
+    with pytest.raises(webhooks.SignatureRejected, match="not a Unix time"):
+        webhooks.verify_signature(key, body, "c2ln", "١٧٩٥٠٠٠٠٠٠")
 
 
 def test_an_oversized_body_is_413(sqlite_url, signer):
@@ -432,3 +463,84 @@ def test_the_web_app_can_be_built_from_the_environment(monkeypatch, sqlite_url, 
         digest_app(client).close()
 
     assert response.status_code == 200 and response.json()["stored"] == 1
+
+
+# ---------------------------------------------------------------------------
+# One bad event costs only itself
+
+
+#: Bad events whose fate depends on the database (a 500 for the whole batch before:
+#: OverflowError, DataError, ValueError, UnicodeEncodeError).
+BAD_EVENTS: dict[str, Any] = {
+    "subscriber id beyond 2^63": {"subscriber_id": str(2**63), "edition_id": 2**70},
+    "edition id beyond integer": {"edition_id": str(2**31)},
+    "non-ASCII digits as id": {"subscriber_id": "²", "edition_id": "١"},
+    "lone surrogate": {"reason": "\ud800 mailbox full"},
+    "NUL in the address and id": {"email": "ann\u0000@example.com", "sg_event_id": "e\u0000"},
+}
+#: Items that are no events at all, whatever the database (the batch was a 400 before).
+NOT_EVENTS: dict[str, Any] = {
+    "not an object": "delivered",
+    "a list": [1, 2],
+    "nested 200 deep": {"event": "open", "unique_args": json.loads("[" * 200 + "]" * 200)},
+    "huge event": {"event": "open", "reason": "x" * 100_000},
+}
+
+
+def _bad(extra: Any) -> Any:
+    if not isinstance(extra, dict):
+        return extra
+    return {**sg_event("dropped", email="carl@example.com"), **extra}
+
+
+def _check_a_batch_with(client: TestClient, signer: Signer, bad: Any, caplog: Any) -> None:
+    ids = subscribe(client, "ann@example.com", "bob@example.com")
+    events = [
+        sg_event("open"),
+        bad,
+        sg_event("unsubscribe", subscriber_id=str(ids["ann@example.com"])),
+    ]
+    body = json.dumps(events).encode()
+
+    with caplog.at_level(logging.WARNING, logger="digest.events"):
+        response = client.post(URL, content=body, headers=signer.headers(body))
+
+    # 2xx, so that SendGrid does not post the good events again and again
+    assert response.status_code == 200, response.text
+    summary = response.json()
+    assert summary["received"] == 3 and summary["failed"] == 0
+    assert summary["stored"] + summary["rejected"] == 3
+    assert status_of(client, ids["ann@example.com"]) is Status.UNSUBSCRIBED
+    assert ("ev-open-ann@example.com", "opened") in stored_events(client)
+    if summary["rejected"]:
+        lines = [r for r in caplog.records if "rejected" in r.getMessage()]
+        assert len(lines) == 1 and lines[0].exc_info is None
+        assert "\n" not in lines[0].getMessage()
+    # SendGrid's retry of the same batch changes nothing and is answered 200 again
+    again = client.post(URL, content=body, headers=signer.headers(body))
+    assert again.status_code == 200
+    assert again.json()["stored"] == 0
+
+
+@pytest.mark.parametrize("kind", list(BAD_EVENTS))
+def test_one_bad_event_does_not_stop_the_rest_of_its_batch(client, signer, kind, caplog):
+    _check_a_batch_with(client, signer, _bad(BAD_EVENTS[kind]), caplog)
+
+
+@pytest.mark.parametrize("kind", list(NOT_EVENTS))
+def test_an_item_that_is_no_event_is_rejected_alone(sqlite_client, signer, kind, caplog):
+    _check_a_batch_with(sqlite_client, signer, NOT_EVENTS[kind], caplog)
+    assert "rejected sendgrid event #1 of a batch" in caplog.text
+
+
+def test_a_batch_is_retried_only_when_the_database_cannot_be_reached(signer):
+    app = App(database_url="postgresql+psycopg://nobody@127.0.0.1:1/none")
+    web = Starlette(routes=webhooks.routes(app))
+    body = batch(sg_event("delivered"))
+    app.settings.sendgrid_webhook_public_key = signer.public_b64
+    with TestClient(web) as client:
+        response = client.post(URL, content=body, headers=signer.headers(body))
+    app.close()
+
+    assert response.status_code == 503
+    assert response.json()["failed"] == 1 and response.json()["rejected"] == 0

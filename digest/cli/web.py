@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import socket
+from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
 import click
@@ -12,10 +13,10 @@ from digest.cli._common import App, as_of_option, console, pass_app
 from digest.cli._period import preview_period
 from digest.errors import ConfigError
 
-# uvicorn and the web app are imported inside the commands: other commands start faster.
+if TYPE_CHECKING:
+    from digest.web.serving import ServeLimits
 
-#: Seconds uvicorn waits for open connections (live-reload streams) when stopping.
-GRACEFUL_SECONDS = 3
+# uvicorn and the web app are imported inside the commands: other commands start faster.
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -37,57 +38,90 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def run(web: object, sock: socket.socket, log_level: str) -> None:
-    import uvicorn
+def run(
+    web: object, sock: socket.socket, log_level: str, limits: ServeLimits | None = None
+) -> None:
+    from digest.web.serving import serve
 
-    config = uvicorn.Config(
-        web,  # type: ignore[arg-type]
-        log_level=log_level.lower(),
-        timeout_graceful_shutdown=GRACEFUL_SECONDS,
-        proxy_headers=True,
-    )
-    uvicorn.Server(config).run(sockets=[sock])
+    serve(web, sock, log_level, limits)
 
 
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option(
+    "--header-timeout",
+    type=click.FloatRange(0.1, 600),
+    default=10.0,
+    show_default=True,
+    help="Seconds a request's line and headers may take to arrive; then the connection closes.",
+)
+@click.option(
+    "--body-timeout",
+    type=click.FloatRange(0.1, 600),
+    default=15.0,
+    show_default=True,
+    help="Seconds a request body may pause between two pieces; then it is refused (408).",
+)
+@click.option(
+    "--keep-alive",
+    type=click.IntRange(1, 600),
+    default=5,
+    show_default=True,
+    help="Seconds an idle connection is kept open between requests.",
+)
 @click.option("--reload", is_flag=True, help="Restart when the Python code changes (development).")
 @pass_app
-def serve(app: App, host: str, port: int, reload: bool) -> None:
+def serve(
+    app: App,
+    host: str,
+    port: int,
+    header_timeout: float,
+    body_timeout: float,
+    keep_alive: int,
+    reload: bool,
+) -> None:
     """Run the web app: subscribe pages, preview, admin console and webhooks.
 
     Public pages answer at DIGEST_BASE_URL (put a TLS proxy in front and set it to
     the https address); the admin console at /admin needs DIGEST_ADMIN_PASSWORD.
-    Behind a proxy, uvicorn trusts X-Forwarded-For from 127.0.0.1 only (see
-    FORWARDED_ALLOW_IPS) so that rate limits see real client addresses.
+    X-Forwarded-For is believed only from DIGEST_TRUSTED_PROXIES (none by default),
+    so that rate limits see real client addresses.  Slow clients are cut off: see
+    --header-timeout, --body-timeout and --keep-alive.
 
     \b
     Example:
         digest serve
         DIGEST_ADMIN_PASSWORD=s3cret digest serve --host 0.0.0.0 --port 8080
+        DIGEST_TRUSTED_PROXIES=127.0.0.1 digest serve --header-timeout 5
     """
-    import uvicorn
+    from digest.web import WebOptions, check_settings, create_app
+    from digest.web.serving import ServeLimits, server_config
 
-    from digest.web import check_settings, create_app
+    limits = ServeLimits(header_timeout=header_timeout, keep_alive=keep_alive)
 
     check_settings(app.settings)  # before anything listens (also for --reload's child)
     if reload:
+        import uvicorn
+        from uvicorn.supervisors import ChangeReload
+
         console.print(f"Serving on http://{host}:{port}/ (restarting on code changes)")
-        uvicorn.run(
+        config = server_config(
             "digest.web:main",
+            app.settings.log_level,
+            limits,
             factory=True,
             host=host,
             port=port,
             reload=True,
-            log_level=app.settings.log_level.lower(),
-            timeout_graceful_shutdown=GRACEFUL_SECONDS,
         )
+        sock = config.bind_socket()
+        ChangeReload(config, target=uvicorn.Server(config).run, sockets=[sock]).run()
         return
-    web = create_app(app)
+    web = create_app(app, options=WebOptions(body_timeout=body_timeout))
     sock = bind(host, port)
     console.print(f"Serving on http://{host}:{sock.getsockname()[1]}/")
-    run(web, sock, app.settings.log_level)
+    run(web, sock, app.settings.log_level, limits)
 
 
 @click.command()

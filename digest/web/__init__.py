@@ -5,7 +5,8 @@
   unsubscribe, preferences, the web version of each edition, archives with Atom feeds;
 * the editor's preview with live reload (:mod:`~digest.web.editor`);
 * the admin console at ``/admin`` (:mod:`~digest.web.admin`) and its JSON endpoints
-  at ``/api`` (:mod:`~digest.web.api`, OpenAPI schema at ``/api/openapi.json``);
+  at ``/api`` (:mod:`~digest.web.api`, OpenAPI schema at ``/api/openapi.json`` for
+  signed-in admins);
 * the SendGrid Event Webhook at ``/webhooks/sendgrid`` (:mod:`~digest.web.webhooks`).
 
 Serve it with ``digest serve`` (uvicorn), or uvicorn's factory mode:
@@ -24,9 +25,10 @@ from fastapi.exceptions import RequestValidationError
 from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException
 from starlette.middleware.sessions import SessionMiddleware
-from starlette.requests import Request
-from starlette.responses import Response
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import PlainTextResponse, Response
 from starlette.staticfiles import StaticFiles
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from digest import __version__
 from digest.app import App
@@ -35,7 +37,9 @@ from digest.errors import ConfigError, DigestError
 from digest.web import admin, api, archive, editor, public, webhooks
 from digest.web.pages import (
     ADMIN_SESSION_SECONDS,
+    MAX_UPLOAD_BYTES,
     Limited,
+    SignInCheck,
     WebError,
     WebOptions,
     WebState,
@@ -43,7 +47,13 @@ from digest.web.pages import (
     status_for,
     wants_json,
 )
-from digest.web.security import SecurityHeaders, derive_key
+from digest.web.security import (
+    BodyGuard,
+    BodyTooLarge,
+    SecurityHeaders,
+    add_security_headers,
+    derive_key,
+)
 from subscribers.errors import SubscribersError
 
 log = logging.getLogger(__name__)
@@ -71,7 +81,7 @@ def create_app(
         description="JSON endpoints of digest's web app (the pages are HTML).",
         docs_url=None,
         redoc_url=None,
-        openapi_url="/api/openapi.json",
+        openapi_url=None,  # served by digest.web.api to signed-in admins only
     )
     web.state.app = app
     web.state.web = state = WebState(app, options)
@@ -79,17 +89,23 @@ def create_app(
         web.include_router(module.router)
     web.router.routes.extend(webhooks.routes(app))
     web.mount("/static", StaticFiles(directory=STATIC), name="static")
-    _handle_errors(web)
     settings = app.settings
+    https = settings.base_url.lower().startswith("https://")
+    _handle_errors(web, hsts=https)
+    # Innermost first: each add_middleware wraps what was added before it.
+    web.add_middleware(SignInCheck, web=state)  # after the cookie is read, before routes
     web.add_middleware(
         SessionMiddleware,
         secret_key=derive_key(state.secret, "digest.web.session"),
         session_cookie=SESSION_COOKIE,
         max_age=ADMIN_SESSION_SECONDS,
         same_site="lax",
-        https_only=settings.base_url.lower().startswith("https://"),
+        https_only=https,
     )
-    web.add_middleware(SecurityHeaders)
+    web.add_middleware(BodyGuard, max_bytes=MAX_UPLOAD_BYTES)
+    web.add_middleware(SecurityHeaders, hsts=https)
+    if settings.trusted_proxies:  # X-Forwarded-For from these only (uvicorn's own is off)
+        web.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
     return web
 
 
@@ -108,7 +124,7 @@ def check_settings(settings: Settings) -> None:
         )
 
 
-def _handle_errors(web: FastAPI) -> None:
+def _handle_errors(web: FastAPI, *, hsts: bool) -> None:
     async def web_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, WebError)
         response = error_page(request, exc.status, exc.title, exc.message)
@@ -149,6 +165,35 @@ def _handle_errors(web: FastAPI) -> None:
             "the input holds characters or values the database cannot store",
         )
 
+    async def too_large(request: Request, exc: Exception) -> Response:
+        return error_page(request, 413, "Too large", str(exc))
+
+    async def client_left(request: Request, exc: Exception) -> Response:
+        # One line, no traceback: a client that gave up midway is no fault of ours.
+        log.info(
+            "%s %s: the client went away while sending the body (%s)",
+            request.method,
+            request.url.path,
+            request.client.host if request.client else "unknown",
+        )
+        return Response(status_code=400)  # nobody is listening any more
+
+    async def server_error(request: Request, exc: Exception) -> Response:
+        # Starlette sends this outside every middleware: it carries the headers itself.
+        message = (
+            "Something went wrong on our side. Try again later; if it keeps happening, "
+            "tell the site's owner."
+        )
+        try:
+            response = error_page(request, 500, "Something went wrong", message)
+        except Exception:  # the page itself cannot be made (no session, no templates)
+            response = PlainTextResponse(message, status_code=500)
+        add_security_headers(response.headers, hsts=hsts)
+        return response
+
+    web.add_exception_handler(BodyTooLarge, too_large)
+    web.add_exception_handler(ClientDisconnect, client_left)
+    web.add_exception_handler(Exception, server_error)
     web.add_exception_handler(WebError, web_error)
     web.add_exception_handler(DigestError, domain_error)
     web.add_exception_handler(SubscribersError, domain_error)

@@ -3,18 +3,20 @@
 Sign in with ``DIGEST_ADMIN_PASSWORD``; without one the console is switched off (404
 with a page that says how to switch it on).  Every page needs the signed-in
 session (else 401 and the sign-in form), every form its CSRF token (else 403).
-Sign-in attempts are rate-limited per client IP.
+A sign-in is a row in the database (:mod:`digest.signins`): signing out revokes it,
+"sign out everywhere" revokes every one.  After five wrong passwords from one client
+IP, each further attempt must wait 2, 4, 8, … seconds (429 with ``Retry-After``); the
+right password is let in once the wait is over.
 """
 
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -22,6 +24,7 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from digest import signins
 from digest.errors import NotFound
 from digest.models import Edition, Variant
 from digest.personalize import web_url
@@ -42,10 +45,12 @@ from digest.web.pages import (
     render,
     require_admin,
     safe_next,
+    sign_in,
+    sign_out,
     state,
 )
 from digest.web.ratelimit import retry_after
-from digest.web.security import ADMIN_AT_KEY, ADMIN_KEY, rotate_csrf
+from digest.web.security import rotate_csrf
 from digest.web.stats import bar_chart
 from subscribers import io as subscribers_io
 from subscribers import lists as subscribers_lists
@@ -53,6 +58,7 @@ from subscribers import privacy as subscribers_privacy
 from subscribers import segments as subscribers_segments
 from subscribers import service
 from subscribers.consent import By
+from subscribers.db import MAX_ID
 from subscribers.errors import SubscribersError
 from subscribers.models import ConsentSource, MailingList, Status, Subscriber
 
@@ -61,6 +67,9 @@ router = APIRouter(prefix="/admin", include_in_schema=False)
 PAGE_SIZE = 50
 #: Rejected rows listed on the import report page (all are counted).
 REPORT_ROWS = 500
+
+#: An id in a URL: one the database can hold (a larger one is a 404, not a 500).
+Id = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
 # ---------------------------------------------------------------------------
@@ -82,19 +91,28 @@ async def login(request: Request) -> Response:
     web = state(request)
     if web.admin is None:
         raise AdminDisabled("Set DIGEST_ADMIN_PASSWORD and restart the web app to switch it on.")
-    wait = web.login_limit.take(client_ip(request))
+    ip = client_ip(request)
+    wait = web.login_backoff.wait(ip)
     if wait:
-        raise Limited("Too many sign-in attempts. Wait a minute and try again.", retry_after(wait))
+        raise Limited(
+            f"Too many wrong passwords from your address. Wait {retry_after(wait)} seconds "
+            "and try again.",
+            retry_after(wait),
+        )
     form = await read_form(request)
     target = safe_next(field(form, "next", 500))
     password = form.get("password")
     admin = web.admin
     ok = isinstance(password, str) and await _check(admin.check, password)
     if not ok:
-        context = {"next": target, "error": "That password is not right."}
+        delay = web.login_backoff.failed(ip)
+        error = "That password is not right."
+        if delay:
+            error += f" Wait {retry_after(delay)} seconds before trying again."
+        context = {"next": target, "error": error}
         return render(request, "admin/login.html.j2", context, status=401)
-    request.session[ADMIN_KEY] = admin.fingerprint
-    request.session[ADMIN_AT_KEY] = int(time.time())
+    web.login_backoff.succeeded(ip)
+    await sign_in(request, signins.ADMIN, admin.fingerprint)
     rotate_csrf(request.session)
     return RedirectResponse(target, status_code=303)
 
@@ -105,8 +123,12 @@ async def _check(check: Any, password: str) -> bool:
 
 @router.post("/logout")
 async def logout(request: Request) -> Response:
-    await read_form(request)
-    request.session.clear()
+    """Sign out: this browser, or (``everywhere=on``) every browser signed in."""
+    form = await read_form(request)
+    everywhere = form.get("everywhere") == "on"
+    revoked = await sign_out(request, everywhere=everywhere)
+    if everywhere:
+        flash(request, f"Signed out everywhere ({revoked} sessions).", "success")
     return RedirectResponse("/admin/login", status_code=303)
 
 
@@ -262,7 +284,7 @@ def _by(request: Request, detail: str = "") -> By:
 
 
 @router.get("/subscribers/{subscriber_id}")
-async def subscriber_page(request: Request, subscriber_id: int) -> Response:
+async def subscriber_page(request: Request, subscriber_id: Id) -> Response:
     require_admin(request)
     return await _subscriber_view(request, subscriber_id)
 
@@ -302,7 +324,7 @@ def parse_attributes(text: str) -> dict[str, str]:
 
 
 @router.post("/subscribers/{subscriber_id}")
-async def subscriber_save(request: Request, subscriber_id: int) -> Response:
+async def subscriber_save(request: Request, subscriber_id: Id) -> Response:
     require_admin(request)
     form = await read_form(request)
     config = state(request).digest_config()
@@ -339,7 +361,7 @@ async def subscriber_save(request: Request, subscriber_id: int) -> Response:
 
 
 @router.post("/subscribers/{subscriber_id}/unsubscribe")
-async def subscriber_unsubscribe(request: Request, subscriber_id: int) -> Response:
+async def subscriber_unsubscribe(request: Request, subscriber_id: Id) -> Response:
     require_admin(request)
     form = await read_form(request)
     list_name = field(form, "list", 100) or None
@@ -360,7 +382,7 @@ async def subscriber_unsubscribe(request: Request, subscriber_id: int) -> Respon
 
 
 @router.post("/subscribers/{subscriber_id}/forget")
-async def subscriber_forget(request: Request, subscriber_id: int) -> Response:
+async def subscriber_forget(request: Request, subscriber_id: Id) -> Response:
     require_admin(request)
     form = await read_form(request)
     if form.get("confirm") != "yes":
@@ -403,7 +425,7 @@ async def import_page(request: Request) -> Response:
 @router.post("/import")
 async def import_post(request: Request) -> Response:
     require_admin(request)
-    form = await read_form(request)
+    form = await read_form(request, limit=MAX_UPLOAD_BYTES)
     list_name = field(form, "list", 100)
     dry_run = form.get("dry_run") == "on"
     upload = form.get("file")
@@ -456,14 +478,20 @@ def _segments(session: Session) -> list[dict[str, Any]]:
     out = []
     for seg in subscribers_segments.list_segments(session):
         list_name = seg.mailing_list.name
+        try:
+            # the rule in hand: no looking the list and the segment up again per count
+            counts: dict[str, int | None] = {**rule_count(session, list_name, seg.rule)}
+            problem = None
+        except SubscribersError as exc:  # saved before rules were bounded: show, not fail
+            counts, problem = {"recipients": None, "members": None}, str(exc)
         out.append(
             {
                 "list": list_name,
                 "name": seg.name,
                 "rule": json.dumps(seg.rule, ensure_ascii=False),
                 "categories": list(seg.categories or []),
-                # the rule in hand: no looking the list and the segment up again per count
-                **rule_count(session, list_name, seg.rule),
+                "problem": problem,
+                **counts,
             }
         )
     return out
@@ -591,7 +619,7 @@ async def editions_page(request: Request) -> Response:
 
 
 @router.get("/editions/{edition_id}")
-async def edition_page(request: Request, edition_id: int) -> Response:
+async def edition_page(request: Request, edition_id: Id) -> Response:
     require_admin(request)
     settings = state(request).app.settings
 

@@ -2,9 +2,13 @@
 
 Public: ``/api/health`` and ``/api/newsletters``.  Editors: ``/api/preview`` (the
 preview's report: subject, sizes, checks).  Admins: lists, subscribers, a rule's
-live count, editions with their counts.  They use the admin session cookie; the one
-POST also needs the session's CSRF token in ``X-CSRF-Token``.  Errors are
-``{"error": "..."}`` with a 4xx status.
+live count, editions with their counts, and the schema itself.  They use the admin
+session cookie; the one POST also needs the session's CSRF token in ``X-CSRF-Token``.
+Errors are ``{"error": "..."}`` with a 4xx status.
+
+No route declares a body for the framework to parse: a POST checks the sign-in and
+the CSRF token first, then reads at most :data:`~digest.web.pages.MAX_JSON_BYTES`
+itself (:func:`~digest.web.pages.read_json`), so an anonymous upload costs nothing.
 """
 
 from __future__ import annotations
@@ -13,17 +17,20 @@ from datetime import date, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
-from pydantic import BaseModel, Field, WithJsonSchema
+from pydantic import BaseModel, Field, ValidationError, WithJsonSchema
 from sqlalchemy.orm import Session
+from starlette.responses import JSONResponse
 
 from digest.models import Edition
 from digest.stats import edition_stats
 from digest.web.admin import recent_editions, rule_count
 from digest.web.editor import check_day, get_preview, parse_day, pick_newsletter
 from digest.web.pages import (
+    MAX_JSON_BYTES,
     WebError,
     check_api_csrf,
     in_session,
+    read_json,
     require_admin,
     require_editor,
     state,
@@ -31,6 +38,7 @@ from digest.web.pages import (
 from digest.web.preview import ALL
 from subscribers import lists as subscribers_lists
 from subscribers import service
+from subscribers.db import MAX_ID
 from subscribers.models import Status
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -43,17 +51,25 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     }.items()
 }
 
-router = APIRouter(prefix="/api", tags=["api"])
+#: What a POST with a JSON body may answer besides those.
+BODY_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": None, "description": text}
+    for code, text in {
+        413: f"The body is larger than {MAX_JSON_BYTES // 1024} KB",
+        415: "The body is not sent as application/json",
+    }.items()
+}
 
-MAX_ID = 2**31 - 1
+router = APIRouter(prefix="/api", tags=["api"])
 
 
 class ErrorOut(BaseModel):
     error: str
 
 
-for _code in ERRORS:
-    ERRORS[_code]["model"] = ErrorOut
+for _errors in (ERRORS, BODY_ERRORS):
+    for _code in _errors:
+        _errors[_code]["model"] = ErrorOut
 
 
 class Health(BaseModel):
@@ -308,12 +324,48 @@ async def subscribers(
     return await in_session(request, work)
 
 
-@router.post("/segments/count", response_model=RuleCountOut, responses=ERRORS)
-async def segment_count(request: Request, body: RuleCountIn) -> dict[str, int]:
+def _json_body(model: type[BaseModel]) -> dict[str, Any]:
+    """The OpenAPI description of a JSON body the route reads itself (see module doc)."""
+    schema = model.model_json_schema(by_alias=True)
+    assert "$defs" not in schema, "inline models only: the schema is not in components"
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": schema}},
+        }
+    }
+
+
+@router.post(
+    "/segments/count",
+    response_model=RuleCountOut,
+    responses={**ERRORS, **BODY_ERRORS},
+    openapi_extra=_json_body(RuleCountIn),
+)
+async def segment_count(request: Request) -> dict[str, int]:
     """How many of a list's recipients (and members) a rule matches, before saving it."""
     require_admin(request)
     check_api_csrf(request)
+    body = _valid(RuleCountIn, await read_json(request))
     return await in_session(request, rule_count, body.list_name, body.rule)
+
+
+def _valid(model: type[RuleCountIn], data: Any) -> RuleCountIn:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc']) or 'body'}: {error['msg']}"
+            for error in exc.errors(include_url=False)[:5]
+        )
+        raise WebError(f"the body does not fit the schema: {problems}") from None
+
+
+@router.get("/openapi.json", include_in_schema=False)
+async def openapi(request: Request) -> JSONResponse:
+    """The schema of these endpoints, for signed-in admins only."""
+    require_admin(request)
+    return JSONResponse(request.app.openapi())
 
 
 @router.get("/editions", response_model=list[EditionOut], responses=ERRORS)

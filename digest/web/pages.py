@@ -8,10 +8,12 @@ its forms), ``signed_in`` (the admin), ``flashes`` (one-time messages) and ``sit
 
 from __future__ import annotations
 
+import asyncio
 import io
-import time
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -21,17 +23,17 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from digest import signins
 from digest.app import App
 from digest.config import DigestConfig
 from digest.errors import ConfigError, DigestError
 from digest.templating import builtin_templates_dir
 from digest.web.lint import GMAIL_CLIP_BYTES
 from digest.web.preview import PreviewCache
-from digest.web.ratelimit import RateLimiter
+from digest.web.ratelimit import Backoff, RateLimiter
 from digest.web.security import (
-    ADMIN_AT_KEY,
-    ADMIN_KEY,
     CSRF_FIELD,
     CSRF_HEADER,
     AdminPassword,
@@ -46,8 +48,17 @@ T = TypeVar("T")
 
 #: How long an admin sign-in lasts.
 ADMIN_SESSION_SECONDS = 12 * 60 * 60
-#: Largest form body accepted (a CSV import included).
+#: Largest body of any request: the admin's CSV import (every other route takes less).
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+#: Largest form accepted by every form but the CSV import.
+MAX_FORM_BYTES = 256 * 1024
+#: Largest JSON body accepted by the API.
+MAX_JSON_BYTES = 64 * 1024
+#: Seconds a request body may pause between two pieces before it is given up (408).
+BODY_TIMEOUT = 15.0
+#: Bytes per second a body must average (beyond the first BODY_TIMEOUT seconds), so
+#: that one byte every few seconds does not hold a request open for ever.
+MIN_BODY_RATE = 50 * 1024
 
 
 @dataclass
@@ -64,8 +75,12 @@ class WebOptions:
     preview_ttl: float = 5.0
     #: Confirmation emails one address may be sent per hour, whoever asks.
     confirmations_per_hour: int = 3
-    #: Sign-in attempts per client IP per minute.
-    logins_per_minute: int = 10
+    #: Failed sign-ins from one client IP before each further attempt must wait
+    #: (2, 4, 8, … seconds, at most ``login_backoff_max``), correct password or not.
+    login_free_failures: int = 5
+    login_backoff_max: float = 15 * 60.0
+    #: Seconds a request body may pause between two pieces (see BODY_TIMEOUT).
+    body_timeout: float = BODY_TIMEOUT
 
 
 class WebState:
@@ -83,7 +98,7 @@ class WebState:
         self.config = LiveConfig(settings)
         self.subscribe_limit = RateLimiter(settings.subscribe_rate, 60.0)
         self.address_limit = RateLimiter(options.confirmations_per_hour, 3600.0)
-        self.login_limit = RateLimiter(options.logins_per_minute, 60.0)
+        self.login_backoff = Backoff(options.login_free_failures, options.login_backoff_max)
         self.previews = PreviewCache(options.preview_ttl)
         self.env = page_environment(settings.templates)
 
@@ -179,17 +194,83 @@ def wants_json(request: Request) -> bool:
 # Sign-in
 
 
+#: Where the sign-in token is kept in the (signed) session cookie.
+SIGNIN_KEY = "signin"
+#: Where :class:`SignInCheck` leaves the request's sign-in (a ``SignIn`` or None).
+_SIGNIN_STATE = "digest_signin"
+
+
+class SignInCheck:
+    """ASGI middleware: looks the session cookie's sign-in token up in the database once
+    per request (only when there is one), before any route runs or any body is read, so
+    that :func:`is_admin` answers from memory.  Sits inside the session middleware."""
+
+    def __init__(self, app: ASGIApp, web: WebState) -> None:
+        self.app = app
+        self.web = web
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            found: signins.SignIn | None = None
+            token = scope.get("session", {}).get(SIGNIN_KEY)
+            admin = self.web.admin
+            if isinstance(token, str) and token and admin is not None:
+                found = await run_in_threadpool(self._find, token, admin.fingerprint)
+            scope.setdefault("state", {})[_SIGNIN_STATE] = found
+        await self.app(scope, receive, send)
+
+    def _find(self, token: str, credential: str) -> signins.SignIn | None:
+        with self.web.app.session() as session:
+            return signins.find(session, token, credential)
+
+
+def signed_in(request: Request) -> signins.SignIn | None:
+    """The request's sign-in (see :class:`SignInCheck`), or None."""
+    found = request.scope.get("state", {}).get(_SIGNIN_STATE)
+    return found if isinstance(found, signins.SignIn) else None
+
+
 def is_admin(request: Request) -> bool:
-    web = state(request)
-    if web.admin is None:
-        return False
-    session = request.session
-    at = session.get(ADMIN_AT_KEY)
-    return (
-        session.get(ADMIN_KEY) == web.admin.fingerprint
-        and isinstance(at, int | float)
-        and 0 <= time.time() - at < ADMIN_SESSION_SECONDS
-    )
+    return state(request).admin is not None and signed_in(request) is not None
+
+
+async def sign_in(request: Request, account: str, credential: str) -> None:
+    """Start a sign-in for ``account`` in this browser (a new row and a fresh token;
+    sessions made with an older credential are revoked on the way)."""
+    agent = request.headers.get("user-agent", "")
+
+    def work(session: Session) -> str:
+        signins.revoke_stale(session, account, credential)
+        return signins.start(
+            session,
+            account,
+            credential,
+            lifetime=timedelta(seconds=ADMIN_SESSION_SECONDS),
+            ip=client_ip(request),
+            user_agent=agent,
+        )
+
+    token = await in_session(request, work)
+    request.session.clear()  # nothing from before the sign-in carries over
+    request.session[SIGNIN_KEY] = token
+
+
+async def sign_out(request: Request, *, everywhere: bool = False) -> int:
+    """End this browser's sign-in (``everywhere``: every sign-in of its account) in the
+    database, and forget it here; returns how many sessions were revoked."""
+    token = request.session.get(SIGNIN_KEY)
+    current = signed_in(request)
+
+    def work(session: Session) -> int:
+        if everywhere and current is not None:
+            return signins.revoke_all(session, current.account)
+        if isinstance(token, str) and token:
+            return int(signins.revoke(session, token))
+        return 0
+
+    revoked = await in_session(request, work)
+    request.session.clear()
+    return revoked
 
 
 def require_admin(request: Request) -> None:
@@ -223,31 +304,90 @@ def client_ip(request: Request) -> str:
 # Forms
 
 
-async def read_body(request: Request, limit: int) -> bytes | None:
-    """The request body, read as it streams in; None once it passes ``limit`` bytes."""
+class BodyTimeout(WebError):
+    status = 408
+    title = "Too slow"
+
+
+def _body_timeout(request: Request) -> float:
+    found = getattr(request.app.state, "web", None)
+    return found.options.body_timeout if isinstance(found, WebState) else BODY_TIMEOUT
+
+
+async def read_body(request: Request, limit: int, *, timeout: float | None = None) -> bytes | None:
+    """The request body, read as it streams in; None once it passes ``limit`` bytes (a
+    declared ``Content-Length`` above it is refused before anything is read).
+
+    Each piece must come within ``timeout`` seconds (default: the app's body timeout),
+    and the whole body within that plus its length (declared, else ``limit``) at
+    :data:`MIN_BODY_RATE`; else :class:`BodyTimeout` (408).  A client that goes away
+    midway raises starlette's ``ClientDisconnect``, which the app logs in one line.
+    """
+    length = request.headers.get("content-length", "")
+    declared = int(length) if length.isascii() and length.isdigit() else None
+    if declared is not None and declared > limit:
+        return None
+    wait = _body_timeout(request) if timeout is None else timeout
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait + (limit if declared is None else declared) / MIN_BODY_RATE
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            return None
+    pieces = request.stream()
+    try:
+        while True:
+            left = min(wait, deadline - loop.time())
+            try:
+                if left <= 0:
+                    raise TimeoutError
+                async with asyncio.timeout(left):
+                    chunk = await anext(pieces)
+            except StopAsyncIteration:
+                break
+            except TimeoutError:
+                raise BodyTimeout(
+                    "the request body arrived too slowly (it stopped for "
+                    f"{wait:g} seconds, or took too long in all); send it again"
+                ) from None
+            body += chunk
+            if len(body) > limit:
+                return None
+    finally:
+        await pieces.aclose()
     return bytes(body)
 
 
-async def read_form(request: Request, *, check_csrf: bool = True) -> FormData:
-    """The posted form, its CSRF token checked (403 when it is missing or wrong)."""
+def _replay(body: bytes) -> Callable[[], Any]:
+    """An ASGI ``receive`` that gives ``body`` once, then says the client left."""
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive
+
+
+async def read_form(
+    request: Request, *, check_csrf: bool = True, limit: int = MAX_FORM_BYTES
+) -> FormData:
+    """The posted form (at most ``limit`` bytes, read with the body timeout), its CSRF
+    token checked (403 when it is missing or wrong).  Routes that need a sign-in check
+    it before calling this: nothing is read for a visitor who may not post."""
     length = request.headers.get("content-length", "")
-    if not length.isdigit():
+    if not (length.isascii() and length.isdigit()):
         # A streamed (chunked) form could be any size: browsers always give a length.
         raise WebError("a form must be sent with a Content-Length", status=411)
-    if int(length) > MAX_UPLOAD_BYTES:
-        raise WebError(
-            f"the form is larger than {MAX_UPLOAD_BYTES // (1024 * 1024)} MB", status=413
-        )
-    parsed = await request.form(max_files=2, max_fields=500)
+    body = await read_body(request, limit)
+    if body is None:
+        raise WebError(f"the form is larger than {_size(limit)}", status=413)
+    replayed = Request(request.scope, _replay(body))
+    parsed = await replayed.form(max_files=2, max_fields=500)
     items: list[tuple[str, str | UploadFile]] = []
     for key, value in parsed.multi_items():
         if isinstance(value, UploadFile):  # kept in memory, so the temporary file closes now
-            data = await value.read(MAX_UPLOAD_BYTES + 1)
+            data = await value.read(limit + 1)
             value = UploadFile(io.BytesIO(data), size=len(data), filename=value.filename)
         items.append((key, value))
     await parsed.close()
@@ -255,6 +395,37 @@ async def read_form(request: Request, *, check_csrf: bool = True) -> FormData:
     if check_csrf:
         check_csrf_token(request, form.get(CSRF_FIELD))
     return form
+
+
+async def read_json(request: Request, *, limit: int = MAX_JSON_BYTES) -> Any:
+    """The posted JSON document: at most ``limit`` bytes, read with the body timeout.
+    400 when it is not JSON (or nests beyond reason), 413 when larger, 415 when it is
+    not sent as ``application/json``."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind != "application/json":
+        raise WebError("send the body as JSON (Content-Type: application/json)", status=415)
+    body = await read_body(request, limit)
+    if body is None:
+        raise WebError(f"the JSON body is larger than {_size(limit)}", status=413)
+    try:
+        return json.loads(body, parse_constant=_no_constant)
+    except (UnicodeDecodeError, ValueError) as exc:
+        where = (
+            f" ({exc.msg} at line {exc.lineno} column {exc.colno})"
+            if isinstance(exc, json.JSONDecodeError)
+            else ""
+        )
+        raise WebError(f"the body is not JSON{where}") from None
+    except RecursionError:
+        raise WebError("the JSON body nests far too deeply") from None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _size(limit: int) -> str:
+    return f"{limit // (1024 * 1024)} MB" if limit >= 1024 * 1024 else f"{limit // 1024} KB"
 
 
 def check_csrf_token(request: Request, sent: object) -> None:
@@ -379,9 +550,15 @@ def safe_next(value: str | None) -> str:
 
 
 __all__ = [
+    "MAX_FORM_BYTES",
+    "MAX_JSON_BYTES",
+    "MAX_UPLOAD_BYTES",
+    "SIGNIN_KEY",
     "AdminDisabled",
+    "BodyTimeout",
     "CsrfFailed",
     "Limited",
+    "SignInCheck",
     "SignInRequired",
     "WebError",
     "WebOptions",
@@ -394,10 +571,15 @@ __all__ = [
     "flash",
     "in_session",
     "is_admin",
+    "read_body",
     "read_form",
+    "read_json",
     "render",
     "require_admin",
     "require_editor",
     "safe_next",
+    "sign_in",
+    "sign_out",
+    "signed_in",
     "state",
 ]

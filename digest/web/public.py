@@ -57,6 +57,7 @@ from subscribers.consent import GONE, By
 from subscribers.errors import (
     BadToken,
     InvalidAddress,
+    InvalidName,
     NotResubscribable,
     SubscribersError,
     Suppressed,
@@ -66,7 +67,7 @@ from subscribers.models import ConsentSource, MailingList, Membership, Status, S
 from subscribers.service import confirm, unsubscribe, update_subscriber
 from subscribers.service import pause as pause_mail
 from subscribers.tokens import Link, make_token, read_link
-from subscribers.validate import clean_categories, email_hash, normalise
+from subscribers.validate import clean_categories, clean_name, email_hash, normalise
 
 router = APIRouter(include_in_schema=False)
 
@@ -183,6 +184,18 @@ async def subscribe_post(request: Request, newsletter: str) -> Response:
             name=name,
             chosen=chosen,
             error="Enter an email address like name@example.org.",
+        )
+        return render(request, "subscribe.html.j2", context, status=400)
+    try:
+        name = clean_name(name)
+    except InvalidName:
+        context = _form_context(
+            nl,
+            mlist.double_opt_in,
+            email=email,
+            name="",
+            chosen=chosen,
+            error="Write your name on one line, without line breaks or control characters.",
         )
         return render(request, "subscribe.html.j2", context, status=400)
     categories = clean_categories(chosen, nl.category_names)

@@ -1,10 +1,17 @@
-"""Token buckets per key (a client IP, an address hash), held in this process.
+"""Limits per key (a client IP, an address hash), held in this process.
 
-Each key has a bucket of ``capacity`` tokens refilled at ``capacity / period``
-tokens per second; a request takes one token or is refused with the seconds to
-wait.  The buckets live in memory: each web process counts on its own and a
-restart forgets them, which is enough to blunt form abuse from one machine.  Run
-several processes behind a proxy that rate-limits too if you need a global limit.
+* :class:`RateLimiter`: token buckets.  Each key has a bucket of ``capacity`` tokens
+  refilled at ``capacity / period`` tokens per second; a request takes one token or is
+  refused with the seconds to wait (the subscribe form, confirmation emails).
+* :class:`Backoff`: exponential backoff after failures (sign-in).  The first ``free``
+  failures cost nothing; after them each attempt must wait 2, 4, 8, … seconds (at most
+  ``longest``) after the last failure.  An attempt made while waiting is refused without
+  being tried, so guessing slows to a crawl, while the owner who mistyped their password
+  five times waits a few seconds and is let in by the right one; a success forgets the key.
+
+Both live in memory: each web process counts on its own and a restart forgets them,
+which is enough to blunt abuse from one machine.  Both keep at most :data:`MAX_KEYS`
+keys, so a flood of addresses costs bounded memory.
 """
 
 from __future__ import annotations
@@ -54,9 +61,74 @@ class RateLimiter:
                 del self._buckets[key]
 
 
+class Backoff:
+    """Exponential backoff per key after ``free`` failures (see the module doc).
+
+    ``clock`` is wall-clock time (``time.time``), so that tests can move it.
+    """
+
+    def __init__(
+        self,
+        free: int = 5,
+        longest: float = 15 * 60.0,
+        *,
+        forget_after: float = 24 * 3600.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if free < 0 or longest <= 0:
+            raise ValueError("a backoff needs free >= 0 and a positive longest wait")
+        self.free = free
+        self.longest = longest
+        self.forget_after = max(forget_after, longest)
+        self._clock = clock
+        #: key → (failures, time of the last failure)
+        self._failures: dict[str, tuple[int, float]] = {}
+        self._lock = threading.Lock()
+
+    def delay(self, failures: int) -> float:
+        """Seconds an attempt must wait after ``failures`` failures in a row."""
+        over = failures - self.free
+        return 0.0 if over < 0 else min(self.longest, 2.0 ** min(over + 1, 64))
+
+    def wait(self, key: str) -> float:
+        """Seconds before ``key`` may try again (0.0: now)."""
+        now = self._clock()
+        with self._lock:
+            found = self._failures.get(key)
+            if found is None:
+                return 0.0
+            failures, last = found
+            if now - last > self.forget_after:
+                del self._failures[key]
+                return 0.0
+            return max(0.0, last + self.delay(failures) - now)
+
+    def failed(self, key: str) -> float:
+        """Record a failure; returns the seconds the next attempt must wait."""
+        now = self._clock()
+        with self._lock:
+            failures, _ = self._failures.get(key, (0, now))
+            self._failures[key] = (failures + 1, now)
+            if len(self._failures) > MAX_KEYS:
+                self._prune(now)
+            return self.delay(failures + 1)
+
+    def succeeded(self, key: str) -> None:
+        with self._lock:
+            self._failures.pop(key, None)
+
+    def _prune(self, now: float) -> None:
+        for key, (_, last) in list(self._failures.items()):
+            if now - last > self.forget_after:
+                del self._failures[key]
+        while len(self._failures) > MAX_KEYS:  # still full: the oldest go first
+            oldest = min(self._failures, key=lambda k: self._failures[k][1])
+            del self._failures[oldest]
+
+
 def retry_after(seconds: float) -> str:
     """A ``Retry-After`` header value: whole seconds, at least one."""
     return str(max(1, math.ceil(seconds)))
 
 
-__all__ = ["RateLimiter", "retry_after"]
+__all__ = ["Backoff", "RateLimiter", "retry_after"]

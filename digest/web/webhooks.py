@@ -9,8 +9,11 @@ or PEM.
 
 Unsigned, badly signed and stale posts (timestamp further than ``tolerance`` seconds from
 now, either way) are refused with 403; without a key the webhook is disabled and refuses
-everything.  A verified post must be a JSON array of event objects (else 400); its events
-are stored and acted on by :mod:`digest.events`, and the answer is a small JSON summary.
+everything.  A verified post must be a JSON array (else 400); its events are stored and
+acted on by :mod:`digest.events`, each on its own, and the answer is a small JSON
+summary: 200 even when some events were bad (they are logged, counted as ``rejected``
+and would be just as bad when posted again), 503 only when the database could not be
+reached, so that SendGrid retries the batch later.
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
 DEFAULT_TOLERANCE = 300.0
 #: Largest body read; SendGrid's batches are far smaller.
 MAX_BODY_BYTES = 8 * 1024 * 1024
+#: Digits a Unix time in the timestamp header may have (until the year 33658).
+_TIMESTAMP_DIGITS = 12
 
 
 class SignatureRejected(DigestError):
@@ -85,10 +90,10 @@ def verify_signature(
         raise SignatureRejected(f"missing {SIGNATURE_HEADER} header")
     if not timestamp or not timestamp.strip():
         raise SignatureRejected(f"missing {TIMESTAMP_HEADER} header")
-    try:
-        sent_at = int(timestamp.strip())
-    except ValueError:
-        raise SignatureRejected(f"{TIMESTAMP_HEADER} is not a Unix time") from None
+    text = timestamp.strip()
+    if not (text.isascii() and text.isdigit() and len(text) <= _TIMESTAMP_DIGITS):
+        raise SignatureRejected(f"{TIMESTAMP_HEADER} is not a Unix time (seconds, digits)")
+    sent_at = int(text)
     skew = (time.time() if now is None else now) - sent_at
     if abs(skew) > tolerance:
         raise SignatureRejected(
@@ -159,11 +164,12 @@ class SendGridWebhook:
             batch = json.loads(body)
         except (UnicodeDecodeError, ValueError):
             return _error(400, "the body is not JSON")
-        if not isinstance(batch, list) or not all(isinstance(e, dict) for e in batch):
+        except RecursionError:
+            return _error(400, "the body nests far too deeply to be a batch of events")
+        if not isinstance(batch, list):
             return _error(400, "the body is not a JSON array of event objects")
-        normalised = [events.normalise_sendgrid(e) for e in batch]
-        summary = await run_in_threadpool(events.ingest, self.app.session, normalised)
-        return JSONResponse(summary.as_dict(), status_code=500 if summary.failed else 200)
+        summary = await run_in_threadpool(events.ingest_sendgrid, self.app.session, batch)
+        return JSONResponse(summary.as_dict(), status_code=503 if summary.failed else 200)
 
 
 def _error(status: int, message: str) -> JSONResponse:
