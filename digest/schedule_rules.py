@@ -145,23 +145,53 @@ def _cron_number(value: str, token: str, low: int, high: int) -> int:
 class LocalCronTrigger(CronTrigger):
     """A CronTrigger that fires once per wall-clock time in its timezone.
 
-    When clocks go back an hour, APScheduler's CronTrigger fires a rule like
-    ``01:30`` twice (once per offset); this one skips the repeat.  A time that
-    does not exist (clocks going forward) fires once, just after the jump.
+    APScheduler 3's CronTrigger steps through days by adding 24 hours to an aware
+    time, so across a clock change it can land an hour off and skip a day (a
+    ``mon 00:02`` London rule skipped the Monday after the clocks went forward;
+    agronholm/apscheduler#529, #606), and it fires a time in the hour that repeats
+    twice.  This one matches the rule against the *wall clock*: the same fields
+    on a clock without clock changes (UTC), each match then read as a time in the
+    timezone.  A time that repeats (clocks going back) fires on its first pass
+    only; a time that does not exist (clocks going forward) fires once, shifted
+    forward by the gap (``01:30`` on the day London skips 01:00–02:00 fires at
+    02:30 BST).
     """
 
     def get_next_fire_time(
         self, previous_fire_time: datetime | None, now: datetime
     ) -> datetime | None:
-        fire: datetime | None = super().get_next_fire_time(previous_fire_time, now)
-        while fire is not None and _repeated_wall_time(fire):
-            fire = super().get_next_fire_time(fire, fire)
-        return fire
+        # Where to start looking, as CronTrigger itself decides it.
+        if previous_fire_time is not None:
+            start = min(now, previous_fire_time + timedelta(microseconds=1))
+            if start == previous_fire_time:
+                start += timedelta(microseconds=1)
+        else:
+            start = max(now, self.start_date) if self.start_date else now
+        zone = self.timezone
+        wall_clock = self._wall_clock()
+        # The wall time of ``start`` (its first pass, if it repeats), on the plain clock.
+        cursor = start.astimezone(zone).replace(tzinfo=UTC, fold=0)
+        while True:
+            match = wall_clock.get_next_fire_time(None, cursor)
+            if match is None:
+                return None
+            fire = match.replace(tzinfo=zone, fold=0).astimezone(UTC).astimezone(zone)
+            if self.end_date is not None and fire > self.end_date:
+                return None
+            if fire >= start:
+                return fire
+            # Its instant is before ``start``: a repeated hour's first pass already
+            # gone (the second pass never fires), or a shifted gap time; look on.
+            cursor = match + timedelta(microseconds=1)
 
-
-def _repeated_wall_time(moment: datetime) -> bool:
-    """True for the second occurrence of an ambiguous local time (``fold=1``)."""
-    return moment.fold == 1 and moment.replace(fold=0).utcoffset() != moment.utcoffset()
+    def _wall_clock(self) -> CronTrigger:
+        """The same fields on UTC, a clock with no clock changes (built once; not
+        pickled with the job, so made again after APScheduler loads it)."""
+        cached: CronTrigger | None = self.__dict__.get("_wall")
+        if cached is None:
+            fields = {f.name: str(f) for f in self.fields if not f.is_default}
+            cached = self.__dict__["_wall"] = CronTrigger(timezone=UTC, **fields)
+        return cached
 
 
 def trigger_for(schedule: str, timezone: str | tzinfo) -> LocalCronTrigger:

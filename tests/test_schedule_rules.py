@@ -153,3 +153,38 @@ def test_friendly_rules_fire_on_their_days_at_their_local_time(
         assert (local.hour, local.minute) == (hour, minute)
     # nothing skipped: consecutive fires are at most a week apart
     assert all(b - a <= timedelta(days=7, hours=1) for a, b in pairwise(fires))
+
+
+@pytest.mark.parametrize(
+    ("rule", "zone", "after", "expected"),
+    [
+        # The Monday after the clocks go forward (London, Sunday 29 March 2026).
+        (
+            "mon 00:02",
+            "Europe/London",
+            datetime(2026, 3, 23, 1, tzinfo=UTC),
+            ["2026-03-30T00:02:00+01:00", "2026-04-06T00:02:00+01:00"],
+        ),
+        # Weekdays at midnight across the US change (agronholm/apscheduler#529).
+        (
+            "0 0 * * 1-5",
+            "US/Central",
+            datetime(2021, 3, 12, 6, 1, tzinfo=UTC),
+            ["2021-03-15T00:00:00-05:00", "2021-03-16T00:00:00-05:00"],
+        ),
+        # A time the clocks skip fires once, shifted by the gap.
+        (
+            "daily 01:30",
+            "Europe/London",
+            datetime(2026, 3, 28, 2, tzinfo=UTC),
+            ["2026-03-29T02:30:00+01:00", "2026-03-30T01:30:00+01:00"],
+        ),
+    ],
+)
+def test_no_day_is_skipped_across_a_clock_change(
+    rule: str, zone: str, after: datetime, expected: list[str]
+) -> None:
+    """APScheduler 3 steps days by adding 24 hours: across a clock change it skipped
+    a day (found by the property test above for ``mon 00:02`` in London)."""
+    fires = fire_times(trigger_for(rule, zone), after, len(expected))
+    assert [f.isoformat() for f in fires] == expected
