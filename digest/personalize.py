@@ -62,29 +62,45 @@ def recipient_fields(
     period: str,
     variant_key: str,
     locale: str = "en_GB",
+    list_name: str | None = None,
 ) -> dict[str, str]:
     """The values of every placeholder for one reader.
 
-    The links carry signed tokens of ``subscriber_id``, never the address itself.
+    The links carry signed tokens of ``subscriber_id``, never the address itself; the
+    unsubscribe link (and the ``List-Unsubscribe`` mailto made from it) names
+    ``list_name``, the list the email comes from, so it leaves that list only.
     """
     return {
         "first_name": first_name(name, locale),
-        **personal_links(settings, subscriber_id),
+        **personal_links(settings, subscriber_id, list_name=list_name),
         "web_url": web_url(settings, newsletter, period, variant_key),
     }
+
+
+#: Purposes whose token names the list the email came from (join it, leave it).
+_LIST_PURPOSES = frozenset({"confirm", "unsubscribe"})
 
 
 def personal_links(
     settings: Settings,
     subscriber_id: int,
     purposes: tuple[str, ...] = ("unsubscribe", "preferences"),
+    *,
+    list_name: str | None = None,
 ) -> dict[str, str]:
     """``{purpose}_url`` for each of ``purposes``: the reader's own signed links
-    (``/u/…`` to unsubscribe, ``/p/…`` for preferences, ``/c/…`` to confirm)."""
+    (``/u/…`` to unsubscribe, ``/p/…`` for preferences, ``/c/…`` to confirm); the
+    confirm and unsubscribe links name ``list_name`` when it is given."""
     secret = settings.secret_key.get_secret_value()
     base = settings.base_url.rstrip("/")
     return {
-        f"{purpose}_url": f"{base}/{purpose[0]}/{make_token(secret, subscriber_id, purpose)}"
+        f"{purpose}_url": f"{base}/{purpose[0]}/"
+        + make_token(
+            secret,
+            subscriber_id,
+            purpose,
+            list_name=list_name if purpose in _LIST_PURPOSES else None,
+        )
         for purpose in purposes
     }
 

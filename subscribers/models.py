@@ -56,6 +56,10 @@ class ConsentSource(enum.StrEnum):
     ADMIN = "admin"
     #: A provider event: bounce, spam report, unsubscribe.
     WEBHOOK = "webhook"
+    #: A bounce or a spam complaint (feedback report) received by mail (``digest inbound``).
+    INBOUND = "inbound"
+    #: The reader mailed the ``List-Unsubscribe`` mailto address (with their signed token).
+    MAILTO = "mailto"
     #: The JSON API.
     API = "api"
     #: The state found when the consent log began (upgrade 0004): history before it
@@ -65,6 +69,8 @@ class ConsentSource(enum.StrEnum):
 
 class SuppressionReason(enum.StrEnum):
     HARD_BOUNCE = "hard_bounce"
+    #: Repeated soft bounces (``DIGEST_SOFT_BOUNCE_LIMIT`` within ``DIGEST_SOFT_BOUNCE_DAYS``).
+    SOFT_BOUNCE = "soft_bounce"
     SPAM_REPORT = "spam_report"
     MANUAL = "manual"
     ERASED = "erased"

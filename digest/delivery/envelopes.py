@@ -117,6 +117,7 @@ class StoredEditions:
             period=env.period,
             variant_key=env.variant_key,
             locale=newsletter.locale,
+            list_name=newsletter.list_name,
         )
 
 

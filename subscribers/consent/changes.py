@@ -296,6 +296,7 @@ def remove(session: Session, subscriber: Subscriber, mlist: MailingList, by: By)
 #: What a suppression does to the reader's status.
 STATUS_FOR_REASON = {
     SuppressionReason.HARD_BOUNCE: Status.BOUNCED,
+    SuppressionReason.SOFT_BOUNCE: Status.BOUNCED,
     SuppressionReason.SPAM_REPORT: Status.COMPLAINED,
     SuppressionReason.UNSUBSCRIBED: Status.UNSUBSCRIBED,
     SuppressionReason.MANUAL: Status.UNSUBSCRIBED,
