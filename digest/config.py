@@ -73,7 +73,7 @@ class Settings(BaseSettings):
     #: address when this many arrive within ``soft_bounce_days`` days.
     soft_bounce_limit: int = Field(default=5, ge=1, le=1000)
     soft_bounce_days: int = Field(default=30, ge=1, le=3650)
-    #: ``imaps://user:pass@host/INBOX``: a mailbox where bounces land, for ``digest inbound --imap``.
+    #: ``imaps://user:pass@host/INBOX``: where bounces land, for ``digest inbound --imap``.
     bounce_imap_url: SecretStr | None = None
     #: Folder processed messages are moved to (created when missing); never deleted.
     bounce_imap_folder: str = Field(default="digest-processed", min_length=1, max_length=200)

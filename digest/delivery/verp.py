@@ -31,7 +31,7 @@ from typing import Literal
 #: ``d``: a delivery (ledger row id); ``s``: a subscriber (no ledger row).
 Kind = Literal["d", "s"]
 SIGNATURE_CHARS = 12
-_TOKEN = re.compile(r"([ds])([0-9a-z]{1,13})-([0-9a-f]{%d})" % SIGNATURE_CHARS)
+_TOKEN = re.compile(rf"([ds])([0-9a-z]{{1,13}})-([0-9a-f]{{{SIGNATURE_CHARS}}})")
 _DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
 
 

@@ -22,9 +22,9 @@ NOT_COMPLAINTS = frozenset({"not-spam", "auth-failure"})
 
 def is_feedback_report(msg: Message) -> bool:
     """Whether ``msg`` is an ARF report (by its report type, or by its report part)."""
-    if msg.get_content_type() == "multipart/report":
-        if (msg.get_param("report-type") or "").lower() == "feedback-report":
-            return True
+    report_type = str(msg.get_param("report-type") or "").lower()
+    if msg.get_content_type() == "multipart/report" and report_type == "feedback-report":
+        return True
     return any(p.get_content_type() == "message/feedback-report" for p in msg.walk())
 
 

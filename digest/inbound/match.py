@@ -27,8 +27,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from digest.delivery.verp import Verp, VerpRef
-from digest.models import Delivery, DeliveryStatus
 from digest.inbound.report import Original
+from digest.models import Delivery, DeliveryStatus
 from subscribers.errors import BadToken
 from subscribers.models import Subscriber
 from subscribers.service import find_subscriber
@@ -135,9 +135,7 @@ def with_edition(session: Session, target: Target, original: Original) -> Target
     )
     if delivery is None:
         return target
-    return Target(
-        target.subscriber_id, target.email, delivery.edition_id, delivery.id, target.how
-    )
+    return Target(target.subscriber_id, target.email, delivery.edition_id, delivery.id, target.how)
 
 
 def by_address(session: Session, address: str, original: Original) -> Target | None:

@@ -164,7 +164,8 @@ def _one_bounce(ctx: Context, report: Report, target: Target, failure: Failure) 
         **_common_payload(ctx, report, target),
     }
     if not _store_event(ctx, report, target, kind, payload):
-        return Outcome("duplicate", f"{who}: this {failure.severity.value} bounce was counted already")
+        seen = f"{who}: this {failure.severity.value} bounce was counted already"
+        return Outcome("duplicate", seen)
     if failure.severity is Severity.HARD:
         return _suppress(ctx, target, SuppressionReason.HARD_BOUNCE, evidence, who)
     if failure.severity is Severity.DELAYED:
@@ -237,7 +238,8 @@ def _unsubscribe(ctx: Context, report: Report, recipient: str | None) -> Outcome
         return Outcome("ignored", f"unsubscribe request from {report.sender or 'nobody'}: {exc}")
     subscriber = ctx.session.get(Subscriber, link.subscriber_id)
     if subscriber is None:
-        return Outcome("ignored", f"unsubscribe request for subscriber {link.subscriber_id}, who is gone")
+        gone = f"unsubscribe request for subscriber {link.subscriber_id}, who is gone"
+        return Outcome("ignored", gone)
     if link.list_name is not None and find_list(ctx.session, link.list_name) is None:
         return Outcome("ignored", f"unsubscribe request for list {link.list_name!r}, which is gone")
     to = recipient or next(iter(report.addressed_to), "the unsubscribe address")

@@ -41,11 +41,15 @@ def handle(app: App, raw: bytes, recipients: Sequence[str] = (), *, via: str) ->
     except Exception:  # a parser bug: keep the message (the MTA retries), say so in the log
         log.exception("inbound %s: could not read a message of %d bytes", via, len(raw))
         failed = "could not read the message; try again later"
-        return [Handled(r, False, "failed", failed) for r in list(recipients) or [None]]
+        return [Handled(r, False, "failed", failed) for r in _each(recipients)]
     results = []
-    for recipient in list(recipients) or [None]:
+    for recipient in _each(recipients):
         results.append(handle_report(app, report, recipient, via=via))
     return results
+
+
+def _each(recipients: Sequence[str]) -> list[str | None]:
+    return list(recipients) or [None]
 
 
 def handle_report(app: App, report: Report, recipient: str | None, *, via: str) -> Handled:
