@@ -181,8 +181,9 @@ class ConsentEvent(Base):
     status went ``from_status`` → ``to_status`` (None: no record / not on the list).
 
     Written only by :mod:`subscribers.consent`.  A line whose two statuses are equal
-    records a request, not a change: someone asked for a confirmation email to come
-    back (the form, or an admin), which only the reader's confirmation can act on.
+    records a request, not a change: on a list, someone asked for a confirmation email
+    to come back (the form, or an admin), which only the reader's confirmation can act
+    on; on the reader (no list), an admin lifted their suppression (``detail`` says why).
     Erasing a reader deletes their lines with them.
     """
 

@@ -315,6 +315,15 @@ def suppressed(session: Session, subscriber: Subscriber, reason: SuppressionReas
         set_reader(session, subscriber, status, by)
 
 
+def lifted(session: Session, subscriber: Subscriber, by: By) -> None:
+    """Note that the reader's address came off the suppression list: one line of the
+    reader's own that changes nothing (``by.detail`` says why), since lifting a
+    suppression brings no one back: only their confirmation does.  Admins only."""
+    if by.source not in ERASERS:
+        raise ConsentRefused(f"{by.source.value} may not lift a suppression")
+    record(session, subscriber.id, None, subscriber.status, subscriber.status, by)
+
+
 def erase(session: Session, subscriber: Subscriber, by: By) -> int:
     """Delete the reader, their memberships and their consent log (a hashed suppression
     entry, written by the caller, is all that stays); returns the memberships deleted."""
@@ -359,6 +368,7 @@ __all__ = [
     "gone_message",
     "join",
     "leave",
+    "lifted",
     "remove",
     "request",
     "set_membership",
