@@ -134,6 +134,12 @@ class PollSummary:
         return text
 
 
+def _words(exc: BaseException) -> str:
+    """An imaplib error's text (its argument is often the server's bytes)."""
+    first = exc.args[0] if exc.args else exc
+    return first.decode("utf-8", "replace") if isinstance(first, bytes) else str(first)
+
+
 def _ok(result: tuple[str, Sequence[object]], what: str, where: str) -> Sequence[object]:
     typ, data = result
     if typ != "OK":
@@ -162,14 +168,14 @@ def connect(settings: ImapSettings) -> imaplib.IMAP4:
                     "DIGEST_BOUNCE_IMAP_URL says starttls=required"
                 )
     except (OSError, imaplib.IMAP4.error, ssl.SSLError) as exc:
-        raise ImapError(f"cannot connect to IMAP server {settings.where}: {exc}") from None
+        raise ImapError(f"cannot connect to IMAP server {settings.where}: {_words(exc)}") from None
     try:
         conn.login(settings.username, settings.password)
     except imaplib.IMAP4.error as exc:
         conn.shutdown()
         raise ImapError(
-            f"IMAP server {settings.where} refused the login of {settings.username!r}: {exc}; "
-            "check the user and password in DIGEST_BOUNCE_IMAP_URL"
+            f"IMAP server {settings.where} refused the login of {settings.username!r}: "
+            f"{_words(exc)}; check the user and password in DIGEST_BOUNCE_IMAP_URL"
         ) from None
     return conn
 
@@ -182,7 +188,7 @@ def _capabilities(conn: imaplib.IMAP4) -> set[str]:
 
 def ensure_folder(conn: imaplib.IMAP4, folder: str, where: str) -> None:
     """Create ``folder`` unless it exists."""
-    typ, data = conn.list("", quoted(folder))
+    typ, data = conn.list('""', quoted(folder))
     if typ == "OK" and any(d for d in data if d):
         return
     typ, data = conn.create(quoted(folder))
@@ -236,7 +242,7 @@ def poll(app: App, settings: ImapSettings, folder: str) -> PollSummary:
             move(conn, uid, folder, caps, where)
             summary.moved += 1
     except (OSError, imaplib.IMAP4.error) as exc:
-        raise ImapError(f"IMAP server {where}: {exc}") from None
+        raise ImapError(f"IMAP server {where}: {_words(exc)}") from None
     finally:
         with contextlib.suppress(OSError, imaplib.IMAP4.error):
             conn.logout()
