@@ -36,6 +36,7 @@ from tests.support.world import World, send
 
 sqlite_template = support.sqlite_template
 fast_db_url = support.fast_db_url
+fast_sqlite_url = support.fast_sqlite_url
 
 
 def _sent_world(db_url: str, root: Path, relay: SMTPServer, readers: int = 3) -> World:
@@ -244,3 +245,53 @@ def test_message_as_received_is_what_the_relay_got() -> None:
             continue
         msg = email.message_from_bytes(sample(path.name), policy=email.policy.default)
         assert msg["From"], path.name
+
+
+def test_digest_inbound_lmtp_runs_until_sigterm(
+    fast_sqlite_url: str, tmp_path: Path, smtp_server: SMTPServer
+) -> None:
+    """The command as a service runs it: a real process, a DSN over LMTP, SIGTERM
+    (the database does not matter here: SQLite only)."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    from tests.support.smtp_server import free_port
+
+    world = _sent_world(fast_sqlite_url, tmp_path, smtp_server, readers=1)
+    verp, _ = _envelope_of(smtp_server, "reader0@example.net")
+    port = free_port()
+    env = {**os.environ, **world.env}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from digest.cli import main; main()",
+            "inbound",
+            "--lmtp",
+            f"127.0.0.1:{port}",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stderr is not None
+        seen = []
+        while f"inbound: LMTP on 127.0.0.1:{port}" not in "".join(seen):
+            line = process.stderr.readline()  # the listener is up once it says so
+            assert line, f"digest inbound exited: {''.join(seen)}"
+            seen.append(line)
+        with socket.create_connection(("127.0.0.1", port), timeout=10):
+            pass
+        dsn = sample("postfix_hard_bounce.eml", {SAMPLE_VERP: verp})
+        assert lmtp_deliver(port, dsn, [verp]) == [f"250 2.0.0 <{verp}> suppressed"]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    assert "inbound: stopped" in out
+    assert "inbound lmtp: bounce: subscriber 1: suppressed (hard_bounce)" in err

@@ -91,6 +91,9 @@ def inbound(
     logging.basicConfig(
         level=app.settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        # aiosmtpd logs every connection and command at INFO: our own line per message says it
+        logging.getLogger("mail.log").setLevel(logging.WARNING)
     if files:
         _files(app, files)
         if not (lmtp or smtp or use_imap):
