@@ -126,7 +126,8 @@ def inbound(
                     try:
                         _poll(app, imap_settings)
                     except imap.ImapError as exc:
-                        err_console.print(f"inbound: {exc}; trying again in {every or 0} s")
+                        again = f"trying again in {every} s" if every else "not polling again"
+                        err_console.print(f"inbound: {exc}; {again}")
                     if not every:
                         imap_settings = None
                 stop.wait(every or 3600)
