@@ -94,12 +94,48 @@ class Settings(BaseSettings):
                 ) from None
         return networks
 
-    @field_validator("templates", "backend", mode="before")
+    #: Envelope sender for bounces (VERP): each SMTP message's MAIL FROM becomes
+    #: ``local+TOKEN@domain``; None keeps the newsletter's sender (no bounce handling).
+    bounce_address: str | None = None
+    #: Soft bounces (mailbox full, greylisting given up, policy refusals) that suppress an
+    #: address when this many arrive within ``soft_bounce_days`` days.
+    soft_bounce_limit: int = Field(default=5, ge=1, le=1000)
+    soft_bounce_days: int = Field(default=30, ge=1, le=3650)
+    #: ``imaps://user:pass@host/INBOX``: where bounces land, for ``digest inbound --imap``.
+    bounce_imap_url: SecretStr | None = None
+    #: Folder processed messages are moved to (created when missing); never deleted.
+    bounce_imap_folder: str = Field(default="digest-processed", min_length=1, max_length=200)
+
+    @field_validator("templates", "backend", "bounce_address", "bounce_imap_url", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: Any) -> Any:
         # `DIGEST_TEMPLATES=` (as in .env.example) means "no override", not the current
-        # folder; `DIGEST_BACKEND=` means unset (the backend is then worked out).
+        # folder; `DIGEST_BACKEND=` means unset (the backend is then worked out); so do
+        # an empty bounce address and IMAP URL.
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("bounce_address")
+    @classmethod
+    def _plain_address(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip()
+        local, at, domain = value.rpartition("@")
+        if (
+            not at
+            or not local
+            or "." not in domain
+            or not value.isascii()
+            or any(c in value for c in ' <>"(),;:\\')
+        ):
+            raise ValueError(
+                f"{value!r} is not a plain address; write it as bounces@news.example.org"
+            )
+        if "+" in local:
+            raise ValueError(
+                f"{value!r}: leave out the '+' part; digest adds '+TOKEN' to the local part itself"
+            )
+        return value
 
     @cached_property
     def config_path(self) -> Path:

@@ -56,6 +56,10 @@ class ConsentSource(enum.StrEnum):
     ADMIN = "admin"
     #: A provider event: bounce, spam report, unsubscribe.
     WEBHOOK = "webhook"
+    #: A bounce or a spam complaint (feedback report) received by mail (``digest inbound``).
+    INBOUND = "inbound"
+    #: The reader mailed the ``List-Unsubscribe`` mailto address (with their signed token).
+    MAILTO = "mailto"
     #: The JSON API.
     API = "api"
     #: The state found when the consent log began (upgrade 0004): history before it
@@ -65,6 +69,8 @@ class ConsentSource(enum.StrEnum):
 
 class SuppressionReason(enum.StrEnum):
     HARD_BOUNCE = "hard_bounce"
+    #: Repeated soft bounces (``DIGEST_SOFT_BOUNCE_LIMIT`` within ``DIGEST_SOFT_BOUNCE_DAYS``).
+    SOFT_BOUNCE = "soft_bounce"
     SPAM_REPORT = "spam_report"
     MANUAL = "manual"
     ERASED = "erased"
@@ -175,8 +181,9 @@ class ConsentEvent(Base):
     status went ``from_status`` → ``to_status`` (None: no record / not on the list).
 
     Written only by :mod:`subscribers.consent`.  A line whose two statuses are equal
-    records a request, not a change: someone asked for a confirmation email to come
-    back (the form, or an admin), which only the reader's confirmation can act on.
+    records a request, not a change: on a list, someone asked for a confirmation email
+    to come back (the form, or an admin), which only the reader's confirmation can act
+    on; on the reader (no list), an admin lifted their suppression (``detail`` says why).
     Erasing a reader deletes their lines with them.
     """
 

@@ -133,3 +133,53 @@ def test_smtp_url_forms() -> None:
     )
     s = parse_smtp_url("smtp://mail.example.org?starttls=required")
     assert (s.port, s.implicit_tls, s.starttls) == (587, False, "required")
+
+
+def test_verp_envelope_sender_names_each_delivery(
+    db_url: str, tmp_path: Path, smtp_server: SMTPServer
+) -> None:
+    """With DIGEST_BOUNCE_ADDRESS, MAIL FROM is bounces+TOKEN@domain, a token per
+    delivery that reads back to that reader's ledger row; From: stays the newsletter's."""
+    from sqlalchemy import select
+
+    from digest.delivery.verp import VerpRef, verp_for
+    from digest.models import Delivery
+
+    world = make_world(
+        db_url,
+        tmp_path,
+        readers=3,
+        env={
+            "DIGEST_SMTP_URL": smtp_server.url,
+            "DIGEST_BOUNCE_ADDRESS": "bounces@news.example.org",
+        },
+    )
+    report = send(world.app, backend="smtp", options=FAST)
+    assert report.counts.sent == 3
+    verp = verp_for("bounces@news.example.org", world.env["DIGEST_SECRET_KEY"])
+    with world.app.session() as s:
+        rows = {d.email: d.id for d in s.scalars(select(Delivery))}
+    senders = {r.rcpt_tos[0]: r.mail_from for r in smtp_server.sink.received}
+    assert len(set(senders.values())) == 3
+    for address, mail_from in senders.items():
+        assert mail_from.startswith("bounces+") and mail_from.endswith("@news.example.org")
+        assert verp.read(mail_from) == VerpRef("d", rows[address])
+    for r in smtp_server.sink.received:
+        assert r.message["From"] == "The Weekly <news@example.org>"
+
+
+def test_edition_unsubscribe_links_name_their_list(
+    db_url: str, tmp_path: Path, smtp_server: SMTPServer
+) -> None:
+    """The List-Unsubscribe URL and mailto carry a token for the edition's list, so
+    they leave that list only."""
+    from subscribers.tokens import read_link
+
+    world = _world(db_url, tmp_path, smtp_server.url, readers=1)
+    send(world.app, backend="smtp", options=FAST)
+    (received,) = smtp_server.sink.received
+    header = received.message["List-Unsubscribe"]
+    token = header.split("/u/", 1)[1].split(">", 1)[0]
+    assert f"subject=unsubscribe%20{token}>" in header
+    link = read_link(world.env["DIGEST_SECRET_KEY"], token, "unsubscribe")
+    assert link.list_name == "weekly"

@@ -199,6 +199,11 @@ def subscribers_show(app: App, email: str, as_json: bool) -> None:
         data = subscribers_privacy.describe(session, subscriber)
         entry = service.suppression_for(session, email)
         data["suppressed"] = entry.reason.value if entry else None
+        data["suppression"] = (
+            {"reason": entry.reason.value, "since": entry.created_at, "detail": entry.detail}
+            if entry
+            else None
+        )
     if as_json:
         print_json(data)
         return
@@ -206,6 +211,13 @@ def subscribers_show(app: App, email: str, as_json: bool) -> None:
     console.print(
         f"Status: {data['status']}" + (f" · suppressed: {entry.reason.value}" if entry else "")
     )
+    if entry:
+        console.print(
+            f"Suppressed since {entry.created_at:%Y-%m-%d %H:%M} UTC ({entry.reason.value})"
+            + (f": {entry.detail}" if entry.detail else "")
+            + "; `digest suppressions lift` takes the address off the list",
+            soft_wrap=True,
+        )
     consent = data["consent"]
     console.print(
         f"Consent: {consent['method'] or 'none recorded'} {consent['at'] or ''}"
@@ -241,6 +253,8 @@ def subscribers_show(app: App, email: str, as_json: bool) -> None:
 def _change(line: dict[str, Any]) -> str:
     if line["request"]:
         return "asked for a confirmation email"
+    if line.get("note"):
+        return f"no change ({line['to'] or '—'})"
     return f"{line['from'] or '—'} → {line['to'] or 'off the list'}"
 
 

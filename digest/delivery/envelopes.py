@@ -116,8 +116,8 @@ class StoredEditions:
             newsletter=env.newsletter,
             period=env.period,
             variant_key=env.variant_key,
-            list_name=newsletter.list_name,
             locale=newsletter.locale,
+            list_name=newsletter.list_name,
         )
 
 

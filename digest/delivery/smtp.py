@@ -6,6 +6,11 @@
   (``?starttls=required`` insists on it, ``?starttls=never`` never tries);
 - ``smtps://user:pass@host:465`` — TLS from the first byte;
 - ``?timeout=30`` seconds per command; ``?cafile=/path/ca.pem`` to trust a private CA.
+
+With ``DIGEST_BOUNCE_ADDRESS`` set, each message's envelope sender (``MAIL FROM``, which
+becomes its ``Return-Path``) is a VERP address naming the delivery
+(:mod:`digest.delivery.verp`), so ``digest inbound`` matches bounces to readers and
+editions; without it the envelope sender is the newsletter's sender, as before.
 """
 
 from __future__ import annotations
@@ -25,7 +30,8 @@ from digest.delivery.base import (
     RecipientResult,
     RetryableError,
 )
-from digest.delivery.message import Post, UnsendableAddress, ascii_address, build_mime
+from digest.delivery.message import Post, Recipient, UnsendableAddress, ascii_address, build_mime
+from digest.delivery.verp import Verp, verp_for
 from digest.errors import ConfigError
 
 
@@ -86,14 +92,19 @@ class SMTPBackend(Backend):
     max_recipients = 1
     batch_size = 100
 
-    def __init__(self, settings: SMTPSettings) -> None:
+    def __init__(self, settings: SMTPSettings, verp: Verp | None = None) -> None:
         self.settings = settings
+        #: Envelope senders per message (None: the newsletter's sender).
+        self.verp = verp
         self._conn: smtplib.SMTP | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:
-        """From ``DIGEST_SMTP_URL``."""
-        return cls(parse_smtp_url(settings.smtp_url))
+        """From ``DIGEST_SMTP_URL`` (and ``DIGEST_BOUNCE_ADDRESS`` for VERP)."""
+        verp = None
+        if settings.bounce_address:
+            verp = verp_for(settings.bounce_address, settings.secret_key.get_secret_value())
+        return cls(parse_smtp_url(settings.smtp_url), verp)
 
     @classmethod
     def configured_by(cls, settings: Settings) -> str | None:
@@ -175,7 +186,8 @@ class SMTPBackend(Backend):
                 self._conn = self._connect()
             conn = self._conn
             try:
-                refusal = self._envelope(conn, post.envelope.sender, ascii_address(rcpt.email))
+                sender = self.envelope_sender(post, rcpt)
+                refusal = self._envelope(conn, sender, ascii_address(rcpt.email))
                 if refusal is not None:
                     results.append(RecipientResult(rcpt.delivery_id, ok=False, error=refusal))
                     continue
@@ -201,6 +213,12 @@ class SMTPBackend(Backend):
                 ) from None
             results.append(RecipientResult(rcpt.delivery_id, ok=True, message_id=msg["Message-ID"]))
         return results
+
+    def envelope_sender(self, post: Post, rcpt: Recipient) -> str:
+        """``MAIL FROM`` for one message: its VERP address, or the newsletter's sender."""
+        if self.verp is None:
+            return post.envelope.sender
+        return self.verp.sender(rcpt.delivery_id, rcpt.subscriber_id)
 
     def _envelope(self, conn: smtplib.SMTP, sender: str, address: str) -> str | None:
         """MAIL FROM and RCPT TO; the server's refusal of this recipient, or None."""

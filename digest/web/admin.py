@@ -57,6 +57,7 @@ from subscribers import lists as subscribers_lists
 from subscribers import privacy as subscribers_privacy
 from subscribers import segments as subscribers_segments
 from subscribers import service
+from subscribers import suppression as subscribers_suppression
 from subscribers.consent import By
 from subscribers.db import MAX_ID
 from subscribers.errors import SubscribersError
@@ -273,6 +274,10 @@ def _subscriber(session: Session, subscriber_id: int) -> dict[str, Any]:
     return subscribers_privacy.describe(session, _existing(session, subscriber_id))
 
 
+def _suppression(session: Session, email: str | None) -> Any:
+    return subscribers_suppression.entry_for(session, email) if email else None
+
+
 def admin_actor(request: Request) -> str:
     """Who acts in the consent log for a change made in the console (one shared
     password, so the client's address is what tells admins apart)."""
@@ -293,6 +298,7 @@ async def _subscriber_view(
     request: Request, subscriber_id: int, *, error: str | None = None, status: int = 200
 ) -> Response:
     who = await in_session(request, _subscriber, subscriber_id)
+    suppression = await in_session(request, _suppression, who["email"])
     config = state(request).digest_config()
     attributes = "\n".join(f"{k} = {v}" for k, v in sorted(who["attributes"].items()))
     return render(
@@ -303,6 +309,7 @@ async def _subscriber_view(
             "categories": config.choosable_categories() or [],
             "chosen": who["categories"],
             "attributes_text": attributes,
+            "suppression": suppression,
             "error": error,
         },
         status=status,

@@ -3,7 +3,8 @@
 * :mod:`~subscribers.consent.machine`: the states, the allowed changes and who may
   cause each (pure data; the README's "Consent" table is :func:`rules_table`);
 * :mod:`~subscribers.consent.changes`: the changes themselves (join, confirm, leave,
-  remove, a bounce or a complaint, erasure), checked against the machine;
+  remove, a bounce or a complaint, erasure), checked against the machine, and the
+  note that a suppression was lifted (which changes nothing);
 * :mod:`~subscribers.consent.bulk`: a CSV import's changes, in bulk;
 * :mod:`~subscribers.consent.log`: the consent log every change writes, a reader's
   history, and replaying it.
@@ -24,6 +25,7 @@ from subscribers.consent.changes import (
     gone_message,
     join,
     leave,
+    lifted,
     remove,
     request,
     set_membership,
@@ -63,6 +65,7 @@ __all__ = [
     "join",
     "leave",
     "left_on",
+    "lifted",
     "remove",
     "replay",
     "request",

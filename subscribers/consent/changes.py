@@ -296,6 +296,7 @@ def remove(session: Session, subscriber: Subscriber, mlist: MailingList, by: By)
 #: What a suppression does to the reader's status.
 STATUS_FOR_REASON = {
     SuppressionReason.HARD_BOUNCE: Status.BOUNCED,
+    SuppressionReason.SOFT_BOUNCE: Status.BOUNCED,
     SuppressionReason.SPAM_REPORT: Status.COMPLAINED,
     SuppressionReason.UNSUBSCRIBED: Status.UNSUBSCRIBED,
     SuppressionReason.MANUAL: Status.UNSUBSCRIBED,
@@ -312,6 +313,15 @@ def suppressed(session: Session, subscriber: Subscriber, reason: SuppressionReas
         leave(session, subscriber, None, by)
     else:
         set_reader(session, subscriber, status, by)
+
+
+def lifted(session: Session, subscriber: Subscriber, by: By) -> None:
+    """Note that the reader's address came off the suppression list: one line of the
+    reader's own that changes nothing (``by.detail`` says why), since lifting a
+    suppression brings no one back: only their confirmation does.  Admins only."""
+    if by.source not in ERASERS:
+        raise ConsentRefused(f"{by.source.value} may not lift a suppression")
+    record(session, subscriber.id, None, subscriber.status, subscriber.status, by)
 
 
 def erase(session: Session, subscriber: Subscriber, by: By) -> int:
@@ -358,6 +368,7 @@ __all__ = [
     "gone_message",
     "join",
     "leave",
+    "lifted",
     "remove",
     "request",
     "set_membership",

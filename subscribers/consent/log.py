@@ -1,7 +1,7 @@
 """The consent log: writing its lines, reading a reader's history, and replaying it.
 
-Only :mod:`subscribers.consent` writes lines (one per change, and one per request
-for a confirmation email); erasing a reader deletes theirs.
+Only :mod:`subscribers.consent` writes lines (one per change, one per request for a
+confirmation email, one per suppression lifted); erasing a reader deletes theirs.
 """
 
 from __future__ import annotations
@@ -85,8 +85,13 @@ def history(session: Session, subscriber_id: int) -> Sequence[ConsentEvent]:
 
 
 def is_request(line: ConsentEvent) -> bool:
-    """A line that changed nothing: a request for a confirmation email."""
-    return line.from_status == line.to_status
+    """A line that changed nothing on a list: a request for a confirmation email."""
+    return line.from_status == line.to_status and line.list_name is not None
+
+
+def is_note(line: ConsentEvent) -> bool:
+    """A line that changed nothing of the reader's own: a note (a suppression lifted)."""
+    return line.from_status == line.to_status and line.list_name is None
 
 
 @dataclass(frozen=True)
@@ -188,6 +193,7 @@ __all__ = [
     "Replayed",
     "asked_since_leaving",
     "history",
+    "is_note",
     "is_request",
     "left_on",
     "line_values",

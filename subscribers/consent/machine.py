@@ -49,15 +49,16 @@ GONE_STATES = frozenset({State.UNSUBSCRIBED, State.BOUNCED, State.COMPLAINED})
 GONE = (Status.UNSUBSCRIBED, Status.BOUNCED, Status.COMPLAINED)
 
 #: The reader acting on a page or an email of their own.
-_READER_LEAVES = frozenset({S.ONE_CLICK, S.UNSUBSCRIBE_PAGE, S.PREFERENCES})
+_READER_LEAVES = frozenset({S.ONE_CLICK, S.UNSUBSCRIBE_PAGE, S.PREFERENCES, S.MAILTO})
 #: Who may unsubscribe someone (the reader, an admin, a provider event, the API).
 LEAVERS = _READER_LEAVES | {S.ADMIN, S.WEBHOOK, S.API}
 #: Who may state that a new person agreed (besides the form and a confirmation).
 ADMITTERS = frozenset({S.ADMIN, S.IMPORT, S.API})
 #: Who may ask for a confirmation email for someone who left (no status changes).
 REQUESTERS = frozenset({S.FORM, S.ADMIN, S.API})
-#: Who may report a bounce or a complaint.
-REPORTERS = frozenset({S.WEBHOOK, S.ADMIN, S.API})
+#: Who may report a bounce or a complaint (a provider's webhook, a bounce or feedback
+#: report received by mail, an admin, the API).
+REPORTERS = frozenset({S.WEBHOOK, S.INBOUND, S.ADMIN, S.API})
 #: Who may erase a reader (and delete a list with its memberships).
 ERASERS = frozenset({S.ADMIN, S.API})
 _ONLY_THE_READER = frozenset({S.CONFIRM})
