@@ -13,7 +13,9 @@ Effects, applied only when an event is stored for the first time:
 * a hard bounce (``bounce`` of type ``bounce``) suppresses the address (``hard_bounce``) and
   marks the subscriber bounced; a soft one (type ``blocked``) is only recorded;
 * a spam report suppresses the address (``spam_report``) and marks the subscriber complained;
-* ``unsubscribe`` and ``group_unsubscribe`` unsubscribe the subscriber from every list.
+* ``unsubscribe`` and ``group_unsubscribe`` unsubscribe the subscriber from every list;
+* any event about a delivery that is *uncertain* (its post had no answer) settles it:
+  sent, or failed for ``bounce``/``dropped`` (:mod:`digest.delivery.evidence`).
 
 Each event is stored in its own transaction, so one bad event never costs the others.
 An event that cannot be stored because of what it holds (not an object, nested or sized
@@ -40,6 +42,7 @@ from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
 
+from digest.delivery import evidence
 from digest.errors import DatabaseError
 from digest.models import Delivery, Edition, Event
 from subscribers import service
@@ -225,6 +228,9 @@ def record(session: Session, event: ProviderEvent) -> int | None:
     if new_id is None:
         return None
     apply_effects(session, event)
+    if delivery_id is not None:
+        # an uncertain delivery the provider reports is uncertain no more
+        evidence.settle_one(session, delivery_id, event.type.value, event.provider)
     return int(new_id)
 
 
