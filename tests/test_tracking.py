@@ -361,3 +361,19 @@ def test_the_subscriber_flag_defaults_to_tracking_allowed(
     world = tracking_world(fast_sqlite_url, tmp_path, readers=1)
     with world.app.sessions() as s:
         assert s.scalar(select(Subscriber.no_tracking)) is False
+
+
+def test_clicks_are_personal_data_exported_and_erased(fast_db_url: str, tmp_path: Path) -> None:
+    from digest.privacy import forget_person, personal_data
+
+    world = tracking_world(fast_db_url, tmp_path, readers=1)
+    send(world.app)
+    (message,) = outbox_messages(world)
+    with client_for(world) as client:
+        assert client.get(path_of(TRACKED.findall(html_of(message))[0])).status_code == 302
+    with world.app.session() as s:
+        (click,) = personal_data(s, "reader0@example.net")["clicks_and_opens"]
+    assert click["kind"] == "click" and ARTICLE.fullmatch(click["url"])
+    with world.app.session() as s:
+        forget_person(s, "reader0@example.net")
+    assert hits(world, "click") == 0
