@@ -133,6 +133,8 @@ def test_an_smtp_send_with_click_tracking_records_clicks_shown_on_the_edition_pa
         again = client.get(path_of(text_links[-1]))
         assert again.status_code == 302 and ARTICLE.fullmatch(again.headers["location"])
         assert hits(world, "click") == 2
+        checked = client.head(path_of(html_links[1]))  # a link checker's HEAD counts nothing
+        assert checked.status_code == 302 and hits(world, "click") == 2
 
         sign_in(client)
         page = client.get(f"/admin/editions/{edition_id(world)}")
@@ -377,3 +379,41 @@ def test_clicks_are_personal_data_exported_and_erased(fast_db_url: str, tmp_path
     with world.app.session() as s:
         forget_person(s, "reader0@example.net")
     assert hits(world, "click") == 0
+
+
+def test_a_burst_of_clicks_on_a_live_server_records_every_one(
+    fast_db_url: str, tmp_path: Path
+) -> None:
+    """Forty readers' clicks at once, through uvicorn: each one a 302 to the article and
+    one row, none lost to a locked database."""
+    import http.client
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.test_web_browser import serving
+
+    world = tracking_world(fast_db_url, tmp_path, readers=8)
+    send(world.app)
+    paths = [
+        path_of(url)
+        for message in outbox_messages(world)
+        for url in TRACKED.findall(html_of(message))[:5]
+    ]
+    assert len(paths) == 40
+
+    with serving(world) as base:
+        port = int(base.rpartition(":")[2])
+
+        def click(path: str) -> tuple[int, str | None]:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            try:
+                conn.request("GET", path)
+                answer = conn.getresponse()
+                answer.read()
+                return answer.status, answer.getheader("Location")
+            finally:
+                conn.close()
+
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(click, paths))
+    assert all(status == 302 and ARTICLE.fullmatch(where or "") for status, where in answers)
+    assert hits(world, "click") == 40

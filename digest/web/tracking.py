@@ -1,10 +1,10 @@
 """Tracked links and the open pixel (see :mod:`digest.tracking`).
 
 ``GET /r/{reader}/{link}`` records a click and answers 302 to the article; ``GET
-/o/{reader}`` records an open and answers a 1x1 GIF.  A token that does not verify, or a
-link of another edition than the reader's token names, gets the 404 page: never a
-redirect.  A click that cannot be recorded (the database busy beyond its timeout) still
-leads to the article, and is logged.
+/o/{reader}`` records an open and answers a 1x1 GIF (a ``HEAD`` records nothing).  A
+token that does not verify, or a link of another edition than the reader's token names,
+gets the 404 page: never a redirect.  A click that cannot be recorded (the database busy
+beyond its timeout) still leads to the article, and is logged.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def _not_found() -> WebError:
     )
 
 
-@router.get("/r/{reader}/{link}")
+@router.api_route("/r/{reader}/{link}", methods=["GET", "HEAD"])
 async def click(request: Request, reader: str, link: str) -> Response:
     secret = state(request).secret
     try:
@@ -45,11 +45,14 @@ async def click(request: Request, reader: str, link: str) -> Response:
     except tracking.BadTrackingToken:
         raise _not_found() from None
 
+    record = request.method == "GET"  # a HEAD (a link checker) leads on, counting nothing
+
     def work(session: Session) -> str | None:
         target = tracking.link_target(session, link_id)
         if target is None or target.edition_id != edition_id:
             return None
-        tracking.record_hit(session, tracking.CLICK, edition_id, subscriber_id, link_id)
+        if record:
+            tracking.record_hit(session, tracking.CLICK, edition_id, subscriber_id, link_id)
         return target.url
 
     try:
@@ -67,14 +70,15 @@ def _url(session: Session, link_id: int, edition_id: int) -> str | None:
     return target.url if target is not None and target.edition_id == edition_id else None
 
 
-@router.get("/o/{reader}")
+@router.api_route("/o/{reader}", methods=["GET", "HEAD"])
 async def pixel(request: Request, reader: str) -> Response:
     try:
         edition_id, subscriber_id = tracking.read_reader(state(request).secret, reader)
     except tracking.BadTrackingToken:
         raise _not_found() from None
     try:
-        await in_session(request, tracking.record_hit, tracking.OPEN, edition_id, subscriber_id)
+        if request.method == "GET":
+            await in_session(request, tracking.record_hit, tracking.OPEN, edition_id, subscriber_id)
     except (SQLAlchemyError, DigestError) as exc:
         log.warning("open of edition %s not recorded: %s", edition_id, exc)
     return Response(tracking.PIXEL, media_type="image/gif", headers=_NO_STORE)
