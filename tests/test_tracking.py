@@ -138,6 +138,9 @@ def test_an_smtp_send_with_click_tracking_records_clicks_shown_on_the_edition_pa
 
         sign_in(client)
         page = client.get(f"/admin/editions/{edition_id(world)}")
+        api = client.get("/api/editions")
+    assert api.status_code == 200
+    assert api.json()[0]["tracked"] == {"click": {"readers": 1, "hits": 2}}
     assert page.status_code == 200
     # the link clicked is in the top links with its count, by one reader
     with world.app.sessions() as s:
