@@ -25,6 +25,7 @@ from subscribers.models import Subscriber
 from subscribers.service import find_subscriber, set_tracking
 from subscribers.tokens import make_token, read_link
 from tests.support import web as support
+from tests.support.sendgrid_server import SendGridServer
 from tests.support.smtp_server import SMTPServer
 from tests.support.web import (
     BASE,
@@ -420,3 +421,55 @@ def test_a_burst_of_clicks_on_a_live_server_records_every_one(
             answers = list(pool.map(click, paths))
     assert all(status == 302 and ARTICLE.fullmatch(where or "") for status, where in answers)
     assert hits(world, "click") == 40
+
+
+def test_a_sendgrid_send_with_click_tracking_fills_each_readers_links(
+    fast_db_url: str, tmp_path: Path, sendgrid_server: SendGridServer
+) -> None:
+    """The same tracked variant through SendGrid: one substitution per reader fills their
+    part of every link; the contract server's expanded messages are clean."""
+    world = tracking_world(
+        fast_db_url,
+        tmp_path,
+        readers=2,
+        opens=True,
+        SENDGRID_API_KEY=sendgrid_server.api_key,
+        DIGEST_SENDGRID_API_HOST=sendgrid_server.url,
+    )
+    opt_out(world, "reader1@example.net")
+    assert send(world.app, backend="sendgrid").counts.sent == 2
+    assert all(r.status == 202 and not r.errors for r in sendgrid_server.requests)
+    mail = {m.recipient: m for m in sendgrid_server.messages()}
+    tracked, direct = mail["reader0@example.net"], mail["reader1@example.net"]
+    assert not tracked.unfilled and tracked.html and tracked.text
+    links = TRACKED.findall(tracked.html)
+    assert links and TRACKED.findall(tracked.text) and PIXEL.search(tracked.html)
+    assert direct.html and not TRACKED.search(direct.html) and not PIXEL.search(direct.html)
+    with client_for(world) as client:
+        response = client.get(path_of(links[0]))
+    assert response.status_code == 302 and hits(world, "click") == 1
+
+
+def test_a_mailto_unsubscribe_counts_on_the_edition(
+    fast_db_url: str, tmp_path: Path, smtp_server: SMTPServer
+) -> None:
+    """The List-Unsubscribe mailto, sent to `digest inbound`, carries the edition too."""
+    from tests.support.inbound import inbound_server, lmtp_deliver, sample
+
+    world = tracking_world(fast_db_url, tmp_path, readers=1, DIGEST_SMTP_URL=smtp_server.url)
+    assert send(world.app, backend="smtp").counts.sent == 1
+    (got,) = smtp_server.sink.received
+    mailto = re.search(r"<mailto:([^?]+)\?subject=([^>]+)>", got.message["List-Unsubscribe"])
+    assert mailto is not None
+    raw = sample(
+        "mailto_unsubscribe.eml",
+        {"unsubscribe UNSUBSCRIBE-TOKEN": mailto.group(2).replace("%20", " ")},
+    )
+    raw = raw.replace(b"reader5@example.net", b"reader0@example.net")
+    with inbound_server(world.app) as port:
+        replies = lmtp_deliver(port, raw, ["unsubscribe@example.org"], "reader0@example.net")
+    assert replies == ["250 2.0.0 <unsubscribe@example.org> unsubscribed"]
+    edition = edition_id(world)
+    with world.app.sessions() as s:
+        (stats,) = edition_stats(s, [s.get(Edition, edition)])
+    assert stats.count(EventType.UNSUBSCRIBED) == 1
