@@ -473,3 +473,23 @@ def test_a_mailto_unsubscribe_counts_on_the_edition(
     with world.app.sessions() as s:
         (stats,) = edition_stats(s, [s.get(Edition, edition)])
     assert stats.count(EventType.UNSUBSCRIBED) == 1
+
+
+def test_tracked_links_are_written_once_per_variant_not_per_reader(
+    fast_sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Personalisation stays a substitution: the variant's links are stored and written
+    into the body once, and each reader costs one signed token."""
+    world = tracking_world(fast_sqlite_url, tmp_path, readers=12, opens=True)
+    calls: list[int] = []
+    real = tracking.links_for
+
+    def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tracking, "links_for", counted)
+    assert send(world.app).counts.sent == 12
+    assert len(calls) == 1
+    tokens = {PIXEL.findall(html_of(m))[0] for m in outbox_messages(world)}
+    assert len(tokens) == 12
