@@ -234,6 +234,10 @@ class NewsletterConfig(BaseModel):
     )
     archive: bool = False
     local_time: bool = False
+    #: Article links go through the web app's ``/r/…`` redirect, which counts clicks.
+    track_clicks: bool = False
+    #: A 1x1 image (``/o/…``) counts opens (estimates: see the README).
+    track_opens: bool = False
 
     @field_validator("sources", mode="before")
     @classmethod

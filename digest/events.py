@@ -30,6 +30,7 @@ import enum
 import hashlib
 import json
 import logging
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -53,6 +54,8 @@ from subscribers.models import ConsentSource, Subscriber, SuppressionReason
 log = logging.getLogger(__name__)
 
 SENDGRID = "sendgrid"
+#: The provider of the events digest records itself (a reader's own links).
+DIGEST = "digest"
 #: Nesting and size beyond which an event is rejected (SendGrid's are flat and small).
 MAX_EVENT_DEPTH = 16
 MAX_EVENT_BYTES = 64 * 1024
@@ -75,6 +78,8 @@ class EventType(enum.StrEnum):
     UNSUBSCRIBED = "unsubscribed"
     OPENED = "opened"
     CLICKED = "clicked"
+    #: The reader changed their preferences through a link in the edition.
+    PREFERENCES = "preferences"
     UNKNOWN = "unknown"
 
 
@@ -278,6 +283,41 @@ def _subscriber(session: Session, event: ProviderEvent) -> Subscriber | None:
     return service.find_subscriber(session, event.email) if event.email else None
 
 
+def record_own(
+    session: Session,
+    kind: EventType,
+    *,
+    edition_id: int,
+    subscriber_id: int,
+    detail: str = "",
+) -> int | None:
+    """Store what a reader did through a link in an edition's email (unsubscribed,
+    changed preferences) as an event of that edition, whatever backend sent it.
+
+    Nothing else happens: the change itself went through :mod:`subscribers.consent`.
+    Returns the new row's id, or None when the edition no longer exists.
+    """
+    delivery_id, found = _match(session, edition_id, subscriber_id)
+    if found is None:
+        return None
+    subscriber = session.get(Subscriber, subscriber_id)
+    when = datetime.now(UTC)
+    event = Event(
+        provider=DIGEST,
+        provider_event_id=f"{DIGEST}:{uuid.uuid4().hex}",
+        type=kind.value,
+        email=subscriber.email if subscriber is not None else None,
+        delivery_id=delivery_id,
+        edition_id=found,
+        occurred_at=when,
+        payload={"subscriber_id": subscriber_id, "detail": detail[:500]},
+        created_at=when,
+    )
+    session.add(event)
+    session.flush()
+    return event.id
+
+
 @dataclass
 class IngestSummary:
     """What one batch did: how many events came, were new, were repeats, were rejected
@@ -382,4 +422,5 @@ __all__ = [
     "normalise_sendgrid",
     "read_sendgrid",
     "record",
+    "record_own",
 ]
