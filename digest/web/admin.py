@@ -24,12 +24,13 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from digest import signins
+from digest import drafts, signins
 from digest.errors import NotFound
 from digest.models import Edition, Variant
 from digest.personalize import web_url
 from digest.privacy import forget_person
 from digest.stats import edition_stats
+from digest.web import desk as desk_web
 from digest.web.pages import (
     MAX_UPLOAD_BYTES,
     AdminDisabled,
@@ -150,6 +151,7 @@ async def dashboard(request: Request) -> Response:
     for nl in config.newsletters.values():
         users.setdefault(nl.list_name, []).append(nl.title)
     missing = sorted(set(users) - {s.mailing_list.name for s in summaries})
+    held = await in_session(request, desk_web.held_runs, state(request).app)
     return render(
         request,
         "admin/dashboard.html.j2",
@@ -159,6 +161,7 @@ async def dashboard(request: Request) -> Response:
             "missing": missing,
             "statuses": [s.value for s in Status],
             "newsletters": list(config.newsletters.values()),
+            "held": held,
         },
     )
 
@@ -629,6 +632,11 @@ async def editions_page(request: Request) -> Response:
 async def edition_page(request: Request, edition_id: Id) -> Response:
     require_admin(request)
     settings = state(request).app.settings
+    status = await in_session(
+        request, lambda s: s.scalar(select(Edition.status).where(Edition.id == edition_id))
+    )
+    if status in desk_web.ON_THE_DESK:  # still in the editors' hands: the editor's desk
+        return await desk_web.desk_page(request, edition_id)
 
     def load(session: Session) -> tuple[Any, list[dict[str, Any]]]:
         edition = session.get(Edition, edition_id)
@@ -650,6 +658,7 @@ async def edition_page(request: Request, edition_id: Id) -> Response:
         return stats, variants
 
     stats, variants = await in_session(request, load)
+    log = await in_session(request, drafts.log_entries, edition_id)
     chart = bar_chart(
         stats.bars(),
         chart_id=f"chart-{stats.id}",
@@ -658,7 +667,7 @@ async def edition_page(request: Request, edition_id: Id) -> Response:
     return render(
         request,
         "admin/edition.html.j2",
-        {"stats": stats, "variants": variants, "chart": chart},
+        {"stats": stats, "variants": variants, "chart": chart, "log": log},
     )
 
 
