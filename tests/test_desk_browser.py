@@ -43,6 +43,7 @@ SUNDAY_AFTERNOON = datetime(2026, 11, 22, 14, 5, tzinfo=UTC)
 INTRO = "**Budget week.** Three things you should not miss."
 EXCLUDED = "Policy story 0"
 TOP = "Data story 1"
+ALL_TITLES = [f"{c} story {i}" for c in ("Policy", "Data", "Care") for i in (0, 1)]
 #: Generous: these wait for the server's answer, they time nothing.
 WAIT_MS = 15_000
 
