@@ -271,3 +271,26 @@ def test_digest_send_holds_a_draft_of_an_approval_required_newsletter(
         assert desk.view(app, 1).status == "draft"
     finally:
         app.close()
+
+
+def test_a_draft_of_an_auto_newsletter_is_approved_by_the_send(db_url: str, tmp_path: Path) -> None:
+    world = make_world(db_url, tmp_path, readers=2)
+    app = world.app
+    desk.prepare(app, "weekly", as_of=datetime(2026, 11, 23, 8, tzinfo=UTC), actor="ann")
+    desk.note(app, 1, "Hello.", actor="ann")
+    result = send(app, backend="outbox")
+    assert result.outcome is SendOutcome.SENT and result.counts.sent == 2
+    view = desk.view(app, 1)
+    assert view.status == "sent" and view.approved_by == "approval = auto"
+    assert [(e.actor, e.action) for e in view.log][-1] == ("approval = auto", "approve")
+
+
+def test_approval_and_prepare_before_are_checked_in_digest_toml(tmp_path: Path) -> None:
+    from digest.config import NewsletterConfig
+
+    base = {"name": "weekly", "title": "W", "list": "weekly", "sender": "news@example.org"}
+    assert NewsletterConfig(**base, prepare_before="90m").prepare_ahead == timedelta(minutes=90)
+    with pytest.raises(ValueError, match="prepare_before = '18 hours' is not a duration"):
+        NewsletterConfig(**base, prepare_before="18 hours")
+    with pytest.raises(ValueError, match="'auto' or 'required'"):
+        NewsletterConfig(**base, approval="maybe")

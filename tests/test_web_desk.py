@@ -272,3 +272,24 @@ def test_schedule_for_a_time_and_the_dashboard_says_held(world: World) -> None:
     assert view.send_at == datetime(2026, 12, 24, 9, 30, tzinfo=UTC)  # London is on GMT
     with world.app.sessions() as s:
         assert s.scalars(select(SchedulerRun.outcome)).one() == RunOutcome.HELD
+
+
+def test_approving_after_the_run_was_held_sends_at_once(world: World) -> None:
+    with world.app.session() as s:
+        s.add(
+            SchedulerRun(
+                newsletter="weekly", scheduled_for=AS_OF, outcome=RunOutcome.HELD, detail="held"
+            )
+        )
+    with client_for(world) as client:
+        sign_in(client)
+        done = post(client, "/admin/editions/1/approve", {})
+        assert done.status_code == 303  # type: ignore[attr-defined]
+        wait_for_sends(client.app)
+        page = client.get("/admin/editions/1")
+        assert "Delivery and engagement" in page.text  # sent: the statistics page
+    assert len([m for m in support.outbox_messages(world) if "reader" in str(m["To"])]) == 3
+    with world.app.sessions() as s:
+        run = s.scalars(select(SchedulerRun)).one()
+    assert run.outcome == RunOutcome.SENT
+    assert run.detail.startswith("held for approval; sent after admin approved it: sent: 3 sent")
