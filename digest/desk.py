@@ -558,14 +558,25 @@ def test_copy(
     backend: str | BackendChoice | None = None,
     variant: str = "all",
     notice: str | None = None,
+    sections: list[str] | None = None,
 ) -> CopiesSent:
-    """A marked test copy of the edition as it is now (a draft with its edits)."""
+    """A marked test copy of the edition as it is now (a draft with its edits): the
+    variant named (``all``, a section, a stored variant's key) or with ``sections``."""
     with app.session() as s:
         edition = require_edition(s, str(ref))
         nl = _newsletter(app, edition)
         as_of = edition.period_end
         edition_id = edition.id
-    sent = send_test(app, nl, addresses, as_of, variant=variant, backend=backend, notice=notice)
+    sent = send_test(
+        app,
+        nl,
+        addresses,
+        as_of,
+        variant=variant,
+        backend=backend,
+        notice=notice,
+        sections=sections,
+    )
     with app.session() as s:
         drafts.record(s, edition_id, actor, "test", sent.summary())
     return sent

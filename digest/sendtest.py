@@ -69,6 +69,7 @@ def send_test(
     variant: str = "all",
     backend: str | BackendChoice | None = None,
     notice: str | None = None,
+    sections: list[str] | None = None,
 ) -> CopiesSent:
     """Render the period's edition (one variant) and send it to ``addresses`` as a test.
 
@@ -76,7 +77,8 @@ def send_test(
     copy's links work: "View in your browser" opens the editor's preview of this
     variant (the web version exists only once the edition is sent), and the
     unsubscribe and preferences links lead to a page saying they belong to no one.
-    ``notice``: a line for the editors put above the copy (a draft's desk link).
+    ``notice``: a line for the editors put above the copy (a draft's desk link);
+    ``sections``: the variant's sections, given directly (then ``variant`` is not looked up).
     """
     clean = editor_addresses(addresses)
     choice = (
@@ -90,7 +92,8 @@ def send_test(
             raise NotFound(f"{newsletter.name} {period.key} has no articles; nothing to test")
         names = [sec.name for sec in collection.sections]
         composer = Composer(app.settings, newsletter)
-        sections = _sections_of(variant, names, edition)
+        if sections is None:
+            sections = _sections_of(variant, names, edition)
         rendered = composer.render(collection, sections)
     html, text = rendered.html, rendered.text
     if notice:

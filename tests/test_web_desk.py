@@ -6,6 +6,7 @@ resume, cancel; CSRF on every form; bad input a 4xx with a clear message, never 
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -154,6 +155,7 @@ def test_bad_input_is_a_clear_4xx(lite: World) -> None:
             ("/admin/editions/1/test", {"to": ""}, 400, "at least one address"),
             ("/admin/editions/1/test", {"to": "not-an-address"}, 400, "not-an-address"),
             ("/admin/editions/1/schedule", {"send_at": "tomorrow"}, 400, "YYYY-MM-DDTHH:MM"),
+            ("/admin/editions/1/schedule", {"send_at": "2020-01-01T08:00"}, 400, "has passed"),
             ("/admin/editions/1/pause", {}, 400, "only an edition going out can be paused"),
             ("/admin/editions/1/send", {}, 400, "Tick the box to confirm"),
             ("/admin/editions/1/new", {"do": "eat"}, 400, "Say add or decline"),
@@ -175,6 +177,15 @@ def test_test_copy_approve_then_confirm_and_send(world: World) -> None:
         assert sent.status_code == 303  # type: ignore[attr-defined]
         copies = [m for m in support.outbox_messages(world) if m["To"] == "me@example.org"]
         assert len(copies) == 1 and copies[0]["Subject"].startswith("[TEST]")
+        # another variant, by its key (no variant is stored yet: a draft has no ledger)
+        page = client.get("/admin/editions/1")
+        key = re.search(r'<option value="(s-[0-9a-f]+)">Only Data', page.text)
+        assert key is not None
+        two = post(client, "/admin/editions/1/test", {"to": "two@example.org", "variant": key[1]})
+        assert two.status_code == 303  # type: ignore[attr-defined]
+        (copy,) = [m for m in support.outbox_messages(world) if m["To"] == "two@example.org"]
+        assert "Data story 1" in support.text_of(copy)
+        assert "Policy story 1" not in support.text_of(copy)
 
         approved = post(client, "/admin/editions/1/approve", {})
         assert approved.status_code == 303  # type: ignore[attr-defined]
@@ -265,11 +276,11 @@ def test_schedule_for_a_time_and_the_dashboard_says_held(world: World) -> None:
         board = client.get("/admin")
         assert "was held: the edition 2026-W47 waits for an editor's approval" in board.text
         assert 'href="/admin/editions/1"' in board.text
-        done = post(client, "/admin/editions/1/schedule", {"send_at": "2026-12-24T09:30"})
+        done = post(client, "/admin/editions/1/schedule", {"send_at": "2099-12-24T09:30"})
         assert done.status_code == 303  # type: ignore[attr-defined]
     view = desk.view(world.app, 1)
     assert view.status == EditionStatus.APPROVED.value
-    assert view.send_at == datetime(2026, 12, 24, 9, 30, tzinfo=UTC)  # London is on GMT
+    assert view.send_at == datetime(2099, 12, 24, 9, 30, tzinfo=UTC)  # London is on GMT
     with world.app.sessions() as s:
         assert s.scalars(select(SchedulerRun.outcome)).one() == RunOutcome.HELD
 

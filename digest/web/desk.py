@@ -455,8 +455,8 @@ async def send_test_copy(request: Request, edition_id: Id) -> Response:
         sections = preview.variant.sections
 
     def work(app: App, who: str) -> str:
-        which = sections[0] if sections and len(sections) == 1 else ALL if not sections else variant
-        sent = desk.test_copy(app, edition_id, addresses, actor=who, variant=which)
+        chosen = list(sections) if sections else None
+        sent = desk.test_copy(app, edition_id, addresses, actor=who, sections=chosen)
         return sent.summary()
 
     return await _act(request, edition_id, work)
@@ -579,6 +579,14 @@ async def schedule_send(request: Request, edition_id: Id) -> Response:
     if not 1971 <= when.year <= 9998:
         return await _confirm_view(
             request, edition_id, None, error=f"{text!r} is out of range.", status=400
+        )
+    if when <= datetime.now(nl.zone):
+        return await _confirm_view(
+            request,
+            edition_id,
+            None,
+            error=f"{text} ({nl.timezone}) has passed; pick a later time, or send it now.",
+            status=400,
         )
 
     def work(app: App, who: str) -> str:
