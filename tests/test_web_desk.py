@@ -304,3 +304,24 @@ def test_approving_after_the_run_was_held_sends_at_once(world: World) -> None:
         run = s.scalars(select(SchedulerRun)).one()
     assert run.outcome == RunOutcome.SENT
     assert run.detail.startswith("held for approval; sent after admin approved it: sent: 3 sent")
+
+
+def test_the_event_stream_stays_quiet_while_nothing_changes(lite: World) -> None:
+    """The page's own stamp matches the stream's: no reload unless something changed
+    (a mismatch would reload the page for ever); an edit is a change."""
+    from digest.web import WebOptions
+
+    desk.note(lite.app, 1, "Hello.", actor="ann")
+    with client_for(lite, options=WebOptions(live_reload_max=1.5)) as client:
+        sign_in(client)
+        page = client.get("/admin/editions/1")
+        url = re.search(r'data-desk-events="([^"]+)"', page.text)
+        assert url is not None
+        events_url = url[1].replace("&amp;", "&")
+        with client.stream("GET", events_url) as stream:
+            quiet = [line for line in stream.iter_lines() if line.startswith("event:")]
+        assert quiet and set(quiet) == {"event: progress"}  # then it ends (live_reload_max)
+        desk.subject(lite.app, 1, "Changed elsewhere", actor="bo")
+        with client.stream("GET", events_url) as stream:
+            changed = [line for line in stream.iter_lines() if line.startswith("event:")]
+        assert changed[0] == "event: progress" and changed[-1] == "event: change"

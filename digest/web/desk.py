@@ -241,8 +241,11 @@ async def desk_page(
 
 
 def _since(view: desk.EditionView) -> str:
-    last = view.log[-1].at.isoformat() if view.log else ""
-    return f"{view.status}|{len(view.log)}|{last}"
+    """The stamp :func:`desk.pulse` gives while nothing changes (see the event stream)."""
+    last = view.log[-1].at if view.log else None
+    return desk.Pulse(
+        desk.ProgressSnapshot(view.id, view.status, view.counts), len(view.log), last
+    ).stamp
 
 
 def _progress_numbers(counts: dict[str, int], status: str) -> dict[str, Any]:
@@ -297,9 +300,13 @@ async def edition_events(request: Request, edition_id: Id) -> Response:
         last: dict[str, Any] | None = None
         yield "retry: 1000\n\n"
         while True:
-            view = await run_in_threadpool(desk.view, app, edition_id)
+            try:
+                beat = await run_in_threadpool(desk.pulse, app, edition_id)
+            except NotFound:  # deleted meanwhile: the page's reload says so
+                yield "event: change\ndata: gone\n\n"
+                return
             now_sig = await run_in_threadpool(signature, app.settings)
-            numbers = _progress_numbers(view.counts.to_dict(), view.status)
+            numbers = _progress_numbers(beat.snapshot.counts.to_dict(), beat.snapshot.status)
             now = loop.time()
             if first is None:
                 first = (now, numbers["done"])
@@ -310,8 +317,8 @@ async def edition_events(request: Request, edition_id: Id) -> Response:
             if numbers != last:
                 last = numbers
                 yield f"event: progress\ndata: {json.dumps(numbers)}\n\n"
-            if (since and _since(view) != since) or (sig and now_sig != sig):
-                yield f"event: change\ndata: {view.status}\n\n"
+            if (since and beat.stamp != since) or (sig and now_sig != sig):
+                yield f"event: change\ndata: {beat.snapshot.status}\n\n"
                 return
             if now - started >= limit:
                 return
