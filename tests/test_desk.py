@@ -9,6 +9,7 @@ first.  Every action is in the edition's log.
 from __future__ import annotations
 
 import email
+import json
 import email.policy
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -294,3 +295,52 @@ def test_approval_and_prepare_before_are_checked_in_digest_toml(tmp_path: Path) 
         NewsletterConfig(**base, prepare_before="18 hours")
     with pytest.raises(ValueError, match="'auto' or 'required'"):
         NewsletterConfig(**base, approval="maybe")
+
+
+def test_the_other_editions_commands(db_url: str, tmp_path: Path, monkeypatch: Any) -> None:
+    """include, add-new, test, pause, resume, cancel and JSON from the command line, and
+    their mistakes as one line with an exit code."""
+    world = _world(db_url, tmp_path, monkeypatch)
+    assert _run("editions", "prepare", "weekly", "--as-of", "2026-11-23").exit_code == 0
+    assert _run("editions", "exclude", "1", EXCLUDED_URL).exit_code == 0
+    included = _run("editions", "include", "1", EXCLUDED_URL)
+    assert included.exit_code == 0 and f"Included: {EXCLUDED}" in included.output
+    assert "No new articles to add." in _run("editions", "add-new", "1").output
+    tested = _run("editions", "test", "1", "--to", "me@example.org", "--backend", "outbox")
+    assert tested.exit_code == 0 and "me@example.org" in tested.output
+    shown = _run("editions", "show", "1", "--json")
+    data = json.loads(shown.output)
+    assert data["status"] == "draft" and [e["action"] for e in data["log"]] == [
+        "prepare",
+        "exclude",
+        "include",
+        "test",
+    ]
+
+    latin = tmp_path / "latin.md"
+    latin.write_bytes("Caf\xe9".encode("latin-1"))
+    mistakes = [
+        (["editions", "move", "1", TOP_URL], 2, "say where to"),
+        (["editions", "move", "1", TOP_URL, "--to", "7"], 2, "position 7 is out of range"),
+        (["editions", "note", "1", "--file", str(tmp_path / "none.md")], 2, "No such file"),
+        (["editions", "note", "1", "--file", str(latin)], 2, "not UTF-8 text; save it as UTF-8"),
+        (["editions", "pause", "1"], 1, "only an edition going out can be paused"),
+        (["editions", "resume", "1"], 1, "only a paused edition can be resumed"),
+        (["editions", "send", "1"], 1, "is a draft; approve it first"),
+        (["editions", "approve", "1", "--send-at", "soon"], 2, "is not a time"),
+        (["editions", "show", "42"], 1, "no edition '42'"),
+    ]
+    for args, code, message in mistakes:
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == code, (args, result.output)
+        assert message in " ".join(result.output.split()), (args, result.output)
+        assert "Traceback" not in result.output
+
+    assert _run("editions", "approve", "1", "--send-at", "2099-01-04T08:00").exit_code == 0
+    assert desk.view(world.app, 1).send_at == datetime(2099, 1, 4, 8, tzinfo=UTC)
+    send(world.app, backend="outbox", enqueue=True)
+    assert "Paused." in _run("editions", "pause", "1").output
+    resumed = _run("editions", "resume", "1", "--backend", "outbox")
+    assert resumed.exit_code == 0 and "Resumed; 5 sent now." in resumed.output
+    cancelled = CliRunner().invoke(cli, ["editions", "cancel", "1"])
+    assert cancelled.exit_code == 1 and "is sent; it cannot be cancelled" in cancelled.output

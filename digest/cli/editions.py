@@ -266,8 +266,10 @@ def editions_note(app: App, edition: str, path: Path) -> None:
     else:
         try:
             text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise BadInput(f"{path}: cannot read it as UTF-8 text ({exc})") from None
+        except UnicodeDecodeError:
+            raise BadInput(f"{path}: not UTF-8 text; save it as UTF-8 and try again") from None
+        except OSError as exc:
+            raise BadInput(f"{path}: cannot read it ({exc.strerror or exc})") from None
     desk.note(app, edition, text, actor=desk.cli_actor())
     console.print("Intro saved." if text.strip() else "Intro removed.")
 
