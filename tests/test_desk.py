@@ -9,8 +9,8 @@ first.  Every action is in the edition's log.
 from __future__ import annotations
 
 import email
-import json
 import email.policy
+import json
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
