@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 from starlette.testclient import TestClient
+from time_machine import TimeMachineFixture
 
 from digest import desk
 from digest.models import EditionStatus, RunOutcome, SchedulerRun
@@ -325,3 +326,29 @@ def test_the_event_stream_stays_quiet_while_nothing_changes(lite: World) -> None
         with client.stream("GET", events_url) as stream:
             changed = [line for line in stream.iter_lines() if line.startswith("event:")]
         assert changed[0] == "event: progress" and changed[-1] == "event: change"
+
+
+def test_prepare_a_draft_from_the_editions_page(
+    fast_sqlite_url: str, tmp_path: Path, time_machine: TimeMachineFixture
+) -> None:
+    world = web_world(fast_sqlite_url, tmp_path, readers=1)
+    time_machine.move_to(datetime(2026, 11, 22, 12, tzinfo=UTC), tick=False)  # a Sunday
+    with client_for(world) as client:
+        sign_in(client)
+        token = page_csrf(client, "/admin/editions")
+        missing = client.post("/admin/editions/prepare", data={"csrf": token, "newsletter": "nope"})
+        assert missing.status_code == 400 and "no newsletter called &#39;nope&#39;" in missing.text
+        made = client.post("/admin/editions/prepare", data={"csrf": token, "newsletter": "weekly"})
+        # the edition Monday's run sends: 2026-W47
+        assert made.status_code == 303 and made.headers["location"] == "/admin/editions/1"
+        page = client.get("/admin/editions/1")
+        assert "Draft prepared. Period 2026-W47" in page.text
+        time_machine.move_to(datetime(2027, 3, 6, 12, tzinfo=UTC), tick=False)
+        sign_in(client)  # the sign-in of last year has expired
+        token = page_csrf(client, "/admin/editions")
+        empty = client.post("/admin/editions/prepare", data={"csrf": token, "newsletter": "weekly"})
+        assert empty.status_code == 404
+        assert "has no articles yet; nothing to prepare" in empty.text
+        assert (
+            client.post("/admin/editions/prepare", data={"newsletter": "weekly"}).status_code == 403
+        )

@@ -625,7 +625,10 @@ def recent_editions(
 async def editions_page(request: Request) -> Response:
     require_admin(request)
     stats = await in_session(request, lambda s: edition_stats(s, recent_editions(s)))
-    return render(request, "admin/editions.html.j2", {"editions": stats})
+    newsletters = list(state(request).app.config.newsletters.values())
+    return render(
+        request, "admin/editions.html.j2", {"editions": stats, "newsletters": newsletters}
+    )
 
 
 @router.get("/editions/{edition_id}")

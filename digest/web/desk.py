@@ -268,6 +268,25 @@ def _progress_numbers(counts: dict[str, int], status: str) -> dict[str, Any]:
 # Pages
 
 
+@router.post("/prepare")
+async def prepare_draft(request: Request) -> Response:
+    """The draft of the edition the newsletter's next scheduled run sends (made if need
+    be), opened on the desk."""
+    require_admin(request)
+    form = await read_form(request)
+    name = field(form, "newsletter", 100)
+    app = state(request).app
+    if name not in app.config.newsletters:
+        known = ", ".join(app.config.newsletters) or "none"
+        raise WebError(f"There is no newsletter called {name!r} (newsletters: {known}).")
+    done = await run_in_threadpool(
+        lambda: desk.prepare(app, name, actor=actor(request), why="draft prepared on the desk")
+    )
+    said = "Draft prepared." if done.created else f"The edition exists already ({done.status})."
+    flash(request, f"{said} Period {done.choice}.", "success")
+    return RedirectResponse(f"/admin/editions/{done.edition_id}", status_code=303)
+
+
 @router.get("/{edition_id}/frame")
 async def edition_frame(request: Request, edition_id: Id) -> Response:
     require_admin(request)
