@@ -270,6 +270,9 @@ class NewsletterConfig(BaseModel):
     approval: Literal["auto", "required"] = "auto"
     #: How long before the send the draft is prepared: ``18h``, ``90m``, ``2d``.
     prepare_before: str = "18h"
+    #: An approval after the scheduled run was held: ``now`` sends it at once, ``next``
+    #: at the newsletter's next scheduled run.
+    late_approval: Literal["now", "next"] = "now"
 
     @field_validator("prepare_before")
     @classmethod

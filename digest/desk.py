@@ -337,7 +337,7 @@ def decline_new(app: App, ref: str | int, *, actor: str) -> int:
 class Approval:
     edition_id: int
     #: True when the edition should go out now: its scheduled run was held waiting for
-    #: this approval, or the time it was scheduled for has passed.
+    #: this approval (and ``late_approval = "now"``), or its time (``send_at``) has passed.
     due: bool
     send_at: datetime | None
 
@@ -349,7 +349,7 @@ def approve(app: App, ref: str | int, *, actor: str, send_at: datetime | None = 
 
     def work(s: Session, nl: NewsletterConfig, e: Edition) -> Approval:
         drafts.approve(s, e, actor, send_at=send_at)
-        held = bool(_held_runs(s, nl, e))
+        held = bool(_held_runs(s, nl, e)) and nl.late_approval == "now"
         due = (send_at is None and held) or (send_at is not None and send_at <= utcnow())
         return Approval(e.id, due, send_at)
 
@@ -672,22 +672,25 @@ def progress(app: App, edition_id: int) -> ProgressSnapshot:
 # What the scheduler asks
 
 
-def due_approved(app: App, now: datetime | None = None) -> list[int]:
-    """Approved editions that should go out now: their time (``send_at``) has come, or
-    their scheduled run was held waiting for the approval."""
+def due_approved(app: App, now: datetime | None = None, *, slot_of: str | None = None) -> list[int]:
+    """Approved editions that should go out now, oldest period first: their time
+    (``send_at``) has come, or their scheduled run was held waiting for the approval
+    (with ``late_approval = "now"``; ``slot_of``: a scheduled run of that newsletter is
+    starting, so its held editions are due whatever ``late_approval`` says)."""
     now = now or utcnow()
     out: list[int] = []
     with app.sessions() as s:
-        for edition in s.scalars(
-            select(Edition).where(Edition.status == EditionStatus.APPROVED).order_by(Edition.id)
-        ):
+        query = select(Edition).where(Edition.status == EditionStatus.APPROVED)
+        if slot_of is not None:
+            query = query.where(Edition.newsletter == slot_of)
+        for edition in s.scalars(query.order_by(Edition.period_end, Edition.id)):
             nl = app.config.newsletters.get(edition.newsletter)
             if nl is None:
                 continue
             if edition.send_at is not None:
                 if edition.send_at <= now:
                     out.append(edition.id)
-            elif _held_runs(s, nl, edition):
+            elif (slot_of is not None or nl.late_approval == "now") and _held_runs(s, nl, edition):
                 out.append(edition.id)
     return out
 

@@ -154,3 +154,37 @@ def test_an_approved_draft_goes_out_at_the_scheduled_run(
     ((outcome, detail),) = runs_of(app)
     assert outcome is RunOutcome.SENT, detail
     assert status(app) == EditionStatus.SENT
+
+
+def test_with_late_approval_next_an_approval_after_the_hold_waits_for_the_next_run(
+    world: World, app: App, scheduler: DigestScheduler, time_machine: TimeMachineFixture
+) -> None:
+    configure(
+        world,
+        schedule="mon 08:00",
+        approval="required",
+        prepare_before="18h",
+        late_approval="next",
+    )
+    app.__dict__.pop("config", None)
+    time_machine.move_to(SUNDAY_AFTERNOON, tick=False)
+    scheduler.start()
+    scheduler.tick()
+    time_machine.move_to(AS_OF + timedelta(seconds=5), tick=False)
+    scheduler.tick()
+    assert [o for o, _ in runs_of(app)] == [RunOutcome.HELD]
+
+    approval = desk.approve(app, 1, actor="ann")
+    assert not approval.due
+    time_machine.move_to(AS_OF + timedelta(hours=1), tick=False)
+    scheduler.tick()  # the sweep leaves it for the next run
+    assert status(app) == EditionStatus.APPROVED
+    assert not [m for m in mail(world) if "reader" in str(m["To"])]
+
+    time_machine.move_to(AS_OF + timedelta(days=7, seconds=5), tick=False)
+    scheduler.tick()
+    assert len([m for m in mail(world) if "reader" in str(m["To"])]) == 3
+    assert status(app) == EditionStatus.SENT
+    held, nothing = runs_of(app)
+    assert held[0] is RunOutcome.SENT and "sent after ann approved it" in held[1]
+    assert nothing == (RunOutcome.SKIPPED, "no new articles for 2026-W48; nothing to send")

@@ -313,6 +313,8 @@ def run_edition(
             result.outcome = RunOutcome.STOPPED
             result.detail = "stopped before sending; resumed at next start"
         else:
+            if nl.approval == "required":  # editions approved after their run was held
+                send_approved(ctx, slot_of=nl.name)
             result.report = ctx.sender.send(nl.name, period=choice)
             result.outcome, result.detail = describe(nl, result.report, result.ingested)
             held = result.report
@@ -461,11 +463,12 @@ def prepare_drafts(ctx: RunContext, now: datetime | None = None) -> list[int]:
     return made
 
 
-def send_approved(ctx: RunContext) -> int:
+def send_approved(ctx: RunContext, *, slot_of: str | None = None) -> int:
     """Send the approved editions that are due: scheduled from the desk for a time that
-    has come, or approved after their scheduled run was held.  Returns how many."""
+    has come, or approved after their scheduled run was held (``late_approval = "now"``;
+    at a run of ``slot_of``, that newsletter's whatever it says).  Returns how many."""
     sent = 0
-    for edition_id in desk.due_approved(ctx.app):
+    for edition_id in desk.due_approved(ctx.app, slot_of=slot_of):
         if ctx.cancel.is_set():
             break
         try:
