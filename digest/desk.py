@@ -126,6 +126,8 @@ class EditionView:
     counts: DeliveryCounts = field(default_factory=DeliveryCounts)
     #: Why a scheduled run is waiting for this edition (approval required), if one is.
     held: str | None = None
+    #: ``now`` or ``next``: when an approval after a held run sends it.
+    late_approval: str = "now"
 
     @property
     def is_draft(self) -> bool:
@@ -239,6 +241,7 @@ def _view(s: Session, app: App, nl: NewsletterConfig, edition: Edition) -> Editi
         log=drafts.log_entries(s, edition.id),
         counts=DeliveryCounts.of(ledger.edition_tally(s, edition.id).statuses),
         held=_held_detail(s, nl, edition),
+        late_approval=nl.late_approval,
     )
 
 
