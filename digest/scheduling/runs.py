@@ -36,7 +36,7 @@ from digest.delivery.base import Backend
 from digest.delivery.loop import SendOptions
 from digest.delivery.registry import BackendChoice
 from digest.editions import PeriodChoice, Purpose, choose_period, find_edition
-from digest.errors import DigestError, ScheduleError
+from digest.errors import DigestError, NotFound, ScheduleError
 from digest.ingest import IngestReport, ingest
 from digest.models import EditionStatus, RunOutcome, SchedulerRun
 from digest.schedule_rules import fire_times, trigger_for
@@ -447,6 +447,9 @@ def prepare_drafts(ctx: RunContext, now: datetime | None = None) -> list[int]:
                 why=f"draft prepared {nl.prepare_before} before the run due "
                 f"{local(nl, upcoming[0])}",
             )
+        except NotFound as exc:  # no articles yet: looked at again at the next sweep
+            log.info("%s: no draft prepared yet: %s", nl.name, exc)
+            continue
         except USER_ERRORS as exc:
             log.warning("%s: no draft prepared: %s", nl.name, exc)
             continue
