@@ -195,18 +195,23 @@ def print_desk(v: desk.EditionView) -> None:
         console.print(f"[bold]{escape(name)}[/bold]")
         for a in lines:
             mark = " [green](top story)[/green]" if a.top else ""
-            console.print(f"  {a.position}. {escape(a.title)}{mark}\n     {escape(a.url)}")
+            console.print(
+                f"  {a.position}. {escape(a.title)}{mark}\n     {escape(a.url)}", soft_wrap=True
+            )
     if v.excluded:
         console.print("[bold]Excluded[/bold]")
         for a in v.excluded:
-            console.print(f"  - {escape(a.title)} ({escape(a.section)})\n     {escape(a.url)}")
+            console.print(
+                f"  - {escape(a.title)} ({escape(a.section)})\n     {escape(a.url)}",
+                soft_wrap=True,
+            )
     if v.offered:
         console.print(
             f"[yellow]{len(v.offered)} new article(s) since this draft was prepared; "
             f"add them with `digest editions add-new {v.id}`:[/yellow]"
         )
         for a in v.offered:
-            console.print(f"  + {escape(a.title)}\n     {escape(a.url)}")
+            console.print(f"  + {escape(a.title)}\n     {escape(a.url)}", soft_wrap=True)
     if v.log:
         console.print("[bold]Log[/bold]")
         for entry in v.log:
