@@ -84,6 +84,14 @@ class Collection:
     newsletter: NewsletterConfig
     period: Period
     sections: list[Section]
+    #: An edition's editing (see :mod:`digest.drafts`): the editor's intro (Markdown),
+    #: the article made top story, and a subject line replacing the template's.
+    intro: str = ""
+    top_id: int | None = None
+    subject: str | None = None
+    #: An editor set the order: a variant without ``top_id`` leads with the first article
+    #: of its first section (else with the newest).
+    ordered: bool = False
 
     @property
     def total(self) -> int:

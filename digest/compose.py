@@ -16,7 +16,8 @@ Template context: ``newsletter`` (NewsletterConfig), ``edition``
 (:class:`EditionView`), ``top`` (the top story or None), ``sections`` (the
 variant's sections, the top story lifted out of its own), ``articles`` (every
 article in the variant, top story first), ``recipient`` (placeholders:
-first_name, unsubscribe_url, preferences_url, web_url), ``utm``, ``subject``
+first_name, unsubscribe_url, preferences_url, web_url), ``intro`` (the editor's note:
+``intro.html``, ``intro.text``; false when there is none), ``utm``, ``subject``
 and ``preheader`` (in the body templates), ``lang`` and ``locale``.
 """
 
@@ -47,6 +48,7 @@ from digest.templating import (
     utm_params,
     wrap_text,
 )
+from digest.templating.notes import render_note
 
 #: Gmail clips HTML bodies near 102 KB; `digest compose` warns above this.
 HTML_WARN_BYTES = 90 * 1024
@@ -187,7 +189,9 @@ class Composer:
             )
         key = variant_key(chosen, present)
         context = self._context(collection, tuple(chosen), key)
-        subject = " ".join(render(self.env, SUBJECT_TEMPLATE, context).split())
+        subject = " ".join(
+            (collection.subject or render(self.env, SUBJECT_TEMPLATE, context)).split()
+        )
         preheader = " ".join(render(self.env, PREHEADER_TEMPLATE, context).split())
         html_context = {
             **context,
@@ -229,7 +233,12 @@ class Composer:
         utm = utm_params(nl.utm, newsletter=nl.name, period=collection.period.key)
         picked = [s for s in collection.sections if s.name in set(chosen)]
         views = {s.name: [self._article(a, s.name, utm) for a in s.articles] for s in picked}
-        top = _top_story([v for s in picked for v in views[s.name]], views[picked[0].name])
+        top = _top_story(
+            [v for s in picked for v in views[s.name]],
+            views[picked[0].name],
+            collection.top_id,
+            ordered=collection.ordered,
+        )
         sections = [
             SectionView(
                 name=s.name,
@@ -261,6 +270,7 @@ class Composer:
             "sections": sections,
             "articles": articles,
             "utm": utm,
+            "intro": render_note(collection.intro),
         }
 
     def _article(self, article: Article, section: str, utm: dict[str, str]) -> ArticleView:
@@ -363,11 +373,23 @@ def write_previews(
     return written
 
 
-def _top_story(articles: list[ArticleView], first_section: list[ArticleView]) -> ArticleView:
-    """A pinned article if any, else the newest in the first section."""
+def _top_story(
+    articles: list[ArticleView],
+    first_section: list[ArticleView],
+    chosen: int | None = None,
+    *,
+    ordered: bool = False,
+) -> ArticleView:
+    """The article an editor made top story, else a pinned one, else the first section's
+    first (when an editor ordered it) or newest article."""
+    for article in articles:
+        if chosen is not None and article.id == chosen:
+            return article
     for article in articles:
         if article.pinned:
             return article
+    if ordered:
+        return first_section[0]
     return max(first_section, key=lambda a: a.published)
 
 

@@ -13,6 +13,7 @@ import ipaddress
 import re
 import tomllib
 from collections.abc import Iterable
+from datetime import timedelta
 from email.utils import parseaddr
 from functools import cached_property
 from pathlib import Path
@@ -109,6 +110,23 @@ class Settings(BaseSettings):
     #: events before ``digest send --resend-uncertain`` may send it again (SendGrid with
     #: its Event Webhook; backends that report nothing do not wait).
     uncertain_grace: int = Field(default=900, ge=0, le=7 * 86400)
+    #: Editors' addresses (comma-separated): told, with a test copy, when the scheduler
+    #: prepares a draft of a newsletter whose ``approval = "required"``.
+    editors: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    @field_validator("editors", mode="before")
+    @classmethod
+    def _editors(cls, value: Any) -> list[str]:
+        items = re.split(r"[\s,;]+", value) if isinstance(value, str) else list(value or [])
+        found = [str(i).strip() for i in items if str(i).strip()]
+        for item in found:
+            local, at, domain = item.rpartition("@")
+            if not at or not local or "." not in domain or any(c in item for c in ' <>"(),;:'):
+                raise ValueError(
+                    f"{item!r} is not an email address; list the editors' addresses, "
+                    "comma-separated, e.g. DIGEST_EDITORS=ann@example.org,bo@example.org"
+                )
+        return found
 
     @field_validator("templates", "backend", "bounce_address", "bounce_imap_url", mode="before")
     @classmethod
@@ -199,6 +217,23 @@ class SourceConfig(BaseModel):
 
 
 _WINDOW = re.compile(r"^(week|\d{1,3}d)$")
+_DURATION = re.compile(r"^(\d{1,4})\s*([mhd])$")
+_UNITS = {"m": "minutes", "h": "hours", "d": "days"}
+
+
+def parse_duration(value: str, key: str) -> timedelta:
+    """``18h``, ``90m``, ``2d`` as a timedelta (at most 30 days); a ValueError says how
+    to write one."""
+    match = _DURATION.match(value.strip())
+    amount = timedelta(**{_UNITS[match[2]]: int(match[1])}) if match else None
+    if amount is None or not timedelta(0) < amount <= timedelta(days=30):
+        raise ValueError(
+            f"{key} = {value!r} is not a duration; write minutes, hours or days up to 30 days, "
+            "like '18h', '90m' or '2d'"
+        )
+    return amount
+
+
 _SCHEDULE_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
@@ -238,6 +273,25 @@ class NewsletterConfig(BaseModel):
     track_clicks: bool = False
     #: A 1x1 image (``/o/…``) counts opens (estimates: see the README).
     track_opens: bool = False
+    #: ``auto``: the scheduler sends at the scheduled time; ``required``: it prepares a
+    #: draft ``prepare_before`` ahead, tells the editors, and sends only once approved.
+    approval: Literal["auto", "required"] = "auto"
+    #: How long before the send the draft is prepared: ``18h``, ``90m``, ``2d``.
+    prepare_before: str = "18h"
+    #: An approval after the scheduled run was held: ``now`` sends it at once, ``next``
+    #: at the newsletter's next scheduled run.
+    late_approval: Literal["now", "next"] = "now"
+
+    @field_validator("prepare_before")
+    @classmethod
+    def _prepare_before(cls, value: str) -> str:
+        parse_duration(value, "prepare_before")
+        return value
+
+    @property
+    def prepare_ahead(self) -> timedelta:
+        """``prepare_before`` as a timedelta."""
+        return parse_duration(self.prepare_before, "prepare_before")
 
     @field_validator("sources", mode="before")
     @classmethod

@@ -61,7 +61,16 @@ def edition_collection(
     ids = [i for _, ids in frozen for i in ids]
     by_id = {a.id: a for a in session.scalars(select(Article).where(Article.id.in_(ids)))}
     sections = [Section(name, [by_id[i] for i in ids if i in by_id]) for name, ids in frozen]
-    return Collection(newsletter, period, [s for s in sections if s.articles])
+    top = edition.contents.get("top")
+    return Collection(
+        newsletter,
+        period,
+        [s for s in sections if s.articles],
+        intro=str(edition.contents.get("intro") or ""),
+        top_id=top if isinstance(top, int) and top in by_id else None,
+        subject=str(edition.contents.get("subject") or "") or None,
+        ordered=bool(edition.contents.get("ordered")),
+    )
 
 
 def find_edition(session: Session, newsletter: str, period: str) -> Edition | None:
@@ -82,10 +91,13 @@ def period_collection(
 
 
 def get_or_create_edition(
-    app: App, newsletter: NewsletterConfig, period: Period
+    app: App,
+    newsletter: NewsletterConfig,
+    period: Period,
+    status: EditionStatus = EditionStatus.PLANNED,
 ) -> tuple[Edition | None, bool]:
     """(The edition for ``period``, whether this call created it), created from the
-    period's articles if need be.
+    period's articles if need be (with ``status``: a draft for editors, or planned).
 
     Returns (None, False) when there is no edition and nothing to put in one.
     Two processes racing here end up with the same single edition.
@@ -104,7 +116,7 @@ def get_or_create_edition(
                 period=period.key,
                 period_start=period.start,
                 period_end=period.end,
-                status=EditionStatus.PLANNED,
+                status=status,
                 contents=freeze(collection),
             )
             s.add(edition)

@@ -102,11 +102,17 @@ class ArticleSource(Base):
 
 
 class EditionStatus(enum.StrEnum):
+    #: Prepared for an editor: its contents (articles, order, intro, subject) can change.
+    DRAFT = "draft"
+    #: Approved: contents frozen; goes out at its send time (``send_at``, or the next run).
+    APPROVED = "approved"
     PLANNED = "planned"
     SENDING = "sending"
     PAUSED = "paused"
     SENT = "sent"
     SKIPPED = "skipped"
+    #: Cancelled by an editor: what had not gone out never will.
+    CANCELLED = "cancelled"
 
 
 def new_message_nonce() -> str:
@@ -131,8 +137,15 @@ class Edition(Base):
     )
     subject: Mapped[str] = mapped_column(Text, default="")
     #: Article ids by section (``{"sections": [[name, [id, …]], …]}``), frozen when the
-    #: edition is created.
+    #: edition is created (or, for a draft, when it is approved); a draft's editing adds
+    #: ``intro`` (Markdown), ``subject``, ``top`` (an article id) and ``excluded`` (ids).
     contents: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    #: When an editor approved the draft, and who (the sign-in's account, or the CLI user).
+    approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    approved_by: Mapped[str | None] = mapped_column(String(320))
+    #: An approved edition goes out at this time (set from the desk; None: the next
+    #: scheduled run, or at once when that run has passed).
+    send_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     #: Random, set when the row is made: with a delivery's id it makes that delivery's
     #: Message-ID (``digest.delivery.message.message_id``), the same on every retry and
     #: never one a fresh install, a staging copy or a restored backup sent before.
@@ -143,6 +156,24 @@ class Edition(Base):
     variants: Mapped[list[Variant]] = relationship(
         back_populates="edition", cascade="all, delete-orphan"
     )
+
+
+class EditionAction(Base):
+    """What an editor did to an edition (who, when, what), for its page and `editions show`."""
+
+    __tablename__ = "edition_action"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    edition_id: Mapped[int] = mapped_column(
+        ForeignKey("edition.id", ondelete="CASCADE"), index=True
+    )
+    #: Who: the web sign-in's account, ``cli:USER``, or ``scheduler``.
+    actor: Mapped[str] = mapped_column(String(320))
+    #: What, as a verb: prepare, note, exclude, include, move, top, subject, approve, …
+    action: Mapped[str] = mapped_column(String(30))
+    #: The details in words ("moved 'Title' to 1 in Policy").
+    detail: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 #: The audience name of a send to the whole list (a segment's is its name).
@@ -333,6 +364,8 @@ class RunOutcome(enum.StrEnum):
     PAUSED = "paused"
     #: An error (in ``detail``).
     FAILED = "failed"
+    #: Approval required and the edition was not approved: held until an editor approves.
+    HELD = "held"
 
 
 class SchedulerRun(Base):

@@ -39,12 +39,14 @@ from typing import Any
 from sqlalchemy import select
 
 from digest.app import App
+from digest.config import NewsletterConfig
 from digest.delivery import ledger, waves
 from digest.delivery.base import Backend
 from digest.delivery.envelopes import StoredEditions
 from digest.delivery.ledger import DeliveryCounts
 from digest.delivery.loop import Progress, SendLoop, SendOptions
 from digest.delivery.registry import BackendChoice, backend_class, resolve_backend
+from digest.drafts import approve, record
 from digest.editions import (
     BadPeriod,
     EditionOrderError,
@@ -55,6 +57,7 @@ from digest.editions import (
     order_problem,
     pause_overtaken,
 )
+from digest.errors import DeliveryError
 from digest.models import Edition, EditionStatus, Variant
 from digest.plan import audience_name, count_audience, plan_audience
 from subscribers.db import utcnow
@@ -87,6 +90,9 @@ class SendOutcome(StrEnum):
     PAUSED = "paused"
     #: Stopped on request (SIGTERM, Ctrl-C) after the message in hand.
     STOPPED = "stopped"
+    #: The edition is a draft awaiting an editor's approval (``approval = "required"``):
+    #: nothing planned or sent.
+    HELD = "held"
 
 
 @dataclass(frozen=True)
@@ -105,6 +111,8 @@ class Plan:
     choice: PeriodChoice | None = None
     #: Older editions, queued but not started, paused because this one overtook them.
     overtaken: tuple[str, ...] = ()
+    #: The edition is a draft waiting for approval: no ledger was written.
+    held: bool = False
 
 
 @dataclass(frozen=True)
@@ -323,9 +331,20 @@ class Sender:
                 problem = order_problem(s, nl, choice.period, audience_name(segment))
             if problem is not None:
                 raise problem
-        edition, created = get_or_create_edition(self.app, nl, choice.period)
+        required = nl.approval == "required"
+        edition, created = get_or_create_edition(
+            self.app,
+            nl,
+            choice.period,
+            EditionStatus.DRAFT if required else EditionStatus.PLANNED,
+        )
         if edition is None:
             return Plan(nl.name, choice.period.key, None, choice=choice)
+        if created and required:
+            with self.app.session() as s:
+                record(s, edition.id, "scheduler", "prepare", "draft prepared at send time")
+        if not self._approved(nl, edition.id):
+            return Plan(nl.name, choice.period.key, edition.id, created, choice=choice, held=True)
         counts = plan_audience(self.app, nl, edition.id, segment, self.batch_size, choice.as_of)
         overtaken: list[str] = []
         if counts is not None and counts.planned:
@@ -352,6 +371,27 @@ class Sender:
             choice,
             tuple(overtaken),
         )
+
+    def _approved(self, nl: NewsletterConfig, edition_id: int) -> bool:
+        """May the edition's ledger be written?  A draft of an ``approval = "auto"``
+        newsletter is approved here (and the log says so); one that needs an editor's
+        approval is not (False).  An approved edition becomes planned; a cancelled one is
+        refused."""
+        with self.app.session() as s:
+            edition = s.get(Edition, edition_id)
+            assert edition is not None
+            if edition.status == EditionStatus.CANCELLED:
+                raise DeliveryError(
+                    f"{nl.name} {edition.period}: edition {edition.id} was cancelled; "
+                    "it is not sent"
+                )
+            if edition.status == EditionStatus.DRAFT:
+                if nl.approval == "required":
+                    return False
+                approve(s, edition, "approval = auto")
+            if edition.status == EditionStatus.APPROVED:
+                edition.status = EditionStatus.PLANNED
+        return True
 
     def prepare(
         self, edition_id: int, *, resend_uncertain: bool = False, resume: bool = False
@@ -480,6 +520,16 @@ class Sender:
         )
         if plan.edition_id is None:
             result.outcome = SendOutcome.NO_ARTICLES
+            return result
+        if plan.held:
+            result.edition_id, result.created = plan.edition_id, plan.created
+            result.outcome = SendOutcome.HELD
+            result.refusal = (
+                f"{plan.newsletter} {plan.period}: edition {plan.edition_id} is a draft waiting "
+                f'for an editor\'s approval (approval = "required"); approve it with '
+                f"`digest editions approve {plan.edition_id}` or on its page in the admin"
+            )
+            result.elapsed = time.monotonic() - started
             return result
         result.edition_id, result.created, result.planned = (
             plan.edition_id,

@@ -68,6 +68,8 @@ def send_test(
     *,
     variant: str = "all",
     backend: str | BackendChoice | None = None,
+    notice: str | None = None,
+    sections: list[str] | None = None,
 ) -> CopiesSent:
     """Render the period's edition (one variant) and send it to ``addresses`` as a test.
 
@@ -75,6 +77,8 @@ def send_test(
     copy's links work: "View in your browser" opens the editor's preview of this
     variant (the web version exists only once the edition is sent), and the
     unsubscribe and preferences links lead to a page saying they belong to no one.
+    ``notice``: a line for the editors put above the copy (a draft's desk link);
+    ``sections``: the variant's sections, given directly (then ``variant`` is not looked up).
     """
     clean = editor_addresses(addresses)
     choice = (
@@ -88,11 +92,13 @@ def send_test(
             raise NotFound(f"{newsletter.name} {period.key} has no articles; nothing to test")
         names = [sec.name for sec in collection.sections]
         composer = Composer(app.settings, newsletter)
-        sections = _sections_of(variant, names, edition)
+        if sections is None:
+            sections = _sections_of(variant, names, edition)
         rendered = composer.render(collection, sections)
-    env = envelope(
-        newsletter, edition, rendered.key, rendered.subject, rendered.html, rendered.text, test=True
-    )
+    html, text = rendered.html, rendered.text
+    if notice:
+        html, text = _with_notice(html, text, notice)
+    env = envelope(newsletter, edition, rendered.key, rendered.subject, html, text, test=True)
     fields = preview_fields(
         app.settings, newsletter=newsletter.name, period=period.key, variant_key=rendered.key
     )
@@ -109,6 +115,22 @@ def send_test(
         raise DeliveryError(f"test copy refused by {choice.name}: {failed[0]}")
     copies = [(a, r.provider_id or choice.name) for a, r in zip(clean, results, strict=True)]
     return CopiesSent(choice, cls.delivers_mail, copies)
+
+
+def _with_notice(html: str, text: str, notice: str) -> tuple[str, str]:
+    """The bodies with ``notice`` above them (escaped; URLs in it become links)."""
+    import re
+
+    from markupsafe import escape
+
+    shown = re.sub(r"(https?://[^\s<]+)", r'<a href="\1">\1</a>', str(escape(notice)))
+    banner = (
+        '<div style="background:#fff4d6;color:#222;padding:12px 16px;font:15px/1.5 '
+        f'Arial,sans-serif;border-bottom:2px solid #c98a00">{shown}</div>'
+    )
+    opened = re.search(r"<body[^>]*>", html)
+    at = opened.end() if opened else 0
+    return html[:at] + banner + html[at:], f"{notice}\n\n{'-' * 20}\n\n{text}"
 
 
 def _sections_of(variant: str, names: list[str], edition: Edition) -> list[str] | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -27,11 +28,10 @@ from digest.personalize import personal_links
 from digest.tracking import CLICK, record_hit
 from subscribers.service import find_subscriber
 from tests.support.browser import ARGS, CHROMIUM, MISSING
-from tests.support.web import PASSWORD, seed_sqlite, web_world
+from tests.support.web import PASSWORD, seed_sqlite, serving, web_world
 from tests.support.world import AS_OF
 from tests.support.world import send as send_edition
 from tests.test_compose_browser import IMAGE
-from tests.test_web_browser import serving
 
 pytestmark = pytest.mark.browser
 
@@ -174,6 +174,14 @@ def test_the_web_pages_have_no_serious_violation(
         assert reader0 is not None and link is not None
         record_hit(s, CLICK, edition_id, reader0.id, link)
         reader0_id = reader0.id
+    # the editor's desk: a draft of the next week, edited
+    from digest import desk
+    from tests.test_edition_order import add_week_48
+
+    add_week_48(world.app)
+    draft = desk.prepare(world.app, "weekly", as_of=AS_OF + timedelta(days=7), actor="ann")
+    desk.note(world.app, draft.edition_id, "A **word** from the editor.", actor="ann")
+    desk.exclude(world.app, draft.edition_id, "https://news.example.org/w48/0", actor="ann")
     audit = Audit()
     with serving(world) as base:
         context = browser.new_context(viewport={"width": 1280, "height": 900})
@@ -232,10 +240,12 @@ def test_the_web_pages_have_no_serious_violation(
         visit("/admin/segments", "admin: segments")
         visit("/admin/editions", "admin: editions")
         visit(f"/admin/editions/{edition_id}", "admin: edition")
+        visit(f"/admin/editions/{draft.edition_id}", "admin: editor's desk (a draft)")
+        visit(f"/admin/editions/{draft.edition_id}/send", "admin: editor's desk, confirm a send")
         visit("/preview?newsletter=weekly&as_of=2026-11-23", "preview")
         context.close()
     print(audit.report())
-    assert len(audit.findings) == 2 * 24
+    assert len(audit.findings) == 2 * 26
     assert not audit.blocking(), audit.blocking()
 
 

@@ -5,7 +5,8 @@ The layers, top to bottom (README, "How it works"):
 5. adapters — ``digest.cli``, ``digest.web``, ``digest.scheduling``, ``digest.worker``,
    ``digest.demo``: they turn commands, requests, timers and queues into calls below;
 4. the library's facade (:data:`FACADE`, the ``Digest`` API of issue 12 §1);
-3. the sender — ``digest.sender`` (plan, deliver, settle) and ``digest.sendtest``;
+3. the sender — ``digest.sender`` (plan, deliver, settle), ``digest.sendtest`` and
+   ``digest.desk`` (the editor's desk: approve, send, pause, cancel);
 2. the parts — ingest, collect, compose, templating, delivery (the send loop, the
    ledger, the backends and their registry), editions, planning, …: every module not
    named in another layer;
@@ -28,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ADAPTERS = ("digest.cli", "digest.web", "digest.scheduling", "digest.worker", "digest.demo")
 #: The facade's modules, once it exists (issue 12 §1): above the sender, below the adapters.
 FACADE: tuple[str, ...] = ()
-SENDER = ("digest.sender", "digest.sendtest")
+SENDER = ("digest.sender", "digest.sendtest", "digest.desk")
 FOUNDATION = (
     "digest",  # the package itself (its __init__)
     "digest.errors",

@@ -460,3 +460,86 @@ def test_0007_adds_revocable_sign_ins_and_back(db_url: str) -> None:
             assert signins.find(session, token, "fp", now=now) is None  # everyone signs in anew
     finally:
         eng.dispose()
+
+
+def test_0009_adds_drafts_approvals_and_the_action_log_and_back(db_url: str) -> None:
+    """A database at 0007 with an edition going out and its ledger goes to 0009: the
+    edition keeps its deliveries (the columns are added in place), takes an approval
+    and logs actions; down to 0007, drafts, approved and cancelled editions become
+    skipped and held runs skipped (the older code must not send a draft), the log goes,
+    the ledger stays; and up again."""
+    from alembic import command
+    from sqlalchemy import text
+
+    eng = db.make_engine(db_url)
+    cfg = db._alembic_config()
+    t = "2026-11-23 08:00:00+00:00"
+
+    def migrate(step: Any, revision: str) -> None:
+        with eng.connect() as conn:
+            cfg.attributes["connection"] = conn
+            step(cfg, revision)
+            conn.commit()
+
+    def rows(sql: str) -> list[Any]:
+        with eng.connect() as conn:
+            return list(conn.execute(text(sql)).all())
+
+    try:
+        migrate(command.upgrade, "0007")
+        with eng.begin() as conn:
+            for edition_id, period, status in ((1, "2026-W46", "sending"), (2, "2026-W47", "sent")):
+                conn.execute(
+                    text(
+                        "INSERT INTO edition (id, newsletter, period, period_start, period_end, "
+                        "status, subject, contents, message_nonce, created_at, updated_at) "
+                        "VALUES (:id, 'weekly', :p, :t, :t, :s, 's', '{}', 'n', :t, :t)"
+                    ),
+                    {"id": edition_id, "p": period, "s": status, "t": t},
+                )
+            conn.execute(
+                text(
+                    "INSERT INTO delivery (edition_id, email, status, attempts, created_at, "
+                    "updated_at) VALUES (1, 'a@example.org', 'pending', 0, :t, :t)"
+                ),
+                {"t": t},
+            )
+        migrate(command.upgrade, "0009")
+        assert rows("SELECT edition_id, email FROM delivery") == [(1, "a@example.org")]
+        with eng.begin() as conn:
+            conn.execute(
+                text(
+                    "UPDATE edition SET status = 'draft', approved_by = 'ann', approved_at = :t "
+                    "WHERE id = 2"
+                ),
+                {"t": t},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO edition_action (edition_id, actor, action, detail, at) "
+                    "VALUES (2, 'ann', 'note', 'intro set', :t)"
+                ),
+                {"t": t},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO scheduler_run (newsletter, scheduled_for, outcome, detail) "
+                    "VALUES ('weekly', :t, 'held', 'held for approval')"
+                ),
+                {"t": t},
+            )
+        migrate(command.downgrade, "0007")
+        assert "edition_action" not in inspect(eng).get_table_names()
+        columns = {c["name"] for c in inspect(eng).get_columns("edition")}
+        assert not columns & {"approved_at", "approved_by", "send_at"}
+        assert rows("SELECT id, status FROM edition ORDER BY id") == [
+            (1, "sending"),
+            (2, "skipped"),
+        ]
+        assert rows("SELECT outcome FROM scheduler_run") == [("skipped",)]
+        assert rows("SELECT edition_id, email FROM delivery") == [(1, "a@example.org")]
+        migrate(command.upgrade, "head")
+        assert "edition_action" in inspect(eng).get_table_names()
+        assert rows("SELECT edition_id, email FROM delivery") == [(1, "a@example.org")]
+    finally:
+        eng.dispose()

@@ -475,6 +475,7 @@ def test_every_send_outcome_is_recorded_as_a_run_outcome() -> None:
         SendOutcome.ALL_SKIPPED: RunOutcome.SKIPPED,
         SendOutcome.ALREADY_DELIVERED: RunOutcome.SKIPPED,
         SendOutcome.DRY_RUN: RunOutcome.SKIPPED,
+        SendOutcome.HELD: RunOutcome.HELD,
     }
     assert dict(runs.RUN_OUTCOMES) == expected
     for outcome in SendOutcome:

@@ -1,4 +1,4 @@
-"""`digest send`, `digest send-test`, `digest editions list|show`."""
+"""`digest send` and `digest send-test` (`digest editions …` is in :mod:`.editions`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import threading
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from sqlalchemy import select
 
 from digest.cli._common import (
     App,
@@ -26,15 +25,12 @@ from digest.cli._common import (
     send_options,
 )
 from digest.cli._period import command_period, preview_period
-from digest.delivery import ledger
 from digest.delivery.loop import Progress as SendProgress
-from digest.editions import Purpose, choose_period, require_edition
-from digest.models import Delivery, DeliveryStatus, Edition
+from digest.editions import Purpose, choose_period
 from digest.sender import Sender, SendOutcome, SendResult
 from digest.sendtest import editor_addresses
 from digest.sendtest import send_test as send_test_copies
 from digest.signals import graceful_stop
-from digest.stats import edition_stats
 
 
 @click.command()
@@ -156,7 +152,7 @@ def send(
         print_json(result.to_dict())
     else:
         print_result(result)
-    if result.outcome is SendOutcome.OUT_OF_ORDER:
+    if result.outcome in (SendOutcome.OUT_OF_ORDER, SendOutcome.HELD):
         raise SystemExit(1)
     if result.outcome in (SendOutcome.PAUSED, SendOutcome.STOPPED):
         raise SystemExit(3)
@@ -169,6 +165,9 @@ def print_result(r: SendResult) -> None:
     match r.outcome:
         case SendOutcome.OUT_OF_ORDER:
             err_console.print(f"[red]refused: {r.refusal}[/red]")
+            return
+        case SendOutcome.HELD:
+            err_console.print(f"[yellow]held: {r.refusal}[/yellow]")
             return
         case SendOutcome.NO_ARTICLES:
             console.print(
@@ -292,137 +291,4 @@ def send_test(
         )
 
 
-@click.group()
-def editions() -> None:
-    """Editions sent or in progress, with their delivery counts.
-
-    \b
-    Example:
-        digest editions list
-        digest editions show weekly/2026-W47
-    """
-
-
-@editions.command("list")
-@click.option("--newsletter", help="Only this newsletter.")
-@json_option
-@pass_app
-def editions_list(app: App, newsletter: str | None, as_json: bool) -> None:
-    """List editions, newest first, with delivery counts.
-
-    \b
-    Example:
-        digest editions list --newsletter weekly
-    """
-    with app.session() as s:
-        q = select(Edition).order_by(Edition.period_start.desc(), Edition.id.desc())
-        if newsletter:
-            q = q.where(Edition.newsletter == newsletter)
-        found = list(s.scalars(q))
-        # one grouped query for all of them, as the admin's editions page counts them
-        rows = [(e, st.ledger) for e, st in zip(found, edition_stats(s, found), strict=True)]
-    if as_json:
-        print_json(
-            [
-                {
-                    "id": e.id,
-                    "newsletter": e.newsletter,
-                    "period": e.period,
-                    "status": e.status.value,
-                    "counts": c,
-                }
-                for e, c in rows
-            ]
-        )
-        return
-    if not rows:
-        console.print("No editions yet; `digest send NEWSLETTER` creates one.")
-        return
-    table = Table()
-    for col in (
-        "id",
-        "newsletter",
-        "period",
-        "status",
-        "sent",
-        "failed",
-        "skipped",
-        "uncertain",
-        "pending",
-    ):
-        table.add_column(col)
-    for e, c in rows:
-        table.add_row(
-            str(e.id),
-            e.newsletter,
-            e.period,
-            e.status.value,
-            str(c["sent"]),
-            str(c["failed"]),
-            str(c["skipped"]),
-            str(c["uncertain"]),
-            str(c["pending"] + c["sending"]),
-        )
-    console.print(table)
-
-
-@editions.command("show")
-@click.argument("edition")
-@json_option
-@pass_app
-def editions_show(app: App, edition: str, as_json: bool) -> None:
-    """Show one edition (by id or NEWSLETTER/PERIOD): counts, reasons, uncertain readers.
-
-    \b
-    Example:
-        digest editions show weekly/2026-W47
-    """
-    with app.session() as s:
-        e = require_edition(s, edition)
-        tally = ledger.edition_tally(s, e.id)
-        counts, failed, skipped = tally.statuses, tally.failed_reasons, tally.skipped_reasons
-        variants = {str(v): n for v, n in tally.per_variant.items()}
-        without = sum(counts.values()) - sum(tally.per_variant.values())
-        if without:  # readers planned with no variant (skipped), as "None"
-            variants["None"] = without
-        uncertain = s.scalars(
-            select(Delivery.email)
-            .where(Delivery.edition_id == e.id, Delivery.status == DeliveryStatus.UNCERTAIN)
-            .order_by(Delivery.id)
-            .limit(200)
-        ).all()
-        data = {
-            "id": e.id,
-            "newsletter": e.newsletter,
-            "period": e.period,
-            "status": e.status.value,
-            "subject": e.subject,
-            "created_at": e.created_at.isoformat(),
-            "counts": counts,
-            "failed_reasons": failed,
-            "skipped_reasons": skipped,
-            "uncertain": list(uncertain),
-            "variants": variants,
-        }
-    if as_json:
-        print_json(data)
-        return
-    console.print(f"[bold]Edition {e.id}[/bold] {e.newsletter} {e.period} · {e.status.value}")
-    if e.subject:
-        console.print(f"Subject: {e.subject}")
-    table = Table(show_header=False, box=None)
-    for key, value in counts.items():
-        table.add_row(key, str(value))
-    console.print(table)
-    for title, reasons in (("Failed", failed), ("Skipped", skipped)):
-        for reason, n in reasons.items():
-            console.print(f"{title}: {n} × {reason}")
-    if uncertain:
-        console.print(
-            f"[yellow]Uncertain ({counts['uncertain']}): may or may not have been sent[/yellow]"
-        )
-        for address in uncertain:
-            console.print(f"  {address}")
-
-
-COMMANDS = [send, send_test, editions]
+COMMANDS = [send, send_test]

@@ -27,6 +27,7 @@ from typing import Any
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
+from digest import desk
 from digest.app import App
 from digest.collect import period_for
 from digest.config import NewsletterConfig
@@ -35,7 +36,7 @@ from digest.delivery.base import Backend
 from digest.delivery.loop import SendOptions
 from digest.delivery.registry import BackendChoice
 from digest.editions import PeriodChoice, Purpose, choose_period, find_edition
-from digest.errors import DigestError, ScheduleError
+from digest.errors import DigestError, NotFound, ScheduleError
 from digest.ingest import IngestReport, ingest
 from digest.models import EditionStatus, RunOutcome, SchedulerRun
 from digest.schedule_rules import fire_times, trigger_for
@@ -65,6 +66,7 @@ RUN_OUTCOMES: Mapping[SendOutcome, RunOutcome] = MappingProxyType(
         SendOutcome.ALL_SKIPPED: RunOutcome.SKIPPED,
         SendOutcome.ALREADY_DELIVERED: RunOutcome.SKIPPED,
         SendOutcome.DRY_RUN: RunOutcome.SKIPPED,
+        SendOutcome.HELD: RunOutcome.HELD,
     }
 )
 
@@ -311,8 +313,13 @@ def run_edition(
             result.outcome = RunOutcome.STOPPED
             result.detail = "stopped before sending; resumed at next start"
         else:
+            if nl.approval == "required":  # editions approved after their run was held
+                send_approved(ctx, slot_of=nl.name)
             result.report = ctx.sender.send(nl.name, period=choice)
             result.outcome, result.detail = describe(nl, result.report, result.ingested)
+            held = result.report
+            if held.outcome is SendOutcome.HELD and held.created and held.edition_id:
+                _notify(ctx, held.edition_id)
     except Exception as exc:
         result.outcome, result.detail = RunOutcome.FAILED, _one_line(exc)
         finish_run(app, run_id, RunOutcome.FAILED, result.detail)
@@ -365,6 +372,8 @@ def describe(
             )
         case SendOutcome.STOPPED:
             detail = f"{edition} stopped after {report.sent_now} sent; resumed at next start"
+        case SendOutcome.HELD:
+            detail = report.refusal or f"{edition} is a draft waiting for approval"
         case SendOutcome.NO_READERS:
             detail = f"{edition}: nobody to send it to (no active readers on the list)"
         case SendOutcome.ALL_SKIPPED:
@@ -401,6 +410,80 @@ def describe(
     return RUN_OUTCOMES[report.outcome], detail
 
 
+def _notify(ctx: RunContext, edition_id: int) -> None:
+    """Tell the editors a draft waits for them; a failure to mail them is logged only."""
+    # a backend given in code (tests, benchmarks) cannot send test copies: use the settings'
+    backend = ctx.backend if ctx.backend_factory is None else None
+    try:
+        desk.notify_editors(ctx.app, edition_id, backend=backend)
+    except USER_ERRORS as exc:
+        log.error("edition %s: the editors could not be told of the draft: %s", edition_id, exc)
+
+
+def prepare_drafts(ctx: RunContext, now: datetime | None = None) -> list[int]:
+    """For each newsletter with ``approval = "required"`` whose next run is within its
+    ``prepare_before``: ingest, prepare that run's draft (once) and tell the editors.
+    Returns the ids of the drafts made now."""
+    app = ctx.app
+    now = now or utcnow()
+    made: list[int] = []
+    for nl in app.config.newsletters.values():
+        if nl.approval != "required" or ctx.cancel.is_set():
+            continue
+        upcoming = fire_times(trigger_for(nl.schedule, nl.zone), now, 1)
+        if not upcoming or upcoming[0] - nl.prepare_ahead > now:
+            continue
+        choice = run_choice(nl, upcoming[0])
+        with app.sessions() as s:
+            if find_edition(s, nl.name, choice.period.key) is not None:
+                continue
+        try:
+            _ingest(app, nl)
+            prepared = desk.prepare(
+                app,
+                nl.name,
+                as_of=upcoming[0],
+                actor="scheduler",
+                why=f"draft prepared {nl.prepare_before} before the run due "
+                f"{local(nl, upcoming[0])}",
+            )
+        except NotFound as exc:  # no articles yet: looked at again at the next sweep
+            log.info("%s: no draft prepared yet: %s", nl.name, exc)
+            continue
+        except USER_ERRORS as exc:
+            log.warning("%s: no draft prepared: %s", nl.name, exc)
+            continue
+        if prepared.created:
+            log.info(
+                "%s: draft edition %s (%s) prepared for the run due %s; waiting for approval",
+                nl.name,
+                prepared.edition_id,
+                choice.period.key,
+                local(nl, upcoming[0]),
+            )
+            made.append(prepared.edition_id)
+            _notify(ctx, prepared.edition_id)
+    return made
+
+
+def send_approved(ctx: RunContext, *, slot_of: str | None = None) -> int:
+    """Send the approved editions that are due: scheduled from the desk for a time that
+    has come, or approved after their scheduled run was held (``late_approval = "now"``;
+    at a run of ``slot_of``, that newsletter's whatever it says).  Returns how many."""
+    sent = 0
+    for edition_id in desk.due_approved(ctx.app, slot_of=slot_of):
+        if ctx.cancel.is_set():
+            break
+        try:
+            result = desk.send(ctx.app, edition_id, actor="scheduler", sender=ctx.sender)
+        except USER_ERRORS as exc:
+            log.error("edition %s: not sent: %s", edition_id, exc)
+            continue
+        log.info("edition %s sent when due: %s", edition_id, result.outcome)
+        sent += 1
+    return sent
+
+
 def resume_edition(ctx: RunContext, edition_id: int) -> tuple[int, list[datetime]]:
     """Send whatever of an edition is due now; (sent, times of the waves still waiting).
 
@@ -420,9 +503,13 @@ def sweep(ctx: RunContext) -> int:
     """Send every due wave of every sending edition; have the later ones scheduled.
 
     Catches waves of editions sent by hand (`digest send`) and of any run whose
-    wave jobs were lost.  Returns how many messages went out.
+    wave jobs were lost.  First prepares the drafts that fall due (``approval =
+    "required"``, :func:`prepare_drafts`) and sends approved editions whose time has
+    come (:func:`send_approved`).  Returns how many wave messages went out.
     """
     app = ctx.app
+    prepare_drafts(ctx)
+    send_approved(ctx)
     with app.sessions() as s:
         pending = waves.editions_with_waves(s)
     total = 0
@@ -509,10 +596,12 @@ __all__ = [
     "finish_run",
     "last_runs",
     "local",
+    "prepare_drafts",
     "record_missed",
     "resume_edition",
     "run_choice",
     "run_edition",
     "runs_to_resume",
+    "send_approved",
     "sweep",
 ]

@@ -4,7 +4,8 @@
   :mod:`~digest.web.archive`): subscribe with double opt-in, confirm, one-click
   unsubscribe, preferences, the web version of each edition, archives with Atom feeds;
 * the editor's preview with live reload (:mod:`~digest.web.editor`);
-* the admin console at ``/admin`` (:mod:`~digest.web.admin`) and its JSON endpoints
+* the admin console at ``/admin`` (:mod:`~digest.web.admin`; an edition still in the
+  editors' hands opens on the editor's desk, :mod:`~digest.web.desk`) and its JSON endpoints
   at ``/api`` (:mod:`~digest.web.api`, OpenAPI schema at ``/api/openapi.json`` for
   signed-in admins);
 * the SendGrid Event Webhook at ``/webhooks/sendgrid`` (:mod:`~digest.web.webhooks`).
@@ -34,7 +35,16 @@ from digest import __version__
 from digest.app import App
 from digest.config import DEVELOPMENT_SECRET_KEY, Settings
 from digest.errors import ConfigError, DigestError
-from digest.web import admin, admin_suppressions, api, archive, editor, public, webhooks
+from digest.web import (
+    admin,
+    admin_suppressions,
+    api,
+    archive,
+    desk,
+    editor,
+    public,
+    webhooks,
+)
 from digest.web import tracking as tracking_links
 from digest.web.pages import (
     ADMIN_SESSION_SECONDS,
@@ -86,7 +96,7 @@ def create_app(
     )
     web.state.app = app
     web.state.web = state = WebState(app, options)
-    for module in (public, tracking_links, archive, editor, admin, admin_suppressions, api):
+    for module in (public, tracking_links, archive, editor, desk, admin, admin_suppressions, api):
         web.include_router(module.router)
     web.router.routes.extend(webhooks.routes(app))
     web.mount("/static", StaticFiles(directory=STATIC), name="static")

@@ -24,7 +24,7 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from digest import signins
+from digest import drafts, signins
 from digest.activity import timeline
 from digest.errors import NotFound
 from digest.events import SENDGRID
@@ -33,6 +33,7 @@ from digest.personalize import web_url
 from digest.privacy import forget_person
 from digest.stats import edition_stats
 from digest.tracking import edition_tracking
+from digest.web import desk as desk_web
 from digest.web.pages import (
     MAX_UPLOAD_BYTES,
     AdminDisabled,
@@ -153,6 +154,7 @@ async def dashboard(request: Request) -> Response:
     for nl in config.newsletters.values():
         users.setdefault(nl.list_name, []).append(nl.title)
     missing = sorted(set(users) - {s.mailing_list.name for s in summaries})
+    held = await in_session(request, desk_web.held_runs, state(request).app)
     return render(
         request,
         "admin/dashboard.html.j2",
@@ -162,6 +164,7 @@ async def dashboard(request: Request) -> Response:
             "missing": missing,
             "statuses": [s.value for s in Status],
             "newsletters": list(config.newsletters.values()),
+            "held": held,
         },
     )
 
@@ -627,13 +630,21 @@ def recent_editions(
 async def editions_page(request: Request) -> Response:
     require_admin(request)
     stats = await in_session(request, lambda s: edition_stats(s, recent_editions(s)))
-    return render(request, "admin/editions.html.j2", {"editions": stats})
+    newsletters = list(state(request).app.config.newsletters.values())
+    return render(
+        request, "admin/editions.html.j2", {"editions": stats, "newsletters": newsletters}
+    )
 
 
 @router.get("/editions/{edition_id}")
 async def edition_page(request: Request, edition_id: Id) -> Response:
     require_admin(request)
     settings = state(request).app.settings
+    status = await in_session(
+        request, lambda s: s.scalar(select(Edition.status).where(Edition.id == edition_id))
+    )
+    if status in desk_web.ON_THE_DESK:  # still in the editors' hands: the editor's desk
+        return await desk_web.desk_page(request, edition_id)
 
     def load(session: Session) -> tuple[Any, list[dict[str, Any]], Any, dict[str, int]]:
         edition = session.get(Edition, edition_id)
@@ -664,6 +675,7 @@ async def edition_page(request: Request, edition_id: Id) -> Response:
 
     stats, variants, tracked, sendgrid = await in_session(request, load)
     newsletter = state(request).digest_config().newsletters.get(stats.newsletter)
+    log = await in_session(request, drafts.log_entries, edition_id)
     chart = bar_chart(
         stats.bars(),
         chart_id=f"chart-{stats.id}",
@@ -679,6 +691,7 @@ async def edition_page(request: Request, edition_id: Id) -> Response:
             "tracked": tracked,
             "sendgrid": sendgrid,
             "newsletter": newsletter,
+            "log": log,
         },
     )
 
