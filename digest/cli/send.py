@@ -29,7 +29,8 @@ from digest.cli._period import command_period, preview_period
 from digest.delivery import ledger
 from digest.delivery.loop import Progress as SendProgress
 from digest.editions import Purpose, choose_period, require_edition
-from digest.models import Delivery, DeliveryStatus, Edition
+from digest.models import Delivery, DeliveryStatus
+from digest.queries import list_editions
 from digest.sender import Sender, SendOutcome, SendResult
 from digest.sendtest import editor_addresses
 from digest.sendtest import send_test as send_test_copies
@@ -299,10 +300,7 @@ def editions_list(app: App, newsletter: str | None, as_json: bool) -> None:
         digest editions list --newsletter weekly
     """
     with app.session() as s:
-        q = select(Edition).order_by(Edition.period_start.desc(), Edition.id.desc())
-        if newsletter:
-            q = q.where(Edition.newsletter == newsletter)
-        found = list(s.scalars(q))
+        found = list_editions(s, newsletter)
         # one grouped query for all of them, as the admin's editions page counts them
         rows = [(e, st.ledger) for e, st in zip(found, edition_stats(s, found), strict=True)]
     if as_json:

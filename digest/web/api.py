@@ -22,8 +22,8 @@ from sqlalchemy.orm import Session
 from starlette.responses import JSONResponse
 
 from digest.models import Edition
+from digest.queries import list_editions, rule_count
 from digest.stats import edition_stats
-from digest.web.admin import recent_editions, rule_count
 from digest.web.editor import check_day, get_preview, parse_day, pick_newsletter
 from digest.web.pages import (
     MAX_JSON_BYTES,
@@ -347,7 +347,8 @@ async def segment_count(request: Request) -> dict[str, int]:
     require_admin(request)
     check_api_csrf(request)
     body = _valid(RuleCountIn, await read_json(request))
-    return await in_session(request, rule_count, body.list_name, body.rule)
+    found = await in_session(request, rule_count, body.list_name, body.rule)
+    return found.to_dict()
 
 
 def _valid(model: type[RuleCountIn], data: Any) -> RuleCountIn:
@@ -376,7 +377,7 @@ async def editions(
 ) -> list[dict[str, Any]]:
     require_admin(request)
     found = await in_session(
-        request, lambda s: edition_stats(s, recent_editions(s, newsletter, limit))
+        request, lambda s: edition_stats(s, list_editions(s, newsletter, limit=limit))
     )
     return [e.to_dict() for e in found]
 
