@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from digest.models import Edition, EditionStatus
+from digest.models import Edition, EditionStatus, SchedulerRun
 from subscribers import segments as subscribers_segments
 from subscribers import service
 
@@ -62,4 +62,15 @@ def rule_count(session: Session, list_name: str, rule: dict[str, Any]) -> RuleCo
     )
 
 
-__all__ = ["EDITION_ORDER", "RuleCount", "list_editions", "rule_count"]
+def last_runs(session: Session) -> dict[str, SchedulerRun]:
+    """The latest scheduled run of each newsletter (by scheduled time)."""
+    latest: dict[str, SchedulerRun] = {}
+    rows = session.scalars(
+        select(SchedulerRun).order_by(SchedulerRun.scheduled_for, SchedulerRun.id)
+    )
+    for run in rows:
+        latest[run.newsletter] = run
+    return latest
+
+
+__all__ = ["EDITION_ORDER", "RuleCount", "last_runs", "list_editions", "rule_count"]

@@ -5,6 +5,7 @@ everywhere, and a segment rule is counted the same way on every page, on both da
 from __future__ import annotations
 
 import ast
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,8 +18,15 @@ from tests.support.web import client_for, sign_in, web_world
 from tests.support.world import World, add_readers
 
 ROOT = Path(__file__).resolve().parent.parent
-#: The places that list editions; each asks :func:`digest.queries.list_editions`.
-LISTERS = ("digest/web/admin.py", "digest/web/editor.py", "digest/web/archive.py")
+#: The places that list editions; each asks :func:`digest.queries.list_editions`
+#: (directly, or through :meth:`digest.api.Digest.editions`).
+LISTERS = (
+    "digest/web/admin.py",
+    "digest/web/api.py",
+    "digest/web/editor.py",
+    "digest/web/archive.py",
+    "digest/cli/send.py",
+)
 MONDAY = datetime(2026, 11, 2, tzinfo=UTC)
 
 
@@ -101,4 +109,5 @@ def test_no_page_writes_its_own_edition_listing(path: str) -> None:
         if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "select":
             args = [getattr(a, "id", None) for a in node.args]
             assert args != ["Edition"], f"{path}:{node.lineno} lists editions itself"
-    assert "list_editions" in (ROOT / path).read_text(encoding="utf-8")
+    text = (ROOT / path).read_text(encoding="utf-8")
+    assert re.search(r"list_editions\(|digest\.editions,|\bd\.editions\(", text), path

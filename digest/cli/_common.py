@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from datetime import UTC, date, datetime, time, tzinfo
@@ -23,6 +24,18 @@ err_console = Console(stderr=True, highlight=False)
 
 def pass_app(f: F) -> F:
     return click.pass_obj(f)  # type: ignore[return-value]
+
+
+def pass_digest(f: Callable[..., Any]) -> Callable[..., Any]:
+    """Give the command the :class:`~digest.api.Digest` over the run's App (first argument)."""
+
+    @functools.wraps(f)
+    def command(app: App, *args: Any, **kwargs: Any) -> Any:
+        from digest.api import Digest  # the facade loads with the command that uses it
+
+        return f(Digest(app), *args, **kwargs)
+
+    return click.pass_obj(command)
 
 
 def parse_as_of(value: str | None, zone: tzinfo = UTC) -> datetime:
@@ -118,6 +131,7 @@ __all__ = [
     "newsletter_to_compose",
     "parse_as_of",
     "pass_app",
+    "pass_digest",
     "rate_option",
     "send_options",
 ]

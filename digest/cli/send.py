@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING
 
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from sqlalchemy import select
 
 from digest.cli._common import (
     App,
@@ -21,21 +21,21 @@ from digest.cli._common import (
     newsletter_to_compose,
     parse_as_of,
     pass_app,
+    pass_digest,
     print_json,
     rate_option,
     send_options,
 )
 from digest.cli._period import command_period, preview_period
-from digest.delivery import ledger
 from digest.delivery.loop import Progress as SendProgress
-from digest.editions import Purpose, choose_period, require_edition
-from digest.models import Delivery, DeliveryStatus
-from digest.queries import list_editions
-from digest.sender import Sender, SendOutcome, SendResult
+from digest.editions import Purpose, choose_period
+from digest.sender import SendOutcome, SendResult
 from digest.sendtest import editor_addresses
 from digest.sendtest import send_test as send_test_copies
 from digest.signals import graceful_stop
-from digest.stats import edition_stats
+
+if TYPE_CHECKING:
+    from digest.api import Digest
 
 
 @click.command()
@@ -134,22 +134,21 @@ def send(
     def on_signal(_signum: int) -> None:
         err_console.print("stopping after the message in hand…")
 
-    sender = Sender(
-        app,
-        choice,
-        options=send_options(choice, concurrency, rate),
-        cancel=cancel,
-        on_progress=on_progress,
-    )
+    from digest.api import Digest
+
     with bar, graceful_stop(cancel, on_signal):
-        result = sender.send(
+        result = Digest(app).send(
             nl.name,
             period=when,
+            backend=choice,
             force=force,
             segment=segment,
             dry_run=dry_run,
             resend_uncertain=resend_uncertain,
             enqueue=enqueue,
+            options=send_options(choice, concurrency, rate),
+            cancel=cancel,
+            on_progress=on_progress,
         )
     if as_json:
         print_json(result.to_dict())
@@ -291,18 +290,15 @@ def editions() -> None:
 @editions.command("list")
 @click.option("--newsletter", help="Only this newsletter.")
 @json_option
-@pass_app
-def editions_list(app: App, newsletter: str | None, as_json: bool) -> None:
+@pass_digest
+def editions_list(d: Digest, newsletter: str | None, as_json: bool) -> None:
     """List editions, newest first, with delivery counts.
 
     \b
     Example:
         digest editions list --newsletter weekly
     """
-    with app.session() as s:
-        found = list_editions(s, newsletter)
-        # one grouped query for all of them, as the admin's editions page counts them
-        rows = [(e, st.ledger) for e, st in zip(found, edition_stats(s, found), strict=True)]
+    found = d.editions(newsletter)
     if as_json:
         print_json(
             [
@@ -310,14 +306,14 @@ def editions_list(app: App, newsletter: str | None, as_json: bool) -> None:
                     "id": e.id,
                     "newsletter": e.newsletter,
                     "period": e.period,
-                    "status": e.status.value,
-                    "counts": c,
+                    "status": e.status,
+                    "counts": e.ledger,
                 }
-                for e, c in rows
+                for e in found
             ]
         )
         return
-    if not rows:
+    if not found:
         console.print("No editions yet; `digest send NEWSLETTER` creates one.")
         return
     table = Table()
@@ -333,12 +329,13 @@ def editions_list(app: App, newsletter: str | None, as_json: bool) -> None:
         "pending",
     ):
         table.add_column(col)
-    for e, c in rows:
+    for e in found:
+        c = e.ledger
         table.add_row(
             str(e.id),
             e.newsletter,
             e.period,
-            e.status.value,
+            e.status,
             str(c["sent"]),
             str(c["failed"]),
             str(c["skipped"]),
@@ -351,59 +348,33 @@ def editions_list(app: App, newsletter: str | None, as_json: bool) -> None:
 @editions.command("show")
 @click.argument("edition")
 @json_option
-@pass_app
-def editions_show(app: App, edition: str, as_json: bool) -> None:
+@pass_digest
+def editions_show(d: Digest, edition: str, as_json: bool) -> None:
     """Show one edition (by id or NEWSLETTER/PERIOD): counts, reasons, uncertain readers.
 
     \b
     Example:
         digest editions show weekly/2026-W47
     """
-    with app.session() as s:
-        e = require_edition(s, edition)
-        tally = ledger.edition_tally(s, e.id)
-        counts, failed, skipped = tally.statuses, tally.failed_reasons, tally.skipped_reasons
-        variants = {str(v): n for v, n in tally.per_variant.items()}
-        without = sum(counts.values()) - sum(tally.per_variant.values())
-        if without:  # readers planned with no variant (skipped), as "None"
-            variants["None"] = without
-        uncertain = s.scalars(
-            select(Delivery.email)
-            .where(Delivery.edition_id == e.id, Delivery.status == DeliveryStatus.UNCERTAIN)
-            .order_by(Delivery.id)
-            .limit(200)
-        ).all()
-        data = {
-            "id": e.id,
-            "newsletter": e.newsletter,
-            "period": e.period,
-            "status": e.status.value,
-            "subject": e.subject,
-            "created_at": e.created_at.isoformat(),
-            "counts": counts,
-            "failed_reasons": failed,
-            "skipped_reasons": skipped,
-            "uncertain": list(uncertain),
-            "variants": variants,
-        }
+    e = d.edition(edition)
     if as_json:
-        print_json(data)
+        print_json(e.to_dict())
         return
-    console.print(f"[bold]Edition {e.id}[/bold] {e.newsletter} {e.period} · {e.status.value}")
+    console.print(f"[bold]Edition {e.id}[/bold] {e.newsletter} {e.period} · {e.status}")
     if e.subject:
         console.print(f"Subject: {e.subject}")
     table = Table(show_header=False, box=None)
-    for key, value in counts.items():
+    for key, value in e.counts.items():
         table.add_row(key, str(value))
     console.print(table)
-    for title, reasons in (("Failed", failed), ("Skipped", skipped)):
+    for title, reasons in (("Failed", e.failed_reasons), ("Skipped", e.skipped_reasons)):
         for reason, n in reasons.items():
             console.print(f"{title}: {n} × {reason}")
-    if uncertain:
+    if e.uncertain:
         console.print(
-            f"[yellow]Uncertain ({counts['uncertain']}): may or may not have been sent[/yellow]"
+            f"[yellow]Uncertain ({e.counts['uncertain']}): may or may not have been sent[/yellow]"
         )
-        for address in uncertain:
+        for address in e.uncertain:
             console.print(f"  {address}")
 
 

@@ -38,6 +38,7 @@ from digest.editions import PeriodChoice, Purpose, choose_period, find_edition
 from digest.errors import DigestError, ScheduleError
 from digest.ingest import IngestReport, ingest
 from digest.models import EditionStatus, RunOutcome, SchedulerRun
+from digest.queries import last_runs
 from digest.schedule_rules import fire_times, trigger_for
 from digest.sender import Sender, SendOutcome, SendResult
 from subscribers.db import utcnow
@@ -216,17 +217,6 @@ def record_missed(app: App, newsletter: str, scheduled_for: datetime, detail: st
             )
         )
     return True
-
-
-def last_runs(session: Session) -> dict[str, SchedulerRun]:
-    """The latest run of each newsletter (by scheduled time)."""
-    latest: dict[str, SchedulerRun] = {}
-    rows = session.scalars(
-        select(SchedulerRun).order_by(SchedulerRun.scheduled_for, SchedulerRun.id)
-    )
-    for run in rows:
-        latest[run.newsletter] = run
-    return latest
 
 
 # ---------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from digest.errors import NotFound
 from digest.models import Edition, Variant
 from digest.personalize import web_url
 from digest.privacy import forget_person
-from digest.queries import list_editions, rule_count
+from digest.queries import rule_count
 from digest.stats import edition_stats
 from digest.web.pages import (
     MAX_UPLOAD_BYTES,
@@ -602,7 +602,7 @@ async def segments_delete(request: Request) -> Response:
 @router.get("/editions")
 async def editions_page(request: Request) -> Response:
     require_admin(request)
-    stats = await in_session(request, lambda s: edition_stats(s, list_editions(s, limit=PAGE_SIZE)))
+    stats = await run_in_threadpool(state(request).digest.editions, limit=PAGE_SIZE)
     return render(request, "admin/editions.html.j2", {"editions": stats})
 
 

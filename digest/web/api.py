@@ -19,10 +19,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, Field, ValidationError, WithJsonSchema
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse
 
 from digest.models import Edition
-from digest.queries import list_editions, rule_count
 from digest.stats import edition_stats
 from digest.web.editor import check_day, get_preview, parse_day, pick_newsletter
 from digest.web.pages import (
@@ -347,7 +347,8 @@ async def segment_count(request: Request) -> dict[str, int]:
     require_admin(request)
     check_api_csrf(request)
     body = _valid(RuleCountIn, await read_json(request))
-    found = await in_session(request, rule_count, body.list_name, body.rule)
+    digest = state(request).digest
+    found = await run_in_threadpool(digest.count_rule, body.list_name, body.rule)
     return found.to_dict()
 
 
@@ -376,9 +377,7 @@ async def editions(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> list[dict[str, Any]]:
     require_admin(request)
-    found = await in_session(
-        request, lambda s: edition_stats(s, list_editions(s, newsletter, limit=limit))
-    )
+    found = await run_in_threadpool(state(request).digest.editions, newsletter, limit=limit)
     return [e.to_dict() for e in found]
 
 

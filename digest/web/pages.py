@@ -26,6 +26,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from digest import signins
+from digest.api import Digest
 from digest.app import App
 from digest.config import DigestConfig
 from digest.errors import ConfigError, DigestError
@@ -88,6 +89,8 @@ class WebState:
 
     def __init__(self, app: App, options: WebOptions) -> None:
         self.app = app
+        #: The library's API over the same App (what routes call, in a worker thread).
+        self.digest = Digest(app)
         self.options = options
         settings = app.settings
         self.secret = settings.secret_key.get_secret_value()
