@@ -154,3 +154,31 @@ def test_results_are_dataclasses_not_dicts() -> None:
         assert returns is not inspect.Signature.empty, name
         assert not str(returns).startswith(("dict", "Any")), name
     assert dataclasses.is_dataclass(EditionDetail)
+
+
+def readme_example() -> str:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Using digest from Python", 1)[1].split("\n## ", 1)[0]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_readme_example_runs(tmp_path: Path) -> None:
+    """The README's "Using digest from Python" example, as a reader would run it (in a
+    folder with no digest.toml: the bundled sample)."""
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "example.py"
+    script.write_text(readme_example(), encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
+    done = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert "12 sent; edition 1" in lines
+    assert lines[-1] == "12 messages in the outbox"
+    assert "sent {'pending': 0, 'sending': 0, 'sent': 12, 'failed': 0, 'skipped': 0, " in (
+        "\n".join(lines)
+    )
