@@ -90,6 +90,7 @@ def test_lists_subscribers_segments(d: Digest, world: World) -> None:
         categories=[],
         attributes={"sector": "health"},
         joined_at=page.rows[0].joined_at,
+        created_at=page.rows[0].created_at,
     )
     assert d.subscribers(limit=None).total == 3  # everyone, on no list in particular
 

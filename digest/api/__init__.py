@@ -411,7 +411,7 @@ class Digest:
             recipients=service.count(session, service.recipients(session, mlist.name)),
             segments=[s.name for s in segments.list_segments(session, mlist.name)],
             newsletters=self._newsletters_of(mlist.name),
-            categories=list(self.app.config.choosable_categories([mlist.name]) or []),
+            categories=self.app.config.choosable_categories([mlist.name]),
         )
 
     def lists(self) -> list[ListInfo]:
@@ -472,6 +472,7 @@ class Digest:
                         categories=list(sub.categories or []),
                         attributes=dict(sub.attributes or {}),
                         joined_at=joined,
+                        created_at=sub.created_at,
                     )
                 )
             return SubscriberPage(total, rows)

@@ -80,8 +80,9 @@ class ListInfo:
     recipients: int
     segments: list[str]
     newsletters: list[str]
-    #: The categories its readers may choose from (those of the newsletters mailing it).
-    categories: list[str]
+    #: The categories its readers may choose from (those of the newsletters mailing it;
+    #: None when none of them configures categories: any choice is accepted).
+    categories: list[str] | None
 
     @property
     def total(self) -> int:
@@ -105,9 +106,13 @@ class SubscriberRow:
     attributes: dict[str, str]
     #: When they joined the list (when the person was added, for a search of everyone).
     joined_at: datetime
+    #: When the person was added.
+    created_at: datetime
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "joined_at": self.joined_at.isoformat()}
+        data = asdict(self)
+        data.pop("created_at")  # what `digest subscribers list --json` has always shown
+        return {**data, "joined_at": self.joined_at.isoformat()}
 
 
 @dataclass(frozen=True)

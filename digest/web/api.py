@@ -37,7 +37,6 @@ from digest.web.pages import (
 )
 from digest.web.preview import ALL
 from subscribers import lists as subscribers_lists
-from subscribers import service
 from subscribers.db import MAX_ID
 from subscribers.models import Status
 
@@ -304,24 +303,25 @@ async def subscribers(
         raise WebError("a segment belongs to a list: pass list as well")
     query = q.strip()
 
-    def work(session: Session) -> dict[str, Any]:
-        stmt = service.search(session, list_name, segment=segment, status=status, query=query)
-        total = service.count(session, stmt)
-        items = [
-            {
-                "id": row[0].id,
-                "email": row[0].email,
-                "name": row[0].name,
-                # as the admin pages show it: on a list, the membership's status
-                "status": service.shown_status(row).value,
-                "categories": list(row[0].categories or []),
-                "created_at": row[0].created_at,
-            }
-            for row in session.execute(stmt.limit(limit).offset(offset))
-        ]
-        return {"total": total, "limit": limit, "offset": offset, "items": items}
-
-    return await in_session(request, work)
+    digest = state(request).digest
+    page = await run_in_threadpool(
+        lambda: digest.subscribers(
+            list_name, segment=segment, status=status, query=query, limit=limit, offset=offset
+        )
+    )
+    items = [
+        {
+            "id": row.id,
+            "email": row.email,
+            "name": row.name,
+            # as the admin pages show it: on a list, the membership's status
+            "status": row.status,
+            "categories": row.categories,
+            "created_at": row.created_at,
+        }
+        for row in page.rows
+    ]
+    return {"total": page.total, "limit": limit, "offset": offset, "items": items}
 
 
 def _json_body(model: type[BaseModel]) -> dict[str, Any]:
