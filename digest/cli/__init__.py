@@ -1,8 +1,9 @@
 """The ``digest`` command line: thin commands over library functions.
 
 Each module in this package exposes ``COMMANDS``, a list of click commands or
-groups; they are all mounted on the root group below.  A :class:`DigestError`
-becomes one ``error: …`` line on stderr and its exit code; anything else is a
+groups; they are all mounted on the root group below, the first time a command is
+looked up (so ``digest --version`` imports none of them, nor the database layer).
+A :class:`DigestError` becomes one ``error: …`` line on stderr and its exit code; anything else is a
 bug and keeps its traceback.  ``subscribers`` errors are shown the same way.
 """
 
@@ -16,7 +17,6 @@ from typing import Any
 import click
 
 from digest import __version__
-from digest.app import App
 from digest.errors import DigestError
 from subscribers.errors import SubscribersError
 
@@ -33,6 +33,22 @@ class UserError(click.ClickException):
 
 
 class DigestGroup(click.Group):
+    """The root group: shows DigestErrors as one line; mounts the command modules when a
+    command is first looked up (listing them for ``--help``, or running one)."""
+
+    _mounted = False
+
+    @property  # type: ignore[override]
+    def commands(self) -> dict[str, click.Command]:
+        if not self._mounted:
+            self._mounted = True
+            _mount(self)
+        return self._commands
+
+    @commands.setter
+    def commands(self, value: dict[str, click.Command]) -> None:
+        self._commands = value
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
@@ -56,20 +72,19 @@ def cli(ctx: click.Context) -> None:
         digest collect weekly
     """
     if ctx.obj is None:
+        from digest.app import App
+
         ctx.obj = App()
     ctx.call_on_close(ctx.obj.close)
 
 
-def _mount() -> None:
+def _mount(group: click.Group) -> None:
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
         if info.name.startswith("_"):
             continue
         module = importlib.import_module(f"{__name__}.{info.name}")
         for command in getattr(module, "COMMANDS", []):
-            cli.add_command(command)
-
-
-_mount()
+            group.add_command(command)
 
 
 def main(argv: list[str] | None = None) -> None:
