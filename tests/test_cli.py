@@ -87,3 +87,19 @@ def test_send_worker_and_scheduler_share_their_send_options() -> None:
     assert send_options("smtp", None, 2.5).rate == 2.5
     options = send_options("sendgrid", 2, None, lease=timedelta(seconds=60))
     assert (options.concurrency, options.lease) == (2, timedelta(seconds=60))
+
+
+def test_version_loads_no_command_and_no_database_layer() -> None:
+    """``digest --version`` is cheap (issue 12 §5; its speed is for `make bench`)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from digest.cli import cli\n"
+        "cli.main(['--version'], prog_name='digest', standalone_mode=False)\n"
+        "heavy = ('sqlalchemy', 'fastapi', 'mjml', 'feedparser', 'jinja2', 'digest.cli.')\n"
+        "print(sorted(m for m in sys.modules if m.startswith(heavy)))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.splitlines() == ["digest, version 0.1.0", "[]"]
