@@ -308,7 +308,7 @@ class Sender:
         counts = plan_audience(self.app, nl, edition.id, segment, self.batch_size, choice.as_of)
         overtaken: list[str] = []
         if counts is not None and counts.planned:
-            with self.app.session() as s:
+            with self.app.transaction() as s:
                 current = s.get(Edition, edition.id)
                 assert current is not None
                 overtaken = pause_overtaken(s, current)
@@ -346,7 +346,7 @@ class Sender:
             if resend_uncertain
             else 0
         )
-        with self.app.session() as s:
+        with self.app.transaction() as s:
             outstanding = ledger.outstanding(s, edition_id)
             edition = s.get(Edition, edition_id)
             assert edition is not None

@@ -98,7 +98,7 @@ def test_lists_subscribers_segments(d: Digest, world: World) -> None:
     assert isinstance(person, Person) and person.status == "active"
     assert person.suppression is None and person.to_dict()["suppressed"] is None
 
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         create_segment(s, "weekly", "health", {"attr": "sector", "equals": "health"})
     [segment] = d.segments("weekly")
     assert (segment.name, segment.recipients, segment.members) == ("health", 1, 1)
@@ -118,7 +118,7 @@ def test_lists_subscribers_segments(d: Digest, world: World) -> None:
 
 def test_schedule_shows_next_times_and_the_last_run(d: Digest, world: World) -> None:
     due = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         s.add(
             SchedulerRun(
                 newsletter="weekly", scheduled_for=due, outcome=RunOutcome.SENT, detail="ok"

@@ -32,7 +32,7 @@ MONDAY = datetime(2026, 11, 2, tzinfo=UTC)
 
 def add_editions(world: World) -> None:
     """weekly W45, W47 and (made last, so newest by creation) W46; daily W46."""
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         for newsletter, week, status in (
             ("weekly", 45, EditionStatus.SENT),
             ("weekly", 47, EditionStatus.SENDING),
@@ -62,7 +62,7 @@ def names(editions: list[Edition] | tuple[Edition, ...]) -> list[str]:
 
 def test_editions_are_listed_newest_period_first(world: World) -> None:
     add_editions(world)
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         assert names(list(list_editions(s))) == [
             "weekly 2026-W47",
             "daily 2026-W46",  # made after weekly W46: the id breaks the tie
@@ -93,7 +93,7 @@ def test_the_admin_page_and_the_api_list_editions_in_period_order(world: World) 
 
 def test_a_rule_is_counted_on_recipients_and_members(world: World) -> None:
     add_readers(world.app, 3)
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         assert rule_count(s, "weekly", {"attr": "sector", "equals": "health"}) == RuleCount(0, 0)
         everyone = rule_count(s, "weekly", {"not": {"attr": "sector", "equals": "health"}})
         assert everyone.to_dict() == {"recipients": 3, "members": 3}

@@ -231,7 +231,7 @@ def test_a_reader_subscribes_confirms_changes_preferences_and_unsubscribes(
         page.get_by_role("button", name="Unsubscribe from everything").click()
         page.get_by_role("heading", name="You are unsubscribed").wait_for()
         tab.check_and_shoot("unsubscribed")
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         who = find_subscriber(s, "reader@example.net")
         assert who is not None and who.name == "Robin R." and str(who.status) == "unsubscribed"
         assert who.categories == []  # every section ticked is stored as "everything"
@@ -285,7 +285,7 @@ def test_an_admin_imports_a_csv_and_builds_a_segment(
         tab.check_and_shoot("admin-subscribers")
 
         send(world.app, backend="outbox")
-        with world.app.session() as s:
+        with world.app.transaction() as s:
             edition_id = s.scalars(select(Edition.id)).one()
             for n, (kind, email) in enumerate(
                 [

@@ -118,7 +118,7 @@ def sg_event(name: str, email: str = "ann@example.com", **extra: Any) -> dict[st
 
 
 def stored_events(client: TestClient) -> list[tuple[str, str]]:
-    with digest_app(client).session() as session:
+    with digest_app(client).transaction() as session:
         rows = session.execute(select(Event.provider_event_id, Event.type).order_by(Event.id)).all()
     return [(r[0], r[1]) for r in rows]
 
@@ -372,18 +372,18 @@ def test_only_post_is_allowed(sqlite_client):
 
 
 def subscribe(client: TestClient, *emails: str) -> dict[str, int]:
-    with digest_app(client).session() as session:
+    with digest_app(client).transaction() as session:
         lists.create_list(session, "weekly")
         return {e: service.add_subscriber(session, e, "weekly").subscriber.id for e in emails}
 
 
 def recipients(client: TestClient) -> list[str]:
-    with digest_app(client).session() as session:
+    with digest_app(client).transaction() as session:
         return [s.email for s in session.scalars(service.recipients(session, "weekly"))]
 
 
 def status_of(client: TestClient, subscriber_id: int) -> Status:
-    with digest_app(client).session() as session:
+    with digest_app(client).transaction() as session:
         subscriber = session.get(Subscriber, subscriber_id)
         assert subscriber is not None
         return subscriber.status
@@ -408,7 +408,7 @@ def test_a_signed_hard_bounce_suppresses_the_address_end_to_end(client, signer):
     assert response.status_code == 200 and response.json()["stored"] == 1
     assert recipients(client) == ["bob@example.com"]
     assert status_of(client, ids["ann@example.com"]) is Status.BOUNCED
-    with digest_app(client).session() as session:
+    with digest_app(client).transaction() as session:
         entry = service.suppression_for(session, "ann@example.com")
         assert entry is not None and entry.reason is SuppressionReason.HARD_BOUNCE
 
@@ -449,7 +449,7 @@ def test_the_app_counts_stored_rows_once_per_event_id(client, signer):
     response = client.post(URL, content=body, headers=signer.headers(body))
 
     assert response.json()["stored"] == 1 and response.json()["duplicates"] == 1
-    with digest_app(client).session() as session:
+    with digest_app(client).transaction() as session:
         assert session.scalar(select(func.count()).select_from(Event)) == 1
 
 

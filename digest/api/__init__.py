@@ -96,7 +96,7 @@ class Digest:
     @contextmanager
     def transaction(self) -> Iterator[Session]:
         """A database session that commits on success and rolls back on any error."""
-        with self.app.session() as session:
+        with self.app.transaction() as session:
             yield session
 
     def close(self) -> None:

@@ -58,7 +58,7 @@ def compose(
     """
     nl = newsletter_to_compose(app, newsletter)
     when = preview_period(nl, as_of)
-    with app.session() as session:
+    with app.transaction() as session:
         collection = collect_period(session, nl, when.period)
         if collection.is_empty:
             console.print(f"{nl.title} · {collection.period.key}: No new articles this period.")

@@ -112,7 +112,7 @@ def pin(app: App, url: str, off: bool) -> None:
 
     key = canonical_url(url, keep_fragment=True)
     spellings = {url, key, canonical_url(url), *url_variants(key)}
-    with app.session() as session:
+    with app.transaction() as session:
         article = session.scalars(
             select(Article).where(Article.canonical_url.in_(spellings)).order_by(Article.id)
         ).first()

@@ -44,7 +44,7 @@ def lists_create(app: App, name: str, description: str, double_opt_in: bool) -> 
     Example:
         digest lists create weekly --description "The weekly round-up"
     """
-    with app.session() as session:
+    with app.transaction() as session:
         lists_lib.create_list(session, name, description=description, double_opt_in=double_opt_in)
     mode = "double opt-in" if double_opt_in else "single opt-in"
     click.echo(f"Created list {name} ({mode})")
@@ -142,7 +142,7 @@ def lists_delete(app: App, name: str, yes: bool) -> None:
     Example:
         digest lists delete old-list --yes
     """
-    with app.session() as session:
+    with app.transaction() as session:
         summary = lists_lib.summary(session, name)
         if not yes:
             click.confirm(f"Delete list {name!r} and its {summary.total} memberships?", abort=True)

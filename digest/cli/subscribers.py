@@ -101,7 +101,7 @@ def subscribers_add(
     """
     attributes = _parse_attrs(attrs)
     newsletter = _confirming_newsletter(app, list_name) if resubscribe else None
-    with app.session() as session:
+    with app.transaction() as session:
         added = service.add_subscriber(
             session,
             email,
@@ -163,7 +163,7 @@ def subscribers_remove(app: App, email: str, list_name: str) -> None:
     Example:
         digest subscribers remove ada@example.org --list weekly
     """
-    with app.session() as session:
+    with app.transaction() as session:
         service.remove_from_list(session, email, list_name, by=by_admin())
     click.echo(f"Removed {email} from {list_name}")
 
@@ -181,7 +181,7 @@ def subscribers_unsubscribe(app: App, email: str, list_name: str | None, reason:
         digest subscribers unsubscribe ada@example.org --list weekly
         digest subscribers unsubscribe ada@example.org
     """
-    with app.session() as session:
+    with app.transaction() as session:
         subscriber = service.get_subscriber(session, email)
         if list_name is not None:
             mlist = lists_lib.get_list(session, list_name)

@@ -167,7 +167,7 @@ def claim_run(
     a live scheduler is running.
     """
     now = utcnow()
-    with app.session() as s:
+    with app.transaction() as s:
         _lock_newsletter(s, newsletter)
         run = _slot(s, newsletter, scheduled_for)
         if run is None:
@@ -193,7 +193,7 @@ def claim_run(
 
 
 def finish_run(app: App, run_id: int, outcome: RunOutcome, detail: str) -> None:
-    with app.session() as s:
+    with app.transaction() as s:
         run = s.get(SchedulerRun, run_id)
         if run is not None:
             run.outcome = outcome
@@ -203,7 +203,7 @@ def finish_run(app: App, run_id: int, outcome: RunOutcome, detail: str) -> None:
 
 def record_missed(app: App, newsletter: str, scheduled_for: datetime, detail: str) -> bool:
     """Record a run that will not happen (once, even if two schedulers notice)."""
-    with app.session() as s:
+    with app.transaction() as s:
         _lock_newsletter(s, newsletter)
         if _slot(s, newsletter, scheduled_for) is not None:
             return False
@@ -453,7 +453,7 @@ def runs_to_resume(app: App, grace: timedelta) -> list[tuple[str, datetime]]:
     """
     now = utcnow()
     todo: list[tuple[str, datetime]] = []
-    with app.session() as s:
+    with app.transaction() as s:
         latest = last_runs(s)
         for name, run in latest.items():
             nl = app.config.newsletters.get(name)

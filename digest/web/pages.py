@@ -223,7 +223,7 @@ class SignInCheck:
         await self.app(scope, receive, send)
 
     def _find(self, token: str, credential: str) -> signins.SignIn | None:
-        with self.web.app.session() as session:
+        with self.web.app.transaction() as session:
             return signins.find(session, token, credential)
 
 
@@ -470,7 +470,7 @@ async def in_session(request: Request, work: Callable[..., T], *args: Any, **kwa
 
     def run() -> T:
         session: Session
-        with app.session() as session:
+        with app.transaction() as session:
             return work(session, *args, **kwargs)
 
     return await run_in_threadpool(run)
