@@ -183,3 +183,14 @@ def test_the_readme_example_runs(tmp_path: Path) -> None:
     assert "sent {'pending': 0, 'sending': 0, 'sent': 12, 'failed': 0, 'skipped': 0, " in (
         "\n".join(lines)
     )
+
+
+def test_one_not_found_to_catch(d: Digest) -> None:
+    """digest's NotFound (an edition) and the subscribers package's (a list) are caught
+    by one ``except subscribers.errors.NotFound``, and digest's is a DigestError."""
+    from digest.errors import NotFound as DigestNotFound
+
+    for missing in (lambda: d.edition("weekly/2031-W01"), lambda: d.mailing_list("nope")):
+        with pytest.raises(NotFound):
+            missing()
+    assert issubclass(DigestNotFound, DigestError) and issubclass(DigestNotFound, NotFound)

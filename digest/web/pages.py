@@ -42,8 +42,7 @@ from digest.web.security import (
     csrf_token,
 )
 from digest.web.watch import LiveConfig
-from subscribers.errors import NotFound as SubscribersNotFound
-from subscribers.errors import SubscribersError
+from subscribers.errors import NotFound, SubscribersError
 
 T = TypeVar("T")
 
@@ -180,9 +179,7 @@ class Limited(WebError):
 
 
 def status_for(exc: DigestError | SubscribersError) -> int:
-    from digest.errors import NotFound as DigestNotFound
-
-    if isinstance(exc, DigestNotFound | SubscribersNotFound):
+    if isinstance(exc, NotFound):  # digest's NotFound is one too
         return 404
     if isinstance(exc, ConfigError):
         return 503
