@@ -6,15 +6,17 @@ import functools
 import json
 from collections.abc import Callable
 from datetime import UTC, date, datetime, time, tzinfo
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from rich.console import Console
 
 from digest.app import App
 from digest.config import NewsletterConfig
-from digest.delivery.loop import SendOptions
 from digest.delivery.registry import BackendChoice, backend_class, names, resolve_backend
+
+if TYPE_CHECKING:  # the send loop loads with the commands that send
+    from digest.delivery.loop import SendOptions
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -96,6 +98,8 @@ def send_options(
     backend: str | BackendChoice, concurrency: int | None, rate: float | None, **more: Any
 ) -> SendOptions:
     """The send loop's options from --concurrency and --rate (and ``more``)."""
+    from digest.delivery.loop import SendOptions
+
     name = backend.name if isinstance(backend, BackendChoice) else backend
     threads = concurrency or backend_class(name).concurrency
     return SendOptions(concurrency=threads, rate=rate, **more)
