@@ -141,12 +141,15 @@ class Digest:
         newsletter: str,
         as_of: datetime | None = None,
         *,
-        period: str | None = None,
+        period: str | PeriodChoice | None = None,
         purpose: Purpose = Purpose.PREVIEW,
     ) -> PeriodChoice:
         """The period a command would use, and why (:func:`~digest.editions.choose_period`):
-        ``period`` by key, the one before ``as_of``, or, without either, the edition the
-        next scheduled run sends (``Purpose.PREVIEW``) or the one due now (``SEND``)."""
+        ``period`` by key (or as chosen before), the one before ``as_of``, or, without
+        either, the edition the next scheduled run sends (``Purpose.PREVIEW``) or the one
+        due now (``SEND``)."""
+        if isinstance(period, PeriodChoice):
+            return period
         return choose_period(
             self.newsletter(newsletter),
             as_of=as_of,
@@ -156,7 +159,11 @@ class Digest:
         )
 
     def collect(
-        self, newsletter: str, as_of: datetime | None = None, *, period: str | None = None
+        self,
+        newsletter: str,
+        as_of: datetime | None = None,
+        *,
+        period: str | PeriodChoice | None = None,
     ) -> Collection:
         """The articles of the period (see :meth:`period`), grouped by section."""
         from digest.collect import collect_period
@@ -173,7 +180,7 @@ class Digest:
         newsletter: str,
         as_of: datetime | None = None,
         *,
-        period: str | None = None,
+        period: str | PeriodChoice | None = None,
         segment: str | None = None,
     ) -> Composition:
         """Render the period's edition: the full edition and one variant per distinct set

@@ -67,8 +67,8 @@ def collect(d: Digest, newsletter: str, as_of: str | None, as_json: bool) -> Non
         digest collect weekly --as-of 2026-11-23
     """
     nl = d.newsletter(newsletter)
-    when = preview_period(nl, as_of, as_json=as_json).as_of  # prints the period and why
-    result = d.collect(newsletter, when)
+    when = preview_period(nl, as_of, as_json=as_json)  # prints the period and why
+    result = d.collect(newsletter, period=when)
     if as_json:
         print_json(result.to_dict())
         return
