@@ -194,3 +194,14 @@ def test_one_not_found_to_catch(d: Digest) -> None:
         with pytest.raises(NotFound):
             missing()
     assert issubclass(DigestNotFound, DigestError) and issubclass(DigestNotFound, NotFound)
+
+
+def test_plan_then_send_test_copies(d: Digest, world: World) -> None:
+    add_readers(world.app, 2)
+    plan = d.plan("weekly", AS_OF)
+    assert (plan.period, plan.created, plan.planned) == ("2026-W47", True, 2)
+    assert d.plan("weekly", AS_OF).planned == 0  # planned once
+    copies = d.send_test("weekly", ["editor@example.org"], AS_OF, backend="outbox")
+    assert not copies.emailed and len(copies.lines()) == 1
+    assert d.edition("weekly/2026-W47").counts["sent"] == 0  # the ledger is not touched
+    assert d.newsletters_of("weekly") == ["weekly"]

@@ -400,7 +400,8 @@ class Digest:
 
     # -- lists ------------------------------------------------------------------------
 
-    def _newsletters_of(self, list_name: str) -> list[str]:
+    def newsletters_of(self, list_name: str) -> list[str]:
+        """The newsletters (by name) that mail ``list_name``."""
         return sorted(
             n for n, nl in self.app.config.newsletters.items() if nl.list_name == list_name
         )
@@ -417,7 +418,7 @@ class Digest:
             counts={s.value: summary.count(s) for s in Status},
             recipients=service.count(session, service.recipients(session, mlist.name)),
             segments=[s.name for s in segments.list_segments(session, mlist.name)],
-            newsletters=self._newsletters_of(mlist.name),
+            newsletters=self.newsletters_of(mlist.name),
             categories=self.app.config.choosable_categories([mlist.name]),
         )
 
