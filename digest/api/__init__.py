@@ -1,9 +1,12 @@
 """digest as a Python library: one :class:`Digest` whose methods are the whole API.
 
 >>> from digest import make_digest
->>> with make_digest() as d:                      # settings from the environment / .env
-...     report = d.ingest()                        # read every newsletter's sources
-...     result = d.send("weekly", backend="outbox", as_of=...)
+>>> with make_digest() as d:            # settings from the environment and ./.env
+...     report = d.ingest()              # every newsletter's sources
+...     result = d.send("weekly", backend="outbox")   # the edition due now
+...     print(result.outcome, result.counts.sent)
+
+(README, "Using digest from Python", has a complete example.)
 
 The command line, the web app, the scheduler and the workers are adapters over this
 object (``digest/cli``, ``digest/web``, ``digest/scheduling``, ``digest/worker.py``);
