@@ -283,6 +283,31 @@ class Composer:
 
 
 @dataclass(frozen=True)
+class ArticleLink:
+    """An article's link as the composed email prints it (UTM parameters and all)."""
+
+    url: str
+    article_id: int
+    title: str
+    section: str
+
+
+def article_links(newsletter: NewsletterConfig, collection: Collection) -> list[ArticleLink]:
+    """Every article link the variants of ``collection`` print, once each, in order: what
+    click tracking (:mod:`digest.tracking`) sends through its redirect."""
+    utm = utm_params(newsletter.utm, newsletter=newsletter.name, period=collection.period.key)
+    seen: dict[str, ArticleLink] = {}
+    for section in collection.sections:
+        for article in section.articles:
+            plain_url = safe_url(article.canonical_url)
+            url = None if plain_url is None else safe_url(add_params(plain_url, utm))
+            if url is not None and url not in seen:
+                title = " ".join(article.title.split())
+                seen[url] = ArticleLink(url, article.id, title, section.name)
+    return list(seen.values())
+
+
+@dataclass(frozen=True)
 class WrittenVariant:
     variant: RenderedVariant
     #: Articles in the variant (top story included).
@@ -357,6 +382,7 @@ def config_warnings(config: DigestConfig, newsletter: NewsletterConfig) -> list[
 
 __all__ = [
     "HTML_WARN_BYTES",
+    "ArticleLink",
     "ArticleView",
     "Composer",
     "EditionView",
@@ -364,6 +390,7 @@ __all__ = [
     "SectionView",
     "WrittenVariant",
     "article_count",
+    "article_links",
     "config_warnings",
     "sections_for",
     "variant_key",

@@ -105,6 +105,10 @@ class Settings(BaseSettings):
     bounce_imap_url: SecretStr | None = None
     #: Folder processed messages are moved to (created when missing); never deleted.
     bounce_imap_folder: str = Field(default="digest-processed", min_length=1, max_length=200)
+    #: Seconds an uncertain delivery (its post had no answer) waits for the provider's
+    #: events before ``digest send --resend-uncertain`` may send it again (SendGrid with
+    #: its Event Webhook; backends that report nothing do not wait).
+    uncertain_grace: int = Field(default=900, ge=0, le=7 * 86400)
 
     @field_validator("templates", "backend", "bounce_address", "bounce_imap_url", mode="before")
     @classmethod
@@ -230,6 +234,10 @@ class NewsletterConfig(BaseModel):
     )
     archive: bool = False
     local_time: bool = False
+    #: Article links go through the web app's ``/r/…`` redirect, which counts clicks.
+    track_clicks: bool = False
+    #: A 1x1 image (``/o/…``) counts opens (estimates: see the README).
+    track_opens: bool = False
 
     @field_validator("sources", mode="before")
     @classmethod

@@ -13,7 +13,9 @@ Effects, applied only when an event is stored for the first time:
 * a hard bounce (``bounce`` of type ``bounce``) suppresses the address (``hard_bounce``) and
   marks the subscriber bounced; a soft one (type ``blocked``) is only recorded;
 * a spam report suppresses the address (``spam_report``) and marks the subscriber complained;
-* ``unsubscribe`` and ``group_unsubscribe`` unsubscribe the subscriber from every list.
+* ``unsubscribe`` and ``group_unsubscribe`` unsubscribe the subscriber from every list;
+* any event about a delivery that is *uncertain* (its post had no answer) settles it:
+  sent, or failed for ``bounce``/``dropped`` (:mod:`digest.delivery.evidence`).
 
 Each event is stored in its own transaction, so one bad event never costs the others.
 An event that cannot be stored because of what it holds (not an object, nested or sized
@@ -28,6 +30,7 @@ import enum
 import hashlib
 import json
 import logging
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -40,6 +43,7 @@ from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
 
+from digest.delivery import evidence
 from digest.errors import DatabaseError
 from digest.models import Delivery, Edition, Event
 from subscribers import service
@@ -50,6 +54,8 @@ from subscribers.models import ConsentSource, Subscriber, SuppressionReason
 log = logging.getLogger(__name__)
 
 SENDGRID = "sendgrid"
+#: The provider of the events digest records itself (a reader's own links).
+DIGEST = "digest"
 #: Nesting and size beyond which an event is rejected (SendGrid's are flat and small).
 MAX_EVENT_DEPTH = 16
 MAX_EVENT_BYTES = 64 * 1024
@@ -72,6 +78,8 @@ class EventType(enum.StrEnum):
     UNSUBSCRIBED = "unsubscribed"
     OPENED = "opened"
     CLICKED = "clicked"
+    #: The reader changed their preferences through a link in the edition.
+    PREFERENCES = "preferences"
     UNKNOWN = "unknown"
 
 
@@ -225,6 +233,9 @@ def record(session: Session, event: ProviderEvent) -> int | None:
     if new_id is None:
         return None
     apply_effects(session, event)
+    if delivery_id is not None:
+        # an uncertain delivery the provider reports is uncertain no more
+        evidence.settle_one(session, delivery_id, event.type.value, event.provider)
     return int(new_id)
 
 
@@ -270,6 +281,41 @@ def _subscriber(session: Session, event: ProviderEvent) -> Subscriber | None:
         if subscriber is not None:
             return subscriber
     return service.find_subscriber(session, event.email) if event.email else None
+
+
+def record_own(
+    session: Session,
+    kind: EventType,
+    *,
+    edition_id: int,
+    subscriber_id: int,
+    detail: str = "",
+) -> int | None:
+    """Store what a reader did through a link in an edition's email (unsubscribed,
+    changed preferences) as an event of that edition, whatever backend sent it.
+
+    Nothing else happens: the change itself went through :mod:`subscribers.consent`.
+    Returns the new row's id, or None when the edition no longer exists.
+    """
+    delivery_id, found = _match(session, edition_id, subscriber_id)
+    if found is None:
+        return None
+    subscriber = session.get(Subscriber, subscriber_id)
+    when = datetime.now(UTC)
+    event = Event(
+        provider=DIGEST,
+        provider_event_id=f"{DIGEST}:{uuid.uuid4().hex}",
+        type=kind.value,
+        email=subscriber.email if subscriber is not None else None,
+        delivery_id=delivery_id,
+        edition_id=found,
+        occurred_at=when,
+        payload={"subscriber_id": subscriber_id, "detail": detail[:500]},
+        created_at=when,
+    )
+    session.add(event)
+    session.flush()
+    return event.id
 
 
 @dataclass
@@ -376,4 +422,5 @@ __all__ = [
     "normalise_sendgrid",
     "read_sendgrid",
     "record",
+    "record_own",
 ]

@@ -1,4 +1,5 @@
-"""The pipeline's tables: sources, articles, editions, variants, the delivery ledger, events.
+"""The pipeline's tables: sources, articles, editions, variants, the delivery ledger, events,
+tracked links and their hits.
 
 They share ``subscribers.db.Base`` so one schema (and one Alembic history)
 covers both packages.
@@ -272,6 +273,46 @@ class Event(Base):
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
     payload: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class EditionLink(Base):
+    """A link of an edition that tracked mail sends through ``/r/…`` (see
+    :mod:`digest.tracking`): the redirect's token carries this row's id, never the URL,
+    so it leads only to links the edition holds."""
+
+    __tablename__ = "edition_link"
+    __table_args__ = (UniqueConstraint("edition_id", "url_hash"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    edition_id: Mapped[int] = mapped_column(ForeignKey("edition.id", ondelete="CASCADE"))
+    #: SHA-256 (hex) of the URL: the key (a URL may be longer than an index allows).
+    url_hash: Mapped[str] = mapped_column(String(64))
+    url: Mapped[str] = mapped_column(Text)
+    #: The article and section it belongs to (for the per-article and per-section counts).
+    article_id: Mapped[int | None] = mapped_column(Integer)
+    title: Mapped[str] = mapped_column(Text, default="")
+    section: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Hit(Base):
+    """A click through a tracked link (``link_id`` set) or an open (the pixel, no link):
+    one INSERT each, nothing updated, so a burst of clicks costs little."""
+
+    __tablename__ = "hit"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    edition_id: Mapped[int] = mapped_column(
+        ForeignKey("edition.id", ondelete="CASCADE"), index=True
+    )
+    #: Erasing the reader deletes their hits.
+    subscriber_id: Mapped[int | None] = mapped_column(
+        ForeignKey(Subscriber.id, ondelete="CASCADE"), index=True
+    )
+    link_id: Mapped[int | None] = mapped_column(ForeignKey("edition_link.id", ondelete="CASCADE"))
+    #: ``click`` or ``open``.
+    kind: Mapped[str] = mapped_column(String(10))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class RunOutcome(enum.StrEnum):

@@ -64,16 +64,18 @@ def recipient_fields(
     variant_key: str,
     list_name: str | None = None,
     locale: str = "en_GB",
+    edition_id: int | None = None,
 ) -> dict[str, str]:
     """The values of every placeholder for one reader.
 
     The links carry signed tokens of ``subscriber_id``, never the address itself; the
     unsubscribe link names ``list_name``, the list the email came from, so it leaves
-    only that list.
+    only that list; with ``edition_id``, the unsubscribe and preferences links name the
+    edition, so what the reader does through them counts on it.
     """
     return {
         "first_name": first_name(name, locale),
-        **personal_links(settings, subscriber_id, list_name=list_name),
+        **personal_links(settings, subscriber_id, list_name=list_name, edition_id=edition_id),
         "web_url": web_url(settings, newsletter, period, variant_key),
     }
 
@@ -84,11 +86,13 @@ def personal_links(
     purposes: tuple[str, ...] = ("unsubscribe", "preferences"),
     *,
     list_name: str | None = None,
+    edition_id: int | None = None,
 ) -> dict[str, str]:
     """``{purpose}_url`` for each of ``purposes``: the reader's own signed links
     (``/u/…`` to unsubscribe, ``/p/…`` for preferences, ``/c/…`` to confirm).  With
     ``list_name``, the confirm and unsubscribe links name that list (join it, leave
-    it); the preferences page covers every list either way."""
+    it); the preferences page covers every list either way.  With ``edition_id``, the
+    unsubscribe and preferences links name the edition they came in."""
     secret = settings.secret_key.get_secret_value()
     base = settings.base_url.rstrip("/")
     return {
@@ -98,6 +102,7 @@ def personal_links(
             subscriber_id,
             purpose,
             list_name=list_name if purpose in _LIST_SCOPED else None,
+            edition_id=edition_id if purpose in _EDITION_SCOPED else None,
         )
         for purpose in purposes
     }
@@ -105,6 +110,8 @@ def personal_links(
 
 #: Links that act on the list the email came from.
 _LIST_SCOPED = frozenset({"confirm", "unsubscribe"})
+#: Links whose use counts on the edition that carried them.
+_EDITION_SCOPED = frozenset({"unsubscribe", "preferences"})
 
 
 def web_url(settings: Settings, newsletter: str, period: str, variant_key: str) -> str:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from digest.models import Delivery, DeliveryStatus, Edition, Event
+from digest.models import Delivery, DeliveryStatus, Edition, EditionLink, Event, Hit
 from subscribers import privacy, service
 from subscribers.consent import By
 from subscribers.validate import lookup_key
@@ -71,6 +71,12 @@ def _erase_delivery_records(session: Session, subscriber_id: int | None, key: st
         .values(email=None, payload={})
         .execution_options(synchronize_session=False)
     )
+    if subscriber_id is not None:  # clicks and opens are theirs alone: deleted
+        session.execute(
+            delete(Hit)
+            .where(Hit.subscriber_id == subscriber_id)
+            .execution_options(synchronize_session=False)
+        )
     return int(getattr(deliveries, "rowcount", 0) or 0) + int(getattr(events, "rowcount", 0) or 0)
 
 
@@ -86,7 +92,22 @@ def _delivery_records(session: Session, subscriber_id: int | None, key: str) -> 
     if delivery_ids:
         event_filter = or_(event_filter, Event.delivery_id.in_(delivery_ids))
     events = session.scalars(select(Event).where(event_filter).order_by(Event.id)).all()
+    hits = (
+        session.execute(
+            select(Hit.kind, Hit.at, Edition.newsletter, Edition.period, EditionLink.url)
+            .join(Edition, Edition.id == Hit.edition_id)
+            .outerjoin(EditionLink, EditionLink.id == Hit.link_id)
+            .where(Hit.subscriber_id == subscriber_id)
+            .order_by(Hit.id)
+        ).all()
+        if subscriber_id is not None
+        else []
+    )
     return {
+        "clicks_and_opens": [
+            {"kind": kind, "at": at.isoformat(), "newsletter": nl, "period": period, "url": url}
+            for kind, at, nl, period, url in hits
+        ],
         "deliveries": [
             {
                 "newsletter": newsletter,

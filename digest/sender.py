@@ -31,8 +31,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -117,6 +117,14 @@ class DeliverResult:
     recovered: int = 0
     #: Uncertain deliveries queued again (``resend_uncertain``).
     requeued: int = 0
+    #: Uncertain deliveries settled from the provider's events instead (``resend_uncertain``):
+    #: reported taken (sent) or bounced/dropped (failed), never resent.
+    resolved_sent: int = 0
+    resolved_failed: int = 0
+    #: Uncertain deliveries posted less than the grace period ago, with no word from the
+    #: provider yet: left uncertain, to be resent (if still unreported) after ``resend_after``.
+    awaiting_evidence: int = 0
+    resend_after: datetime | None = None
     sent: int = 0
     failed: int = 0
     skipped: int = 0
@@ -200,6 +208,12 @@ class SendResult:
             "enqueued": self.enqueued,
             "uncertain_recovered": self.delivered.recovered,
             "requeued_uncertain": self.delivered.requeued,
+            "uncertain_resolved_sent": self.delivered.resolved_sent,
+            "uncertain_resolved_failed": self.delivered.resolved_failed,
+            "uncertain_awaiting_evidence": self.delivered.awaiting_evidence,
+            "uncertain_resend_after": (
+                self.delivered.resend_after.isoformat() if self.delivered.resend_after else None
+            ),
             "pause_reason": self.pause_reason,
             "waiting": self.waiting,
             "next_wave": self.next_wave.isoformat() if self.next_wave else None,
@@ -246,14 +260,21 @@ class Sender:
         if backend_factory is not None and not isinstance(backend, BackendChoice):
             self.backend = BackendChoice(backend or "custom", "a backend factory given in code")
             self._factory = backend_factory
-            limits = backend_class(backend) if backend else Backend
-            self.batch_size = batch_size or limits.batch_size
+            kind = backend_class(backend) if backend else Backend
         else:
             if not isinstance(backend, BackendChoice):
                 backend = resolve_backend(app.settings, backend)
             self.backend = backend
             self._factory = backend_factory or backend.factory(app.settings)
-            self.batch_size = batch_size or backend.backend_class.batch_size
+            kind = backend.backend_class
+        self.batch_size = batch_size or kind.batch_size
+        #: How long an uncertain delivery waits for the provider's word before a resend
+        #: (``DIGEST_UNCERTAIN_GRACE``, for providers that report events; else none).
+        self.uncertain_grace = (
+            timedelta(seconds=app.settings.uncertain_grace)
+            if kind.reports_events(app.settings)
+            else timedelta(0)
+        )
         self.options = options or SendOptions()
         self.cancel = cancel or threading.Event()
         self.on_progress = on_progress
@@ -341,10 +362,12 @@ class Sender:
         (or already sent) edition going again, as `digest send` does; waves and workers
         leave a paused edition paused."""
         recovered = ledger.recover_stale(self.app.sessions, edition_id)
-        requeued = (
-            ledger.resend_uncertain(self.app.sessions, edition_id, self.batch_size)
+        again = (
+            ledger.resend_uncertain(
+                self.app.sessions, edition_id, self.batch_size, grace=self.uncertain_grace
+            )
             if resend_uncertain
-            else 0
+            else ledger.Requeued()
         )
         with self.app.transaction() as s:
             outstanding = ledger.outstanding(s, edition_id)
@@ -352,7 +375,15 @@ class Sender:
             assert edition is not None
             if outstanding and (resume or edition.status == EditionStatus.PLANNED):
                 edition.status = EditionStatus.SENDING
-        return DeliverResult(outstanding, recovered, requeued)
+        return DeliverResult(
+            outstanding,
+            recovered,
+            again.requeued,
+            resolved_sent=again.resolved.sent,
+            resolved_failed=again.resolved.failed,
+            awaiting_evidence=again.waiting,
+            resend_after=again.wait_until,
+        )
 
     def deliver(
         self,
@@ -385,10 +416,8 @@ class Sender:
         result = loop.run(edition_id)
         self.settle(edition_id)
         p = result.progress
-        return DeliverResult(
-            outstanding=ready.outstanding,
-            recovered=ready.recovered,
-            requeued=ready.requeued,
+        return replace(
+            ready,
             sent=p.sent,
             failed=p.failed,
             skipped=p.skipped,

@@ -2,10 +2,13 @@
 ``digest editions list`` show the same figures).
 
 Delivery counts come from the ledger (:class:`digest.models.Delivery`: sent, failed,
-skipped, …).  Engagement comes from provider events (:class:`digest.models.Event`,
-types from :class:`digest.events.EventType`), counted as *distinct readers* (by
-address): a reader who opens an email five times counts once in "opened".  Two
-grouped queries cover any number of editions.
+skipped, …).  Engagement comes from events (:class:`digest.models.Event`, types from
+:class:`digest.events.EventType`): the provider's (SendGrid's webhook), bounces and
+complaints received by mail (``digest inbound``), and what readers did through their own
+links in the edition (unsubscribing, changing preferences: provider ``digest``), counted
+as *distinct readers* (by address): a reader who opens an email five times counts once
+in "opened".  Clicks through tracked links and pixel opens (:mod:`digest.tracking`) come
+from :class:`digest.models.Hit`.  Three grouped queries cover any number of editions.
 
 Kept out of :mod:`digest.web` so that the command line can count without loading
 the web app.
@@ -21,7 +24,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from digest.events import EventType
-from digest.models import Delivery, DeliveryStatus, Edition, Event
+from digest.models import Delivery, DeliveryStatus, Edition, Event, Hit
 
 #: Event types shown, in funnel order.
 ENGAGEMENT = (
@@ -32,6 +35,7 @@ ENGAGEMENT = (
     EventType.CLICKED,
     EventType.UNSUBSCRIBED,
     EventType.COMPLAINED,
+    EventType.PREFERENCES,
 )
 
 
@@ -49,6 +53,8 @@ class EditionStats:
     readers: dict[str, int] = field(default_factory=dict)
     #: Events per type (an open counted each time).
     events: dict[str, int] = field(default_factory=dict)
+    #: Clicks through tracked links and pixel opens: {"click"|"open": (readers, hits)}.
+    tracked: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     @property
     def recipients(self) -> int:
@@ -67,14 +73,25 @@ class EditionStats:
         base = self.count(EventType.DELIVERED) or self.sent
         return 100.0 * self.count(kind) / base if base else None
 
+    @property
+    def clickers(self) -> int:
+        """Readers who clicked: through tracked links, else as the provider reports."""
+        return self.tracked.get("click", (0, 0))[0] or self.count(EventType.CLICKED)
+
+    @property
+    def openers(self) -> int:
+        """Readers who opened (estimates): the pixel, else as the provider reports."""
+        return self.tracked.get("open", (0, 0))[0] or self.count(EventType.OPENED)
+
     def bars(self) -> list[tuple[str, int]]:
         return [
             ("Sent", self.sent),
             ("Delivered", self.count(EventType.DELIVERED)),
             ("Bounced", self.count(EventType.BOUNCED)),
-            ("Opened", self.count(EventType.OPENED)),
-            ("Clicked", self.count(EventType.CLICKED)),
+            ("Opened", self.openers),
+            ("Clicked", self.clickers),
             ("Unsubscribed", self.count(EventType.UNSUBSCRIBED)),
+            ("Complained", self.count(EventType.COMPLAINED)),
         ]
 
     def to_dict(self) -> dict[str, object]:
@@ -88,15 +105,17 @@ class EditionStats:
             "deliveries": dict(self.ledger),
             "readers": dict(self.readers),
             "events": dict(self.events),
+            "tracked": {k: {"readers": r, "hits": n} for k, (r, n) in self.tracked.items()},
         }
 
 
 def edition_stats(session: Session, editions: Sequence[Edition]) -> list[EditionStats]:
-    """Counts for ``editions`` (same order), in two grouped queries."""
+    """Counts for ``editions`` (same order), in three grouped queries."""
     ids = [e.id for e in editions]
     ledger: dict[int, dict[str, int]] = {i: {s.value: 0 for s in DeliveryStatus} for i in ids}
     readers: dict[int, dict[str, int]] = {i: {t.value: 0 for t in ENGAGEMENT} for i in ids}
     events: dict[int, dict[str, int]] = {i: {t.value: 0 for t in ENGAGEMENT} for i in ids}
+    tracked: dict[int, dict[str, tuple[int, int]]] = {i: {} for i in ids}
     if ids:
         rows = session.execute(
             select(Delivery.edition_id, Delivery.status, func.count())
@@ -115,6 +134,15 @@ def edition_stats(session: Session, editions: Sequence[Edition]) -> list[Edition
             if event_edition in readers and kind in readers[event_edition]:
                 readers[event_edition][kind] = distinct
                 events[event_edition][kind] = total
+        hit_rows = session.execute(
+            select(
+                Hit.edition_id, Hit.kind, func.count(func.distinct(Hit.subscriber_id)), func.count()
+            )
+            .where(Hit.edition_id.in_(ids))
+            .group_by(Hit.edition_id, Hit.kind)
+        )
+        for hit_edition, kind, distinct, total in hit_rows:
+            tracked[hit_edition][kind] = (distinct, total)
     return [
         EditionStats(
             id=e.id,
@@ -126,6 +154,7 @@ def edition_stats(session: Session, editions: Sequence[Edition]) -> list[Edition
             ledger=ledger[e.id],
             readers=readers[e.id],
             events=events[e.id],
+            tracked=tracked[e.id],
         )
         for e in editions
     ]

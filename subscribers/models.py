@@ -16,6 +16,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.sql.expression import false
 
 from subscribers.db import Base, JSONType, UTCDateTime, utcnow
 
@@ -117,6 +118,10 @@ class Subscriber(Base):
     )
     consent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     consent_ip: Mapped[str | None] = mapped_column(String(45))
+    #: The reader asked, on their preferences page, not to be tracked: their links go
+    #: straight to the article and their mail carries no open pixel.  Not a consent
+    #: status (it changes nothing about whether they get mail).
+    no_tracking: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     memberships: Mapped[list[Membership]] = relationship(
         back_populates="subscriber", cascade="all, delete-orphan"

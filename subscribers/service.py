@@ -346,6 +346,17 @@ def not_paused(now: datetime | None = None) -> ColumnElement[bool]:
     return or_(Subscriber.paused_until.is_(None), Subscriber.paused_until <= (now or utcnow()))
 
 
+def set_tracking(session: Session, subscriber_id: int, allowed: bool) -> bool:
+    """Whether the reader's clicks and opens may be recorded (the preferences page's
+    choice; ``False``: their links go straight to the article, no pixel).  Returns
+    whether it changed.  Not a consent status: it does not touch whether they get mail."""
+    subscriber = get_by_id(session, subscriber_id)
+    if subscriber.no_tracking == (not allowed):
+        return False
+    subscriber.no_tracking = not allowed
+    return True
+
+
 def pause(session: Session, subscriber_id: int, until: datetime | None) -> None:
     """Pause a reader's mail until ``until`` (None resumes it now)."""
     get_by_id(session, subscriber_id).paused_until = until

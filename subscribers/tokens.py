@@ -1,7 +1,7 @@
 """Signed, expiring link tokens for confirm, unsubscribe and preferences links.
 
-A token is ``<purpose letter><subscriber id>[-<list>].<timestamp>.<signature>`` signed
-with itsdangerous (HMAC-SHA256 over the whole, keyed by the app secret), e.g.
+A token is ``<purpose letter><subscriber id>[e<edition>][-<list>].<timestamp>.<signature>``
+signed with itsdangerous (HMAC-SHA256 over the whole, keyed by the app secret), e.g.
 ``u42-weekly.ZyX1aQ.3vQ…``: URL-safe and about 60 characters, short enough for a
 ``List-Unsubscribe`` header.  The purpose is part of the signed value, so a
 confirm token can never be used as an unsubscribe token, and :func:`read_token`
@@ -11,6 +11,10 @@ The list (a list name: letters, digits, ``.``, ``-``, ``_``) is the one the emai
 came from: an unsubscribe link leaves that list only, a confirm link joins it.
 Tokens made before lists were carried (``u42.…``) still work and read as "no list"
 (:func:`read_link` gives ``list_name=None``; the web app then acts on every list).
+
+The edition (an id, ``u42e17-weekly``) is that of the email the link came in: what the
+reader does through it (unsubscribing, changing preferences) counts as an event of that
+edition.  Links outside editions (confirmation emails, the web pages) carry none.
 
 Default lifetimes (``DEFAULT_MAX_AGE``):
 
@@ -60,6 +64,8 @@ class Link:
 
     subscriber_id: int
     list_name: str | None
+    #: The edition whose email carried the link (None: not from an edition).
+    edition_id: int | None = None
 
 
 class _Signer(TimestampSigner):
@@ -100,15 +106,20 @@ def make_token(
     purpose: str,
     *,
     list_name: str | None = None,
+    edition_id: int | None = None,
     now: datetime | None = None,
 ) -> str:
     """A URL-safe token for ``purpose`` (confirm, unsubscribe, preferences), one
-    subscriber and, if given, the list the email came from."""
+    subscriber and, if given, the list and the edition the email came from."""
     _check_secret(secret)
     letter = _letter(purpose)
     if isinstance(subscriber_id, bool) or not isinstance(subscriber_id, int) or subscriber_id < 1:
         raise ValueError(f"subscriber id must be a positive integer, not {subscriber_id!r}")
     value = f"{letter}{subscriber_id}"
+    if edition_id is not None:
+        if isinstance(edition_id, bool) or not isinstance(edition_id, int) or edition_id < 1:
+            raise ValueError(f"edition id must be a positive integer, not {edition_id!r}")
+        value += f"e{edition_id}"
     if list_name is not None:
         if not _LIST.fullmatch(list_name):
             raise ValueError(f"{list_name!r} is not a list name")
@@ -207,11 +218,16 @@ def read_link(
     if got_letter != letter:
         other = _BY_LETTER.get(got_letter, "another purpose")
         raise BadToken(f"this is a {other} link, not a {purpose} link")
-    digits, dash, list_name = rest.partition("-")
-    if not digits.isdigit() or (dash and not _LIST.fullmatch(list_name)):
+    ids, dash, list_name = rest.partition("-")
+    digits, has_edition, edition = ids.partition("e")
+    if (
+        not digits.isdigit()
+        or (has_edition and not edition.isdigit())
+        or (dash and not _LIST.fullmatch(list_name))
+    ):
         # only possible with a leaked secret or a bug: say so
         raise BadToken(f"this {purpose} link carries no subscriber id")
-    return Link(int(digits), list_name if dash else None)
+    return Link(int(digits), list_name if dash else None, int(edition) if has_edition else None)
 
 
 def _describe_age(seconds: int) -> str:

@@ -22,8 +22,9 @@ from sqlalchemy import select
 
 from digest.cli import cli
 from digest.config import SAMPLE_CONFIG
-from digest.models import Edition
+from digest.models import Edition, EditionLink
 from digest.personalize import personal_links
+from digest.tracking import CLICK, record_hit
 from subscribers.service import find_subscriber
 from tests.support.browser import ARGS, CHROMIUM, MISSING
 from tests.support.web import PASSWORD, seed_sqlite, web_world
@@ -156,7 +157,9 @@ def test_the_web_pages_have_no_serious_violation(
     world = web_world(seed_sqlite(f"sqlite:///{tmp_path / 'a11y.db'}", sqlite_template), tmp_path)
     config = Path(world.env["DIGEST_CONFIG"])
     config.write_text(
-        config.read_text().replace('list = "weekly"', 'list = "weekly"\narchive = true')
+        config.read_text().replace(
+            'list = "weekly"', 'list = "weekly"\narchive = true\ntrack_clicks = true'
+        )
     )
     from tests.support.world import add_readers
 
@@ -164,6 +167,13 @@ def test_the_web_pages_have_no_serious_violation(
     send_edition(world.app, "weekly", AS_OF, backend="outbox")
     with world.app.transaction() as s:
         edition_id = s.scalars(select(Edition.id)).one()
+        # a click through a tracked link, so the edition page shows its top links and
+        # the reader's page their activity
+        reader0 = find_subscriber(s, "reader0@example.net")
+        link = s.scalars(select(EditionLink.id).order_by(EditionLink.id)).first()
+        assert reader0 is not None and link is not None
+        record_hit(s, CLICK, edition_id, reader0.id, link)
+        reader0_id = reader0.id
     audit = Audit()
     with serving(world) as base:
         context = browser.new_context(viewport={"width": 1280, "height": 900})
@@ -212,6 +222,7 @@ def test_the_web_pages_have_no_serious_violation(
         audit.check(page, "admin: dashboard")
         visit("/admin/subscribers", "admin: subscribers")
         visit(f"/admin/subscribers/{robin_id}", "admin: subscriber")
+        visit(f"/admin/subscribers/{reader0_id}", "admin: subscriber with activity")
         visit("/admin/import", "admin: import")
         upload = tmp_path / "people.csv"
         upload.write_text("email,name\nann@example.org,Ann\nbroken-address,Dan\n")
@@ -224,7 +235,7 @@ def test_the_web_pages_have_no_serious_violation(
         visit("/preview?newsletter=weekly&as_of=2026-11-23", "preview")
         context.close()
     print(audit.report())
-    assert len(audit.findings) == 2 * 23
+    assert len(audit.findings) == 2 * 24
     assert not audit.blocking(), audit.blocking()
 
 

@@ -29,7 +29,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def _reference(address: str) -> str | None:
     try:
-        return validate_email(address.strip(), check_deliverability=False).normalized
+        return validate_email(
+            address.strip(), check_deliverability=False, allow_smtputf8=False
+        ).normalized
     except EmailNotValidError:
         return None
 
@@ -49,7 +51,7 @@ def _ours(address: str) -> str | None:
         ("+tag@example.org", "+tag@example.org"),
         ("Postmaster@Example.org", "postmaster@example.org"),  # RFC 2142 names fold
         ("a@xn--bcher-kva.de", "a@bücher.de"),
-        ("Ünïcode@bücher.de", "Ünïcode@bücher.de"),
+        ("Unicode@bücher.de", "Unicode@bücher.de"),
     ],
 )
 def test_normalise_matches_email_validator(given_: str, expected: str) -> None:
@@ -70,6 +72,7 @@ def test_normalise_matches_email_validator(given_: str, expected: str) -> None:
         "Ada <ada@example.org>",
         "a@example.org.",
         f"{'a' * 250}@example.org",
+        "zoë@example.ie",  # needs SMTPUTF8, which no backend here sends
     ],
 )
 def test_invalid_addresses_are_refused_with_the_reason(bad: str) -> None:
@@ -78,6 +81,8 @@ def test_invalid_addresses_are_refused_with_the_reason(bad: str) -> None:
     assert str(exc.value)
     if bad.strip():
         assert _reference(bad) is None  # email-validator agrees
+    if not bad.partition("@")[0].isascii():
+        assert "needs SMTPUTF8, which is not sent yet" in str(exc.value)
 
 
 _local = st.text(

@@ -10,26 +10,30 @@ screenshots are saved in each test's tmp folder.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 from sqlalchemy import select
 
-from digest.cli.web import bind
 from digest.models import Edition, Event
-from digest.web import WebOptions, create_app
+from digest.web import WebOptions
 from subscribers.service import find_subscriber
 from tests.support import web as support
 from tests.support.browser import ARGS, CHROMIUM, MISSING
-from tests.support.web import PASSWORD, link_path, outbox_messages, text_of, web_world
+from tests.support.web import (
+    PASSWORD,
+    link_path,
+    outbox_messages,
+    serving,
+    text_of,
+    web_world,
+)
 from tests.support.world import AS_OF, World, send
 
 pytestmark = pytest.mark.browser
@@ -39,7 +43,7 @@ pytestmark = pytest.mark.browser
 RELOAD_TIMEOUT_MS = 10_000
 
 try:
-    import uvicorn
+    import uvicorn  # noqa: F401  (the live server needs it)
     from playwright.sync_api import Browser, ConsoleMessage, Page, Route, sync_playwright
 except ImportError:  # pragma: no cover - depends on the machine
     sync_playwright = None  # type: ignore[assignment]
@@ -58,27 +62,6 @@ def browser() -> Iterator[Browser]:
         b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
         yield b
         b.close()
-
-
-@contextmanager
-def serving(world: World, **kwargs: Any) -> Iterator[str]:
-    """The app under uvicorn in a background thread; yields its base URL."""
-    web = create_app(world.app, **kwargs)
-    sock = bind("127.0.0.1", 0)
-    config = uvicorn.Config(web, log_level="warning", timeout_graceful_shutdown=1)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 120  # a poll: no wait when it is quick
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
 
 
 @dataclass

@@ -59,7 +59,9 @@ if TYPE_CHECKING:
 @click.option(
     "--resend-uncertain",
     is_flag=True,
-    help="Also resend messages that were in flight when an earlier run was killed.",
+    help="Also resend messages that were in flight when an earlier run was killed: those "
+    "the provider has reported are settled from its events instead, and with SendGrid the "
+    "others wait DIGEST_UNCERTAIN_GRACE seconds (default 900) after their post for its word.",
 )
 @click.option(
     "--enqueue",
@@ -214,7 +216,21 @@ def print_result(r: SendResult) -> None:
     console.print(table)
     if dry:
         return
-    if c.uncertain:
+    d = r.delivered
+    if d.resolved_sent or d.resolved_failed or d.requeued:
+        console.print(
+            f"Uncertain messages: {d.resolved_sent} settled as sent and {d.resolved_failed} "
+            f"as failed from the provider's events (not resent); {d.requeued} with no word "
+            "from the provider resent."
+        )
+    if c.uncertain and d.awaiting_evidence and d.resend_after is not None:
+        console.print(
+            f"[yellow]{d.awaiting_evidence} uncertain message(s) were posted less than "
+            "DIGEST_UNCERTAIN_GRACE ago: they wait for the provider's events, which settle "
+            f"them; run --resend-uncertain again after {d.resend_after:%Y-%m-%d %H:%M} UTC "
+            "to resend those still unreported.[/yellow]"
+        )
+    elif c.uncertain:
         console.print(
             f"[yellow]{c.uncertain} message(s) were handed over without an answer (in flight "
             "when a run stopped, or the provider went silent): they may or may not have gone "

@@ -79,6 +79,13 @@ class Backend(ABC):
     delivers_mail: ClassVar[bool] = True
 
     @classmethod
+    def reports_events(cls, settings: Settings) -> bool:
+        """True when the provider reports what became of each message (an event webhook
+        configured with these settings): an uncertain delivery then waits
+        ``DIGEST_UNCERTAIN_GRACE`` for the provider's word before it may be resent."""
+        return False
+
+    @classmethod
     @abstractmethod
     def from_settings(cls, settings: Settings) -> Self:
         """A fresh instance configured from ``settings`` (only this backend's own

@@ -17,7 +17,7 @@ import sqlite3
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -38,6 +38,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
+from digest.delivery import evidence
 from digest.delivery.base import RecipientResult
 from digest.models import (
     BatchStatus,
@@ -292,9 +293,15 @@ def recover_stale(sessions: sessionmaker[Session], edition_id: int | None = None
             result = s.execute(
                 update(Delivery)
                 .where(Delivery.batch_id == batch.id, Delivery.status == DeliveryStatus.SENDING)
-                .values(status=DeliveryStatus.UNCERTAIN, reason=UNCERTAIN_REASON, updated_at=now)
+                # updated_at keeps the time of the post (the grace period counts from it)
+                .values(
+                    status=DeliveryStatus.UNCERTAIN,
+                    reason=UNCERTAIN_REASON,
+                    updated_at=Delivery.updated_at,
+                )
             )
-            uncertain += _rowcount(result)
+            # the provider may have reported some of them while nobody was listening
+            uncertain += _rowcount(result) - evidence.resolve(s, batch_id=batch.id).total
             batch.status = BatchStatus.PENDING
             batch.claimed_by = None
             batch.lease_until = None
@@ -466,13 +473,20 @@ def unsend(sessions: sessionmaker[Session], delivery_ids: Sequence[int], reason:
 def mark_uncertain(
     sessions: sessionmaker[Session], delivery_ids: Sequence[int], reason: str
 ) -> None:
-    """A post handed over without an answer: its deliveries are uncertain."""
+    """A post handed over without an answer: its deliveries are uncertain (those the
+    provider has reported already are settled at once, see :mod:`.evidence`)."""
     with sessions.begin() as s:
         s.execute(
             update(Delivery)
             .where(Delivery.id.in_(delivery_ids), Delivery.status == DeliveryStatus.SENDING)
-            .values(status=DeliveryStatus.UNCERTAIN, reason=reason[:2000], updated_at=utcnow())
+            # updated_at keeps the time of the post (the grace period counts from it)
+            .values(
+                status=DeliveryStatus.UNCERTAIN,
+                reason=reason[:2000],
+                updated_at=Delivery.updated_at,
+            )
         )
+        evidence.resolve(s, delivery_ids=delivery_ids)
 
 
 def skip(sessions: sessionmaker[Session], delivery_ids: Sequence[int], reason: str) -> None:
@@ -519,13 +533,44 @@ def _finish(s: Session, claim: Claim) -> None:
     )
 
 
-def resend_uncertain(sessions: sessionmaker[Session], edition_id: int, batch_size: int) -> int:
-    """Queue uncertain deliveries again, in new batches; returns how many."""
-    now = utcnow()
+@dataclass(frozen=True)
+class Requeued:
+    """What :func:`resend_uncertain` did with an edition's uncertain deliveries."""
+
+    #: Settled from the provider's events (sent or failed), not resent.
+    resolved: evidence.Resolved = field(default_factory=evidence.Resolved)
+    #: Queued again, in new batches.
+    requeued: int = 0
+    #: Posted less than the grace period ago, with no word from the provider yet: left
+    #: uncertain until ``wait_until``.
+    waiting: int = 0
+    wait_until: datetime | None = None
+
+
+def resend_uncertain(
+    sessions: sessionmaker[Session],
+    edition_id: int,
+    batch_size: int,
+    *,
+    grace: timedelta = timedelta(0),
+    now: datetime | None = None,
+) -> Requeued:
+    """Queue uncertain deliveries again, in new batches: first those the provider has
+    reported are settled from its events (:func:`evidence.resolve`), then those posted
+    more than ``grace`` ago are queued; the younger ones wait for the provider's word."""
+    now = now or utcnow()
+    cutoff = now - grace
     with sessions.begin() as s:
+        resolved = evidence.resolve(s, edition_id=edition_id)
+        uncertain = (Delivery.edition_id == edition_id, Delivery.status == DeliveryStatus.UNCERTAIN)
+        young = s.execute(
+            select(func.count(), func.max(Delivery.updated_at)).where(
+                *uncertain, Delivery.updated_at > cutoff
+            )
+        ).one()
         rows = s.execute(
             select(Delivery.id, Delivery.variant_id)
-            .where(Delivery.edition_id == edition_id, Delivery.status == DeliveryStatus.UNCERTAIN)
+            .where(*uncertain, Delivery.updated_at <= cutoff)
             .order_by(Delivery.variant_id, Delivery.id)
         ).all()
         by_variant: dict[int, list[int]] = {}
@@ -548,7 +593,18 @@ def resend_uncertain(sessions: sessionmaker[Session], edition_id: int, batch_siz
                         updated_at=now,
                     )
                 )
-    return len(rows)
+    waiting, youngest = int(young[0] or 0), young[1]
+    return Requeued(
+        resolved,
+        len(rows),
+        waiting,
+        _aware(youngest) + grace if waiting and youngest is not None else None,
+    )
+
+
+def _aware(when: datetime) -> datetime:
+    """A stored time as UTC (SQLite gives it back naive)."""
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
 # ---------------------------------------------------------------------------

@@ -146,8 +146,14 @@ def queued_sessions(sessions: sessionmaker[Session]) -> sessionmaker[Session]:
 class EditionContext(Protocol):
     """What the loop needs to know about the editions it sends (any edition, for workers)."""
 
-    def envelope(self, variant_id: int) -> Envelope:
-        """Headers and bodies shared by every message of one variant."""
+    def envelope(self, variant_id: int, tracked: bool = True) -> Envelope:
+        """Headers and bodies shared by every message of one variant (``tracked=False``:
+        for readers who opted out of tracking)."""
+
+    def untracked(
+        self, session: Session, edition_id: int, subscriber_ids: Sequence[int]
+    ) -> set[int]:
+        """Those of ``subscriber_ids`` who get the untracked envelope."""
 
     def fields(self, row: ledger.Row, envelope: Envelope) -> dict[str, str]:
         """One reader's placeholder values."""
@@ -248,6 +254,7 @@ class SendLoop:
             rows = ledger.load_rows(s, claim)
             ids = [r.subscriber_id for r in rows if r.subscriber_id is not None]
             keep = sendable_names(s, ids, list_name)
+            untracked = self.context.untracked(s, claim.edition_id, list(keep))
         dropped = [r.delivery_id for r in rows if r.subscriber_id not in keep]
         if dropped:
             ledger.skip(
@@ -259,14 +266,18 @@ class SendLoop:
             for r in rows
             if r.subscriber_id is not None and r.subscriber_id in keep
         ]
-        envelope = self.context.envelope(claim.variant_id)
         size = max(1, backend.max_recipients)
-        for start in range(0, len(rows), size):
+        posts: list[tuple[Envelope, Sequence[ledger.Row]]] = []
+        for tracked in (True, False):
+            group = [r for r in rows if (r.subscriber_id in untracked) != tracked]
+            if group:
+                envelope = self.context.envelope(claim.variant_id, tracked)
+                posts.extend((envelope, group[i : i + size]) for i in range(0, len(group), size))
+        for number, (envelope, chunk) in enumerate(posts, 1):
             if self.stopping:
                 ledger.release(self.sessions, claim)
                 return
-            chunk = rows[start : start + size]
-            outcome = self._post(backend, claim, envelope, chunk, last=start + size >= len(rows))
+            outcome = self._post(backend, claim, envelope, chunk, last=number == len(posts))
             if outcome == "again":
                 # Not delivered yet, and worth trying again: the batch goes back to
                 # the queue. Repeated failures pause the edition (see _failure);

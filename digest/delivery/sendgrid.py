@@ -118,6 +118,11 @@ class SendGridBackend(Backend):
     batch_size = MAX_PERSONALIZATIONS
     concurrency = 4  # each post waits on the network: four overlap it
 
+    @classmethod
+    def reports_events(cls, settings: Settings) -> bool:
+        """SendGrid's Event Webhook reports every message, once its key is configured."""
+        return bool((settings.sendgrid_webhook_public_key or "").strip())
+
     def __init__(self, api_key: str | None, host: str, timeout: float = 30.0) -> None:
         if not api_key:
             raise ConfigError(

@@ -37,7 +37,7 @@ from sqlalchemy.orm import Session
 
 from digest.config import Settings
 from digest.delivery.verp import Verp, verp_for
-from digest.events import EventType
+from digest.events import EventType, record_own
 from digest.inbound.match import Target, by_address, trusted_target
 from digest.inbound.report import Failure, Kind, Report, Severity
 from digest.models import Edition, Event
@@ -245,6 +245,14 @@ def _unsubscribe(ctx: Context, report: Report, recipient: str | None) -> Outcome
     to = recipient or next(iter(report.addressed_to), "the unsubscribe address")
     by = By(ConsentSource.MAILTO, report.sender or None, f"mailed {to} via {ctx.via}")
     left = service.unsubscribe(ctx.session, subscriber.id, link.list_name, by=by)
+    if left and link.edition_id is not None:  # counts on the edition the link came in
+        record_own(
+            ctx.session,
+            EventType.UNSUBSCRIBED,
+            edition_id=link.edition_id,
+            subscriber_id=subscriber.id,
+            detail=f"mailto: {left}",
+        )
     where = ", ".join(left) if left else "nothing (they had left already)"
     return Outcome("unsubscribed", f"subscriber {subscriber.id} unsubscribed by mail from {where}")
 

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Path
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
@@ -24,12 +24,15 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from digest import signins
+from digest.activity import timeline
 from digest.errors import NotFound
-from digest.models import Edition, Variant
+from digest.events import SENDGRID
+from digest.models import Edition, Event, Variant
 from digest.personalize import web_url
 from digest.privacy import forget_person
 from digest.queries import rule_count
 from digest.stats import edition_stats
+from digest.tracking import edition_tracking
 from digest.web.pages import (
     MAX_UPLOAD_BYTES,
     AdminDisabled,
@@ -299,6 +302,7 @@ async def _subscriber_view(
 ) -> Response:
     who = await in_session(request, _subscriber, subscriber_id)
     suppression = await in_session(request, _suppression, who["email"])
+    activity = await in_session(request, timeline, subscriber_id)
     config = state(request).digest_config()
     attributes = "\n".join(f"{k} = {v}" for k, v in sorted(who["attributes"].items()))
     return render(
@@ -310,6 +314,7 @@ async def _subscriber_view(
             "chosen": who["categories"],
             "attributes_text": attributes,
             "suppression": suppression,
+            "activity": activity,
             "error": error,
         },
         status=status,
@@ -611,7 +616,7 @@ async def edition_page(request: Request, edition_id: Id) -> Response:
     require_admin(request)
     settings = state(request).app.settings
 
-    def load(session: Session) -> tuple[Any, list[dict[str, Any]]]:
+    def load(session: Session) -> tuple[Any, list[dict[str, Any]], Any, dict[str, int]]:
         edition = session.get(Edition, edition_id)
         if edition is None:
             raise NotFound(f"no edition with id {edition_id}")
@@ -628,9 +633,18 @@ async def edition_page(request: Request, edition_id: Id) -> Response:
                 select(Variant).where(Variant.edition_id == edition.id).order_by(Variant.id)
             )
         ]
-        return stats, variants
+        provider = dict(
+            session.execute(
+                select(Event.type, func.count())
+                .where(Event.edition_id == edition.id, Event.provider == SENDGRID)
+                .group_by(Event.type)
+                .order_by(Event.type)
+            ).all()
+        )
+        return stats, variants, edition_tracking(session, edition.id), provider
 
-    stats, variants = await in_session(request, load)
+    stats, variants, tracked, sendgrid = await in_session(request, load)
+    newsletter = state(request).digest_config().newsletters.get(stats.newsletter)
     chart = bar_chart(
         stats.bars(),
         chart_id=f"chart-{stats.id}",
@@ -639,7 +653,14 @@ async def edition_page(request: Request, edition_id: Id) -> Response:
     return render(
         request,
         "admin/edition.html.j2",
-        {"stats": stats, "variants": variants, "chart": chart},
+        {
+            "stats": stats,
+            "variants": variants,
+            "chart": chart,
+            "tracked": tracked,
+            "sendgrid": sendgrid,
+            "newsletter": newsletter,
+        },
     )
 
 

@@ -233,6 +233,8 @@ class EditionOut(BaseModel):
     deliveries: dict[str, int]
     readers: dict[str, int]
     events: dict[str, int]
+    #: Clicks through tracked links and pixel opens: {"click"|"open": {readers, hits}}.
+    tracked: dict[str, dict[str, int]] = {}
 
 
 @router.get("/health", response_model=Health)

@@ -187,7 +187,12 @@ def _choices(
         label = "Everything" if key == ALL else " + ".join(sections)
         before = out.get(key)
         readers = count + ((before.readers or 0) if before else 0)
-        out[key] = VariantChoice(key, f"{label} ({readers} readers)", tuple(sections), readers)
+        out[key] = VariantChoice(
+            key,
+            f"{label} ({readers} reader{'' if readers == 1 else 's'})",
+            tuple(sections),
+            readers,
+        )
     if edition is not None:
         for stored in edition.variants:
             sections = tuple(s for s in names if s in set(stored.sections))

@@ -36,6 +36,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from digest.config import DigestConfig, NewsletterConfig
+from digest.events import EventType, record_own
 from digest.web.optin import send_confirmation_quietly, subscribe
 from digest.web.pages import (
     Limited,
@@ -64,7 +65,7 @@ from subscribers.errors import (
 )
 from subscribers.lists import find_list
 from subscribers.models import ConsentSource, MailingList, Membership, Status, Subscriber
-from subscribers.service import confirm, unsubscribe, update_subscriber
+from subscribers.service import confirm, set_tracking, unsubscribe, update_subscriber
 from subscribers.service import pause as pause_mail
 from subscribers.tokens import Link, make_token, read_link
 from subscribers.validate import clean_categories, clean_name, email_hash, normalise
@@ -238,6 +239,7 @@ def _describe(session: Session, subscriber_id: int) -> dict[str, Any] | None:
         "categories": list(subscriber.categories or []),
         "attributes": dict(subscriber.attributes or {}),
         "paused_until": subscriber.paused_until.date() if subscriber.paused_until else None,
+        "tracking": not subscriber.no_tracking,
         "memberships": memberships,
         #: The lists they are on or about to be (confirmation pending).
         "live": [n for n, st in memberships.items() if st in ("active", "pending")],
@@ -431,12 +433,22 @@ async def unsubscribe_post(request: Request, token: str) -> Response:
             return
         if list_name is not None and find_list(session, list_name) is None:
             return  # the list is gone: nothing is sent from it any more
-        unsubscribe(session, link.subscriber_id, list_name, by=by)
+        left = unsubscribe(session, link.subscriber_id, list_name, by=by)
+        if left and link.edition_id is not None:
+            _edition_event(session, link, EventType.UNSUBSCRIBED, f"{source.value}: {left}")
 
     await in_session(request, work)
     config = state(request).digest_config()
     titles = _titles(config, [list_name]) if list_name else []
     return render(request, "unsubscribed.html.j2", {"one_click": one_click, "titles": titles})
+
+
+def _edition_event(session: Session, link: Link, kind: EventType, detail: str) -> None:
+    """What the reader did through a link of an edition's email, as an event of it."""
+    assert link.edition_id is not None
+    record_own(
+        session, kind, edition_id=link.edition_id, subscriber_id=link.subscriber_id, detail=detail
+    )
 
 
 def mask(email: str) -> str:
@@ -490,12 +502,14 @@ async def preferences_page(request: Request, token: str) -> Response:
 @router.post("/p/{token}")
 async def preferences_post(request: Request, token: str) -> Response:
     form = await read_form(request)
-    sid = _subscriber_id(request, token, "preferences")
+    link = _link(request, token, "preferences")
+    sid = link.subscriber_id
     config = state(request).digest_config()
     name = field(form, "name", 200)
     picked = fields(form, "categories")
     keep = set(fields(form, "lists"))
     pause = field(form, "pause", 10)
+    tracking_allowed = field(form, "tracking", 10) == "yes"
 
     by = By(ConsentSource.PREFERENCES, client_ip(request))
 
@@ -506,21 +520,33 @@ async def preferences_post(request: Request, token: str) -> Response:
         live = who["live"]
         known = config.choosable_categories(live, other=False) or []
         chosen = [c for c in picked if c in known]
+        changes: list[str] = []
         if pause in PAUSE_CHOICES:
             resume = _today() + timedelta(days=int(pause))
             pause_mail(session, sid, datetime.combine(resume, time(0), tzinfo=UTC))
+            changes.append(f"paused {pause} days")
         elif pause == "resume":
             pause_mail(session, sid, None)
-        update_subscriber(
+            changes.append("resumed")
+        if update_subscriber(
             session,
             sid,
             name=name,
             categories=chosen if known else None,
             known_categories=known or None,
-        )
+        ):
+            changes.append("name or sections")
+        if set_tracking(session, sid, tracking_allowed):
+            changes.append("tracking " + ("allowed" if tracking_allowed else "refused"))
+        left: list[str] = []
         for list_name in live:
             if list_name not in keep:
-                unsubscribe(session, sid, list_name, by=by)
+                left += unsubscribe(session, sid, list_name, by=by)
+        if link.edition_id is not None:
+            if left:
+                _edition_event(session, link, EventType.UNSUBSCRIBED, f"preferences: {left}")
+            if changes:
+                _edition_event(session, link, EventType.PREFERENCES, ", ".join(changes))
         return True
 
     try:
@@ -536,12 +562,15 @@ async def preferences_post(request: Request, token: str) -> Response:
 @router.post("/p/{token}/unsubscribe")
 async def preferences_unsubscribe(request: Request, token: str) -> Response:
     await read_form(request)
-    sid = _subscriber_id(request, token, "preferences")
+    link = _link(request, token, "preferences")
+    sid = link.subscriber_id
     by = By(ConsentSource.PREFERENCES, client_ip(request))
 
     def work(session: Session) -> None:
         if session.get(Subscriber, sid) is not None:
-            unsubscribe(session, sid, None, by=by)
+            left = unsubscribe(session, sid, None, by=by)
+            if left and link.edition_id is not None:
+                _edition_event(session, link, EventType.UNSUBSCRIBED, f"preferences: {left}")
 
     await in_session(request, work)
     return render(request, "unsubscribed.html.j2", {"one_click": False, "titles": []})

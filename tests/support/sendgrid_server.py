@@ -35,13 +35,17 @@ the personalization-level ``custom_args``.  The in-memory copy types it as
 
 from __future__ import annotations
 
+import base64
 import copy
 import gzip
+import hashlib
 import json
 import re
 import secrets
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cache
@@ -51,6 +55,8 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
 from jsonschema import Draft202012Validator, FormatChecker
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
@@ -363,6 +369,8 @@ class Fault:
     seconds: float = 0.0
     message: str = ""
     field: str | None = None
+    #: For ``slow``: whether the request is taken (the mail goes out) before the wait.
+    accept: bool = True
 
     @classmethod
     def rate_limit(cls, retry_after: int = 1) -> Fault:
@@ -375,10 +383,12 @@ class Fault:
         return cls("server_error", status=status)
 
     @classmethod
-    def slow(cls, seconds: float) -> Fault:
+    def slow(cls, seconds: float, *, accept: bool = True) -> Fault:
         """Wait ``seconds`` before answering normally.  The request is recorded (and accepted,
-        when valid) *before* the wait, like a provider that took the mail but answered late."""
-        return cls("slow", seconds=seconds)
+        when valid) *before* the wait, like a provider that took the mail but answered late.
+        ``accept=False``: recorded but never accepted, like a provider that failed inside
+        before queuing the mail (it then answers 500 after the wait)."""
+        return cls("slow", seconds=seconds, accept=accept)
 
     @classmethod
     def drop(cls) -> Fault:
@@ -647,6 +657,67 @@ class SendGridServer:
             self._requests.clear()
             self._faults.clear()
 
+    # -- the Event Webhook: SendGrid's reports of what became of each message
+    def events(
+        self, kinds: tuple[str, ...] = ("processed", "delivered"), *, at: int | None = None
+    ) -> list[dict[str, Any]]:
+        """The events SendGrid would post for every message accepted so far, shaped as its
+        Event Webhook sends them: the message's ``custom_args`` as top-level keys, a
+        stable ``sg_event_id`` per (message, event) so that posting twice is a replay."""
+        when = int(time.time()) if at is None else at
+        out = []
+        for m in self.messages():
+            for kind in kinds:
+                key = f"{m.request_index}.{m.personalization_index}.{m.recipient}.{kind}"
+                out.append(
+                    {
+                        **m.custom_args,
+                        "email": m.recipient,
+                        "timestamp": when,
+                        "event": kind,
+                        "sg_event_id": hashlib.sha256(key.encode()).hexdigest()[:22],
+                        "sg_message_id": f"{m.x_message_id}.recvd-{m.personalization_index}",
+                        "smtp-id": m.headers.get("Message-ID", ""),
+                        "category": list(m.categories),
+                    }
+                )
+        return out
+
+    def post_events(
+        self,
+        webhook_url: str,
+        private_key: ec.EllipticCurvePrivateKey,
+        events: list[dict[str, Any]] | None = None,
+        *,
+        batch: int = 1000,
+    ) -> list[int]:
+        """Post ``events`` (default: :meth:`events`) to ``webhook_url`` as SendGrid's Signed
+        Event Webhook does: JSON arrays of up to ``batch`` events, each post signed with
+        ECDSA P-256 over the timestamp header followed by the body.  Returns the status
+        of each post."""
+        events = self.events() if events is None else events
+        statuses = []
+        for start in range(0, len(events), batch):
+            body = json.dumps(events[start : start + batch]).encode()
+            stamp = str(int(time.time()))
+            signature = private_key.sign(stamp.encode() + body, ec.ECDSA(hashes.SHA256()))
+            request = urllib.request.Request(
+                webhook_url,
+                data=body,
+                method="POST",
+                headers={
+                    "Content-Type": "application/json",
+                    "X-Twilio-Email-Event-Webhook-Signature": base64.b64encode(signature).decode(),
+                    "X-Twilio-Email-Event-Webhook-Timestamp": stamp,
+                },
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=60) as answer:
+                    statuses.append(answer.status)
+            except urllib.error.HTTPError as refused:
+                statuses.append(refused.code)
+        return statuses
+
     # -- request handling (runs in the handler's thread)
     def _handle(self, h: _Handler) -> None:
         h.close_connection = True
@@ -674,6 +745,8 @@ class SendGridServer:
             self._fault_reply(h, fault, path, headers, raw, body)
             return
         status, errors, message_id = self._process(headers, body)
+        if fault is not None and fault.kind == "slow" and not fault.accept and status == 202:
+            status, errors, message_id = 500, [sendgrid_error("internal server error")], None
         accepted = status == 202
         self._record(
             h,

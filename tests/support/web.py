@@ -6,17 +6,22 @@ import email
 import email.policy
 import re
 import shutil
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+import uvicorn
 from sqlalchemy.engine import make_url
 from starlette.testclient import TestClient
 
 from digest import db
+from digest.cli.web import bind
 from digest.web import WebOptions, create_app
 from tests.support.world import World, make_world
 
@@ -122,3 +127,24 @@ def fast_db_url(db_url: str, sqlite_template: Path) -> str:
 def fast_sqlite_url(sqlite_url: str, sqlite_template: Path) -> str:
     """A migrated SQLite database only: for what does not depend on the database."""
     return seed_sqlite(sqlite_url, sqlite_template)
+
+
+@contextmanager
+def serving(world: World, **kwargs: Any) -> Iterator[str]:
+    """The app under uvicorn in a background thread; yields its base URL."""
+    web = create_app(world.app, **kwargs)
+    sock = bind("127.0.0.1", 0)
+    config = uvicorn.Config(web, log_level="warning", timeout_graceful_shutdown=1)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 120  # a poll: no wait when it is quick
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
