@@ -4,7 +4,8 @@ Sizes: deliveries to 10,000 and 100,000 readers (``--large`` adds 1,000,000),
 on SQLite and, when ``DIGEST_BENCH_POSTGRES_URL`` or ``DIGEST_TEST_POSTGRES_URL``
 is set, on PostgreSQL too (each run in a schema of its own, dropped after);
 10,000 SMTP messages; 5,000 feed entries; the 40-article digest against Node
-``mjml``.  Smaller sizes (``--sizes 300 --smtp 50 …``) make a quick smoke run.
+``mjml``; ``digest --version`` against ``import click``.  Smaller sizes
+(``--sizes 300 --smtp 50 …``) make a quick smoke run.
 """
 
 from __future__ import annotations
@@ -23,11 +24,11 @@ from typing import Any
 
 from rich.console import Console
 
-from bench import compose, delivery, ingest, report
+from bench import compose, delivery, ingest, report, startup
 from bench.servers import ServerProcess
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results.json"
-SECTIONS = ("compose", "delivery", "smtp", "ingest")
+SECTIONS = ("compose", "delivery", "smtp", "ingest", "startup")
 
 
 def _sizes(text: str) -> list[int]:
@@ -45,6 +46,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--ingest", type=int, default=5_000, help="Feed entries (0: skip).")
     parser.add_argument("--compose-runs", type=int, default=200, help="Renders timed per engine.")
     parser.add_argument("--no-node", action="store_true", help="Skip the Node mjml comparison.")
+    parser.add_argument(
+        "--startup-runs", type=int, default=7, help="CLI start-ups timed per command (0: skip)."
+    )
     parser.add_argument(
         "--postgres",
         default=os.environ.get("DIGEST_BENCH_POSTGRES_URL")
@@ -135,6 +139,9 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
         if "ingest" in args.only and args.ingest:
             with console.status(f"ingest: {args.ingest:,} entries…"):
                 results["ingest"] = ingest.measure(work / "ingest", args.ingest)
+    if "startup" in args.only and args.startup_runs:
+        with console.status("startup: digest --version against import click…"):
+            results["startup"] = startup.measure(args.startup_runs)
     results["machine"]["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     results["machine"]["bench_seconds"] = round(time.perf_counter() - started, 1)
     results["definitions"] = delivery.DEFINITIONS

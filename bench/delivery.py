@@ -167,7 +167,7 @@ def run(
         app = world.app(smtp_url=server_url)
     else:
         app = world.app(sendgrid_api_key=api_key, sendgrid_api_host=server_url)
-    with app.session() as s:
+    with app.transaction() as s:
         s.get(Edition, 1)  # open the pool: the baseline includes a connection
     baseline = _rss_now_mb()
     cpu = [_cpu_s()]

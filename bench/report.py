@@ -11,6 +11,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from bench.startup import VERSION_FACTOR
+
 #: Targets on a 2-core machine (issue 8).
 DELIVERY_SIZE = 100_000
 DELIVERY_SECONDS = 15.0
@@ -76,6 +78,17 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                     "met": factor <= RSS_FLAT_FACTOR,
                 }
             )
+    start = results.get("startup")
+    if start and start.get("version_ratio") is not None:
+        out.append(
+            {
+                "target": f"digest --version within {VERSION_FACTOR:.0f}× the start-up of "
+                '`python -c "import click"` (CPU)',
+                "measured": f"{start['version_s']} s vs {start['click_s']} s "
+                f"(×{start['version_ratio']})",
+                "met": start["version_ratio"] <= VERSION_FACTOR,
+            }
+        )
     return out
 
 
@@ -182,6 +195,16 @@ def print_tables(results: dict[str, Any], console: Console | None = None) -> Non
             _fmt(ingest["reingest_seconds"], 2),
             _fmt(ingest["reingest_entries_per_s"]),
         )
+        console.print(t)
+
+    start = results.get("startup")
+    if start:
+        t = Table(title="Start-up: CPU seconds per run (user + system, median), side by side")
+        for col in ("command", "CPU s", "× import click"):
+            t.add_column(col, justify="right")
+        t.add_row('python -c "import click"', _fmt(start["click_s"], 3), "1.00")
+        t.add_row("digest --version", _fmt(start["version_s"], 3), _fmt(start["version_ratio"], 2))
+        t.add_row("digest --help", _fmt(start["help_s"], 3), _fmt(start["help_ratio"], 2))
         console.print(t)
 
     verdicts = results.get("targets") or []

@@ -143,7 +143,7 @@ def choice(rng: random.Random) -> list[str]:
 def populate(app: App, subscribers: int, *, chunk: int = 10_000, seed: int = 7) -> None:
     """Articles, the list, ten segments and ``subscribers`` readers, inserted in bulk."""
     now = datetime.now(UTC)
-    with app.session() as s:
+    with app.transaction() as s:
         feed = s.scalars(insert(Source).returning(Source.id), [{"url": FEED, "kind": "rss"}]).one()
         rows = [dict(row, source_id=feed) for row in articles()]
         ids = s.scalars(insert(Article).returning(Article.id), rows).all()
@@ -177,7 +177,7 @@ def populate(app: App, subscribers: int, *, chunk: int = 10_000, seed: int = 7) 
             }
             for i in range(start, stop)
         ]
-        with app.session() as s:
+        with app.transaction() as s:
             ids = s.scalars(insert(Subscriber).returning(Subscriber.id), rows).all()
             s.execute(
                 insert(Membership),

@@ -37,11 +37,14 @@ class App:
 
     @cached_property
     def sessions(self) -> sessionmaker[Session]:
+        """The session factory: ``app.sessions()`` is a session with no transaction begun
+        (for code that commits in steps of its own, like the send loop)."""
         return db.session_factory(self.engine)
 
     @contextmanager
-    def session(self) -> Iterator[Session]:
-        """A session that commits on success and rolls back on any error."""
+    def transaction(self) -> Iterator[Session]:
+        """One unit of work: a session that commits on success and rolls back on any error
+        (``with app.transaction() as session: …``)."""
         with self.sessions() as session, session.begin():
             yield session
 

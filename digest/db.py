@@ -6,12 +6,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
@@ -20,6 +16,9 @@ from sqlalchemy.orm import Session, sessionmaker
 import digest.models  # noqa: F401  (registers the pipeline's tables on Base)
 from digest.errors import ConfigError, DatabaseError, SchemaOutOfDate
 from subscribers.db import Base
+
+if TYPE_CHECKING:  # alembic loads when the schema is checked, not with this module
+    from alembic.config import Config
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 _PG_LOCK_ID = 0x6469_6765  # "dige": serialises concurrent upgrades on PostgreSQL
@@ -72,6 +71,8 @@ def _sqlite_begin(conn: Any) -> None:
 
 
 def _alembic_config() -> Config:
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     return cfg
@@ -79,18 +80,25 @@ def _alembic_config() -> Config:
 
 @cache
 def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
     head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
     assert head is not None
     return head
 
 
 def current_revision(engine: Engine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
     with _connect(engine) as conn:
         return MigrationContext.configure(conn).get_current_revision()
 
 
 def upgrade(engine: Engine) -> tuple[str | None, str]:
     """Create or upgrade the schema to head; returns (before, after).  Idempotent."""
+    from alembic import command
+    from alembic.runtime.migration import MigrationContext
+
     with _connect(engine) as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _PG_LOCK_ID})

@@ -39,7 +39,7 @@ def _list_exists(name: str) -> bool:
 
     app = App()
     try:
-        with app.session() as session:
+        with app.transaction() as session:
             return find_list(session, name) is not None
     finally:
         app.close()

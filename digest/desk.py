@@ -188,7 +188,7 @@ def _newsletter(app: App, edition: Edition) -> NewsletterConfig:
 
 def view(app: App, ref: str | int) -> EditionView:
     """Everything the desk shows about an edition (by id or NEWSLETTER/PERIOD)."""
-    with app.session() as s:
+    with app.transaction() as s:
         edition = require_edition(s, str(ref))
         nl = _newsletter(app, edition)
         return _view(s, app, nl, edition)
@@ -288,13 +288,13 @@ def prepare(
             "prepare (run `digest ingest` first)"
         )
     if created:
-        with app.session() as s:
+        with app.transaction() as s:
             drafts.record(s, edition.id, actor, "prepare", why or "draft prepared")
     return Prepared(edition.id, created, edition.status.value, choice)
 
 
 def _edit(app: App, ref: str | int, work: Any) -> Any:
-    with app.session() as s:
+    with app.transaction() as s:
         edition = require_edition(s, str(ref))
         nl = _newsletter(app, edition)
         return work(s, nl, edition)
@@ -394,7 +394,7 @@ class Confirmation:
 def confirmation(app: App, ref: str | int, segment: str | None = None) -> Confirmation:
     """The list, the segment and the number of readers a send would go to, and whether
     the older-edition rule refuses it."""
-    with app.session() as s:
+    with app.transaction() as s:
         edition = require_edition(s, str(ref))
         nl = _newsletter(app, edition)
         period = Period(edition.period, edition.period_start, edition.period_end)
@@ -432,7 +432,7 @@ def send(
 ) -> SendResult:
     """Send an approved edition now (or resume one going out).  A draft must be approved
     first; a newer edition already going out refuses it (editions go out in order)."""
-    with app.session() as s:
+    with app.transaction() as s:
         edition = require_edition(s, str(ref))
         nl = _newsletter(app, edition)
         if edition.status == EditionStatus.DRAFT:
@@ -452,7 +452,7 @@ def send(
         key, edition_id = edition.period, edition.id
     choice = choose_period(nl, period=key, purpose=Purpose.SEND)
     result = _sender(app, sender, backend).send(nl.name, period=choice, segment=segment)
-    with app.session() as s:
+    with app.transaction() as s:
         drafts.record(s, edition_id, actor, "sent", _summary(result))
         if result.outcome not in (SendOutcome.OUT_OF_ORDER, SendOutcome.HELD):
             current = s.get(Edition, edition_id)
@@ -565,7 +565,7 @@ def test_copy(
 ) -> CopiesSent:
     """A marked test copy of the edition as it is now (a draft with its edits): the
     variant named (``all``, a section, a stored variant's key) or with ``sections``."""
-    with app.session() as s:
+    with app.transaction() as s:
         edition = require_edition(s, str(ref))
         nl = _newsletter(app, edition)
         as_of = edition.period_end
@@ -580,7 +580,7 @@ def test_copy(
         notice=notice,
         sections=sections,
     )
-    with app.session() as s:
+    with app.transaction() as s:
         drafts.record(s, edition_id, actor, "test", sent.summary())
     return sent
 

@@ -102,7 +102,7 @@ def get_or_create_edition(
     Returns (None, False) when there is no edition and nothing to put in one.
     Two processes racing here end up with the same single edition.
     """
-    with app.session() as s:
+    with app.transaction() as s:
         edition = find_edition(s, newsletter.name, period.key)
         if edition is not None:
             return edition, False
@@ -110,7 +110,7 @@ def get_or_create_edition(
         if collection.is_empty:
             return None, False
     try:
-        with app.session() as s:
+        with app.transaction() as s:
             edition = Edition(
                 newsletter=newsletter.name,
                 period=period.key,
@@ -122,7 +122,7 @@ def get_or_create_edition(
             s.add(edition)
         return edition, True
     except IntegrityError:
-        with app.session() as s:
+        with app.transaction() as s:
             edition = find_edition(s, newsletter.name, period.key)
         return edition, False
 

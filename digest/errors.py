@@ -6,6 +6,8 @@ non-zero exit code (``exit_code``); anything else is a bug and keeps its trace.
 
 from __future__ import annotations
 
+from subscribers import errors as subscribers_errors
+
 
 class DigestError(Exception):
     """A problem the user can fix: the message says what, where and how."""
@@ -31,8 +33,14 @@ class SourceError(DigestError):
     """One source (feed or article page) could not be fetched or parsed."""
 
 
-class NotFound(DigestError, LookupError):
-    """A named thing (newsletter, list, segment, edition, subscriber) does not exist."""
+class NotFound(DigestError, subscribers_errors.NotFound):
+    """A named thing (edition, article, variant, …) does not exist.
+
+    There is one "not found" to catch: this is the subscribers package's
+    :class:`subscribers.errors.NotFound` (a list, subscriber or segment), which
+    ``subscribers`` cannot import from here, made a :class:`DigestError` too.  Catch
+    ``subscribers.errors.NotFound`` for both; this one for digest's own.
+    """
 
 
 class TemplateError(DigestError):

@@ -345,7 +345,7 @@ Transaction = Callable[[], AbstractContextManager[Session]]
 
 
 def ingest(transaction: Transaction, events: Iterable[ProviderEvent]) -> IngestSummary:
-    """Store and act on each event in its own transaction (``App.session`` fits).
+    """Store and act on each event in its own transaction (``App.transaction`` fits).
 
     One event failing does not undo the others: a bad one is logged and counted in
     ``rejected``; one the database could not take for want of a connection in

@@ -146,7 +146,7 @@ def plan_audience(
     (``as_of``) in the reader's own timezone.
     """
     name = audience_name(segment)
-    with app.session() as s:
+    with app.transaction() as s:
         edition = _lock_edition(s, edition_id)
         planned = s.scalar(
             select(
@@ -200,7 +200,7 @@ def count_audience(
 ) -> AudienceCounts | None:
     """What planning ``segment`` (None: the whole list) would write, without writing it;
     None when the period has no articles."""
-    with app.session() as s:
+    with app.transaction() as s:
         edition, collection = period_collection(s, newsletter, period)
         if collection.is_empty:
             return None

@@ -341,14 +341,14 @@ class Sender:
         if edition is None:
             return Plan(nl.name, choice.period.key, None, choice=choice)
         if created and required:
-            with self.app.session() as s:
+            with self.app.transaction() as s:
                 record(s, edition.id, "scheduler", "prepare", "draft prepared at send time")
         if not self._approved(nl, edition.id):
             return Plan(nl.name, choice.period.key, edition.id, created, choice=choice, held=True)
         counts = plan_audience(self.app, nl, edition.id, segment, self.batch_size, choice.as_of)
         overtaken: list[str] = []
         if counts is not None and counts.planned:
-            with self.app.session() as s:
+            with self.app.transaction() as s:
                 current = s.get(Edition, edition.id)
                 assert current is not None
                 overtaken = pause_overtaken(s, current)
@@ -377,7 +377,7 @@ class Sender:
         newsletter is approved here (and the log says so); one that needs an editor's
         approval is not (False).  An approved edition becomes planned; a cancelled one is
         refused."""
-        with self.app.session() as s:
+        with self.app.transaction() as s:
             edition = s.get(Edition, edition_id)
             assert edition is not None
             if edition.status == EditionStatus.CANCELLED:
@@ -409,7 +409,7 @@ class Sender:
             if resend_uncertain
             else ledger.Requeued()
         )
-        with self.app.session() as s:
+        with self.app.transaction() as s:
             outstanding = ledger.outstanding(s, edition_id)
             edition = s.get(Edition, edition_id)
             assert edition is not None

@@ -85,7 +85,7 @@ def send_test(
         backend if isinstance(backend, BackendChoice) else resolve_backend(app.settings, backend)
     )
     period = period_for(newsletter, as_of)
-    with app.session() as s:
+    with app.transaction() as s:
         found, collection = period_collection(s, newsletter, period)
         edition = found or Edition(id=0, newsletter=newsletter.name, period=period.key)
         if collection.is_empty:

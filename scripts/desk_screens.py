@@ -69,7 +69,7 @@ def main(out: Path) -> None:
     from subscribers.service import add_subscriber
 
     app = App()
-    with app.session() as s:
+    with app.transaction() as s:
         for i in range(400):
             add_subscriber(s, f"reader{i}@example.net", "weekly", name=f"Reader {i}")
     draft = desk.prepare(app, "weekly", as_of=AS_OF, actor="ann@example.org")

@@ -165,7 +165,7 @@ def test_the_web_pages_have_no_serious_violation(
 
     add_readers(world.app, 3)
     send_edition(world.app, "weekly", AS_OF, backend="outbox")
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         edition_id = s.scalars(select(Edition.id)).one()
         # a click through a tracked link, so the edition page shows its top links and
         # the reader's page their activity
@@ -203,7 +203,7 @@ def test_the_web_pages_have_no_serious_violation(
         page.locator("input[type=email]").fill("robin@example.net")
         _submit(page)
         audit.check(page, "subscribe: check your inbox")
-        with world.app.session() as s:
+        with world.app.transaction() as s:
             robin = find_subscriber(s, "robin@example.net")
             assert robin is not None
             robin_id = robin.id

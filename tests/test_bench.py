@@ -16,6 +16,7 @@ def test_bench_runs_every_section_and_writes_results(tmp_path: Path) -> None:
     out = tmp_path / "results.json"
     postgres = os.environ.get("DIGEST_TEST_POSTGRES_URL", "")
     args = ["--sizes", "150", "--smtp", "20", "--ingest", "30", "--compose-runs", "2"]
+    args += ["--startup-runs", "1"]
     args += ["--no-node", "--postgres", postgres, "--work", str(tmp_path), "--out", str(out)]
     assert main(args) == 0
     results = json.loads(out.read_text())
@@ -42,6 +43,11 @@ def test_bench_runs_every_section_and_writes_results(tmp_path: Path) -> None:
     assert ingest["new"] == 30 and ingest["reingest_unchanged"] == 30 and not ingest["errors"]
 
     assert not any("compose" in t["target"] for t in results["targets"])  # information only
+
+    start = results["startup"]
+    assert start["click_s"] > 0 and start["version_s"] > 0 and start["help_s"] > 0
+    [row] = [t for t in results["targets"] if "--version" in t["target"]]
+    assert row["met"] in (True, False)  # a figure, never a timed assertion
     assert results["machine"]["cpus"]
 
 

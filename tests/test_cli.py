@@ -87,3 +87,38 @@ def test_send_worker_and_scheduler_share_their_send_options() -> None:
     assert send_options("smtp", None, 2.5).rate == 2.5
     options = send_options("sendgrid", 2, None, lease=timedelta(seconds=60))
     assert (options.concurrency, options.lease) == (2, timedelta(seconds=60))
+
+
+def test_version_loads_no_command_and_no_database_layer() -> None:
+    """``digest --version`` is cheap (issue 12 §5; its speed is for `make bench`)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from digest.cli import cli\n"
+        "cli.main(['--version'], prog_name='digest', standalone_mode=False)\n"
+        "heavy = ('sqlalchemy', 'fastapi', 'mjml', 'feedparser', 'jinja2', 'digest.cli.')\n"
+        "print(sorted(m for m in sys.modules if m.startswith(heavy)))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.splitlines() == ["digest, version 0.1.0", "[]"]
+
+
+def test_each_command_is_found_in_its_own_module_without_importing_the_others() -> None:
+    """Running a command imports only the module that defines it (its name is read from
+    the modules' source); the index agrees with what mounting every module gives."""
+    import subprocess
+    import sys
+
+    from digest.cli import command_modules
+
+    assert command_modules() == {n: c.callback.__module__ for n, c in cli.commands.items()}  # type: ignore[union-attr]
+    code = (
+        "import sys\n"
+        "from digest.cli import cli\n"
+        "cli.main(['collect', '--help'], prog_name='digest', standalone_mode=False)\n"
+        "print(sorted(m for m in sys.modules if m.startswith('digest.cli.') and '._' not in m))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.splitlines()[-1] == "['digest.cli.core']"

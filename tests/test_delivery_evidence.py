@@ -29,7 +29,7 @@ def _world(db_url: str, tmp_path: Path, readers: int = 4, **env: str) -> tuple[W
 
 
 def _ledger(world: World) -> list[tuple[int, int, DeliveryStatus, str | None]]:
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         return [
             (d.id, d.subscriber_id or 0, d.status, d.reason)
             for d in s.scalars(select(Delivery).order_by(Delivery.id))
@@ -37,7 +37,7 @@ def _ledger(world: World) -> list[tuple[int, int, DeliveryStatus, str | None]]:
 
 
 def _make_uncertain(world: World, ids: list[int], posted: datetime) -> None:
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         s.execute(
             update(Delivery)
             .where(Delivery.id.in_(ids))
@@ -60,7 +60,7 @@ def _event(edition_id: int, subscriber_id: int, kind: str, n: int = 0) -> events
 
 
 def _record(world: World, *items: events.ProviderEvent) -> None:
-    summary = events.ingest(world.app.session, items)
+    summary = events.ingest(world.app.transaction, items)
     assert summary.stored == len(items), summary
 
 
@@ -105,7 +105,7 @@ def test_resolve_prefers_a_refusal_and_counts(db_url: str, tmp_path: Path) -> No
     """Events stored while the delivery was still in flight settle it once it is uncertain."""
     world, edition = _world(db_url, tmp_path, readers=3)
     (d1, s1, *_), (d2, s2, *_), (d3, _, *_) = _ledger(world)
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         s.execute(update(Delivery).where(Delivery.id.in_([d1, d2, d3])).values(status="sending"))
     _record(
         world,
@@ -116,7 +116,7 @@ def test_resolve_prefers_a_refusal_and_counts(db_url: str, tmp_path: Path) -> No
     )
     assert {status for _, _, status, _ in _ledger(world)} == {DeliveryStatus.SENDING}
     _make_uncertain(world, [d1, d2, d3], NOW)
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         resolved = evidence.resolve(s, edition_id=edition)
     assert resolved == evidence.Resolved(sent=1, failed=1)
     assert [status for _, _, status, _ in _ledger(world)] == [
@@ -131,7 +131,7 @@ def test_a_dead_senders_post_with_evidence_is_not_uncertain(db_url: str, tmp_pat
     (d1, s1, *_), (d2, _, *_) = _ledger(world)
     now = datetime.now(UTC)  # the lease is compared with the clock
     posted = now - timedelta(minutes=3)
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         batch = DeliveryBatch(
             edition_id=edition,
             variant_id=s.scalar(select(Delivery.variant_id).where(Delivery.id == d1)),
@@ -152,7 +152,7 @@ def test_a_dead_senders_post_with_evidence_is_not_uncertain(db_url: str, tmp_pat
     statuses = {d: (status, reason) for d, _, status, reason in _ledger(world)}
     assert statuses[d1][0] is DeliveryStatus.SENT
     assert statuses[d2] == (DeliveryStatus.UNCERTAIN, ledger.UNCERTAIN_REASON)
-    with world.app.session() as s:  # the time of the post is kept: the grace counts from it
+    with world.app.transaction() as s:  # the time of the post is kept: the grace counts from it
         kept = s.scalar(select(Delivery.updated_at).where(Delivery.id == d2))
     assert kept is not None and kept.replace(tzinfo=UTC) == posted
 
@@ -162,7 +162,7 @@ def test_resend_waits_out_the_grace_period_after_the_post(db_url: str, tmp_path:
     (d1, _, *_), (d2, _, *_), (d3, _, *_), _ = _ledger(world)
     _make_uncertain(world, [d1, d2], NOW - timedelta(minutes=20))
     _make_uncertain(world, [d3], NOW - timedelta(minutes=5))
-    with world.app.session() as s:  # an event stored by an older version: not yet applied
+    with world.app.transaction() as s:  # an event stored by an older version: not yet applied
         s.add(events.Event(**_event_row(edition, d1)))
 
     grace = timedelta(minutes=15)

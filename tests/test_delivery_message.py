@@ -212,7 +212,7 @@ def test_message_ids_differ_after_a_database_reset_and_stay_on_a_resend(
     for value in first.values():
         assert re.fullmatch(r"<[0-9a-f]{24}\.\d+@example\.org>", value)
 
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         s.execute(update(Delivery).values(status=DeliveryStatus.UNCERTAIN))
     for path in world.outbox.rglob("*.eml"):
         path.unlink()

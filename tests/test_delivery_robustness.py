@@ -39,7 +39,7 @@ def test_a_lapsed_claim_never_posts_rows_another_sender_took(db_url: str, tmp_pa
     rows = ledger.pending_rows(sessions, first)
     # The lease lapses and the batch is released; a sibling thread of the same
     # process takes it and starts posting the same readers.
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         s.execute(update(DeliveryBatch).values(lease_until=utcnow() - timedelta(seconds=1)))
     ledger.recover_stale(sessions)
     second = ledger.claim_batch(sessions, f"{owner}:sibling", timedelta(minutes=5))
@@ -62,7 +62,7 @@ def test_erasing_a_reader_mid_send_settles_their_row(db_url: str, tmp_path: Path
     box = MemoryMailbox()
 
     def erase_then_deliver(post: Post) -> list:  # type: ignore[type-arg]
-        with world.app.session() as s:
+        with world.app.transaction() as s:
             forget_person(s, "reader1@example.net")
         return MemoryBackend(box).deliver(post)
 
@@ -74,7 +74,7 @@ def test_erasing_a_reader_mid_send_settles_their_row(db_url: str, tmp_path: Path
     )
     assert sorted(m["to"] for m in box.sent) == ["reader0@example.net", "reader2@example.net"]
     assert report.counts.skipped == 1 and report.counts.pending == 0
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         assert s.scalar(select(Edition.status)) == EditionStatus.SENT
         row = s.execute(
             select(Delivery.email, Delivery.reason).where(Delivery.status == DeliveryStatus.SKIPPED)
@@ -88,22 +88,22 @@ def test_a_reader_deleted_without_erasure_is_skipped_not_spun_on(
     world = make_world(db_url, tmp_path)
     add_readers(world.app, 2)
     send(world.app, enqueue=True)
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         s.delete(
             s.scalars(select(Subscriber).where(Subscriber.email == "reader0@example.net")).one()
         )
     stats = run_worker(world.app, once=True, backend_factory=lambda: MemoryBackend(MemoryMailbox()))
     assert stats.sent == 1
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         assert s.scalar(select(Edition.status)) == EditionStatus.SENT
 
 
 def _idn_readers(world) -> None:  # type: ignore[no-untyped-def]
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         add_subscriber(s, "anna@müller.example", "weekly", name="Anna")
         add_subscriber(s, "jorg@example.net", "weekly", name="Jörg")
         add_subscriber(s, "plain@example.net", "weekly")
-    with world.app.session() as s:  # stored before such addresses were refused at the door
+    with world.app.transaction() as s:  # stored before such addresses were refused at the door
         s.execute(
             update(Subscriber)
             .where(Subscriber.email == "jorg@example.net")
@@ -119,7 +119,7 @@ def test_international_addresses_over_smtp(db_url: str, tmp_path: Path) -> None:
         got = sorted(r.rcpt_tos[0] for r in server.sink.received)
     assert got == ["anna@xn--mller-kva.example", "plain@example.net"]
     assert report.counts.sent == 2 and report.counts.failed == 1
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         reason = s.scalar(select(Delivery.reason).where(Delivery.status == DeliveryStatus.FAILED))
     assert reason is not None and "need SMTPUTF8" in reason
 
@@ -140,7 +140,7 @@ def test_a_fatal_error_in_a_worker_pauses_that_edition(db_url: str, tmp_path: Pa
     box.script.append(FatalError("SendGrid answered 401: bad key"))
     stats = run_worker(world.app, once=True, backend_factory=lambda: MemoryBackend(box))
     assert stats.sent == 0 and box.posts == 1
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         assert s.scalar(select(Edition.status)) == EditionStatus.PAUSED
         assert set(s.scalars(select(Delivery.status))) == {DeliveryStatus.PENDING}
     # paused editions are not claimed again until someone resumes them
@@ -159,18 +159,18 @@ def test_an_unexpected_error_mid_post_leaves_nothing_sending(db_url: str, tmp_pa
     box.script.append(boom)
     with pytest.raises(RuntimeError, match="a bug"):
         send(world.app, backend_factory=lambda: MemoryBackend(box))
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         assert set(s.scalars(select(Delivery.status))) == {DeliveryStatus.UNCERTAIN}
         assert s.scalar(select(DeliveryBatch.claimed_by)) is None
 
 
 def test_subscriber_ids_are_never_reused(db_url: str, tmp_path: Path) -> None:
     world = make_world(db_url, tmp_path)
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         gone = add_subscriber(s, "gone@example.net", "weekly").subscriber.id
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         forget_person(s, "gone@example.net")
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         new = add_subscriber(s, "new@example.net", "weekly").subscriber.id
     assert new > gone
 
@@ -195,7 +195,7 @@ def test_a_claim_lost_between_posts_ends_the_batch_for_this_sender(
 
     def first_then_taken(post: Post) -> list:  # type: ignore[type-arg]
         results = MemoryBackend(box).deliver(post)
-        with world.app.session() as s:  # a sibling takes the batch over meanwhile
+        with world.app.transaction() as s:  # a sibling takes the batch over meanwhile
             s.execute(update(DeliveryBatch).values(claimed_by="elsewhere:1:x"))
         return results
 
@@ -203,7 +203,7 @@ def test_a_claim_lost_between_posts_ends_the_batch_for_this_sender(
     run_worker(world.app, once=True, backend_factory=lambda: MemoryBackend(box, max_recipients=1))
     assert box.posts == 1 and len(box.sent) == 1
     assert len(starts) == 2  # the post that went, the one that found the claim gone
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         statuses = sorted(s.scalars(select(Delivery.status)))
         batch = s.scalars(select(DeliveryBatch)).one()
     assert statuses == [DeliveryStatus.PENDING, DeliveryStatus.PENDING, DeliveryStatus.SENT]
@@ -220,7 +220,7 @@ def test_recipients_a_backend_gives_no_result_for_are_uncertain(
     report = send(world.app, backend_factory=lambda: MemoryBackend(box), options=FAST)
     assert report.counts.sent == 1 and report.counts.uncertain == 2
     assert report.counts.pending == 0 and report.counts.sending == 0
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         reasons = set(
             s.scalars(select(Delivery.reason).where(Delivery.status == DeliveryStatus.UNCERTAIN))
         )
@@ -237,12 +237,12 @@ def test_an_edition_is_not_called_sent_while_a_batch_is_unfinished(
     world = make_world(db_url, tmp_path)
     add_readers(world.app, 2)
     send(world.app, enqueue=True)
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         s.execute(update(Delivery).values(status=DeliveryStatus.SKIPPED, reason="test"))
         edition_id = s.scalars(select(Edition.id)).one()
     assert ledger.settle_edition(world.app.sessions, edition_id) == EditionStatus.SENDING
     run_worker(world.app, once=True, backend_factory=lambda: MemoryBackend(MemoryMailbox()))
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         assert s.scalars(select(DeliveryBatch.status)).all() == ["done"]
         assert s.get(Edition, edition_id).status == EditionStatus.SENT  # type: ignore[union-attr]
 

@@ -53,7 +53,7 @@ def test_batches_of_1000_valid_and_personalised(
     assert body["categories"] == ["weekly", "weekly-2026-W47"]
     messages = sendgrid_server.messages()
     assert len(messages) == 2500 and len(set(sendgrid_server.recipients())) == 2500
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         ids = dict(s.execute(select(Delivery.email, Delivery.subscriber_id)).all())
     for m in messages[:50]:
         assert not m.unfilled
@@ -65,7 +65,7 @@ def test_batches_of_1000_valid_and_personalised(
         assert m.headers["List-Id"] == '"The Weekly" <weekly.example.org>'
         unsubscribe = m.headers["List-Unsubscribe"].split(">")[0][1:]
         assert unsubscribe in (m.text or "") and unsubscribe in (m.html or "")
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         provider_ids = set(s.scalars(select(Delivery.provider_id)))
     assert provider_ids == {r.message_id for r in requests}
 
@@ -126,7 +126,7 @@ def test_no_answer_after_handing_over_is_uncertain_not_retried(
     report = send(world.app, backend="sendgrid", options=FAST)
     assert len(sendgrid_server.requests) == 1  # not retried: a retry could be a second copy
     assert report.counts.uncertain == 4 and report.counts.sent == 0
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         reasons = set(s.scalars(select(Delivery.reason)))
     assert len(reasons) == 1 and "--resend-uncertain" in reasons.pop()
     resent = send(world.app, backend="sendgrid", options=FAST, resend_uncertain=True)
@@ -161,7 +161,7 @@ def test_bad_request_fails_with_sendgrid_message(
     )
     report = send(world.app, backend="sendgrid", options=FAST)
     assert report.counts.failed == 2 and len(sendgrid_server.requests) == 1
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         reason = s.scalar(select(Delivery.reason).where(Delivery.status == DeliveryStatus.FAILED))
     assert reason == (
         "SendGrid answered 400: The from address does not match a verified Sender Identity. "
@@ -189,7 +189,7 @@ def test_names_sendgrid_would_refuse_are_cleaned(
     db_url: str, tmp_path: Path, sendgrid_server: SendGridServer
 ) -> None:
     world = _world(db_url, tmp_path, sendgrid_server)
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         add_subscriber(s, "smith@example.net", "weekly", name="Smith, John; Jr")
     report = send(world.app, backend="sendgrid", options=FAST)
     assert report.counts.sent == 1

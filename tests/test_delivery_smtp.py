@@ -61,7 +61,7 @@ def test_rejected_recipient_fails_with_server_reply(
 
     from digest.models import Delivery, DeliveryStatus
 
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         reason = s.scalar(select(Delivery.reason).where(Delivery.status == DeliveryStatus.FAILED))
     assert reason == "550 5.1.1 No such user"
 
@@ -157,7 +157,7 @@ def test_verp_envelope_sender_names_each_delivery(
     report = send(world.app, backend="smtp", options=FAST)
     assert report.counts.sent == 3
     verp = verp_for("bounces@news.example.org", world.env["DIGEST_SECRET_KEY"])
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         rows = {d.email: d.id for d in s.scalars(select(Delivery))}
     senders = {r.rcpt_tos[0]: r.mail_from for r in smtp_server.sink.received}
     assert len(set(senders.values())) == 3

@@ -198,7 +198,7 @@ def test_library_refuses_bad_edits_and_offers_new_articles(db_url: str, tmp_path
     assert [a.title for a in shown.sections[0][1]] == ["Policy story 1", "Policy story 0"]
 
     # an article arriving after the draft was made is offered, not added
-    with app.session() as s:
+    with app.transaction() as s:
         feed = s.scalars(select(Source).where(Source.url == FEED)).one()
         s.add(
             Article(

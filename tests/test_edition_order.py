@@ -53,7 +53,7 @@ def add_week_48(app: App) -> None:
     """Two articles published during 2026-W48."""
     from digest.models import Article, Source
 
-    with app.session() as s:
+    with app.transaction() as s:
         feed = s.scalars(select(Source).where(Source.url == FEED)).one()
         for i in range(2):
             s.add(

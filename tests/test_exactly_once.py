@@ -60,7 +60,7 @@ def _finish(world: World, *args: str, env: dict[str, str] | None = None) -> str:
 
 
 def _ledger(world: World) -> dict[str, DeliveryStatus]:
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         return dict(s.execute(select(Delivery.email, Delivery.status)).all())
 
 

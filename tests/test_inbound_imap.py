@@ -36,7 +36,7 @@ def _world(db_url: str, root: Path, server: Dovecot) -> World:
 
 
 def _verp(world: World, address: str) -> str:
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         delivery = s.scalars(select(Delivery).where(Delivery.email == address)).one()
         return verp_for(BOUNCE_ADDRESS, world.env["DIGEST_SECRET_KEY"]).sender(delivery.id)
 
@@ -52,14 +52,14 @@ def _mailbox(world: World, server: Dovecot) -> None:
 
 
 def _status(world: World, address: str) -> Status:
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         reader = find_subscriber(s, address)
         assert reader is not None
         return reader.status
 
 
 def _events(world: World) -> int:
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         return int(s.scalar(select(func.count()).select_from(Event)) or 0)
 
 

@@ -36,7 +36,7 @@ def _world(db_url: str, root: Path, readers: int = 7, **env: str) -> World:
 
 
 def _delivery(world: World, address: str) -> Delivery:
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         row = s.scalars(select(Delivery).where(Delivery.email == address)).one()
         s.expunge(row)
         return row
@@ -47,14 +47,14 @@ def _verp(world: World, address: str) -> str:
 
 
 def _status(world: World, address: str) -> Status:
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         reader = find_subscriber(s, address)
         assert reader is not None
         return reader.status
 
 
 def _suppression(world: World, address: str) -> Suppression | None:
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         entry = s.scalars(select(Suppression).where(Suppression.email == address)).first()
         if entry is not None:
             s.expunge(entry)
@@ -82,7 +82,7 @@ def test_dsn_without_verp_falls_back_to_its_recipient(fast_db_url: str, tmp_path
     (done,) = handle(world.app, raw, ["news@example.org"], via="lmtp")
     assert done.action == "suppressed" and "matched by the report's recipient" in done.summary
     assert _status(world, "reader6@example.net") is Status.BOUNCED
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         (event,) = s.scalars(select(Event)).all()
         assert (event.edition_id, event.delivery_id) == (delivery.edition_id, delivery.id)
 
@@ -139,7 +139,7 @@ def test_soft_bounces_suppress_at_the_limit_within_the_window(
     assert entry.detail.startswith(
         "3 soft bounces in 30 days (limit 3); the last: soft bounce 4.2.2"
     )
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         reader = find_subscriber(s, "reader4@example.net")
         assert reader is not None
         line = privacy.describe(s, reader)["consent_log"][-1]
@@ -189,7 +189,7 @@ def test_a_delay_warning_is_only_recorded(fast_db_url: str, tmp_path: Path) -> N
     (done,) = handle(world.app, raw, [], via="lmtp")
     assert done.action == "recorded" and "delivery delayed" in done.summary
     assert _status(world, "reader4@example.net") is Status.ACTIVE
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         assert [e.type for e in s.scalars(select(Event))] == ["deferred"]
 
 
@@ -234,7 +234,7 @@ def test_smtp_bounces_and_complaints_count_in_the_edition_stats(
         raw = sample(name, {SAMPLE_VERP: _verp(world, address)})
         (done,) = handle(world.app, raw, [], via="lmtp")
         assert done.ok, done
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         (stats,) = edition_stats(s, s.scalars(select(Edition)).all())
     assert (stats.count("bounced"), stats.count("blocked"), stats.count("complained")) == (2, 1, 1)
 

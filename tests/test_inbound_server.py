@@ -74,7 +74,7 @@ def test_hard_bounce_over_lmtp_suppresses_the_reader_with_the_dsn_status(
         # the MTA hands it over again (a retry): counted and acted on once
         assert lmtp_deliver(port, dsn, [verp]) == [f"250 2.0.0 <{verp}> duplicate"]
 
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         reader = find_subscriber(s, "reader0@example.net")
         assert reader is not None and reader.status is Status.BOUNCED
         entry = s.scalars(select(Suppression)).one()
@@ -117,7 +117,7 @@ def test_mailto_unsubscribe_leaves_that_list_only(
     """The List-Unsubscribe mailto of an edition email, as Gmail sends it, sent to
     `digest inbound`: the reader leaves the edition's list and stays on the other."""
     world = _sent_world(fast_db_url, tmp_path, smtp_server, readers=1)
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         create_list(s, "monthly", double_opt_in=False)
         add_subscriber(s, "reader0@example.net", "monthly")
     (got,) = smtp_server.sink.received
@@ -129,7 +129,7 @@ def test_mailto_unsubscribe_leaves_that_list_only(
     with inbound_server(world.app) as port:
         replies = lmtp_deliver(port, raw, ["unsubscribe@example.org"], "reader0@example.net")
     assert replies == ["250 2.0.0 <unsubscribe@example.org> unsubscribed"]
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         reader = find_subscriber(s, "reader0@example.net")
         assert reader is not None and reader.status is Status.ACTIVE
         statuses = dict(
@@ -158,7 +158,7 @@ def test_every_sample_is_answered_250_and_never_breaks_the_server(
         for name in names:
             (reply,) = lmtp_deliver(port, sample(name), [SAMPLE_VERP])
             assert reply == f"250 2.0.0 <{SAMPLE_VERP}> ignored", name
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         assert not s.scalars(select(Suppression)).all()
         assert {r.status for r in s.scalars(select(Subscriber))} == {Status.ACTIVE}
 
@@ -180,7 +180,7 @@ def test_lmtp_answers_each_recipient(
         f"250 2.0.0 <{first}> suppressed",
         f"250 2.0.0 <{second}> suppressed",
     ]
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         assert {e.email for e in s.scalars(select(Suppression))} == {
             "reader0@example.net",
             "reader1@example.net",
@@ -209,7 +209,7 @@ def test_smtp_listener_for_relays_that_forward_by_smtp(
     dsn = sample("gmail_hard_bounce.eml", {SAMPLE_VERP: verp})
     with inbound_server(world.app, lmtp=False) as port:
         assert smtp_deliver(port, dsn, [verp]) == "250 2.0.0 OK"
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         reader = find_subscriber(s, "reader2@example.net")
         assert reader is not None and reader.status is Status.BOUNCED
         assert s.scalar(select(func.count()).select_from(Event)) == 1

@@ -4,7 +4,8 @@ The layers, top to bottom (README, "How it works"):
 
 5. adapters — ``digest.cli``, ``digest.web``, ``digest.scheduling``, ``digest.worker``,
    ``digest.demo``: they turn commands, requests, timers and queues into calls below;
-4. the library's facade (:data:`FACADE`, the ``Digest`` API of issue 12 §1);
+4. the library's facade — ``digest.api``: the :class:`~digest.api.Digest` object whose
+   methods are the public Python API (issue 12 §1), and what they return;
 3. the sender — ``digest.sender`` (plan, deliver, settle), ``digest.sendtest`` and
    ``digest.desk`` (the editor's desk: approve, send, pause, cancel);
 2. the parts — ingest, collect, compose, templating, delivery (the send loop, the
@@ -14,12 +15,17 @@ The layers, top to bottom (README, "How it works"):
    database, the app's wiring, errors;
 0. ``subscribers``, which never imports ``digest``.
 
-Every ``import`` in a module counts, at the top or inside a function.
+Every ``import`` in a module counts, at the top or inside a function.  One module
+stands outside the layers: the package itself (``digest/__init__.py``), the public
+entry point, which names the facade's types lazily (PEP 562) and so imports nothing
+when it loads (:func:`test_import_digest_loads_only_the_package`).
 """
 
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -27,11 +33,12 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 ADAPTERS = ("digest.cli", "digest.web", "digest.scheduling", "digest.worker", "digest.demo")
-#: The facade's modules, once it exists (issue 12 §1): above the sender, below the adapters.
-FACADE: tuple[str, ...] = ()
+#: The facade (issue 12 §1): above the sender, below the adapters.
+FACADE: tuple[str, ...] = ("digest.api",)
+#: The public entry point: re-exports the facade's names, lazily; outside the layers.
+ENTRY = "digest"
 SENDER = ("digest.sender", "digest.sendtest", "digest.desk")
 FOUNDATION = (
-    "digest",  # the package itself (its __init__)
     "digest.errors",
     "digest.config",
     "digest.schedule_rules",
@@ -64,7 +71,7 @@ def layer(module: str) -> int:
         return 4
     if _within(module, SENDER):
         return 3
-    if module == "digest" or _within(module, FOUNDATION[1:]):
+    if _within(module, FOUNDATION):
         return 1
     return 2
 
@@ -109,10 +116,12 @@ def upward_imports() -> list[str]:
     modules = _all_modules()
     problems = []
     for module, path in sorted(modules.items()):
+        if module == ENTRY:
+            continue
         own = layer(module)
         for imported in sorted(_imports(path, module)):
             target = _known(imported, set(modules))
-            if target is None or target == module:
+            if target is None or target in (module, ENTRY):
                 continue
             if layer(target) > own:
                 problems.append(
@@ -141,6 +150,8 @@ def test_the_sender_stands_below_the_scheduler_the_cli_and_the_web() -> None:
         ("digest.delivery.loop", 2),
         ("digest.delivery.waves", 2),
         ("digest.sender", 3),
+        ("digest.api", 4),
+        ("digest.api.results", 4),
         ("digest.scheduling.runs", 5),
         ("digest.cli.send", 5),
     ],
@@ -160,3 +171,37 @@ def test_the_check_sees_an_upward_import(tmp_path: Path) -> None:
     )
     found = _imports(source, "digest.delivery.probe")
     assert {"digest.delivery.ledger", "digest.scheduling.runs", "digest.cli.send"} <= found
+
+
+def test_the_adapters_call_the_facade() -> None:
+    """The CLI, the web app and the scheduler go through ``Digest`` (issue 12 §1)."""
+    modules = _all_modules()
+    users = {
+        m
+        for m, path in modules.items()
+        if _within(m, ADAPTERS) and any(_within(i, FACADE) for i in _imports(path, m))
+    }
+    for adapter in ("digest.cli", "digest.web", "digest.scheduling"):
+        assert any(_within(m, (adapter,)) for m in users), adapter
+
+
+def test_import_digest_loads_only_the_package() -> None:
+    """``import digest`` is cheap: the public names load when first used."""
+    code = (
+        "import sys, digest\n"
+        "loaded = sorted(m for m in sys.modules if m.startswith(('digest.', 'sqlalchemy')))\n"
+        "print(loaded)\n"
+        "for name in digest.__all__: getattr(digest, name)\n"
+        "print(digest.Digest.__module__)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    assert done.stdout.splitlines() == ["[]", "digest.api"]
+
+
+def test_the_public_names_are_the_lazy_ones() -> None:
+    import digest
+
+    assert set(digest.__all__) - {"__version__"} == set(digest._EXPORTS)
+    assert ROOT.joinpath("digest", "py.typed").is_file()

@@ -272,7 +272,7 @@ def test_scheduler_killed_mid_post_resumes_rest_and_reports_uncertain(
     first.shutdown()
     assert len(box.sent) == 10
     # what a dead process leaves: its claims name a process that no longer runs
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         s.execute(update(SchedulerRun).values(owner=DEAD_OWNER))
         s.execute(update(DeliveryBatch).values(claimed_by=DEAD_OWNER))
     assert run_rows(world.app) == [(AS_OF, RunOutcome.RUNNING)]

@@ -45,7 +45,7 @@ ZONES = {
 def local_world(db_url: str, tmp_path: Path, local_time: bool = True) -> World:
     world = make_world(db_url, tmp_path)
     configure(world, local_time=local_time)
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         for key, zone in ZONES.items():
             for i in range(2):
                 add_subscriber(s, f"{key}{i}@example.net", "weekly", timezone=zone)

@@ -67,7 +67,7 @@ def test_running_again_sends_nothing_new(db_url: str, tmp_path: Path) -> None:
     again, box2 = _send(world)
     assert again.outcome is SendOutcome.ALREADY_DELIVERED and again.sent_now == 0 and not box2.sent
     assert again.edition_id == first.edition_id
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         assert s.scalar(select(func.count()).select_from(Edition)) == 1
         assert s.scalar(select(Edition.status)) == EditionStatus.SENT
 
@@ -77,7 +77,7 @@ def test_no_articles_means_no_edition(db_url: str, tmp_path: Path) -> None:
     report, box = _send(world)
     assert report.outcome is SendOutcome.NO_ARTICLES and not box.sent
     assert _send(world, dry_run=True)[0].outcome is SendOutcome.NO_ARTICLES
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         assert s.scalar(select(func.count()).select_from(Edition)) == 0
 
 
@@ -96,7 +96,7 @@ def test_each_reader_gets_only_their_sections(db_url: str, tmp_path: Path) -> No
     assert "Data story" in two and "Care story" in two and "Policy story" not in two
     everything = by_to["all0@example.net"]["text"]
     assert all(f"{c} story 0" in everything for c in ("Policy", "Data", "Care"))
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         # three distinct section sets → three variants, each rendered once
         assert s.scalar(select(func.count()).select_from(Variant)) == 3
 
@@ -117,11 +117,11 @@ def test_skipped_when_chosen_category_is_empty(db_url: str, tmp_path: Path) -> N
 
 def test_suppressed_and_unsubscribed_readers_are_not_planned(db_url: str, tmp_path: Path) -> None:
     world = make_world(db_url, tmp_path, readers=3)
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         suppress(s, "reader0@example.net", SuppressionReason.HARD_BOUNCE, "550 no such user")
         sub_id = s.scalar(select(Delivery.id).limit(1))  # none yet
         assert sub_id is None
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         from subscribers.service import get_subscriber
 
         unsubscribe(s, get_subscriber(s, "reader1@example.net").id, "weekly")
@@ -135,7 +135,7 @@ def test_unsubscribed_mid_send_gets_nothing_more(db_url: str, tmp_path: Path) ->
     box = MemoryMailbox()
 
     def first_post_then_unsubscribe_last(post: Post) -> list[RecipientResult]:
-        with world.app.session() as s:
+        with world.app.transaction() as s:
             from subscribers.service import get_subscriber
 
             unsubscribe(s, get_subscriber(s, "reader3@example.net").id)
@@ -162,7 +162,7 @@ def test_permanent_error_records_provider_message(db_url: str, tmp_path: Path) -
     box.script.append(PermanentError("SendGrid answered 400: bad things (field: from)"))
     report, _ = _send(world, box)
     assert report.counts.failed == 2 and report.counts.sent == 0
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         reasons = set(s.scalars(select(Delivery.reason)))
     assert reasons == {"SendGrid answered 400: bad things (field: from)"}
 
@@ -190,7 +190,7 @@ def test_pauses_after_consecutive_failures_and_resumes(db_url: str, tmp_path: Pa
     assert report.outcome is SendOutcome.PAUSED and "503 down" in (report.pause_reason or "")
     assert report.counts.sent == 0 and report.counts.pending == 6
     assert report.counts.failed == 0
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         assert s.scalar(select(Edition.status)) == EditionStatus.PAUSED
     box.script.clear()
     resumed = send(
@@ -220,7 +220,7 @@ def test_dry_run_writes_nothing(db_url: str, tmp_path: Path) -> None:
     report, box = _send(world, dry_run=True)
     assert report.outcome is SendOutcome.DRY_RUN and report.counts == DeliveryCounts(pending=3)
     assert not box.sent
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         assert s.scalar(select(func.count()).select_from(Edition)) == 0
         assert s.scalar(select(func.count()).select_from(Delivery)) == 0
 
@@ -229,7 +229,7 @@ def test_segment_then_rest_of_list(db_url: str, tmp_path: Path) -> None:
     from subscribers.segments import create_segment
 
     world = make_world(db_url, tmp_path)
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         from subscribers.service import add_subscriber
 
         add_subscriber(s, "nhs@example.net", "weekly", attributes={"sector": "health"})
@@ -245,7 +245,7 @@ def test_segment_then_rest_of_list(db_url: str, tmp_path: Path) -> None:
 def test_uncertain_deliveries_only_resent_on_request(db_url: str, tmp_path: Path) -> None:
     world = make_world(db_url, tmp_path, readers=3)
     report, _box = _send(world)
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         d = s.scalars(select(Delivery).order_by(Delivery.id)).first()
         assert d is not None
         d.status = DeliveryStatus.UNCERTAIN
@@ -310,7 +310,7 @@ def test_send_test_copies_are_marked_and_outside_the_ledger(
         "ed@example.org",
         "chief@example.org",
     }
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         assert s.scalar(select(func.count()).select_from(Delivery)) == 0
     bad = runner.invoke(cli, ["send-test", "weekly", "--to", "not-an-address"])
     assert bad.exit_code == 1 and bad.output.startswith("error: --to: ")
@@ -326,14 +326,14 @@ def test_sqlite_without_json_functions_plans_the_same_ledger(
     def plan(folder: Path) -> list[tuple[object, ...]]:
         world = make_world(f"sqlite:///{folder / 'd.db'}", folder)
         add_readers(world.app, 5)
-        with world.app.session() as s:
+        with world.app.transaction() as s:
             s.execute(
                 Subscriber.__table__.update()
                 .where(Subscriber.email == "reader1@example.net")
                 .values(categories=["Nothing we publish"])
             )
         send(world.app, enqueue=True, batch_size=2)
-        with world.app.session() as s:
+        with world.app.transaction() as s:
             return [
                 tuple(r)
                 for r in s.execute(
@@ -371,7 +371,7 @@ def test_cli_editions_list_and_show(db_url: str, tmp_path: Path, monkeypatch) ->
 
     world = make_world(db_url, tmp_path)
     add_readers(world.app, 4)
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         s.execute(
             Subscriber.__table__.update()
             .where(Subscriber.email == "reader1@example.net")

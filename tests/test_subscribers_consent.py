@@ -61,14 +61,14 @@ def sign_up(client: TestClient, address: str) -> None:
 
 
 def recipients(world: World) -> list[str]:
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         return [sub.email for sub in s.scalars(service.recipients(s, "weekly"))]
 
 
 def test_an_import_never_brings_back_someone_who_unsubscribed(world: World) -> None:
     """The reproduction: one-click unsubscribe, anyone types the address into the form,
     then a CSV import that contains it.  The import must not make them active again."""
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         sid = service.add_subscriber(s, "reader@example.net", "weekly").subscriber.id
     with client_for(world) as client:
         token = make_token(SECRET, sid, "unsubscribe")
@@ -79,14 +79,14 @@ def test_an_import_never_brings_back_someone_who_unsubscribed(world: World) -> N
         )
         assert one_click.status_code == 200
         sign_up(client, "reader@example.net")
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         report = csv_io.import_csv(s, b"email\nreader@example.net\n", "weekly")
     (row,) = report.rows
     assert row.outcome == "rejected", row
     assert "unsubscribed on" in row.reason
     assert "only the reader can resubscribe by confirming" in row.reason
     assert recipients(world) == []
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         who = service.find_subscriber(s, "reader@example.net")
         assert who is not None and who.status is Status.UNSUBSCRIBED
 

@@ -72,7 +72,7 @@ def tracking_world(
 
 
 def opt_out(world: World, address: str) -> None:
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         who = find_subscriber(s, address)
         assert who is not None
         set_tracking(s, who.id, False)
@@ -381,10 +381,10 @@ def test_clicks_are_personal_data_exported_and_erased(fast_db_url: str, tmp_path
     (message,) = outbox_messages(world)
     with client_for(world) as client:
         assert client.get(path_of(TRACKED.findall(html_of(message))[0])).status_code == 302
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         (click,) = personal_data(s, "reader0@example.net")["clicks_and_opens"]
     assert click["kind"] == "click" and ARTICLE.fullmatch(click["url"])
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         forget_person(s, "reader0@example.net")
     assert hits(world, "click") == 0
 

@@ -122,7 +122,7 @@ def test_every_post_needs_the_csrf_token(lite: World) -> None:
         api = client.post("/api/segments/count", json={"list": "weekly", "rule": {}})
         assert api.status_code == 403
         assert client.get("/admin").status_code == 200  # still signed in
-    with lite.app.session() as s:
+    with lite.app.transaction() as s:
         assert s.scalar(select(func.count()).select_from(Segment)) == 0
 
 
@@ -132,7 +132,7 @@ def test_every_post_needs_the_csrf_token(lite: World) -> None:
 
 def test_lists_and_subscriber_search(world: World) -> None:
     add_readers(world.app, 3)
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         add_subscriber(s, "zed@example.org", "weekly", name="Zed Findme")
     with client_for(world) as client:
         sign_in(client)
@@ -154,7 +154,7 @@ def test_the_api_and_the_pages_show_a_list_member_s_status_alike(world: World) -
     from subscribers.lists import create_list
     from subscribers.service import unsubscribe
 
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         create_list(s, "monthly")
         sid = add_subscriber(s, "left@example.org", "weekly").subscriber.id
         add_subscriber(s, "left@example.org", "monthly")
@@ -191,7 +191,7 @@ def test_create_a_list(lite: World) -> None:
 
 
 def test_edit_unsubscribe_and_forget_a_subscriber(world: World) -> None:
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         sid = add_subscriber(
             s, "ed@example.org", "weekly", name="Ed", attributes={"sector": "health"}
         ).subscriber.id
@@ -222,14 +222,14 @@ def test_edit_unsubscribe_and_forget_a_subscriber(world: World) -> None:
             data={"csrf": token, "name": "Edward", "timezone": "Mars/Olympus"},
         )
         assert bad.status_code == 400 and "unknown timezone" in bad.text
-        with world.app.session() as s:
+        with world.app.transaction() as s:
             who = s.get(Subscriber, sid)
             assert who is not None and who.name == "Edward" and who.categories == ["Data"]
             assert who.attributes == {"region": "north"} and who.timezone == "Europe/Paris"
 
         out = client.post(f"/admin/subscribers/{sid}/unsubscribe", data={"csrf": token})
         assert out.status_code == 303
-        with world.app.session() as s:
+        with world.app.transaction() as s:
             who = s.get(Subscriber, sid)
             assert who is not None and who.status is Status.UNSUBSCRIBED
         # the consent log, on the page: what changed, by whom, from where
@@ -251,7 +251,7 @@ def test_edit_unsubscribe_and_forget_a_subscriber(world: World) -> None:
         )
         assert gone.status_code == 303
         assert client.get(f"/admin/subscribers/{sid}").status_code == 404
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         assert find_subscriber(s, "ed@example.org") is None
         assert s.scalar(select(func.count()).select_from(Suppression)) == 1
         # the ledger keeps the row for the edition's counts, not the address
@@ -282,7 +282,7 @@ def test_csv_import_shows_the_row_report(world: World) -> None:
             files={"file": ("people.csv", CSV.encode(), "text/csv")},
         )
         assert dry.status_code == 200 and "dry run: nothing was changed" in dry.text
-        with world.app.session() as s:
+        with world.app.transaction() as s:
             assert s.scalar(select(func.count()).select_from(Subscriber)) == 0
         real = client.post(
             "/admin/import",
@@ -300,7 +300,7 @@ def test_csv_import_shows_the_row_report(world: World) -> None:
     ]
     assert "duplicate in the file (see line 2)" in rows[1][2]
     assert "unknown category" in rows[2][2]
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         one = find_subscriber(s, "one@example.org")
         assert one is not None and one.attributes == {"sector": "health"}
         assert one.status is Status.ACTIVE
@@ -320,7 +320,7 @@ def test_csv_import_accepts_the_categories_the_cli_accepts(world: World) -> None
         )
     counts = dict(re.findall(r"<dt>(\w+)</dt><dd>(\d+)</dd>", report.text))
     assert counts["Imported"] == "1" and counts["Rejected"] == "1"
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         ann = find_subscriber(s, "ann@example.org")
         assert ann is not None and ann.categories == ["Other"]
     config = world.app.config
@@ -354,7 +354,7 @@ def test_a_broken_csv_is_one_clear_error(lite: World) -> None:
 
 
 def test_segments_count_live_and_save(world: World) -> None:
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         for i, sector in enumerate(["health", "health", "education"]):
             add_subscriber(s, f"s{i}@example.org", "weekly", attributes={"sector": sector})
     rule = json.dumps({"attr": "sector", "equals": "health"})
@@ -389,7 +389,7 @@ def test_segments_count_live_and_save(world: World) -> None:
             },
         )
         assert saved.status_code == 303
-        with world.app.session() as s:
+        with world.app.transaction() as s:
             add_subscriber(s, "late@example.org", "weekly", attributes={"sector": "health"})
         listing = client.get("/admin/segments")
         filtered = client.get("/admin/subscribers", params={"segment": "weekly/health"})
@@ -421,7 +421,7 @@ def test_editions_show_delivery_and_engagement_counts(world: World) -> None:
     emails = add_readers(world.app, 4)
     report = send(world.app, backend="outbox")
     assert report.counts.sent == 4
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         edition_id = s.scalars(select(Edition.id)).one()
         for e in emails:
             add_event(s, edition_id, "delivered", e, 0)

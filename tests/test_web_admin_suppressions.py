@@ -23,7 +23,7 @@ fast_db_url = support.fast_db_url
 @pytest.fixture
 def world(fast_db_url: str, tmp_path: Path) -> World:
     world = web_world(fast_db_url, tmp_path, readers=3)
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         service.suppress(
             s,
             "reader0@example.net",
@@ -37,7 +37,7 @@ def world(fast_db_url: str, tmp_path: Path) -> World:
 
 
 def _entry_id(world: World, label: str) -> int:
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         (entry,) = [e for e in list_suppressions(s)[1] if e.label().startswith(label)]
         return entry.id
 
@@ -70,7 +70,7 @@ def test_lift_asks_for_confirmation_and_keeps_the_reader_bounced(world: World) -
         assert client.post(path, data={"confirm": "yes"}).status_code == 403  # no CSRF token
         unticked = client.post(path, data={"csrf": token, "why": "fixed"})
         assert unticked.status_code == 400 and "Tick the box" in unticked.text
-        with world.app.session() as s:
+        with world.app.transaction() as s:
             assert is_suppressed(s, "reader0@example.net")
         done = client.post(path, data={"csrf": token, "why": "mailbox fixed", "confirm": "yes"})
         assert done.status_code == 303
@@ -79,7 +79,7 @@ def test_lift_asks_for_confirmation_and_keeps_the_reader_bounced(world: World) -
         assert "no change (bounced)" in subscriber_page and "mailbox fixed" in subscriber_page
         gone = client.get(f"/admin/suppressions/{entry}/lift")
         assert gone.status_code == 404
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         assert not is_suppressed(s, "reader0@example.net")
         reader = service.find_subscriber(s, "reader0@example.net")
         assert reader is not None and reader.status is Status.BOUNCED
@@ -89,7 +89,7 @@ def test_lift_asks_for_confirmation_and_keeps_the_reader_bounced(world: World) -
 
 def test_subscriber_page_shows_the_suppression_and_links_to_lift_it(world: World) -> None:
     entry = _entry_id(world, "reader0@")
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         reader = service.find_subscriber(s, "reader0@example.net")
         assert reader is not None
         reader_id = reader.id
@@ -116,5 +116,5 @@ def test_an_erased_entry_is_lifted_only_by_typing_its_address(world: World) -> N
             path, data={"csrf": token, "email": "Reader2@example.net", "confirm": "yes"}
         )
         assert right.status_code == 303 and right.headers["location"] == "/admin/suppressions"
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         assert not is_suppressed(s, "reader2@example.net")

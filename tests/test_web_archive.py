@@ -40,7 +40,7 @@ def archive_on(world: World) -> None:
 def test_the_web_version_is_the_sent_email_without_reader_data(sent: World) -> None:
     with client_for(sent) as client:
         full = client.get("/e/weekly/2026-W47/all")
-        with sent.app.session() as s:
+        with sent.app.transaction() as s:
             partial_key = s.scalars(select(Variant.key).where(Variant.key != "all")).one()
         partial = client.get(f"/e/weekly/2026-W47/{partial_key}")
         assert client.get("/e/weekly/2026-W47/nope").status_code == 404
@@ -59,7 +59,7 @@ def test_the_web_version_is_the_sent_email_without_reader_data(sent: World) -> N
 
 
 def test_a_planned_edition_is_not_on_the_web_yet(sent: World) -> None:
-    with sent.app.session() as s:
+    with sent.app.transaction() as s:
         s.scalars(select(Edition)).one().status = EditionStatus.PLANNED
     with client_for(sent) as client:
         assert client.get("/e/weekly/2026-W47/all").status_code == 404

@@ -46,7 +46,7 @@ def running(args: list[str], env: dict[str, str], cwd: Path) -> Iterator[str]:
         raise AssertionError("the command printed no URL:\n" + "".join(seen))
     finally:
         process.terminate()
-        process.wait(timeout=10)
+        process.wait(timeout=60)
         if process.stdout is not None:
             process.stdout.close()
 

@@ -263,7 +263,7 @@ def test_pause_resume_and_live_progress(world: World) -> None:
 
 
 def test_schedule_for_a_time_and_the_dashboard_says_held(world: World) -> None:
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         s.add(
             SchedulerRun(
                 newsletter="weekly",
@@ -287,7 +287,7 @@ def test_schedule_for_a_time_and_the_dashboard_says_held(world: World) -> None:
 
 
 def test_approving_after_the_run_was_held_sends_at_once(world: World) -> None:
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         s.add(
             SchedulerRun(
                 newsletter="weekly", scheduled_for=AS_OF, outcome=RunOutcome.HELD, detail="held"

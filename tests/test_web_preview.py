@@ -301,7 +301,7 @@ def test_a_test_copys_links_all_work_before_the_edition_exists(
     nl = world.app.config.newsletter("weekly")
     as_of = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
     send_test(world.app, nl, ["ed@example.org"], as_of, variant="Data", backend="outbox")
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         assert s.scalar(select(func.count()).select_from(Edition)) == 0
     (message,) = outbox_messages(world)
     html, text = support.html_of(message), support.text_of(message)

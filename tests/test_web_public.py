@@ -57,7 +57,7 @@ def lite(fast_sqlite_url: str, tmp_path: Path) -> World:
 
 
 def subscriber(world: World, address: str) -> Subscriber | None:
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         found = find_subscriber(s, address)
         if found is not None:
             s.expunge(found)
@@ -65,7 +65,7 @@ def subscriber(world: World, address: str) -> Subscriber | None:
 
 
 def membership_status(world: World, address: str, list_name: str = "weekly") -> str | None:
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         row = s.execute(
             select(Membership.status)
             .join(Subscriber, Subscriber.id == Membership.subscriber_id)
@@ -120,7 +120,7 @@ def test_subscribe_confirm_and_become_active(world: World) -> None:
 
 
 def test_the_same_answer_for_known_and_unknown_addresses(world: World) -> None:
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         add_subscriber(s, "member@example.net", "weekly", name="Member")
         add_subscriber(s, "gone@example.net", "weekly")
         suppress(s, "gone@example.net", SuppressionReason.HARD_BOUNCE)
@@ -175,7 +175,7 @@ def test_without_csrf_a_signup_is_refused(lite: World) -> None:
 
 
 def test_a_single_opt_in_list_subscribes_at_once(lite: World) -> None:
-    with lite.app.session() as s:
+    with lite.app.transaction() as s:
         s.scalars(select(MailingList)).one().double_opt_in = False
     with client_for(lite) as client:
         response = subscribe(client, "now@example.net")
@@ -187,7 +187,7 @@ def test_a_single_opt_in_list_subscribes_at_once(lite: World) -> None:
 
 def test_an_unknown_newsletter_or_missing_list_is_404(fast_sqlite_url: str, tmp_path: Path) -> None:
     world = web_world(fast_sqlite_url, tmp_path)
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         s.delete(s.scalars(select(MailingList)).one())
     with client_for(world) as client:
         assert client.get("/subscribe/nosuch").status_code == 404
@@ -200,7 +200,7 @@ def test_an_unknown_newsletter_or_missing_list_is_404(fast_sqlite_url: str, tmp_
 
 
 def reader(world: World, address: str = "reader@example.net", **kwargs: object) -> int:
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         return add_subscriber(s, address, "weekly", **kwargs).subscriber.id  # type: ignore[arg-type]
 
 
@@ -303,10 +303,10 @@ def test_bad_and_stand_in_tokens(lite: World) -> None:
 
 
 def test_preferences_change_name_sections_pause_and_lists(world: World) -> None:
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         create_list(s, "other")
     sid = reader(world, name="Old Name")
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         add_subscriber(s, "reader@example.net", "other")
     token = make_token(SECRET, sid, "preferences")
     with client_for(world) as client:
@@ -379,10 +379,10 @@ def test_an_unsubscribed_reader_can_come_back_through_a_confirmation(world: Worl
 
 
 def test_one_click_leaves_only_the_list_the_email_came_from(world: World) -> None:
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         create_list(s, "monthly")
     sid = reader(world)
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         add_subscriber(s, "reader@example.net", "monthly")
     token = make_token(SECRET, sid, "unsubscribe", list_name="weekly")
     with client_for(world) as client:
@@ -402,10 +402,10 @@ def test_one_click_leaves_only_the_list_the_email_came_from(world: World) -> Non
 def test_an_editions_own_unsubscribe_link_leaves_only_its_list(world: World) -> None:
     """The List-Unsubscribe of a sent edition names the newsletter's list: one click
     leaves that list, and the reader stays on the others."""
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         create_list(s, "monthly")
     reader(world)
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         add_subscriber(s, "reader@example.net", "monthly")
     assert send(world.app).counts.sent == 1
     (message,) = outbox_messages(world)
@@ -422,10 +422,10 @@ def test_an_editions_own_unsubscribe_link_leaves_only_its_list(world: World) -> 
 
 
 def test_the_unsubscribe_page_offers_this_list_then_all_lists(world: World) -> None:
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         create_list(s, "monthly")
     sid = reader(world)
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         add_subscriber(s, "reader@example.net", "monthly")
     token = make_token(SECRET, sid, "unsubscribe", list_name="weekly")
     with client_for(world) as client:
@@ -447,10 +447,10 @@ def test_the_unsubscribe_page_offers_this_list_then_all_lists(world: World) -> N
 
 
 def test_an_old_link_without_a_list_leaves_every_list_and_says_so(world: World) -> None:
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         create_list(s, "monthly")
     sid = reader(world)
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         add_subscriber(s, "reader@example.net", "monthly")
     token = make_token(SECRET, sid, "unsubscribe")  # as sent before links named their list
     with client_for(world) as client:
@@ -465,7 +465,7 @@ def test_the_form_asks_a_reader_who_left_to_confirm_and_changes_nothing(world: W
     """Anyone may type an address into the form: for someone who unsubscribed it sends
     a confirmation email and nothing else; their own confirmation brings them back, an
     older confirm link does not."""
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         s.scalars(select(MailingList)).one().double_opt_in = False  # even single opt-in
     with client_for(world) as client:
         subscribe(client, "back@example.net")  # single opt-in: active at once, no email
@@ -492,7 +492,7 @@ def test_the_form_asks_a_reader_who_left_to_confirm_and_changes_nothing(world: W
 
 
 def test_a_confirm_link_from_before_links_named_their_list_still_confirms(lite: World) -> None:
-    with lite.app.session() as s:
+    with lite.app.transaction() as s:
         sid = add_subscriber(
             s, "early@example.net", "weekly", method=ConsentMethod.FORM
         ).subscriber.id

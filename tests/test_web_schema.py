@@ -45,7 +45,7 @@ def signed_in(fast_db_url: str, tmp_path: Path) -> Iterator[SignedIn]:
     """The app on a world with readers, a segment and a sent edition; an admin session."""
     world = web_world(fast_db_url, tmp_path)
     add_readers(world.app, 3)
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         add_subscriber(s, "x@example.org", "weekly", attributes={"sector": "health"})
         create_segment(s, "weekly", "health", {"attr": "sector", "equals": "health"})
     send(world.app, backend="outbox")

@@ -149,7 +149,7 @@ def test_a_tampered_session_cookie_is_ignored(lite: World) -> None:
 
 
 def _reader(world: World, address: str = "reader@example.net", name: str = "Reader") -> int:
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         return add_subscriber(s, address, "weekly", name=name).subscriber.id
 
 
@@ -165,7 +165,7 @@ def test_the_form_refuses_a_name_with_a_line_break_or_nul(lite: World, name: str
     assert "Write your name on one line" in response.text
     assert "Check your inbox" not in response.text
     assert outbox_messages(lite) == []
-    with lite.app.session() as s:
+    with lite.app.transaction() as s:
         assert find_subscriber(s, "ann@example.net") is None
 
 
@@ -179,7 +179,7 @@ def test_other_control_characters_are_dropped_before_a_name_reaches_a_header(lit
     assert response.status_code == 200 and "Check your inbox" in response.text
     (message,) = outbox_messages(lite)
     assert message["To"].addresses[0].display_name == "Ann [2J Reader"
-    with lite.app.session() as s:
+    with lite.app.transaction() as s:
         who = find_subscriber(s, "ann@example.net")
         assert who is not None and who.name == "Ann [2J Reader"
 
@@ -197,7 +197,7 @@ def test_preferences_and_the_admin_refuse_such_names_too(lite: World) -> None:
         )
     assert prefs.status_code == 400 and "holds a NUL character" in prefs.text
     assert admin.status_code == 400 and "holds a line break" in admin.text
-    with lite.app.session() as s:
+    with lite.app.transaction() as s:
         assert find_subscriber(s, "reader@example.net").name == "Reader"  # type: ignore[union-attr]
 
 
@@ -463,7 +463,7 @@ def test_changing_the_password_signs_every_session_out(lite: World) -> None:
             assert client.get("/admin").status_code == 401
             sign_in(client, "new one!")
             assert client.get("/admin").status_code == 200
-        with changed.session() as s:
+        with changed.transaction() as s:
             rows = s.scalars(select(WebSession).order_by(WebSession.id)).all()
             assert [r.revoked_at is not None for r in rows] == [True, False]
     finally:
@@ -481,7 +481,7 @@ def test_the_database_holds_no_token_and_sessions_end_after_12_hours(lite: World
     travel = time_machine.travel("2026-11-23 08:00:00+00:00", tick=False)
     with travel as traveller, _client(web, headers={"User-Agent": "Test browser"}) as client:
         sign_in(client)
-        with lite.app.session() as s:
+        with lite.app.transaction() as s:
             (row,) = s.scalars(select(WebSession)).all()
         token = _session_token(web, client.cookies["digest_session"])
         assert row.token_hash == hashlib.sha256(token.encode()).hexdigest()
@@ -705,7 +705,7 @@ def test_a_segment_saved_before_rules_were_bounded_breaks_no_page(lite: World) -
     from subscribers.models import Segment
 
     huge = {"all": [{"attr": "a", "equals": str(i)} for i in range(995)]}
-    with lite.app.session() as s:  # as an older version saved it, unchecked
+    with lite.app.transaction() as s:  # as an older version saved it, unchecked
         s.add(Segment(list_id=get_list(s, "weekly").id, name="huge", rule=huge, categories=[]))
     _reader(lite)
     with client_for(lite) as client:

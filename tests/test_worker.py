@@ -32,7 +32,7 @@ def test_enqueue_then_worker_delivers(db_url: str, tmp_path: Path) -> None:
     box = MemoryMailbox()
     stats = run_worker(world.app, once=True, backend_factory=lambda: MemoryBackend(box, 5))
     assert stats.sent == 25 and len({m["to"] for m in box.sent}) == 25
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         assert s.scalar(select(Edition.status)) == EditionStatus.SENT
 
 
@@ -86,12 +86,12 @@ def test_remote_claim_waits_for_its_lease(db_url: str, tmp_path: Path) -> None:
     box = MemoryMailbox()
     run_worker(world.app, once=True, backend_factory=lambda: MemoryBackend(box))
     assert len(box.sent) == 2  # the other batch only: the remote lease still holds
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         s.execute(update(DeliveryBatch).values(lease_until=utcnow() - timedelta(seconds=1)))
     stats = run_worker(world.app, once=True, backend_factory=lambda: MemoryBackend(box))
     # the message the remote worker had in flight is uncertain; the rest is sent
     assert stats.recovered == 1 and len(box.sent) == 3
-    with world.app.session() as s:
+    with world.app.transaction() as s:
         uncertain = s.scalars(
             select(Delivery.email).where(Delivery.status == DeliveryStatus.UNCERTAIN)
         ).all()

@@ -75,7 +75,7 @@ def test_four_workers_50000_readers_one_killed_mid_post(db_url: str, tmp_path: P
             _wait_for(lambda: any(r.fault == "slow" for r in server.requests), "it", workers)
             held = next(r for r in server.requests if r.fault == "slow")
             caught = {p["to"][0]["email"] for p in held.body["personalizations"]}
-            with world.app.session() as s:
+            with world.app.transaction() as s:
                 owner = s.scalar(
                     select(DeliveryBatch.claimed_by)
                     .join(Delivery, Delivery.batch_id == DeliveryBatch.id)
@@ -89,7 +89,7 @@ def test_four_workers_50000_readers_one_killed_mid_post(db_url: str, tmp_path: P
             survivors = [w for w in workers if w is not victim]
 
             def settled() -> bool:
-                with world.app.session() as s:
+                with world.app.transaction() as s:
                     return s.scalar(select(Edition.status)) == EditionStatus.SENT
 
             _wait_for(settled, "the survivors to finish and take the batch over", survivors)
@@ -102,7 +102,7 @@ def test_four_workers_50000_readers_one_killed_mid_post(db_url: str, tmp_path: P
             if w is not victim:
                 assert w.returncode == 0, err
 
-        with world.app.session() as s:
+        with world.app.transaction() as s:
             status = dict(s.execute(select(Delivery.email, Delivery.status)).all())
         # every address SendGrid accepted (expanding each message would take much longer)
         copies = Counter(

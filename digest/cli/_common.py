@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from datetime import UTC, date, datetime, time, tzinfo
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from rich.console import Console
 
 from digest.app import App
 from digest.config import NewsletterConfig
-from digest.delivery.loop import SendOptions
 from digest.delivery.registry import BackendChoice, backend_class, names, resolve_backend
+
+if TYPE_CHECKING:  # the send loop loads with the commands that send
+    from digest.delivery.loop import SendOptions
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -23,6 +26,18 @@ err_console = Console(stderr=True, highlight=False)
 
 def pass_app(f: F) -> F:
     return click.pass_obj(f)  # type: ignore[return-value]
+
+
+def pass_digest(f: Callable[..., Any]) -> Callable[..., Any]:
+    """Give the command the :class:`~digest.api.Digest` over the run's App (first argument)."""
+
+    @functools.wraps(f)
+    def command(app: App, *args: Any, **kwargs: Any) -> Any:
+        from digest.api import Digest  # the facade loads with the command that uses it
+
+        return f(Digest(app), *args, **kwargs)
+
+    return click.pass_obj(command)
 
 
 def parse_as_of(value: str | None, zone: tzinfo = UTC) -> datetime:
@@ -83,6 +98,8 @@ def send_options(
     backend: str | BackendChoice, concurrency: int | None, rate: float | None, **more: Any
 ) -> SendOptions:
     """The send loop's options from --concurrency and --rate (and ``more``)."""
+    from digest.delivery.loop import SendOptions
+
     name = backend.name if isinstance(backend, BackendChoice) else backend
     threads = concurrency or backend_class(name).concurrency
     return SendOptions(concurrency=threads, rate=rate, **more)
@@ -118,6 +135,7 @@ __all__ = [
     "newsletter_to_compose",
     "parse_as_of",
     "pass_app",
+    "pass_digest",
     "rate_option",
     "send_options",
 ]

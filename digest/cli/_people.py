@@ -24,7 +24,9 @@ def split(value: str | None) -> list[str] | None:
 
 def newsletters_of(app: App, list_name: str) -> list[str]:
     """The newsletters (by name) that mail ``list_name``."""
-    return sorted(n for n, nl in app.config.newsletters.items() if nl.list_name == list_name)
+    from digest.api import Digest
+
+    return Digest(app).newsletters_of(list_name)
 
 
 def cli_actor() -> str:

@@ -3,23 +3,23 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.table import Table
 
-from digest.audience import section_sets
 from digest.cli._common import (
-    App,
     as_of_option,
     console,
     err_console,
     newsletter_to_compose,
-    pass_app,
+    pass_digest,
 )
 from digest.cli._period import preview_period
-from digest.collect import collect_period
-from digest.compose import HTML_WARN_BYTES, Composer, variant_key, write_previews
-from subscribers.errors import NotFound as SubscribersNotFound
+from digest.compose import HTML_WARN_BYTES
+
+if TYPE_CHECKING:
+    from digest.api import Digest
 
 
 @click.command()
@@ -33,9 +33,9 @@ from subscribers.errors import NotFound as SubscribersNotFound
     help="Folder for the files (default: ./out/NEWSLETTER-PERIOD/).",
 )
 @click.option("--keep-mjml", is_flag=True, help="Also write each variant's MJML source.")
-@pass_app
+@pass_digest
 def compose(
-    app: App,
+    d: Digest,
     newsletter: str,
     as_of: str | None,
     segment: str | None,
@@ -56,32 +56,16 @@ def compose(
         digest compose weekly --as-of 2026-11-23
         digest compose weekly --segment councils --out /tmp/preview --keep-mjml
     """
-    nl = newsletter_to_compose(app, newsletter)
+    nl = newsletter_to_compose(d.app, newsletter)
     when = preview_period(nl, as_of)
-    with app.session() as session:
-        collection = collect_period(session, nl, when.period)
-        if collection.is_empty:
-            console.print(f"{nl.title} · {collection.period.key}: No new articles this period.")
-            return
-        everything = tuple(s.name for s in collection.sections)
-        try:
-            readers = section_sets(session, nl, collection, segment)
-        except SubscribersNotFound:
-            if segment is not None:
-                raise
-            readers = {}  # no subscriber list yet: the full edition only
-        composer = Composer(app.settings, nl)
-        variants = composer.render_all(collection, [everything, *readers])
+    composed = d.compose(newsletter, period=when, segment=segment)
+    collection = composed.collection
+    if collection.is_empty:
+        console.print(f"{nl.title} · {collection.period.key}: No new articles this period.")
+        return
     target = out_dir or Path("out") / f"{nl.name}-{collection.period.key}"
-    written = write_previews(
-        app.settings, collection, variants.values(), target, keep_mjml=keep_mjml
-    )
-
-    by_key: dict[str, int] = {}
-    for sections, count in readers.items():
-        if sections:
-            key = variant_key(sections, everything)
-            by_key[key] = by_key.get(key, 0) + count
+    written = d.write_previews(composed, target, keep_mjml=keep_mjml)
+    by_key = composed.readers
     table = Table(title=f"{nl.title} · {collection.period.key}", title_justify="left")
     table.add_column("Variant", no_wrap=True)
     table.add_column("Sections")
@@ -108,7 +92,7 @@ def compose(
                 "Gmail clips messages near 102 KB, so lower max_per_category or shorten the "
                 "templates"
             )
-    skipped = readers.get((), 0)
+    skipped = composed.skipped
     if skipped:
         console.print(f"{skipped} reader(s) chose only categories with no articles this period.")
     console.print(f"Wrote {len(written)} variant(s) to {target}/")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 from rich.table import Table
 from sqlalchemy import select
@@ -13,13 +15,16 @@ from digest.cli._common import (
     console,
     json_option,
     pass_app,
+    pass_digest,
     print_json,
 )
 from digest.cli._period import preview_period
-from digest.collect import collect as collect_articles
 from digest.collect import newsletter_articles
 from digest.errors import NotFound
 from digest.models import Article
+
+if TYPE_CHECKING:
+    from digest.api import Digest
 
 
 @click.command()
@@ -49,8 +54,8 @@ def init(app: App) -> None:
 @click.argument("newsletter")
 @as_of_option
 @json_option
-@pass_app
-def collect(app: App, newsletter: str, as_of: str | None, as_json: bool) -> None:
+@pass_digest
+def collect(d: Digest, newsletter: str, as_of: str | None, as_json: bool) -> None:
     """Show the articles of the period before the send date, grouped by category.
 
     The period is the ISO week before the send date in the newsletter's
@@ -61,32 +66,31 @@ def collect(app: App, newsletter: str, as_of: str | None, as_json: bool) -> None
     Example:
         digest collect weekly --as-of 2026-11-23
     """
-    nl = app.config.newsletter(newsletter)
-    when = preview_period(nl, as_of, as_json=as_json).as_of  # prints the period and why
-    with app.session() as session:
-        result = collect_articles(session, nl, when)
-        if as_json:
-            print_json(result.to_dict())
-            return
-        first, last = result.period.local_dates(nl)
-        heading = f"{nl.title} · {result.period.key} ({first:%a %d %b} – {last:%a %d %b %Y})"
-        if result.is_empty:
-            console.print(f"{heading}\nNo new articles this period.")
-            return
-        console.print(f"[bold]{heading}[/bold] · {result.total} articles")
-        # Titles stay readable on an 80-column terminal: long author lists are cut
-        # (with "…") before the title column is squeezed.
-        author_width = max(10, min(24, (console.width - 20) // 3))
-        for section in result.sections:
-            table = Table(title=section.name, title_justify="left", show_edge=False, expand=False)
-            table.add_column("Published", no_wrap=True)
-            table.add_column("Title", ratio=1, overflow="fold")
-            table.add_column("Author", no_wrap=True, overflow="ellipsis", max_width=author_width)
-            for art in section.articles:
-                local = art.published_at.astimezone(nl.zone)
-                pin = "📌 " if art.pinned else ""
-                table.add_row(f"{local:%a %d %b %H:%M}", pin + art.title, art.author)
-            console.print(table)
+    nl = d.newsletter(newsletter)
+    when = preview_period(nl, as_of, as_json=as_json)  # prints the period and why
+    result = d.collect(newsletter, period=when)
+    if as_json:
+        print_json(result.to_dict())
+        return
+    first, last = result.period.local_dates(nl)
+    heading = f"{nl.title} · {result.period.key} ({first:%a %d %b} – {last:%a %d %b %Y})"
+    if result.is_empty:
+        console.print(f"{heading}\nNo new articles this period.")
+        return
+    console.print(f"[bold]{heading}[/bold] · {result.total} articles")
+    # Titles stay readable on an 80-column terminal: long author lists are cut
+    # (with "…") before the title column is squeezed.
+    author_width = max(10, min(24, (console.width - 20) // 3))
+    for section in result.sections:
+        table = Table(title=section.name, title_justify="left", show_edge=False, expand=False)
+        table.add_column("Published", no_wrap=True)
+        table.add_column("Title", ratio=1, overflow="fold")
+        table.add_column("Author", no_wrap=True, overflow="ellipsis", max_width=author_width)
+        for art in section.articles:
+            local = art.published_at.astimezone(nl.zone)
+            pin = "📌 " if art.pinned else ""
+            table.add_row(f"{local:%a %d %b %H:%M}", pin + art.title, art.author)
+        console.print(table)
 
 
 @click.command()
@@ -108,7 +112,7 @@ def pin(app: App, url: str, off: bool) -> None:
 
     key = canonical_url(url, keep_fragment=True)
     spellings = {url, key, canonical_url(url), *url_variants(key)}
-    with app.session() as session:
+    with app.transaction() as session:
         article = session.scalars(
             select(Article).where(Article.canonical_url.in_(spellings)).order_by(Article.id)
         ).first()

@@ -6,11 +6,11 @@ from __future__ import annotations
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.markup import escape
 from rich.table import Table
-from sqlalchemy import select
 
 from digest import desk
 from digest.cli._common import (
@@ -22,15 +22,15 @@ from digest.cli._common import (
     json_option,
     parse_as_of,
     pass_app,
+    pass_digest,
     print_json,
 )
 from digest.cli.send import print_result
-from digest.delivery import ledger
-from digest.editions import require_edition
 from digest.errors import DigestError
-from digest.models import Delivery, DeliveryStatus, Edition
 from digest.sendtest import editor_addresses
-from digest.stats import edition_stats
+
+if TYPE_CHECKING:
+    from digest.api import Digest
 
 
 class BadInput(DigestError):
@@ -58,21 +58,15 @@ def editions() -> None:
 @editions.command("list")
 @click.option("--newsletter", help="Only this newsletter.")
 @json_option
-@pass_app
-def editions_list(app: App, newsletter: str | None, as_json: bool) -> None:
+@pass_digest
+def editions_list(d: Digest, newsletter: str | None, as_json: bool) -> None:
     """List editions, newest first, with delivery counts.
 
     \b
     Example:
         digest editions list --newsletter weekly
     """
-    with app.session() as s:
-        q = select(Edition).order_by(Edition.period_start.desc(), Edition.id.desc())
-        if newsletter:
-            q = q.where(Edition.newsletter == newsletter)
-        found = list(s.scalars(q))
-        # one grouped query for all of them, as the admin's editions page counts them
-        rows = [(e, st.ledger) for e, st in zip(found, edition_stats(s, found), strict=True)]
+    found = d.editions(newsletter)
     if as_json:
         print_json(
             [
@@ -80,14 +74,14 @@ def editions_list(app: App, newsletter: str | None, as_json: bool) -> None:
                     "id": e.id,
                     "newsletter": e.newsletter,
                     "period": e.period,
-                    "status": e.status.value,
-                    "counts": c,
+                    "status": e.status,
+                    "counts": e.ledger,
                 }
-                for e, c in rows
+                for e in found
             ]
         )
         return
-    if not rows:
+    if not found:
         console.print("No editions yet; `digest send NEWSLETTER` creates one.")
         return
     table = Table()
@@ -103,12 +97,13 @@ def editions_list(app: App, newsletter: str | None, as_json: bool) -> None:
         "pending",
     ):
         table.add_column(col)
-    for e, c in rows:
+    for e in found:
+        c = e.ledger
         table.add_row(
             str(e.id),
             e.newsletter,
             e.period,
-            e.status.value,
+            e.status,
             str(c["sent"]),
             str(c["failed"]),
             str(c["skipped"]),
@@ -121,61 +116,36 @@ def editions_list(app: App, newsletter: str | None, as_json: bool) -> None:
 @editions.command("show")
 @click.argument("edition")
 @json_option
-@pass_app
-def editions_show(app: App, edition: str, as_json: bool) -> None:
-    """Show one edition (by id or NEWSLETTER/PERIOD): counts, reasons, uncertain readers.
+@pass_digest
+def editions_show(d: Digest, edition: str, as_json: bool) -> None:
+    """Show one edition (by id or NEWSLETTER/PERIOD): counts, reasons, uncertain readers,
+    and, for a draft, its articles, intro and the editors' action log.
 
     \b
     Example:
         digest editions show weekly/2026-W47
     """
-    with app.session() as s:
-        e = require_edition(s, edition)
-        tally = ledger.edition_tally(s, e.id)
-        counts, failed, skipped = tally.statuses, tally.failed_reasons, tally.skipped_reasons
-        variants = {str(v): n for v, n in tally.per_variant.items()}
-        without = sum(counts.values()) - sum(tally.per_variant.values())
-        if without:  # readers planned with no variant (skipped), as "None"
-            variants["None"] = without
-        uncertain = s.scalars(
-            select(Delivery.email)
-            .where(Delivery.edition_id == e.id, Delivery.status == DeliveryStatus.UNCERTAIN)
-            .order_by(Delivery.id)
-            .limit(200)
-        ).all()
-        data = {
-            "id": e.id,
-            "newsletter": e.newsletter,
-            "period": e.period,
-            "status": e.status.value,
-            "subject": e.subject,
-            "created_at": e.created_at.isoformat(),
-            "counts": counts,
-            "failed_reasons": failed,
-            "skipped_reasons": skipped,
-            "uncertain": list(uncertain),
-            "variants": variants,
-        }
-    desk_view = desk.view(app, e.id)
+    e = d.edition(edition)
+    desk_view = desk.view(d.app, e.id)
     if as_json:
-        print_json({**desk_view.to_dict(), **data, "status": desk_view.status})
+        print_json({**desk_view.to_dict(), **e.to_dict(), "status": desk_view.status})
         return
-    console.print(f"[bold]Edition {e.id}[/bold] {e.newsletter} {e.period} · {e.status.value}")
+    console.print(f"[bold]Edition {e.id}[/bold] {e.newsletter} {e.period} · {e.status}")
     if e.subject:
-        console.print(f"Subject: {e.subject}")
+        console.print(f"Subject: {escape(e.subject)}")
     table = Table(show_header=False, box=None)
-    for key, value in counts.items():
+    for key, value in e.counts.items():
         table.add_row(key, str(value))
     console.print(table)
-    for title, reasons in (("Failed", failed), ("Skipped", skipped)):
+    for title, reasons in (("Failed", e.failed_reasons), ("Skipped", e.skipped_reasons)):
         for reason, n in reasons.items():
-            console.print(f"{title}: {n} × {reason}")
-    if uncertain:
+            console.print(f"{title}: {n} × {escape(reason)}")
+    if e.uncertain:
         console.print(
-            f"[yellow]Uncertain ({counts['uncertain']}): may or may not have been sent[/yellow]"
+            f"[yellow]Uncertain ({e.counts['uncertain']}): may or may not have been sent[/yellow]"
         )
-        for address in uncertain:
-            console.print(f"  {address}")
+        for address in e.uncertain:
+            console.print(f"  {address or '(erased)'}")
     print_desk(desk_view)
 
 

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from digest.cli._common import App, console, err_console, json_option, pass_app, print_json
+from digest.cli._common import console, err_console, json_option, pass_digest, print_json
 from digest.ingest import IngestReport, SourceResult, plan_sources
-from digest.ingest import ingest as run_ingest
+
+if TYPE_CHECKING:
+    from digest.api import Digest
 
 
 @click.command()
@@ -22,8 +25,8 @@ from digest.ingest import ingest as run_ingest
     "they are one (no JSON-LD Article, no og:type=article).",
 )
 @json_option
-@pass_app
-def ingest(app: App, sources: tuple[str, ...], as_article: bool, as_json: bool) -> None:
+@pass_digest
+def ingest(d: Digest, sources: tuple[str, ...], as_article: bool, as_json: bool) -> None:
     """Read feeds (RSS, Atom, JSON Feed) and article pages into the article store.
 
     With no SOURCE, reads every source listed in digest.toml. A SOURCE is a URL
@@ -54,10 +57,11 @@ def ingest(app: App, sources: tuple[str, ...], as_article: bool, as_json: bool) 
             "--as-article applies to the sources you name: give the page's URL or file, "
             'or set kind = "page" for it in digest.toml'
         )
-    total = len(plan_sources(app.config, refs))
-    folders = (app.config.path.parent.resolve(),)
+    config = d.app.config
+    total = len(plan_sources(config, refs))
+    folders = (config.path.parent.resolve(),)
     if as_json or total <= 1:
-        report = run_ingest(app.sessions, app.config, app.settings, refs, as_article=as_article)
+        report = d.ingest(refs, as_article=as_article)
     else:
         with Progress(
             TextColumn("Ingesting"),
@@ -72,14 +76,7 @@ def ingest(app: App, sources: tuple[str, ...], as_article: bool, as_json: bool) 
             def advance(result: SourceResult) -> None:
                 bar.update(task, advance=1, description=_short(result.ref, folders))
 
-            report = run_ingest(
-                app.sessions,
-                app.config,
-                app.settings,
-                refs,
-                progress=advance,
-                as_article=as_article,
-            )
+            report = d.ingest(refs, progress=advance, as_article=as_article)
     if as_json:
         print_json(report.to_dict())
     else:

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.table import Table
 
-from digest.cli._common import App, console, json_option, pass_app, print_json
-from digest.cli._people import by_admin, newsletters_of
+from digest.cli._common import App, console, json_option, pass_app, pass_digest, print_json
+from digest.cli._people import by_admin
 from subscribers import lists as lists_lib
-from subscribers import segments as segments_lib
-from subscribers import service
 from subscribers.models import Status
+
+if TYPE_CHECKING:
+    from digest.api import Digest
 
 
 @click.group("lists")
@@ -43,7 +44,7 @@ def lists_create(app: App, name: str, description: str, double_opt_in: bool) -> 
     Example:
         digest lists create weekly --description "The weekly round-up"
     """
-    with app.session() as session:
+    with app.transaction() as session:
         lists_lib.create_list(session, name, description=description, double_opt_in=double_opt_in)
     mode = "double opt-in" if double_opt_in else "single opt-in"
     click.echo(f"Created list {name} ({mode})")
@@ -51,28 +52,26 @@ def lists_create(app: App, name: str, description: str, double_opt_in: bool) -> 
 
 @lists_group.command("list")
 @json_option
-@pass_app
-def lists_list(app: App, as_json: bool) -> None:
+@pass_digest
+def lists_list(d: Digest, as_json: bool) -> None:
     """List the mailing lists with their member counts.
 
     \b
     Example:
         digest lists list --json
     """
-    with app.session() as session:
-        summaries = lists_lib.all_lists(session)
-        rows: list[dict[str, Any]] = [
-            {
-                "name": s.mailing_list.name,
-                "description": s.mailing_list.description,
-                "double_opt_in": s.mailing_list.double_opt_in,
-                "active": s.count(Status.ACTIVE),
-                "pending": s.count(Status.PENDING),
-                "unsubscribed": s.count(Status.UNSUBSCRIBED),
-                "total": s.total,
-            }
-            for s in summaries
-        ]
+    rows: list[dict[str, Any]] = [
+        {
+            "name": info.name,
+            "description": info.description,
+            "double_opt_in": info.double_opt_in,
+            "active": info.counts[Status.ACTIVE],
+            "pending": info.counts[Status.PENDING],
+            "unsubscribed": info.counts[Status.UNSUBSCRIBED],
+            "total": info.total,
+        }
+        for info in d.lists()
+    ]
     if as_json:
         print_json(rows)
         return
@@ -99,28 +98,26 @@ def lists_list(app: App, as_json: bool) -> None:
 @lists_group.command("show")
 @click.argument("name")
 @json_option
-@pass_app
-def lists_show(app: App, name: str, as_json: bool) -> None:
+@pass_digest
+def lists_show(d: Digest, name: str, as_json: bool) -> None:
     """Show one list: counts, segments, and the newsletters that mail it.
 
     \b
     Example:
         digest lists show weekly
     """
-    with app.session() as session:
-        summary = lists_lib.summary(session, name)
-        segs = segments_lib.list_segments(session, name)
-        data: dict[str, Any] = {
-            "name": name,
-            "description": summary.mailing_list.description,
-            "double_opt_in": summary.mailing_list.double_opt_in,
-            "created_at": summary.mailing_list.created_at.isoformat(),
-            "members": {s.value: summary.count(s) for s in Status if summary.count(s)},
-            "recipients": service.count(session, service.recipients(session, name)),
-            "segments": [s.name for s in segs],
-            "newsletters": newsletters_of(app, name),
-            "categories": app.config.choosable_categories([name]),
-        }
+    info = d.mailing_list(name)
+    data: dict[str, Any] = {
+        "name": name,
+        "description": info.description,
+        "double_opt_in": info.double_opt_in,
+        "created_at": info.created_at.isoformat(),
+        "members": {status: n for status, n in info.counts.items() if n},
+        "recipients": info.recipients,
+        "segments": info.segments,
+        "newsletters": info.newsletters,
+        "categories": info.categories,
+    }
     if as_json:
         print_json(data)
         return
@@ -145,7 +142,7 @@ def lists_delete(app: App, name: str, yes: bool) -> None:
     Example:
         digest lists delete old-list --yes
     """
-    with app.session() as session:
+    with app.transaction() as session:
         summary = lists_lib.summary(session, name)
         if not yes:
             click.confirm(f"Delete list {name!r} and its {summary.total} memberships?", abort=True)

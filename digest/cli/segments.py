@@ -97,7 +97,7 @@ def segments_create(
         if rule_text is not None
         else segments_lib.load_rule_file(rule_file)  # type: ignore[arg-type]
     )
-    with app.session() as session:
+    with app.transaction() as session:
         segment = segments_lib.create_segment(
             session,
             list_name,
@@ -123,7 +123,7 @@ def segments_list(app: App, list_name: str | None, as_json: bool) -> None:
     Example:
         digest segments list --list weekly
     """
-    with app.session() as session:
+    with app.transaction() as session:
         rows: list[dict[str, Any]] = [
             {
                 "list": seg.mailing_list.name,
@@ -164,7 +164,7 @@ def segments_show(app: App, name: str, list_name: str | None, as_json: bool) -> 
     Example:
         digest segments show health --list weekly
     """
-    with app.session() as session:
+    with app.transaction() as session:
         list_name = _resolve_list(session, name, list_name)
         seg = segments_lib.get_segment(session, list_name, name)
         data: dict[str, Any] = {
@@ -198,7 +198,7 @@ def segments_delete(app: App, name: str, list_name: str | None) -> None:
     Example:
         digest segments delete health --list weekly
     """
-    with app.session() as session:
+    with app.transaction() as session:
         list_name = _resolve_list(session, name, list_name)
         segments_lib.delete_segment(session, list_name, name)
     click.echo(f"Deleted segment {name} from {list_name}")

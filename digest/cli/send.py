@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING
 
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -27,10 +28,13 @@ from digest.cli._common import (
 from digest.cli._period import command_period, preview_period
 from digest.delivery.loop import Progress as SendProgress
 from digest.editions import Purpose, choose_period
-from digest.sender import Sender, SendOutcome, SendResult
+from digest.sender import SendOutcome, SendResult
 from digest.sendtest import editor_addresses
 from digest.sendtest import send_test as send_test_copies
 from digest.signals import graceful_stop
+
+if TYPE_CHECKING:
+    pass
 
 
 @click.command()
@@ -131,22 +135,21 @@ def send(
     def on_signal(_signum: int) -> None:
         err_console.print("stopping after the message in hand…")
 
-    sender = Sender(
-        app,
-        choice,
-        options=send_options(choice, concurrency, rate),
-        cancel=cancel,
-        on_progress=on_progress,
-    )
+    from digest.api import Digest
+
     with bar, graceful_stop(cancel, on_signal):
-        result = sender.send(
+        result = Digest(app).send(
             nl.name,
             period=when,
+            backend=choice,
             force=force,
             segment=segment,
             dry_run=dry_run,
             resend_uncertain=resend_uncertain,
             enqueue=enqueue,
+            options=send_options(choice, concurrency, rate),
+            cancel=cancel,
+            on_progress=on_progress,
         )
     if as_json:
         print_json(result.to_dict())

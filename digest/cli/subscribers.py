@@ -7,22 +7,31 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from digest import privacy
-from digest.cli._common import App, console, err_console, json_option, pass_app, print_json
+from digest.cli._common import (
+    App,
+    console,
+    err_console,
+    json_option,
+    pass_app,
+    pass_digest,
+    print_json,
+)
 from digest.cli._people import by_admin, cli_actor, list_option, newsletters_of, split
 from digest.config import NewsletterConfig
 from subscribers import io as csv_io
 from subscribers import lists as lists_lib
-from subscribers import privacy as subscribers_privacy
 from subscribers import service
 from subscribers.errors import NotFound
 from subscribers.models import Status
+
+if TYPE_CHECKING:
+    from digest.api import Digest
 
 STATUSES = [s.value for s in Status]
 SHOW_REJECTED = 50
@@ -92,7 +101,7 @@ def subscribers_add(
     """
     attributes = _parse_attrs(attrs)
     newsletter = _confirming_newsletter(app, list_name) if resubscribe else None
-    with app.session() as session:
+    with app.transaction() as session:
         added = service.add_subscriber(
             session,
             email,
@@ -154,7 +163,7 @@ def subscribers_remove(app: App, email: str, list_name: str) -> None:
     Example:
         digest subscribers remove ada@example.org --list weekly
     """
-    with app.session() as session:
+    with app.transaction() as session:
         service.remove_from_list(session, email, list_name, by=by_admin())
     click.echo(f"Removed {email} from {list_name}")
 
@@ -172,7 +181,7 @@ def subscribers_unsubscribe(app: App, email: str, list_name: str | None, reason:
         digest subscribers unsubscribe ada@example.org --list weekly
         digest subscribers unsubscribe ada@example.org
     """
-    with app.session() as session:
+    with app.transaction() as session:
         subscriber = service.get_subscriber(session, email)
         if list_name is not None:
             mlist = lists_lib.get_list(session, list_name)
@@ -186,34 +195,24 @@ def subscribers_unsubscribe(app: App, email: str, list_name: str | None, reason:
 @subscribers_group.command("show")
 @click.argument("email")
 @json_option
-@pass_app
-def subscribers_show(app: App, email: str, as_json: bool) -> None:
+@pass_digest
+def subscribers_show(d: Digest, email: str, as_json: bool) -> None:
     """Show one subscriber: status, lists, consent and its log, attributes, suppression.
 
     \b
     Example:
         digest subscribers show ada@example.org
     """
-    with app.session() as session:
-        subscriber = service.get_subscriber(session, email)
-        data = subscribers_privacy.describe(session, subscriber)
-        entry = service.suppression_for(session, email)
-        data["suppressed"] = entry.reason.value if entry else None
-        data["suppression"] = (
-            {"reason": entry.reason.value, "since": entry.created_at, "detail": entry.detail}
-            if entry
-            else None
-        )
+    person = d.describe(email)
+    data, entry = person.to_dict(), person.suppression
     if as_json:
         print_json(data)
         return
     console.print(f"[bold]{data['email']}[/bold] {data['name']}  (id {data['id']})")
-    console.print(
-        f"Status: {data['status']}" + (f" · suppressed: {entry.reason.value}" if entry else "")
-    )
+    console.print(f"Status: {data['status']}" + (f" · suppressed: {entry.reason}" if entry else ""))
     if entry:
         console.print(
-            f"Suppressed since {entry.created_at:%Y-%m-%d %H:%M} UTC ({entry.reason.value})"
+            f"Suppressed since {entry.since:%Y-%m-%d %H:%M} UTC ({entry.reason})"
             + (f": {entry.detail}" if entry.detail else "")
             + "; `digest suppressions lift` takes the address off the list",
             soft_wrap=True,
@@ -264,9 +263,9 @@ def _change(line: dict[str, Any]) -> str:
 @click.option("--status", type=click.Choice(STATUSES), default=None, help="Only this status.")
 @click.option("--limit", default=50, show_default=True, help="Show at most this many (0: all).")
 @json_option
-@pass_app
+@pass_digest
 def subscribers_list(
-    app: App,
+    d: Digest,
     list_name: str,
     segment: str | None,
     status: str | None,
@@ -282,23 +281,9 @@ def subscribers_list(
     Example:
         digest subscribers list --list weekly --segment health --status active
     """
-    with app.session() as session:
-        stmt = service.members(session, list_name, segment=segment, status=status)
-        total = service.count(session, stmt)
-        if limit:
-            stmt = stmt.limit(limit)
-        rows: list[dict[str, Any]] = [
-            {
-                "id": sub.id,
-                "email": sub.email,
-                "name": sub.name,
-                "status": service.shown_status((sub, mem)).value,
-                "categories": list(sub.categories or []),
-                "attributes": dict(sub.attributes or {}),
-                "joined_at": mem.created_at.isoformat(),
-            }
-            for sub, mem in session.execute(stmt)
-        ]
+    page = d.subscribers(list_name, segment=segment, status=status, limit=limit or None)
+    total = page.total
+    rows = [row.to_dict() for row in page.rows]
     if as_json:
         print_json(rows)
         return
@@ -330,9 +315,9 @@ def subscribers_list(
     default=None,
     help="Write the row-by-row report to this CSV file.",
 )
-@pass_app
+@pass_digest
 def subscribers_import(
-    app: App, file: Path, list_name: str, dry_run: bool, report_path: Path | None
+    d: Digest, file: Path, list_name: str, dry_run: bool, report_path: Path | None
 ) -> None:
     """Import subscribers from a CSV file into a list, in one transaction.
 
@@ -363,16 +348,9 @@ def subscribers_import(
     def advance(done: int, total: int) -> None:
         progress.update(task, completed=done, total=total)
 
-    with progress, app.session() as session:
-        report = csv_io.import_csv(
-            session,
-            file,
-            list_name,
-            known_categories=app.config.choosable_categories([list_name]),
-            everything=app.config.choosable_categories([list_name], other=False),
-            dry_run=dry_run,
-            actor=cli_actor(),
-            progress=advance,
+    with progress:
+        report = d.import_subscribers(
+            file, list_name, dry_run=dry_run, actor=cli_actor(), progress=advance
         )
     if report_path is not None:
         report.write_csv(report_path)
@@ -411,8 +389,8 @@ def _print_report(report: csv_io.ImportReport, report_path: Path | None) -> None
     default=None,
     help="Write to this file (default: standard output).",
 )
-@pass_app
-def subscribers_export(app: App, list_name: str, segment: str | None, out: Path | None) -> None:
+@pass_digest
+def subscribers_export(d: Digest, list_name: str, segment: str | None, out: Path | None) -> None:
     """Export a list's recipients (active, not suppressed) as CSV that imports back.
 
     Cells that a spreadsheet would run as a formula (starting with = + - @, tab or
@@ -422,12 +400,7 @@ def subscribers_export(app: App, list_name: str, segment: str | None, out: Path 
     Example:
         digest subscribers export --list weekly --segment health --out health.csv
     """
-    with app.session() as session:
-        if out is None:
-            written = csv_io.export_csv(session, sys.stdout, list_name, segment=segment)
-        else:
-            with out.open("w", encoding="utf-8", newline="") as fh:
-                written = csv_io.export_csv(session, fh, list_name, segment=segment)
+    written = d.export_subscribers(list_name, sys.stdout if out is None else out, segment=segment)
     if out is not None:
         click.echo(f"Exported {written} subscribers to {out}")
 
@@ -435,8 +408,8 @@ def subscribers_export(app: App, list_name: str, segment: str | None, out: Path 
 @subscribers_group.command("forget")
 @click.argument("email")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-@pass_app
-def subscribers_forget(app: App, email: str, yes: bool) -> None:
+@pass_digest
+def subscribers_forget(d: Digest, email: str, yes: bool) -> None:
     """Erase everything about one person (right to erasure).
 
     Deletes their subscriber record, memberships and consent log, clears their address from
@@ -449,12 +422,12 @@ def subscribers_forget(app: App, email: str, yes: bool) -> None:
     """
     if not yes:
         click.confirm(f"Erase everything held about {email}? This cannot be undone", abort=True)
-    with app.session() as session:
-        result, cleared = privacy.forget_person(session, email, by=by_admin("erased on request"))
-    what = "subscriber record" if result.subscriber_id else "no subscriber record"
+    erased = d.forget(email, by=by_admin("erased on request"))
+    what = "subscriber record" if erased.subscriber_id else "no subscriber record"
     click.echo(
-        f"Erased {email}: {what}, {result.memberships} memberships, "
-        f"{cleared} delivery/event records cleared; the address stays suppressed (hashed)"
+        f"Erased {email}: {what}, {erased.memberships} memberships, "
+        f"{erased.records_cleared} delivery/event records cleared; the address stays "
+        "suppressed (hashed)"
     )
 
 
@@ -466,8 +439,8 @@ def subscribers_forget(app: App, email: str, yes: bool) -> None:
     default=None,
     help="Write the JSON to this file (default: standard output).",
 )
-@pass_app
-def subscribers_export_personal(app: App, email: str, out: Path | None) -> None:
+@pass_digest
+def subscribers_export_personal(d: Digest, email: str, out: Path | None) -> None:
     """Everything held about one person, as JSON (subject access request): their
     subscriber record, lists, consent and consent log, suppression, deliveries and
     events.
@@ -476,8 +449,7 @@ def subscribers_export_personal(app: App, email: str, out: Path | None) -> None:
     Example:
         digest subscribers export-personal ada@example.org --out ada.json
     """
-    with app.session() as session:
-        data = privacy.personal_data(session, email)
+    data = d.export_personal(email)
     text = json.dumps(data, indent=2, ensure_ascii=False, default=str)
     if out is None:
         click.echo(text)

@@ -62,7 +62,7 @@ def suppressions_list(app: App, reason: str | None, search: str, limit: int, as_
         digest suppressions list --search 5.1.1
         digest suppressions list --search example.net --json
     """
-    with app.session() as session:
+    with app.transaction() as session:
         total, rows = suppression_lib.list_suppressions(
             session, reason=reason, search=search, limit=limit or None
         )
@@ -100,7 +100,7 @@ def suppressions_lift(app: App, email: str, why: str, yes: bool) -> None:
         digest suppressions lift ada@example.org --why "she fixed her mailbox"
         digest suppressions lift ada@example.org --yes
     """
-    with app.session() as session:
+    with app.transaction() as session:
         entry = suppression_lib.entry_for(session, email)
     if entry is None:
         raise click.ClickException(f"{email.strip()} is not on the suppression list")
@@ -114,7 +114,7 @@ def suppressions_lift(app: App, email: str, why: str, yes: bool) -> None:
         )
     if not yes:
         click.confirm(f"Lift the suppression of {email.strip()} ({what})?", abort=True)
-    with app.session() as session:
+    with app.transaction() as session:
         lifted = suppression_lib.lift(
             session, email, by=by_admin(why.strip()), why=why, entry_id=entry.id
         )

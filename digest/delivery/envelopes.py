@@ -149,7 +149,7 @@ class StoredEditions:
         settings = self.app.settings
         base = settings.base_url
         if newsletter.track_clicks:
-            with self.app.session() as s:
+            with self.app.transaction() as s:
                 current = s.get(Edition, edition.id)
                 assert current is not None
                 links = article_links(newsletter, edition_collection(s, newsletter, current))

@@ -54,7 +54,7 @@ def _each(recipients: Sequence[str]) -> list[str | None]:
 
 def handle_report(app: App, report: Report, recipient: str | None, *, via: str) -> Handled:
     try:
-        with app.session() as session:
+        with app.transaction() as session:
             outcome = policy.act(session, app.settings, report, recipient, via=via)
     except Exception:
         log.exception(

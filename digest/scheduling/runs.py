@@ -39,6 +39,7 @@ from digest.editions import PeriodChoice, Purpose, choose_period, find_edition
 from digest.errors import DigestError, NotFound, ScheduleError
 from digest.ingest import IngestReport, ingest
 from digest.models import EditionStatus, RunOutcome, SchedulerRun
+from digest.queries import last_runs
 from digest.schedule_rules import fire_times, trigger_for
 from digest.sender import Sender, SendOutcome, SendResult
 from subscribers.db import utcnow
@@ -168,7 +169,7 @@ def claim_run(
     a live scheduler is running.
     """
     now = utcnow()
-    with app.session() as s:
+    with app.transaction() as s:
         _lock_newsletter(s, newsletter)
         run = _slot(s, newsletter, scheduled_for)
         if run is None:
@@ -194,7 +195,7 @@ def claim_run(
 
 
 def finish_run(app: App, run_id: int, outcome: RunOutcome, detail: str) -> None:
-    with app.session() as s:
+    with app.transaction() as s:
         run = s.get(SchedulerRun, run_id)
         if run is not None:
             run.outcome = outcome
@@ -204,7 +205,7 @@ def finish_run(app: App, run_id: int, outcome: RunOutcome, detail: str) -> None:
 
 def record_missed(app: App, newsletter: str, scheduled_for: datetime, detail: str) -> bool:
     """Record a run that will not happen (once, even if two schedulers notice)."""
-    with app.session() as s:
+    with app.transaction() as s:
         _lock_newsletter(s, newsletter)
         if _slot(s, newsletter, scheduled_for) is not None:
             return False
@@ -218,17 +219,6 @@ def record_missed(app: App, newsletter: str, scheduled_for: datetime, detail: st
             )
         )
     return True
-
-
-def last_runs(session: Session) -> dict[str, SchedulerRun]:
-    """The latest run of each newsletter (by scheduled time)."""
-    latest: dict[str, SchedulerRun] = {}
-    rows = session.scalars(
-        select(SchedulerRun).order_by(SchedulerRun.scheduled_for, SchedulerRun.id)
-    )
-    for run in rows:
-        latest[run.newsletter] = run
-    return latest
 
 
 # ---------------------------------------------------------------------------
@@ -550,7 +540,7 @@ def runs_to_resume(app: App, grace: timedelta) -> list[tuple[str, datetime]]:
     """
     now = utcnow()
     todo: list[tuple[str, datetime]] = []
-    with app.session() as s:
+    with app.transaction() as s:
         latest = last_runs(s)
         for name, run in latest.items():
             nl = app.config.newsletters.get(name)

@@ -61,9 +61,9 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import Engine, inspect
 from sqlalchemy.exc import SQLAlchemyError
 
+from digest.api import Digest
 from digest.app import App
 from digest.config import NewsletterConfig
-from digest.delivery import waves
 from digest.delivery.base import Backend
 from digest.delivery.loop import SendOptions
 from digest.delivery.registry import BackendChoice
@@ -521,46 +521,9 @@ def _duration(delta: timedelta) -> str:
 
 
 def overview(app: App, now: datetime | None = None, count: int = 3) -> list[dict[str, Any]]:
-    """Each newsletter's rule, timezone, next ``count`` fire times and last run."""
-    now = now or utcnow()
-    with app.sessions() as s:
-        latest = runs.last_runs(s)
-        rows = []
-        for nl in app.config.newsletters.values():
-            trigger = trigger_for(nl.schedule, nl.zone)
-            upcoming = fire_times(trigger, now, count)
-            last = latest.get(nl.name)
-            row: dict[str, Any] = {
-                "newsletter": nl.name,
-                "schedule": nl.schedule,
-                "timezone": nl.timezone,
-                "local_time": nl.local_time,
-                "next": [
-                    {"local": t.isoformat(), "utc": t.astimezone(UTC).isoformat()} for t in upcoming
-                ],
-                "last_run": None,
-            }
-            if last is not None:
-                row["last_run"] = {
-                    "scheduled_for": last.scheduled_for.isoformat(),
-                    "outcome": last.outcome.value,
-                    "owner": last.owner,
-                    "detail": last.detail,
-                    "finished_at": last.finished_at.isoformat() if last.finished_at else None,
-                }
-            rows.append(row)
-        for edition_id, name in waves.editions_with_waves(s):
-            held, first = waves.waiting(s, edition_id, now)
-            for row in rows:
-                if row["newsletter"] == name and held:
-                    row.setdefault("waiting", []).append(
-                        {
-                            "edition_id": edition_id,
-                            "deliveries": held,
-                            "next_wave": first.isoformat() if first else None,
-                        }
-                    )
-    return rows
+    """Each newsletter's rule, timezone, next ``count`` fire times and last run, JSON-ready
+    (:meth:`digest.api.Digest.schedule`)."""
+    return [row.to_dict() for row in Digest(app).schedule(count=count, now=now or utcnow())]
 
 
 __all__ = [

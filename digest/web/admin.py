@@ -12,7 +12,6 @@ right password is let in once the wait is over.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -31,6 +30,7 @@ from digest.events import SENDGRID
 from digest.models import Edition, Event, Variant
 from digest.personalize import web_url
 from digest.privacy import forget_person
+from digest.queries import rule_count
 from digest.stats import edition_stats
 from digest.tracking import edition_tracking
 from digest.web import desk as desk_web
@@ -495,7 +495,7 @@ def _segments(session: Session) -> list[dict[str, Any]]:
         list_name = seg.mailing_list.name
         try:
             # the rule in hand: no looking the list and the segment up again per count
-            counts: dict[str, int | None] = {**rule_count(session, list_name, seg.rule)}
+            counts: dict[str, int | None] = {**rule_count(session, list_name, seg.rule).to_dict()}
             problem = None
         except SubscribersError as exc:  # saved before rules were bounded: show, not fail
             counts, problem = {"recipients": None, "members": None}, str(exc)
@@ -510,17 +510,6 @@ def _segments(session: Session) -> list[dict[str, Any]]:
             }
         )
     return out
-
-
-def rule_count(session: Session, list_name: str, rule: dict[str, Any]) -> dict[str, int]:
-    """How many of ``list_name``'s recipients, and of all its members, match ``rule``."""
-    condition = subscribers_segments.compile_rule(rule)
-    return {
-        "recipients": service.count(
-            session, service.recipients(session, list_name).where(condition)
-        ),
-        "members": service.count(session, service.members(session, list_name).where(condition)),
-    }
 
 
 async def _segments_view(
@@ -578,7 +567,8 @@ async def segments_post(request: Request) -> Response:
     try:
         rule = parse_rule(values["rule"])
         if action == "count":
-            values["count"] = await in_session(request, rule_count, values["list"], rule)
+            found = await in_session(request, rule_count, values["list"], rule)
+            values["count"] = found.to_dict()
             return await _segments_view(request, values)
         known = config.choosable_categories([values["list"]])
         await in_session(
@@ -617,19 +607,10 @@ async def segments_delete(request: Request) -> Response:
 # Editions
 
 
-def recent_editions(
-    session: Session, newsletter: str | None = None, limit: int = PAGE_SIZE
-) -> Sequence[Edition]:
-    stmt = select(Edition).order_by(Edition.created_at.desc(), Edition.id.desc()).limit(limit)
-    if newsletter:
-        stmt = stmt.where(Edition.newsletter == newsletter)
-    return session.scalars(stmt).all()
-
-
 @router.get("/editions")
 async def editions_page(request: Request) -> Response:
     require_admin(request)
-    stats = await in_session(request, lambda s: edition_stats(s, recent_editions(s)))
+    stats = await run_in_threadpool(state(request).digest.editions, limit=PAGE_SIZE)
     newsletters = list(state(request).app.config.newsletters.values())
     return render(
         request, "admin/editions.html.j2", {"editions": stats, "newsletters": newsletters}
@@ -696,4 +677,4 @@ async def edition_page(request: Request, edition_id: Id) -> Response:
     )
 
 
-__all__ = ["parse_attributes", "router", "rule_count"]
+__all__ = ["parse_attributes", "router"]

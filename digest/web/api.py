@@ -19,11 +19,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, Field, ValidationError, WithJsonSchema
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse
 
 from digest.models import Edition
 from digest.stats import edition_stats
-from digest.web.admin import recent_editions, rule_count
 from digest.web.editor import check_day, get_preview, parse_day, pick_newsletter
 from digest.web.pages import (
     MAX_JSON_BYTES,
@@ -37,7 +37,6 @@ from digest.web.pages import (
 )
 from digest.web.preview import ALL
 from subscribers import lists as subscribers_lists
-from subscribers import service
 from subscribers.db import MAX_ID
 from subscribers.models import Status
 
@@ -306,24 +305,25 @@ async def subscribers(
         raise WebError("a segment belongs to a list: pass list as well")
     query = q.strip()
 
-    def work(session: Session) -> dict[str, Any]:
-        stmt = service.search(session, list_name, segment=segment, status=status, query=query)
-        total = service.count(session, stmt)
-        items = [
-            {
-                "id": row[0].id,
-                "email": row[0].email,
-                "name": row[0].name,
-                # as the admin pages show it: on a list, the membership's status
-                "status": service.shown_status(row).value,
-                "categories": list(row[0].categories or []),
-                "created_at": row[0].created_at,
-            }
-            for row in session.execute(stmt.limit(limit).offset(offset))
-        ]
-        return {"total": total, "limit": limit, "offset": offset, "items": items}
-
-    return await in_session(request, work)
+    digest = state(request).digest
+    page = await run_in_threadpool(
+        lambda: digest.subscribers(
+            list_name, segment=segment, status=status, query=query, limit=limit, offset=offset
+        )
+    )
+    items = [
+        {
+            "id": row.id,
+            "email": row.email,
+            "name": row.name,
+            # as the admin pages show it: on a list, the membership's status
+            "status": row.status,
+            "categories": row.categories,
+            "created_at": row.created_at,
+        }
+        for row in page.rows
+    ]
+    return {"total": page.total, "limit": limit, "offset": offset, "items": items}
 
 
 def _json_body(model: type[BaseModel]) -> dict[str, Any]:
@@ -349,7 +349,9 @@ async def segment_count(request: Request) -> dict[str, int]:
     require_admin(request)
     check_api_csrf(request)
     body = _valid(RuleCountIn, await read_json(request))
-    return await in_session(request, rule_count, body.list_name, body.rule)
+    digest = state(request).digest
+    found = await run_in_threadpool(digest.count_rule, body.list_name, body.rule)
+    return found.to_dict()
 
 
 def _valid(model: type[RuleCountIn], data: Any) -> RuleCountIn:
@@ -377,9 +379,7 @@ async def editions(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> list[dict[str, Any]]:
     require_admin(request)
-    found = await in_session(
-        request, lambda s: edition_stats(s, recent_editions(s, newsletter, limit))
-    )
+    found = await run_in_threadpool(state(request).digest.editions, newsletter, limit=limit)
     return [e.to_dict() for e in found]
 
 

@@ -25,6 +25,7 @@ from digest.collect import Period
 from digest.config import NewsletterConfig
 from digest.models import Edition, EditionStatus, Variant
 from digest.personalize import first_name, personalize, preview_fields, web_url
+from digest.queries import list_editions
 from digest.web.pages import WebError, in_session, render, state
 from digest.web.security import EMAIL_CSP
 
@@ -89,12 +90,7 @@ class ArchivedEdition:
 def archived(session: Session, request: Request, nl: NewsletterConfig) -> list[ArchivedEdition]:
     """The newsletter's sent editions, newest first, each with its full variant's link."""
     settings = state(request).app.settings
-    editions = session.scalars(
-        select(Edition)
-        .where(Edition.newsletter == nl.name, Edition.status == EditionStatus.SENT)
-        .order_by(Edition.period_start.desc())
-        .limit(ARCHIVE_SIZE)
-    ).all()
+    editions = list_editions(session, nl.name, statuses=[EditionStatus.SENT], limit=ARCHIVE_SIZE)
     # The shown variant's key, subject and preheader only (one query; never the bodies):
     # the full edition where there is one, else the first variant made.
     shown: dict[int, tuple[str, str, str]] = {}

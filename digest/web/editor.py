@@ -27,7 +27,6 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter
 from markupsafe import escape
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -37,7 +36,7 @@ from digest.config import NewsletterConfig
 from digest.delivery.registry import BackendChoice, resolve_backend
 from digest.editions import PeriodChoice, Purpose, choose_period
 from digest.errors import DigestError
-from digest.models import Edition
+from digest.queries import list_editions
 from digest.sendtest import send_test
 from digest.web.pages import (
     WebError,
@@ -145,12 +144,7 @@ def _query(nl: NewsletterConfig, day: date, variant: str, **extra: str) -> str:
 
 
 def _recent_editions(session: Session, nl: NewsletterConfig) -> list[dict[str, Any]]:
-    rows = session.scalars(
-        select(Edition)
-        .where(Edition.newsletter == nl.name)
-        .order_by(Edition.period_start.desc())
-        .limit(12)
-    ).all()
+    rows = list_editions(session, nl.name, limit=12)
     return [
         {
             "period": e.period,

@@ -145,7 +145,7 @@ def compose_confirmation(
 def send_confirmation(app: App, newsletter: NewsletterConfig, subscriber_id: int) -> str:
     """Send the confirmation email to subscriber ``subscriber_id`` through the configured
     backend; returns where it went (the provider's id or the outbox file)."""
-    with app.session() as session:
+    with app.transaction() as session:
         subscriber = session.get(Subscriber, subscriber_id)
         if subscriber is None or not subscriber.email:
             raise NotFound(f"no subscriber with id {subscriber_id}")

@@ -26,6 +26,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from digest import signins
+from digest.api import Digest
 from digest.app import App
 from digest.config import DigestConfig
 from digest.errors import ConfigError, DigestError
@@ -41,8 +42,7 @@ from digest.web.security import (
     csrf_token,
 )
 from digest.web.watch import LiveConfig
-from subscribers.errors import NotFound as SubscribersNotFound
-from subscribers.errors import SubscribersError
+from subscribers.errors import NotFound, SubscribersError
 
 T = TypeVar("T")
 
@@ -88,6 +88,8 @@ class WebState:
 
     def __init__(self, app: App, options: WebOptions) -> None:
         self.app = app
+        #: The library's API over the same App (what routes call, in a worker thread).
+        self.digest = Digest(app)
         self.options = options
         settings = app.settings
         self.secret = settings.secret_key.get_secret_value()
@@ -177,9 +179,7 @@ class Limited(WebError):
 
 
 def status_for(exc: DigestError | SubscribersError) -> int:
-    from digest.errors import NotFound as DigestNotFound
-
-    if isinstance(exc, DigestNotFound | SubscribersNotFound):
+    if isinstance(exc, NotFound):  # digest's NotFound is one too
         return 404
     if isinstance(exc, ConfigError):
         return 503
@@ -220,7 +220,7 @@ class SignInCheck:
         await self.app(scope, receive, send)
 
     def _find(self, token: str, credential: str) -> signins.SignIn | None:
-        with self.web.app.session() as session:
+        with self.web.app.transaction() as session:
             return signins.find(session, token, credential)
 
 
@@ -467,7 +467,7 @@ async def in_session(request: Request, work: Callable[..., T], *args: Any, **kwa
 
     def run() -> T:
         session: Session
-        with app.session() as session:
+        with app.transaction() as session:
             return work(session, *args, **kwargs)
 
     return await run_in_threadpool(run)

@@ -113,7 +113,7 @@ def build_preview(
     """Render ``variant`` of the period before ``as_of``; NotFound when the period has no
     articles or the variant is not one on offer."""
     period = period_for(newsletter, as_of)
-    with app.session() as session:
+    with app.transaction() as session:
         edition, collection = period_collection(session, newsletter, period)
         if collection.is_empty:
             raise NotFound(

@@ -168,7 +168,7 @@ class SendGridWebhook:
             return _error(400, "the body nests far too deeply to be a batch of events")
         if not isinstance(batch, list):
             return _error(400, "the body is not a JSON array of event objects")
-        summary = await run_in_threadpool(events.ingest_sendgrid, self.app.session, batch)
+        summary = await run_in_threadpool(events.ingest_sendgrid, self.app.transaction, batch)
         return JSONResponse(summary.as_dict(), status_code=503 if summary.failed else 200)
 
 

@@ -85,7 +85,7 @@ def make_world(
     app = App(**{k.removeprefix("DIGEST_").lower(): v for k, v in values.items()})
     OPEN_APPS.append(app)
     start = datetime(2026, 11, 16, 9, 0, tzinfo=UTC)
-    with app.session() as s:
+    with app.transaction() as s:
         feed = Source(url=FEED, kind="rss")
         n = 0
         for cat in categories:
@@ -114,7 +114,7 @@ def add_readers(
     app: App, count: int, *, start: int = 0, categories: Sequence[str] = (), prefix: str = "reader"
 ) -> list[str]:
     emails = [f"{prefix}{i}@example.net" for i in range(start, start + count)]
-    with app.session() as s:
+    with app.transaction() as s:
         for i, email in enumerate(emails, start):
             add_subscriber(
                 s, email, "weekly", name=f"Reader {i}", categories=list(categories) or None
@@ -130,7 +130,7 @@ def bulk_readers(app: App, count: int, *, prefix: str = "bulk") -> None:
     from subscribers.models import MailingList, Membership, Status, Subscriber
 
     now = utcnow()
-    with app.session() as s:
+    with app.transaction() as s:
         list_id = s.scalar(select(MailingList.id).where(MailingList.name == "weekly"))
         for start in range(0, count, 5000):
             rows = [
