@@ -31,7 +31,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -247,14 +247,18 @@ class Sender:
             self.backend = BackendChoice(backend or "custom", "a backend factory given in code")
             self._factory = backend_factory
             limits = backend_class(backend) if backend else Backend
-            self.batch_size = batch_size or limits.batch_size
         else:
             if not isinstance(backend, BackendChoice):
                 backend = resolve_backend(app.settings, backend)
             self.backend = backend
             self._factory = backend_factory or backend.factory(app.settings)
-            self.batch_size = batch_size or backend.backend_class.batch_size
+            limits = backend.backend_class
+        self.batch_size = batch_size or limits.batch_size
         self.options = options or SendOptions()
+        if self.options.account is None:  # the account's shared rate, when one is set
+            account = limits.account_limit(app.settings)
+            if account is not None:
+                self.options = replace(self.options, account=account)
         self.cancel = cancel or threading.Event()
         self.on_progress = on_progress
         self.owner = owner
