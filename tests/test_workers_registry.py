@@ -17,6 +17,8 @@ from sqlalchemy import select, update
 from digest.cli import cli
 from digest.delivery import ledger
 from digest.delivery.base import RecipientResult
+from digest.delivery.envelopes import StoredEditions
+from digest.delivery.loop import SendLoop, SendOptions
 from digest.delivery.memory import MemoryBackend, MemoryMailbox
 from digest.delivery.message import Post
 from digest.models import (
@@ -178,3 +180,26 @@ def test_workers_list_command(db_url: str, tmp_path: Path, monkeypatch: Any) -> 
     assert len(lines) == 2  # the stopped one only with --all
     data = json.loads(runner.invoke(cli, ["workers", "list", "--all", "--json"]).output)
     assert sorted(w["state"] for w in data["workers"]) == ["running", "stopped"]
+
+
+def test_a_stop_during_the_rate_wait_starts_no_further_post(db_url: str, tmp_path: Path) -> None:
+    """SIGTERM while a sender waits for its --rate turn: it stops there, and the batch
+    goes back to the queue; the post it was waiting to send never starts."""
+    world = make_world(db_url, tmp_path)
+    _enqueue(world, 3, batch_size=3)
+    box, cancel = MemoryMailbox(), threading.Event()
+    loop = SendLoop(
+        world.app.sessions,
+        lambda: MemoryBackend(box, 1),
+        StoredEditions(world.app),
+        SendOptions(rate=0.5),  # one message every two seconds: the second post waits
+        sleep=lambda _seconds: cancel.set(),  # the signal arrives during that wait
+        cancel=cancel,
+    )
+    loop.run()
+    assert len(box.sent) == 1
+    with world.app.sessions() as s:
+        statuses = sorted(s.scalars(select(Delivery.status)))
+        assert statuses == [DeliveryStatus.PENDING] * 2 + [DeliveryStatus.SENT]
+        batch = s.scalars(select(DeliveryBatch)).one()
+        assert (batch.status, batch.claimed_by) == (BatchStatus.PENDING, None)
