@@ -84,8 +84,12 @@ def run_worker(
     beating = workers.Heartbeat(
         app.sessions, worker_id, lambda: stats.sent + in_round[0], heartbeat
     ).start()
+    finished = threading.Event()
     draining = threading.Thread(
-        target=_mark_draining, args=(app, worker_id, stop), name="digest-drain", daemon=True
+        target=_mark_draining,
+        args=(app, worker_id, stop, finished),
+        name="digest-drain",
+        daemon=True,
     )
     draining.start()
     try:
@@ -104,7 +108,7 @@ def run_worker(
             stop.wait(poll)
     finally:
         beating.stop()
-        stop.set()
+        finished.set()
         draining.join()
         # the threads have finished their posts: whatever this worker still holds goes
         # back to the queue now, not when its lease runs out
@@ -115,9 +119,13 @@ def run_worker(
     return stats
 
 
-def _mark_draining(app: App, worker_id: int, stop: threading.Event) -> None:
+def _mark_draining(
+    app: App, worker_id: int, stop: threading.Event, finished: threading.Event
+) -> None:
     """Shown as draining from the moment a stop is asked for until it has stopped."""
-    stop.wait()
+    while not stop.wait(0.2):
+        if finished.is_set():
+            return  # ended without a stop (``once``)
     try:
         workers.set_state(app.sessions, worker_id, WorkerState.DRAINING)
     except Exception:
