@@ -20,11 +20,15 @@ from sqlalchemy import select
 
 from digest import db
 from digest.config import Settings
-from digest.delivery.base import AccountLimit
+from digest.delivery.base import AccountLimit, RecipientResult, RetryableError
+from digest.delivery.loop import SendOptions
+from digest.delivery.memory import MemoryBackend, MemoryMailbox
+from digest.delivery.message import Post
 from digest.delivery.sendgrid import SendGridBackend
 from digest.delivery.smtp import SMTPBackend
 from digest.delivery.throttle import HEADROOM, POST_SECONDS, SharedRate, post_size
 from digest.models import RateBudget
+from tests.support.world import bulk_readers, make_world, send
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,7 +37,10 @@ ROOT = Path(__file__).resolve().parent.parent
 TAKER = """
 import json, sys, time
 from digest import db
-from digest.delivery.base import AccountLimit
+from digest.delivery.base import AccountLimit, RecipientResult, RetryableError
+from digest.delivery.loop import SendOptions
+from digest.delivery.memory import MemoryBackend, MemoryMailbox
+from digest.delivery.message import Post
 from digest.delivery.throttle import SharedRate
 url, key = sys.argv[1], sys.argv[2]
 rate, shares, count = float(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
@@ -145,3 +152,37 @@ def test_the_account_is_named_without_its_secret() -> None:
     assert (sendgrid.rate, sendgrid.setting) == (400, "DIGEST_SENDGRID_RATE")
     assert smtp == AccountLimit("smtp:mailer@relay.example.org:2525", 50, "DIGEST_SMTP_RATE")
     assert SMTPBackend.account_limit(Settings(smtp_rate="")) is None  # empty: no shared limit
+
+
+class _BusyOnce(MemoryBackend):
+    """Answers the first post with a 429 (try again at once), then takes everything."""
+
+    refused = 0
+
+    def send(self, post: Post) -> list[RecipientResult]:
+        if not _BusyOnce.refused:
+            _BusyOnce.refused = len(post.recipients)
+            raise RetryableError("429 too many requests", retry_after=0)
+        return super().send(post)
+
+
+def test_a_send_keeps_to_the_account_rate_and_a_retry_counts_again(
+    db_url: str, tmp_path: Path
+) -> None:
+    world = make_world(db_url, tmp_path)
+    bulk_readers(world.app, 30)
+    box = MemoryMailbox()
+    account = AccountLimit("sendgrid:test", 1000, "DIGEST_SENDGRID_RATE")
+    _BusyOnce.refused = 0
+    report = send(
+        world.app,
+        backend_factory=lambda: _BusyOnce(box, 1000),
+        options=SendOptions(account=account),
+        batch_size=10,
+    )
+    assert report.sent_now == 30 and len(box.sent) == 30
+    assert _BusyOnce.refused == 10  # a post of 10: a quarter second at 1,000/s is 250
+    with world.app.sessions() as s:
+        budget = s.get(RateBudget, "sendgrid:test")
+        assert budget is not None
+        assert budget.taken == 30 + 10  # every reader once, and the refused post again

@@ -385,10 +385,6 @@ class SendLoop:
     ) -> list[RecipientResult]:
         attempt = 1
         while True:
-            if attempt > 1 and self.shared is not None:
-                # a post tried again counts against the account's rate again
-                share = self.shared.reserve(len(post.recipients))
-                self._wait_until(share.at(0), claim)
             try:
                 return backend.send(post)
             except RetryableError as exc:
@@ -403,6 +399,13 @@ class SendLoop:
                 log.info("retrying in %.1fs after: %s", delay, exc)
                 self._count(retries=1)
                 self.wait(delay)
+                if self.shared is not None and not self.stopping:
+                    # a post tried again counts against the account's rate again
+                    share = self.shared.reserve(len(post.recipients))
+                    if not self._wait_until(share.at(0), claim):
+                        raise
+                if self.shared is not None and self.stopping:
+                    raise  # stopped while waiting its turn: not sent, the batch goes back
                 attempt += 1
 
     def _wait_until(self, moment: float, claim: ledger.Claim) -> bool:
