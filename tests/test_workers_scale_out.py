@@ -178,21 +178,20 @@ def test_scheduled_run_enqueues_and_three_workers_keep_to_one_rate(
 def test_one_worker_killed_mid_post_and_one_drained(
     db_url: str, tmp_path: Path, monkeypatch: Any
 ) -> None:
-    readers = 4_000
+    readers = 5_000
     with SendGridServer(validate_every=10) as server:
         world = _world(db_url, tmp_path, server, monkeypatch)
         bulk_readers(world.app, readers)
-        planned = _digest(world, "send", "weekly", "--as-of", "2026-11-23", "--enqueue")
-        _out, err = planned.communicate(timeout=120)
-        assert planned.returncode == 0, err
-
         # a lease of five minutes: a batch comes back before then only when released
         workers = _workers(world, 3, "--lease", "300")
         victim = drained = None
         try:
+            _wait_for(lambda: len(_listed(world)) == 3, "three workers to register", workers)
+            assert sorted(w["state"] for w in _listed(world)) == ["running"] * 3
+            planned = _digest(world, "send", "weekly", "--as-of", "2026-11-23", "--enqueue")
+            _out, err = planned.communicate(timeout=120)
+            assert planned.returncode == 0, err
             _wait_for(lambda: len(server.requests) >= 4, "the first posts", workers)
-            listed = _listed(world)
-            assert sorted(w["state"] for w in listed) == ["running"] * 3
             # SendGrid takes the next post and holds its answer: its worker is killed
             server.script(Fault.slow(120))
             _wait_for(lambda: any(r.fault == "slow" for r in server.requests), "it", workers)
