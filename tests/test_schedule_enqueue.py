@@ -16,7 +16,9 @@ from sqlalchemy import select
 from time_machine import TimeMachineFixture
 
 from digest.cli import cli
+from digest.config import load_config
 from digest.delivery.memory import MemoryBackend, MemoryMailbox
+from digest.errors import ConfigError
 from digest.models import Delivery, DeliveryBatch, DeliveryStatus, SchedulerRun
 from digest.worker import run_worker
 from digest.workers import register, waiting_for_workers
@@ -114,3 +116,16 @@ def test_without_enqueue_the_scheduler_still_sends(
     time_machine.move_to(AS_OF + timedelta(seconds=30))
     _scheduler()
     assert len(list(world.outbox.rglob("*.eml"))) == 10
+
+
+def test_an_unknown_delivery_is_one_line_naming_the_key(tmp_path: Path) -> None:
+    path = tmp_path / "digest.toml"
+    path.write_text(
+        '[newsletters.weekly]\ntitle = "W"\nlist = "weekly"\nsender = "a@example.org"\n'
+        'delivery = "robots"\n'
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    message = str(caught.value)
+    assert "newsletters.weekly.delivery" in message
+    assert "'direct' or 'workers'" in message
