@@ -4,7 +4,9 @@ Sizes: deliveries to 10,000 and 100,000 readers (``--large`` adds 1,000,000),
 on SQLite and, when ``DIGEST_BENCH_POSTGRES_URL`` or ``DIGEST_TEST_POSTGRES_URL``
 is set, on PostgreSQL too (each run in a schema of its own, dropped after);
 10,000 SMTP messages; 5,000 feed entries; the 40-article digest against Node
-``mjml``; ``digest --version`` against ``import click``.  Smaller sizes
+``mjml``; ``digest --version`` against ``import click``; three workers sharing
+``DIGEST_SENDGRID_RATE=400`` (the delivered rate and the busiest 10 seconds at
+SendGrid's end, against the limit).  Smaller sizes
 (``--sizes 300 --smtp 50 …``) make a quick smoke run.
 """
 
@@ -24,11 +26,11 @@ from typing import Any
 
 from rich.console import Console
 
-from bench import compose, delivery, ingest, report, startup
+from bench import compose, delivery, ingest, report, shared_rate, startup
 from bench.servers import ServerProcess
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results.json"
-SECTIONS = ("compose", "delivery", "smtp", "ingest", "startup")
+SECTIONS = ("compose", "delivery", "smtp", "ingest", "startup", "rate")
 
 
 def _sizes(text: str) -> list[int]:
@@ -44,6 +46,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--sizes", type=_sizes, help="Delivery sizes (default 10000,100000).")
     parser.add_argument("--smtp", type=int, default=10_000, help="SMTP messages (0: skip).")
     parser.add_argument("--ingest", type=int, default=5_000, help="Feed entries (0: skip).")
+    parser.add_argument(
+        "--rate-readers", type=int, default=8_000, help="Readers of the shared-rate run (0: skip)."
+    )
+    parser.add_argument(
+        "--rate-limit", type=float, default=400.0, help="DIGEST_SENDGRID_RATE of that run."
+    )
+    parser.add_argument("--rate-workers", type=int, default=3, help="Its worker processes.")
     parser.add_argument("--compose-runs", type=int, default=200, help="Renders timed per engine.")
     parser.add_argument("--no-node", action="store_true", help="Skip the Node mjml comparison.")
     parser.add_argument(
@@ -135,6 +144,22 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
             ):
                 results["smtp"] = delivery.measure(
                     "sqlite", args.smtp, work, smtp, backend="smtp", concurrency=args.concurrency
+                )
+        if "rate" in args.only and args.rate_readers:
+            with (
+                ServerProcess("sendgrid", "--validate-every", str(args.validate_every)) as sg,
+                console.status(
+                    f"rate: {args.rate_workers} workers, {args.rate_readers:,} readers at "
+                    f"{args.rate_limit:g}/s…"
+                ),
+            ):
+                results["rate"] = shared_rate.measure(
+                    work,
+                    sg,
+                    postgres_url=args.postgres or None,
+                    readers=args.rate_readers,
+                    workers=args.rate_workers,
+                    limit=args.rate_limit,
                 )
         if "ingest" in args.only and args.ingest:
             with console.status(f"ingest: {args.ingest:,} entries…"):

@@ -89,6 +89,18 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                 "met": start["version_ratio"] <= VERSION_FACTOR,
             }
         )
+    rate = results.get("rate")
+    if rate:
+        out.append(
+            {
+                "target": f"{rate['workers']} workers together within 10% of the shared rate "
+                f"over any 10 s ({rate['limit_per_s']:g}/s, {rate['database']})",
+                "measured": f"busiest {rate['busiest_10s_per_s']}/s, delivered "
+                f"{rate['delivered_per_s']}/s",
+                "met": rate["busiest_10s_per_s"] <= rate["ceiling_per_s"]
+                and (rate.get("server") or {}).get("duplicates") == 0,
+            }
+        )
     return out
 
 
@@ -182,6 +194,39 @@ def print_tables(results: dict[str, Any], console: Console | None = None) -> Non
             _fmt(smtp["peak_rss_mb"], 0),
         )
         console.print(t)
+
+    rate = results.get("rate")
+    if rate:
+        t = Table(
+            title=f"Shared rate: {rate['workers']} workers, one SendGrid account "
+            f"(DIGEST_SENDGRID_RATE={rate['limit_per_s']:g}), {rate['database']}"
+        )
+        for col in (
+            "readers",
+            "limit/s",
+            "delivered/s",
+            "busiest 10 s, /s",
+            "ceiling/s",
+            "elapsed s",
+            "received (dup)",
+        ):
+            t.add_column(col, justify="right")
+        server = rate.get("server") or {}
+        t.add_row(
+            _fmt(rate["readers"]),
+            _fmt(rate["limit_per_s"]),
+            _fmt(rate["delivered_per_s"]),
+            _fmt(rate["busiest_10s_per_s"]),
+            _fmt(rate["ceiling_per_s"]),
+            _fmt(rate["elapsed_s"], 2),
+            f"{_fmt(server.get('distinct'))} ({_fmt(server.get('duplicates'))})",
+        )
+        console.print(t)
+        console.print(
+            "  delivered: messages between the first and the last arrival at the server · "
+            "busiest: the most messages in any 10 seconds, per second · ceiling: the limit "
+            "plus 10% (the budget hands out 95% of the limit; see digest/delivery/throttle.py)"
+        )
 
     ingest = results.get("ingest")
     if ingest:

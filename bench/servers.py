@@ -134,12 +134,14 @@ def _cpu() -> float:
     return round(usage.ru_utime + usage.ru_stime, 3)
 
 
-def _serve(info: dict[str, Any], tally: _Tally, extra: Any = None) -> None:
+def _serve(info: dict[str, Any], tally: _Tally, extra: Any = None, on_reset: Any = None) -> None:
     print(json.dumps(info), flush=True)
     for line in sys.stdin:
         command = line.strip()
         if command == "reset":
             tally.reset()
+            if on_reset is not None:
+                on_reset()
             print(json.dumps({"ok": True}), flush=True)
         else:
             out = tally.snapshot()
@@ -165,14 +167,18 @@ def _sendgrid(validate_every: int) -> None:
 
         def extra() -> dict[str, Any]:
             rejected = [r for r in server.requests if not r.accepted]
+            arrivals = [r.arrived for r in server.accepted]
             return {
+                # the busiest 10 seconds, and the first to the last arrival (a rate's span)
+                "busiest_10s": server.busiest(10)[0],
+                "span_s": round(max(arrivals) - min(arrivals), 3) if arrivals else 0.0,
                 "requests": len(server.requests),
                 "rejected": len(rejected),
                 "errors": [e for r in rejected[:3] for e in r.errors[:3]],
                 "validated_every": validate_every,
             }
 
-        _serve({"url": server.url, "api_key": API_KEY}, tally, extra)
+        _serve({"url": server.url, "api_key": API_KEY}, tally, extra, server.reset)
 
 
 def _smtp() -> None:

@@ -73,6 +73,11 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     #: Seconds a scheduled run may start late; a run missed by more is recorded, not sent.
     scheduler_misfire_grace: int = Field(default=3600, gt=0)
+    #: Messages per second the SMTP relay account takes, shared by every process that sends
+    #: through it (workers, `digest send`, the scheduler); None: no shared limit.
+    smtp_rate: float | None = Field(default=None, gt=0)
+    #: The same for the SendGrid account (``SENDGRID_API_KEY``).
+    sendgrid_rate: float | None = Field(default=None, gt=0)
     #: Proxies (IP addresses or networks) whose ``X-Forwarded-For`` and
     #: ``X-Forwarded-Proto`` the web app believes; none by default, so that a client
     #: cannot pick its own address for the rate limits.
@@ -128,7 +133,15 @@ class Settings(BaseSettings):
                 )
         return found
 
-    @field_validator("templates", "backend", "bounce_address", "bounce_imap_url", mode="before")
+    @field_validator(
+        "templates",
+        "backend",
+        "bounce_address",
+        "bounce_imap_url",
+        "smtp_rate",
+        "sendgrid_rate",
+        mode="before",
+    )
     @classmethod
     def _blank_is_unset(cls, value: Any) -> Any:
         # `DIGEST_TEMPLATES=` (as in .env.example) means "no override", not the current
@@ -292,6 +305,10 @@ class NewsletterConfig(BaseModel):
     def prepare_ahead(self) -> timedelta:
         """``prepare_before`` as a timedelta."""
         return parse_duration(self.prepare_before, "prepare_before")
+
+    #: Who delivers the scheduled runs: ``direct`` (the scheduler sends) or ``workers``
+    #: (the scheduler plans the edition and `digest worker` processes send it).
+    delivery: Literal["direct", "workers"] = "direct"
 
     @field_validator("sources", mode="before")
     @classmethod

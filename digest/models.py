@@ -13,8 +13,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Enum,
+    Float,
     ForeignKey,
     Integer,
     String,
@@ -408,3 +410,52 @@ class WebSession(Base):
     #: The client's address and browser at sign-in, for a list of one's sessions.
     ip: Mapped[str | None] = mapped_column(String(64))
     user_agent: Mapped[str] = mapped_column(String(300), default="")
+
+
+class RateBudget(Base):
+    """A provider account's shared rate: the time its next message may go (a virtual
+    schedule, GCRA), moved forward atomically by each sender that takes a chunk of it
+    (see :mod:`digest.delivery.throttle`)."""
+
+    __tablename__ = "rate_budget"
+
+    #: The account (:attr:`digest.delivery.base.AccountLimit.key`), never its secret.
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    #: Messages per second (the last rate a sender used, for display).
+    rate: Mapped[float] = mapped_column(Float)
+    #: Seconds since the epoch (the database's clock on PostgreSQL) when the next
+    #: message not yet reserved may go.
+    next_at: Mapped[float] = mapped_column(Float)
+    #: Messages reserved through it so far.
+    taken: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class WorkerState(enum.StrEnum):
+    RUNNING = "running"
+    #: SIGTERM received: finishing the post in hand, then releasing its batches.
+    DRAINING = "draining"
+    STOPPED = "stopped"
+
+
+class WorkerProcess(Base):
+    """A `digest worker` process, registered while it runs (see :mod:`digest.workers`).
+    One whose heartbeat stopped is shown as lost; its batches are taken over after
+    their lease."""
+
+    __tablename__ = "worker_process"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    #: Its claims' owner prefix (``host:pid:token``): its batches are claimed as
+    #: ``NAME:thread``.
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    host: Mapped[str] = mapped_column(String(200))
+    pid: Mapped[int] = mapped_column(Integer)
+    backend: Mapped[str] = mapped_column(String(50), default="")
+    state: Mapped[WorkerState] = mapped_column(
+        _enum(WorkerState, "worker_state"), default=WorkerState.RUNNING
+    )
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: Messages it has sent (updated with each heartbeat).
+    sent: Mapped[int] = mapped_column(Integer, default=0)

@@ -284,6 +284,10 @@ class Sender:
             else timedelta(0)
         )
         self.options = options or SendOptions()
+        if self.options.account is None:  # the account's shared rate, when one is set
+            account = kind.account_limit(app.settings)
+            if account is not None:
+                self.options = replace(self.options, account=account)
         self.cancel = cancel or threading.Event()
         self.on_progress = on_progress
         self.owner = owner

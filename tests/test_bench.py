@@ -17,6 +17,7 @@ def test_bench_runs_every_section_and_writes_results(tmp_path: Path) -> None:
     postgres = os.environ.get("DIGEST_TEST_POSTGRES_URL", "")
     args = ["--sizes", "150", "--smtp", "20", "--ingest", "30", "--compose-runs", "2"]
     args += ["--startup-runs", "1"]
+    args += ["--rate-readers", "300", "--rate-limit", "200", "--rate-workers", "2"]
     args += ["--no-node", "--postgres", postgres, "--work", str(tmp_path), "--out", str(out)]
     assert main(args) == 0
     results = json.loads(out.read_text())
@@ -41,6 +42,10 @@ def test_bench_runs_every_section_and_writes_results(tmp_path: Path) -> None:
 
     ingest = results["ingest"]
     assert ingest["new"] == 30 and ingest["reingest_unchanged"] == 30 and not ingest["errors"]
+
+    rate = results["rate"]
+    assert rate["server"]["distinct"] == 300 and rate["server"]["duplicates"] == 0
+    assert rate["limit_per_s"] == 200 and rate["busiest_10s_per_s"] > 0
 
     assert not any("compose" in t["target"] for t in results["targets"])  # information only
 

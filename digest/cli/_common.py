@@ -90,7 +90,10 @@ concurrency_option = click.option(
     help="Sending threads (default: 4 for sendgrid, 1 for the others).",
 )
 rate_option = click.option(
-    "--rate", type=click.FloatRange(min=0.1), help="At most this many messages per second."
+    "--rate",
+    type=click.FloatRange(min=0.1),
+    help="At most this many messages per second from this process (the account's "
+    "DIGEST_SMTP_RATE / DIGEST_SENDGRID_RATE holds across every process as well).",
 )
 
 

@@ -43,9 +43,20 @@ from digest.signals import graceful_stop
     is_flag=True,
     help="Run what is due now (and take up unfinished runs), then exit: for cron or a timer.",
 )
+@click.option(
+    "--enqueue",
+    is_flag=True,
+    help="Only plan each run's edition and leave the sending (waves too) to `digest worker` "
+    'processes; without it, per newsletter (delivery = "workers" in digest.toml).',
+)
 @pass_app
 def scheduler(
-    app: App, backend: str | None, concurrency: int | None, rate: float | None, once: bool
+    app: App,
+    backend: str | None,
+    concurrency: int | None,
+    rate: float | None,
+    once: bool,
+    enqueue: bool,
 ) -> None:
     """Run every newsletter on its schedule until stopped: ingest its sources, then send
     the edition for the period that just ended.
@@ -55,10 +66,16 @@ def scheduler(
     DIGEST_SCHEDULER_MISFIRE_GRACE seconds is recorded as missed, not sent late.
     SIGTERM or Ctrl-C stops it after the message in hand; the next start resumes.
 
+    With --enqueue (or delivery = "workers" for a newsletter) a run ingests, plans
+    the edition and its ledger, and leaves the batches (local-time waves as batches
+    that wait for their time) to `digest worker` processes; when none is running it
+    says so in its log, and the admin console shows the edition as waiting.
+
     \b
     Example:
         digest scheduler
         digest scheduler --backend sendgrid --concurrency 4
+        digest scheduler --enqueue   # `digest worker` processes send
         digest scheduler --once   # from cron or a systemd timer
     """
     logging.basicConfig(
@@ -67,7 +84,11 @@ def scheduler(
     choice = choose_backend(app, backend)
     stop = threading.Event()
     service = DigestScheduler(
-        app, backend=choice, options=send_options(choice, concurrency, rate), stop=stop
+        app,
+        backend=choice,
+        options=send_options(choice, concurrency, rate),
+        stop=stop,
+        enqueue=enqueue,
     )
 
     def on_signal(_signum: int) -> None:
@@ -76,9 +97,10 @@ def scheduler(
 
     with graceful_stop(stop, on_signal):
         service.start()
+        how = "enqueueing for `digest worker`" if enqueue else f"backend {choice}"
         err_console.print(
             f"scheduler: started with {len(app.config.newsletters)} newsletter(s), "
-            f"backend {choice}; SIGTERM or Ctrl-C stops it"
+            f"{how}; SIGTERM or Ctrl-C stops it"
         )
         if once:
             service.tick()

@@ -56,9 +56,14 @@ def worker(
 
     Run as many as you like, on any machines that share the (PostgreSQL)
     database; each batch goes to exactly one worker. Pair with
-    `digest send NEWSLETTER --enqueue`. A batch held by a worker that died is
-    taken over when its --lease runs out (at once when the dead worker ran on
-    this machine); what it had in flight is reported uncertain.
+    `digest send NEWSLETTER --enqueue` or a scheduler that enqueues
+    (`digest scheduler --enqueue`, or delivery = "workers" in digest.toml).
+    Together they keep to the account's DIGEST_SMTP_RATE / DIGEST_SENDGRID_RATE;
+    --rate paces this process alone. Each worker registers itself (`digest
+    workers list`). SIGTERM drains it: the post in hand finishes and its batches
+    are released at once. A batch held by a worker that died is taken over when
+    its --lease runs out (at once when the dead worker ran on this machine);
+    what it had in flight is reported uncertain.
 
     \b
     Example:
@@ -74,7 +79,9 @@ def worker(
     stop = threading.Event()
 
     def on_signal(_signum: int) -> None:
-        err_console.print("worker: stopping after the message in hand…")
+        err_console.print(
+            "worker: draining: finishing the post in hand, then releasing its batches"
+        )
 
     with graceful_stop(stop, on_signal):
         stats = run_worker(
@@ -87,7 +94,8 @@ def worker(
         )
     click.echo(
         f"worker: sent {stats.sent}, failed {stats.failed}, uncertain {stats.uncertain}, "
-        f"recovered {stats.recovered} from stopped senders"
+        f"recovered {stats.recovered} from stopped senders, released {stats.released} "
+        "batch(es) for other workers"
     )
 
 

@@ -51,6 +51,19 @@ class FatalError(BackendError):
 
 
 @dataclass(frozen=True)
+class AccountLimit:
+    """The provider account's rate, which every sending process shares."""
+
+    #: Names the account, never its secret: ``sendgrid:api.sendgrid.com:3f2a…`` (a hash
+    #: of the key), ``smtp:user@relay.example.org:587``.
+    key: str
+    #: Messages per second, across every process.
+    rate: float
+    #: The setting it came from, for messages (``DIGEST_SENDGRID_RATE``).
+    setting: str
+
+
+@dataclass(frozen=True)
 class RecipientResult:
     """What happened to one recipient of a post."""
 
@@ -95,6 +108,13 @@ class Backend(ABC):
     def configured_by(cls, settings: Settings) -> str | None:
         """The setting that asks for this backend when ``DIGEST_BACKEND`` is unset
         (e.g. ``DIGEST_SMTP_URL`` for SMTP), if it is set; None otherwise."""
+        return None
+
+    @classmethod
+    def account_limit(cls, settings: Settings) -> AccountLimit | None:
+        """The account's shared rate (e.g. ``DIGEST_SENDGRID_RATE``), if one is set: the
+        send loop then takes its messages from one budget in the database, with every
+        other process sending through the same account (:mod:`digest.delivery.throttle`)."""
         return None
 
     def open(self) -> None:  # noqa: B027 - optional hook

@@ -500,6 +500,50 @@ def skip(sessions: sessionmaker[Session], delivery_ids: Sequence[int], reason: s
         )
 
 
+def renew(sessions: sessionmaker[Session], claim: Claim, lease: timedelta) -> bool:
+    """Extend a claim's lease (a sender waiting its turn is alive); False when the
+    batch is no longer this claim's."""
+    now = utcnow()
+    with sessions.begin() as s:
+        renewed = s.execute(
+            update(DeliveryBatch)
+            .where(
+                DeliveryBatch.id == claim.batch_id,
+                DeliveryBatch.claimed_by == claim.owner,
+                DeliveryBatch.status == BatchStatus.SENDING,
+            )
+            .values(lease_until=now + lease, updated_at=now)
+        )
+        return bool(_rowcount(renewed))
+
+
+def release_owner(sessions: sessionmaker[Session], owner: str) -> int:
+    """Give back every batch claimed by ``owner``'s threads (claims ``owner:…``), as a
+    worker that stops does: another takes them at once, without waiting for the lease.
+    Anything of them still in flight is uncertain.  Returns the batches released."""
+    now = utcnow()
+    with sessions.begin() as s:
+        mine = DeliveryBatch.claimed_by.startswith(f"{owner}:", autoescape=True)
+        ids = list(
+            s.scalars(
+                select(DeliveryBatch.id).where(mine, DeliveryBatch.status == BatchStatus.SENDING)
+            )
+        )
+        if not ids:
+            return 0
+        s.execute(
+            update(Delivery)
+            .where(Delivery.batch_id.in_(ids), Delivery.status == DeliveryStatus.SENDING)
+            .values(status=DeliveryStatus.UNCERTAIN, reason=UNCERTAIN_REASON, updated_at=now)
+        )
+        s.execute(
+            update(DeliveryBatch)
+            .where(DeliveryBatch.id.in_(ids))
+            .values(status=BatchStatus.PENDING, claimed_by=None, lease_until=None)
+        )
+        return len(ids)
+
+
 def release(sessions: sessionmaker[Session], claim: Claim) -> None:
     """Give a batch back (stopping or pausing between posts)."""
     with sessions.begin() as s:

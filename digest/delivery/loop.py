@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from digest.delivery import ledger
 from digest.delivery.base import (
+    AccountLimit,
     AmbiguousError,
     Backend,
     FatalError,
@@ -37,6 +38,7 @@ from digest.delivery.base import (
     RetryableError,
 )
 from digest.delivery.message import Envelope, Post, Recipient
+from digest.delivery.throttle import SharedRate, post_size
 from digest.models import EditionStatus
 from subscribers.service import sendable_names
 
@@ -62,6 +64,9 @@ class SendOptions:
     pause_after: int = 5
     #: How long a claim holds without a sign of life.
     lease: timedelta = timedelta(minutes=5)
+    #: The provider account's rate, shared with every other sending process through the
+    #: database (:mod:`digest.delivery.throttle`); None: only ``rate`` applies.
+    account: AccountLimit | None = None
 
 
 class RateLimiter:
@@ -186,6 +191,8 @@ class SendLoop:
         self._sleep = sleep
         self.owner = owner or ledger.owner_id()
         self.limiter = RateLimiter(self.options.rate, sleep=self.wait)
+        account = self.options.account
+        self.shared = SharedRate(self.sessions, account) if account is not None else None
         self._lock = threading.Lock()
         self._consecutive = 0
         self.result = LoopResult()
@@ -266,17 +273,28 @@ class SendLoop:
             for r in rows
             if r.subscriber_id is not None and r.subscriber_id in keep
         ]
-        size = max(1, backend.max_recipients)
+        size = post_size(self.options.account, backend.max_recipients)
         posts: list[tuple[Envelope, Sequence[ledger.Row]]] = []
         for tracked in (True, False):
             group = [r for r in rows if (r.subscriber_id in untracked) != tracked]
             if group:
                 envelope = self.context.envelope(claim.variant_id, tracked)
                 posts.extend((envelope, group[i : i + size]) for i in range(0, len(group), size))
+        # The batch's worth of the account's rate, in one statement; its posts are
+        # spaced across that share.
+        share = self.shared.reserve(len(rows)) if self.shared is not None and rows else None
+        start = 0
         for number, (envelope, chunk) in enumerate(posts, 1):
             if self.stopping:
                 ledger.release(self.sessions, claim)
                 return
+            if share is not None:
+                if not self._wait_until(share.at(start), claim):
+                    return  # another sender has the batch now
+                if self.stopping:
+                    ledger.release(self.sessions, claim)
+                    return
+            start += len(chunk)
             outcome = self._post(backend, claim, envelope, chunk, last=number == len(posts))
             if outcome == "again":
                 # Not delivered yet, and worth trying again: the batch goes back to
@@ -309,6 +327,8 @@ class SendLoop:
             for r in chunk
         ]
         self.limiter.acquire(len(chunk))
+        if self.stopping:  # stopped while waiting for the rate: this post never starts
+            return "again"
         try:
             moved = ledger.start_post(
                 self.sessions, claim, [r.delivery_id for r in chunk], self.options.lease
@@ -323,7 +343,7 @@ class SendLoop:
             return "sent"
         finish = claim if last else None
         try:
-            results = self._send_with_retries(backend, Post(envelope, recipients))
+            results = self._send_with_retries(backend, Post(envelope, recipients), claim)
         except PermanentError as exc:
             ledger.record_results(
                 self.sessions,
@@ -373,7 +393,9 @@ class SendLoop:
             self._failure((results[0].error if results else None) or "failed", claim.edition_id)
         return "finished" if last else "sent"
 
-    def _send_with_retries(self, backend: Backend, post: Post) -> list[RecipientResult]:
+    def _send_with_retries(
+        self, backend: Backend, post: Post, claim: ledger.Claim
+    ) -> list[RecipientResult]:
         attempt = 1
         while True:
             try:
@@ -390,7 +412,32 @@ class SendLoop:
                 log.info("retrying in %.1fs after: %s", delay, exc)
                 self._count(retries=1)
                 self.wait(delay)
+                if self.shared is not None and not self.stopping:
+                    # a post tried again counts against the account's rate again
+                    share = self.shared.reserve(len(post.recipients))
+                    if not self._wait_until(share.at(0), claim):
+                        raise
+                if self.shared is not None and self.stopping:
+                    raise  # stopped while waiting its turn: not sent, the batch goes back
                 attempt += 1
+
+    def _wait_until(self, moment: float, claim: ledger.Claim) -> bool:
+        """Wait for ``moment`` (``time.monotonic()``) or a stop, renewing the claim's
+        lease while the account's rate keeps this post waiting; False when the batch was
+        taken over meanwhile."""
+        renew_every = max(1.0, self.options.lease.total_seconds() / 3)
+        renewed = time.monotonic()
+        while not self.stopping:
+            now = time.monotonic()
+            if now >= moment:
+                return True
+            if now - renewed >= renew_every:
+                if not ledger.renew(self.sessions, claim, self.options.lease):
+                    log.warning("batch %s was taken over by another sender", claim.batch_id)
+                    return False
+                renewed = now
+            self.stop.wait(min(moment - now, 0.2))
+        return True
 
     # -- bookkeeping -------------------------------------------------------
     def _count(

@@ -8,17 +8,20 @@ ids so Event Webhook events can be matched back to the ledger.
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import json
 import urllib.error
 from email.utils import parseaddr
 from typing import Any, Self
+from urllib.parse import urlsplit
 
 from python_http_client import exceptions as http_errors
 from sendgrid import SendGridAPIClient
 
 from digest.config import Settings
 from digest.delivery.base import (
+    AccountLimit,
     AmbiguousError,
     Backend,
     FatalError,
@@ -143,6 +146,18 @@ class SendGridBackend(Backend):
     def configured_by(cls, settings: Settings) -> str | None:
         key = settings.sendgrid_api_key
         return "SENDGRID_API_KEY" if key is not None and key.get_secret_value() else None
+
+    @classmethod
+    def account_limit(cls, settings: Settings) -> AccountLimit | None:
+        """``DIGEST_SENDGRID_RATE`` for the account the API key names (the key is hashed)."""
+        if settings.sendgrid_rate is None:
+            return None
+        key = settings.sendgrid_api_key.get_secret_value() if settings.sendgrid_api_key else ""
+        host = urlsplit(settings.sendgrid_api_host).netloc or settings.sendgrid_api_host
+        account = hashlib.sha256(key.encode()).hexdigest()[:12]
+        return AccountLimit(
+            f"sendgrid:{host}:{account}", settings.sendgrid_rate, "DIGEST_SENDGRID_RATE"
+        )
 
     def send(self, post: Post) -> list[RecipientResult]:
         refused: list[RecipientResult] = []

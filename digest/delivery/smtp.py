@@ -24,6 +24,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from digest.config import Settings
 from digest.delivery.base import (
+    AccountLimit,
     AmbiguousError,
     Backend,
     FatalError,
@@ -109,6 +110,20 @@ class SMTPBackend(Backend):
     @classmethod
     def configured_by(cls, settings: Settings) -> str | None:
         return "DIGEST_SMTP_URL" if settings.smtp_url else None
+
+    @classmethod
+    def account_limit(cls, settings: Settings) -> AccountLimit | None:
+        """``DIGEST_SMTP_RATE`` for the relay account of ``DIGEST_SMTP_URL`` (user@host:port)."""
+        if settings.smtp_rate is None:
+            return None
+        try:
+            smtp = parse_smtp_url(settings.smtp_url)
+        except ConfigError:
+            return AccountLimit("smtp:unset", settings.smtp_rate, "DIGEST_SMTP_RATE")
+        user = f"{smtp.username}@" if smtp.username else ""
+        return AccountLimit(
+            f"smtp:{user}{smtp.host}:{smtp.port}", settings.smtp_rate, "DIGEST_SMTP_RATE"
+        )
 
     # -- connection -------------------------------------------------------
     def _context(self) -> ssl.SSLContext:

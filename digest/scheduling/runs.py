@@ -27,7 +27,7 @@ from typing import Any
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from digest import desk
+from digest import desk, workers
 from digest.app import App
 from digest.collect import period_for
 from digest.config import NewsletterConfig
@@ -85,6 +85,13 @@ class RunContext:
     owner: str = field(default_factory=ledger.owner_id)
     #: Told (newsletter, edition id, wave times) when an edition has later waves.
     on_waves: Callable[[str, int, list[datetime]], None] | None = None
+    #: Every run only plans its edition and leaves the sending to `digest worker`
+    #: processes (`digest scheduler --enqueue`); else per newsletter (``delivery``).
+    enqueue: bool = False
+
+    def enqueues(self, newsletter: NewsletterConfig) -> bool:
+        """True when the newsletter's runs leave the sending (waves too) to workers."""
+        return self.enqueue or newsletter.delivery == "workers"
 
     @cached_property
     def sender(self) -> Sender:
@@ -305,11 +312,14 @@ def run_edition(
         else:
             if nl.approval == "required":  # editions approved after their run was held
                 send_approved(ctx, slot_of=nl.name)
-            result.report = ctx.sender.send(nl.name, period=choice)
+            enqueue = ctx.enqueues(nl)
+            result.report = ctx.sender.send(nl.name, period=choice, enqueue=enqueue)
             result.outcome, result.detail = describe(nl, result.report, result.ingested)
             held = result.report
             if held.outcome is SendOutcome.HELD and held.created and held.edition_id:
                 _notify(ctx, held.edition_id)
+            if result.report.outcome is SendOutcome.ENQUEUED:
+                result.detail += _worker_note(app, nl)
     except Exception as exc:
         result.outcome, result.detail = RunOutcome.FAILED, _one_line(exc)
         finish_run(app, run_id, RunOutcome.FAILED, result.detail)
@@ -337,7 +347,15 @@ def run_edition(
         result.detail,
     )
     report = result.report
-    if report is not None and report.waiting and report.edition_id and ctx.on_waves:
+    enqueued = report is not None and report.outcome is SendOutcome.ENQUEUED
+    # the workers send an enqueued edition's waves (each batch waits for its not_before)
+    if (
+        report is not None
+        and report.waiting
+        and report.edition_id
+        and ctx.on_waves
+        and not enqueued
+    ):
         with app.sessions() as s:
             times = waves.future_waves(s, report.edition_id, utcnow())
         ctx.on_waves(nl.name, report.edition_id, times)
@@ -474,6 +492,20 @@ def send_approved(ctx: RunContext, *, slot_of: str | None = None) -> int:
     return sent
 
 
+def _worker_note(app: App, newsletter: NewsletterConfig) -> str:
+    """What the run's record adds about the workers; a warning in the log when none runs."""
+    with app.sessions() as s:
+        running = workers.alive(s)
+    if running:
+        return f"; {running} worker(s) running"
+    log.warning(
+        "%s: the edition is queued for workers, but no worker is running: start `digest "
+        "worker` (the admin console shows it as waiting for workers)",
+        newsletter.name,
+    )
+    return "; no worker is running: start `digest worker`"
+
+
 def resume_edition(ctx: RunContext, edition_id: int) -> tuple[int, list[datetime]]:
     """Send whatever of an edition is due now; (sent, times of the waves still waiting).
 
@@ -504,6 +536,9 @@ def sweep(ctx: RunContext) -> int:
         pending = waves.editions_with_waves(s)
     total = 0
     for edition_id, name in pending:
+        nl = app.config.newsletters.get(name)
+        if nl is not None and ctx.enqueues(nl):
+            continue  # its workers send its waves
         if name not in app.config.newsletters:
             log.warning(
                 "edition %s of %r has waves waiting, but %r is no longer in %s",

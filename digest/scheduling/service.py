@@ -129,6 +129,10 @@ def edition_job(
 def wave_job(newsletter: str, edition_id: int, *, call: JobCall | None = None) -> int:
     """A local-time wave: send what of the edition is due now."""
     ctx, due = _required(call).context, _required(call).due
+    nl = ctx.app.config.newsletters.get(newsletter)
+    if nl is not None and ctx.enqueues(nl):
+        log.info("%s: edition %s: wave due %s is for the workers", newsletter, edition_id, due)
+        return 0
     sent, later = runs.resume_edition(ctx, edition_id)
     log.info("%s: edition %s: wave due %s: %d sent", newsletter, edition_id, due, sent)
     if later and ctx.on_waves:
@@ -283,6 +287,7 @@ class DigestScheduler(BaseScheduler):
         stop: threading.Event | None = None,
         grace: int | None = None,
         workers: int = 4,
+        enqueue: bool = False,
     ) -> None:
         self.app = app
         self.stop_event = stop or threading.Event()
@@ -294,6 +299,7 @@ class DigestScheduler(BaseScheduler):
             backend_factory=backend_factory,
             options=options,
             on_waves=self.schedule_waves,
+            enqueue=enqueue,
         )
         self._wake = threading.Event()
         super().__init__(
@@ -312,7 +318,15 @@ class DigestScheduler(BaseScheduler):
     # -- lifecycle ---------------------------------------------------------
     def start(self, paused: bool = False) -> None:
         """Write the jobs (replacing stale ones), plan recovery, then start processing."""
-        log.info("sending through backend %s", self.context.sender.backend)
+        if self.context.enqueue:
+            log.info("enqueueing every run for `digest worker` processes (--enqueue)")
+        else:
+            log.info("sending through backend %s", self.context.sender.backend)
+            for nl in self.app.config.newsletters.values():
+                if nl.delivery == "workers":
+                    log.info(
+                        '%s: runs enqueued for `digest worker` (delivery = "workers")', nl.name
+                    )
         super().start(paused=True)
         self.sync_jobs()
         self._resume_unfinished()

@@ -38,6 +38,7 @@ from digest.errors import ConfigError, DigestError
 from digest.web import (
     admin,
     admin_suppressions,
+    admin_workers,
     api,
     archive,
     desk,
@@ -96,7 +97,17 @@ def create_app(
     )
     web.state.app = app
     web.state.web = state = WebState(app, options)
-    for module in (public, tracking_links, archive, editor, desk, admin, admin_suppressions, api):
+    for module in (
+        public,
+        tracking_links,
+        archive,
+        editor,
+        desk,
+        admin,
+        admin_suppressions,
+        admin_workers,
+        api,
+    ):
         web.include_router(module.router)
     web.router.routes.extend(webhooks.routes(app))
     web.mount("/static", StaticFiles(directory=STATIC), name="static")

@@ -56,6 +56,7 @@ from digest.web.pages import (
 from digest.web.ratelimit import retry_after
 from digest.web.security import rotate_csrf
 from digest.web.stats import bar_chart
+from digest.workers import waiting_for_workers
 from subscribers import io as subscribers_io
 from subscribers import lists as subscribers_lists
 from subscribers import privacy as subscribers_privacy
@@ -146,10 +147,10 @@ async def dashboard(request: Request) -> Response:
     require_admin(request)
     config = state(request).digest_config()
 
-    def load(session: Session) -> list[Any]:
-        return subscribers_lists.all_lists(session)
+    def load(session: Session) -> tuple[list[Any], list[Any]]:
+        return subscribers_lists.all_lists(session), waiting_for_workers(session)
 
-    summaries = await in_session(request, load)
+    summaries, waiting = await in_session(request, load)
     users: dict[str, list[str]] = {}
     for nl in config.newsletters.values():
         users.setdefault(nl.list_name, []).append(nl.title)
@@ -165,6 +166,7 @@ async def dashboard(request: Request) -> Response:
             "statuses": [s.value for s in Status],
             "newsletters": list(config.newsletters.values()),
             "held": held,
+            "waiting": waiting,
         },
     )
 

@@ -431,6 +431,10 @@ class RecordedRequest:
     accepted: bool = False
     message_id: str | None = None
     fault: FaultKind | None = None
+    #: ``time.monotonic()`` when the request's headers had arrived (the server's own clock).
+    arrived: float = 0.0
+    #: Personalizations in the body (messages, one reader each), kept without the body.
+    messages: int = 0
 
 
 @dataclass(frozen=True)
@@ -540,6 +544,7 @@ class _Handler(BaseHTTPRequestHandler):
     timeout = 10  # seconds a silent client may hold a handler thread
 
     def do_POST(self) -> None:
+        self.arrived = time.monotonic()
         self.server.owner._handle(self)
 
     def do_GET(self) -> None:
@@ -643,6 +648,20 @@ class SendGridServer:
     @property
     def accepted(self) -> list[RecordedRequest]:
         return [r for r in self.requests if r.accepted]
+
+    def busiest(self, seconds: float = 10.0) -> tuple[int, float]:
+        """The most messages accepted in any window of ``seconds`` (by arrival, on the
+        server's clock), and when that window began: the rate a provider would see."""
+        times = sorted((r.arrived, r.messages) for r in self.accepted)
+        best, start, total, first = 0, 0.0, 0, 0
+        for arrived, count in times:
+            total += count
+            while times[first][0] <= arrived - seconds:
+                total -= times[first][1]
+                first += 1
+            if total > best:
+                best, start = total, times[first][0]
+        return best, start
 
     def messages(self) -> list[ExpandedMessage]:
         """Every per-recipient message of every accepted request, in order."""
@@ -837,6 +856,11 @@ class SendGridServer:
         body: Any,
         **outcome: Any,
     ) -> None:
+        personalizations = body.get("personalizations") if isinstance(body, dict) else None
+        outcome.setdefault("arrived", getattr(h, "arrived", time.monotonic()))
+        outcome.setdefault(
+            "messages", len(personalizations) if isinstance(personalizations, list) else 0
+        )
         with self._lock:
             self._requests.append(
                 RecordedRequest(
