@@ -16,6 +16,8 @@ Serve it with ``digest serve`` (uvicorn), or uvicorn's factory mode:
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,6 +25,7 @@ from fastapi import FastAPI
 from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy.exc import DataError
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import ClientDisconnect, Request
@@ -76,7 +79,15 @@ def create_app(
     check_settings(app.settings)
     options = replace(options or WebOptions())
     options.open_preview = options.open_preview or open_preview
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        if state.hits is not None:  # the clicks and opens still queued, before the end
+            await run_in_threadpool(state.hits.close)
+
     web = FastAPI(
+        lifespan=lifespan,
         title="digest",
         version=__version__,
         description="JSON endpoints of digest's web app (the pages are HTML).",

@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-from collections.abc import Callable, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -30,6 +32,7 @@ from digest.app import App
 from digest.config import DigestConfig
 from digest.errors import ConfigError, DigestError
 from digest.templating import builtin_templates_dir
+from digest.tracking import HitRecorder
 from digest.web.lint import GMAIL_CLIP_BYTES
 from digest.web.preview import PreviewCache
 from digest.web.ratelimit import Backoff, RateLimiter
@@ -81,6 +84,9 @@ class WebOptions:
     login_backoff_max: float = 15 * 60.0
     #: Seconds a request body may pause between two pieces (see BODY_TIMEOUT).
     body_timeout: float = BODY_TIMEOUT
+    #: Seconds clicks and opens are gathered before they are written together (None:
+    #: ``DIGEST_HIT_FLUSH_SECONDS``; 0: each is written as it comes).
+    hit_flush_seconds: float | None = None
 
 
 class WebState:
@@ -101,6 +107,10 @@ class WebState:
         self.login_backoff = Backoff(options.login_free_failures, options.login_backoff_max)
         self.previews = PreviewCache(options.preview_ttl)
         self.env = page_environment(settings.templates)
+        flush = options.hit_flush_seconds
+        flush = settings.hit_flush_seconds if flush is None else flush
+        #: Clicks and opens waiting to be written (None: written one by one).
+        self.hits = HitRecorder(lambda: transaction(app), flush) if flush > 0 else None
 
     @property
     def base_url(self) -> str:
@@ -461,13 +471,29 @@ def flash(request: Request, message: str, level: str = "info") -> None:
 # Running database work off the event loop
 
 
+#: On SQLite, one transaction at a time per process: every transaction begins with
+#: ``BEGIN IMMEDIATE`` (see :mod:`digest.db`), so they run one after another anyway; a
+#: thread waiting here wakes as soon as the last one ends, where one waiting in SQLite's
+#: busy handler sleeps 1, 2, 5 … 100 ms between tries (a burst of requests then queues
+#: for hundreds of milliseconds).
+_SQLITE_GATE = threading.Lock()
+
+
+@contextmanager
+def transaction(app: App) -> Iterator[Session]:
+    """``app.session()``, queued behind the process's other transactions on SQLite."""
+    gate = _SQLITE_GATE if app.engine.dialect.name == "sqlite" else nullcontext()
+    with gate, app.session() as session:
+        yield session
+
+
 async def in_session(request: Request, work: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """``work(session, *args, **kwargs)`` in one transaction, in a worker thread."""
     app = state(request).app
 
     def run() -> T:
         session: Session
-        with app.session() as session:
+        with transaction(app) as session:
             return work(session, *args, **kwargs)
 
     return await run_in_threadpool(run)

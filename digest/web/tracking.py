@@ -1,7 +1,9 @@
 """Tracked links and the open pixel (see :mod:`digest.tracking`).
 
 ``GET /r/{reader}/{link}`` records a click and answers 302 to the article; ``GET
-/o/{reader}`` records an open and answers a 1x1 GIF (a ``HEAD`` records nothing).  A
+/o/{reader}`` records an open and answers a 1x1 GIF (a ``HEAD`` records nothing).  Both
+queue the hit on the app's :class:`~digest.tracking.HitRecorder` (written in batches,
+and at shutdown) unless ``DIGEST_HIT_FLUSH_SECONDS`` is 0.  A
 token that does not verify, or a link of another edition than the reader's token names,
 gets the 404 page: never a redirect.  A click that cannot be recorded (the database busy
 beyond its timeout) still leads to the article, and is logged.
@@ -46,6 +48,16 @@ async def click(request: Request, reader: str, link: str) -> Response:
         raise _not_found() from None
 
     record = request.method == "GET"  # a HEAD (a link checker) leads on, counting nothing
+    hits = state(request).hits
+    if hits is not None:  # queued, written with others (see digest.tracking)
+        target = tracking.LINKS.cached(link_id)
+        if target is None:
+            target = await in_session(request, tracking.link_target, link_id)
+        if target is None or target.edition_id != edition_id:
+            raise _not_found()
+        if record:
+            hits.add(tracking.CLICK, edition_id, subscriber_id, link_id)
+        return RedirectResponse(target.url, status_code=302, headers=_NO_STORE)
 
     def work(session: Session) -> str | None:
         target = tracking.link_target(session, link_id)
@@ -76,8 +88,11 @@ async def pixel(request: Request, reader: str) -> Response:
         edition_id, subscriber_id = tracking.read_reader(state(request).secret, reader)
     except tracking.BadTrackingToken:
         raise _not_found() from None
+    hits = state(request).hits
     try:
-        if request.method == "GET":
+        if request.method == "GET" and hits is not None:
+            hits.add(tracking.OPEN, edition_id, subscriber_id)
+        elif request.method == "GET":
             await in_session(request, tracking.record_hit, tracking.OPEN, edition_id, subscriber_id)
     except (SQLAlchemyError, DigestError) as exc:
         log.warning("open of edition %s not recorded: %s", edition_id, exc)
