@@ -167,3 +167,24 @@ def test_concurrent_clicks_during_flushes_are_all_written(fast_db_url: str, tmp_
     with world.app.sessions() as s:
         assert s.scalar(select(func.count()).select_from(Hit)) == 600
     assert recorder.written == 600
+
+
+def test_a_click_answered_before_the_framework_is_the_routes_answer(
+    fast_db_url: str, tmp_path: Path
+) -> None:
+    world = tracking_world(fast_db_url, tmp_path, readers=1)
+    assert send(world.app, backend="outbox").counts.sent == 1
+    path = tracked_paths(world)[0]
+    tracking.LINKS._items.clear()  # the first click reads the link: the route answers it
+    with client_for(world, options=WebOptions(hit_flush_seconds=3600)) as client:
+        routed = client.get(path)
+        assert tracking.LINKS.cached(int(path.rsplit("/", 1)[1].split(".")[0])) is not None
+        direct = client.get(path)  # cached now: answered by FastClicks
+        recorder = client.app.state.web.hits  # type: ignore[attr-defined]
+        assert recorder.flush() == 2
+    assert routed.status_code == direct.status_code == 302
+    assert {k: v for k, v in routed.headers.items() if k != "date"} == {
+        k: v for k, v in direct.headers.items() if k != "date"
+    }
+    assert "strict-transport-security" in direct.headers  # the security headers are there
+    assert hits(world, "click") == 2

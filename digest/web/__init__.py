@@ -115,6 +115,7 @@ def create_app(
         https_only=https,
     )
     web.add_middleware(BodyGuard, max_bytes=MAX_UPLOAD_BYTES)
+    web.add_middleware(tracking_links.FastClicks, web=state)  # most clicks end here
     web.add_middleware(SecurityHeaders, hsts=https)
     if settings.trusted_proxies:  # X-Forwarded-For from these only (uvicorn's own is off)
         web.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
