@@ -253,7 +253,7 @@ def _serve_main(args: argparse.Namespace) -> None:
     sock.listen(1024)
     sock.set_inheritable(True)
     config = server_config(
-        "digest.web:main", "WARNING", factory=True, workers=args.workers, access_log=False
+        "bench.web:app_factory", "WARNING", factory=True, workers=args.workers, access_log=False
     )
     config.backlog = 1024
     print(json.dumps({"port": sock.getsockname()[1]}), flush=True)
@@ -261,6 +261,19 @@ def _serve_main(args: argparse.Namespace) -> None:
         Multiprocess(config, sockets=[sock]).run()
     else:
         uvicorn.Server(config).run(sockets=[sock])
+
+
+def app_factory() -> Any:
+    """``digest.web:main``, noting in ``BENCH_READY_DIR`` that this worker built it (the
+    bench starts its load only once every worker is up: connections made while one is
+    still importing would all go to the other, for the whole run)."""
+    from digest.web import main as web_app
+
+    web = web_app()
+    ready = os.environ.get("BENCH_READY_DIR")
+    if ready:
+        (Path(ready) / str(os.getpid())).touch()
+    return web
 
 
 class _Child:
@@ -281,9 +294,15 @@ class _Child:
             raise RuntimeError(f"bench.web {argv[0]} did not start ({self.proc.returncode})")
         self.port = int(json.loads(line)["port"])
 
-    def wait_ready(self, path: str = "/api/health", timeout: float = 60) -> None:
-        """Until the app answers (each worker builds the app when it starts)."""
+    def wait_ready(self, ready: Path | None = None, workers: int = 0, timeout: float = 120) -> None:
+        """Until ``workers`` workers noted in ``ready`` that they built the app, and the
+        app answers."""
         deadline = time.monotonic() + timeout
+        while ready is not None and len(list(ready.iterdir())) < workers:
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise RuntimeError("the bench's web workers did not start")
+            time.sleep(0.2)
+        path = "/api/health"
         while True:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
@@ -424,7 +443,6 @@ def measure(
     concurrency: int = 16,
     workers: int = 2,
     ceiling_seconds: float | None = None,
-    profile: Path | None = None,
 ) -> dict[str, Any]:
     """Bursts of clicks then of one-click unsubscribes on ``database`` (see the module doc)."""
     work.mkdir(parents=True, exist_ok=True)
@@ -447,11 +465,14 @@ def measure(
                 load(sink.port, clicks, work, concurrency=concurrency, seconds=ceiling_seconds)
             )
         env = _env(world)
-        if profile is not None:
-            env["DIGEST_BENCH_PROFILE"] = str(profile)
         before = _counts(world, edition, unsubscribes)
+        ready = work / f"ready-{database}"
+        ready.mkdir(exist_ok=True)
+        for old in ready.iterdir():
+            old.unlink()
+        env["BENCH_READY_DIR"] = str(ready)
         with _child(["serve", "--workers", str(workers)], env) as server:
-            server.wait_ready()
+            server.wait_ready(ready, workers)
             click = load(server.port, clicks, work, concurrency=concurrency, seconds=seconds)
             unsub = load(
                 server.port,
