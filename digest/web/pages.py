@@ -11,15 +11,21 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import os
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
 import jinja2
+
+try:
+    import fcntl
+except ImportError:  # not on Windows: a lock per process only
+    fcntl = None  # type: ignore[assignment]
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
@@ -471,19 +477,56 @@ def flash(request: Request, message: str, level: str = "info") -> None:
 # Running database work off the event loop
 
 
-#: On SQLite, one transaction at a time per process: every transaction begins with
-#: ``BEGIN IMMEDIATE`` (see :mod:`digest.db`), so they run one after another anyway; a
-#: thread waiting here wakes as soon as the last one ends, where one waiting in SQLite's
-#: busy handler sleeps 1, 2, 5 … 100 ms between tries (a burst of requests then queues
-#: for hundreds of milliseconds).
-_SQLITE_GATE = threading.Lock()
+class SQLiteGate:
+    """On SQLite, the web app's transactions one at a time, across its processes too.
+
+    Every SQLite transaction begins with ``BEGIN IMMEDIATE`` (see :mod:`digest.db`), so
+    they run one after another anyway.  A thread waiting in SQLite's busy handler sleeps
+    1, 2, 5 … 100 ms between tries, and keeps losing to threads that come later: under a
+    burst of unsubscribes, requests waited for hundreds of milliseconds.  Waiting here
+    instead (a lock per process, and ``flock`` on ``DATABASE-web.lock`` between the
+    workers of ``digest serve``) wakes the next one as soon as the last one ends.
+    """
+
+    def __init__(self, database: str | None) -> None:
+        self._local = threading.Lock()
+        shared = database and database != ":memory:" and fcntl is not None
+        self._path = f"{database}-web.lock" if shared else None
+
+    @contextmanager
+    def __call__(self) -> Iterator[None]:
+        with self._local:
+            if self._path is None:
+                yield
+                return
+            fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                yield
+            finally:
+                os.close(fd)  # and the lock with it
+
+
+_GATES: dict[str, SQLiteGate] = {}
+_GATES_LOCK = threading.Lock()
+
+
+def _gate(app: App) -> AbstractContextManager[None]:
+    engine = app.engine
+    if engine.dialect.name != "sqlite":
+        return nullcontext()
+    database = engine.url.database or ""
+    with _GATES_LOCK:
+        gate = _GATES.get(database)
+        if gate is None:
+            gate = _GATES[database] = SQLiteGate(database)
+    return gate()
 
 
 @contextmanager
 def transaction(app: App) -> Iterator[Session]:
-    """``app.session()``, queued behind the process's other transactions on SQLite."""
-    gate = _SQLITE_GATE if app.engine.dialect.name == "sqlite" else nullcontext()
-    with gate, app.session() as session:
+    """``app.session()``, queued behind the web app's other transactions on SQLite."""
+    with _gate(app), app.session() as session:
         yield session
 
 
