@@ -17,6 +17,7 @@ def test_bench_runs_every_section_and_writes_results(tmp_path: Path) -> None:
     postgres = os.environ.get("DIGEST_TEST_POSTGRES_URL", "")
     args = ["--sizes", "150", "--smtp", "20", "--ingest", "30", "--compose-runs", "2"]
     args += ["--no-node", "--postgres", postgres, "--work", str(tmp_path), "--out", str(out)]
+    args += ["--web-seconds", "0"]  # the web bursts have their own test (test_bench_web.py)
     assert main(args) == 0
     results = json.loads(out.read_text())
 
