@@ -26,11 +26,11 @@ from typing import Any
 
 from rich.console import Console
 
-from bench import compose, delivery, ingest, report, shared_rate, startup
+from bench import compose, delivery, ingest, report, shared_rate, startup, web
 from bench.servers import ServerProcess
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results.json"
-SECTIONS = ("compose", "delivery", "smtp", "ingest", "startup", "rate")
+SECTIONS = ("compose", "delivery", "smtp", "ingest", "startup", "rate", "web")
 
 
 def _sizes(text: str) -> list[int]:
@@ -72,6 +72,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=10,
         help="The SendGrid server checks the first request and one in N against the contract.",
     )
+    parser.add_argument(
+        "--web-seconds", type=float, default=60.0, help="Seconds per web burst (0: skip)."
+    )
+    parser.add_argument("--web-readers", type=int, default=2_000, help="Web readers.")
+    parser.add_argument("--web-concurrency", type=int, default=16, help="Load connections.")
     parser.add_argument("--only", help=f"Comma-separated subset of {', '.join(SECTIONS)}.")
     parser.add_argument("--profile", type=Path, help="Write a cProfile of each delivery here.")
     parser.add_argument("--work", type=Path, help="Folder for databases (default: a temp dir).")
@@ -164,13 +169,27 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
         if "ingest" in args.only and args.ingest:
             with console.status(f"ingest: {args.ingest:,} entries…"):
                 results["ingest"] = ingest.measure(work / "ingest", args.ingest)
+        if "web" in args.only and args.web_seconds:
+            results["web"] = {"definitions": web.DEFINITIONS, "runs": []}
+            for database in ["sqlite"] + (["postgresql"] if args.postgres else []):
+                with console.status(f"web: click and unsubscribe bursts on {database}…"):
+                    results["web"]["runs"].append(
+                        web.measure(
+                            database,
+                            args.web_readers,
+                            args.web_seconds,
+                            work / "web",
+                            postgres_url=args.postgres,
+                            concurrency=args.web_concurrency,
+                        )
+                    )
     if "startup" in args.only and args.startup_runs:
         with console.status("startup: digest --version against import click…"):
             results["startup"] = startup.measure(args.startup_runs)
     results["machine"]["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     results["machine"]["bench_seconds"] = round(time.perf_counter() - started, 1)
     results["definitions"] = delivery.DEFINITIONS
-    results["targets"] = report.targets(results)
+    results["targets"] = report.targets(results) + web.targets(results)
     return results
 
 
@@ -178,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 150)
     results = run(args, console)
+    web.print_table(results, console)
     report.print_tables(results, console)
     report.write_json(results, args.out)
     console.print(f"Results written to {args.out}")

@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     admin_password: SecretStr | None = None
     #: Subscribe-form posts allowed per client IP per minute (an in-process token bucket).
     subscribe_rate: int = Field(default=5, ge=1, le=10_000)
+    #: Seconds the web app gathers clicks and opens before writing them in one
+    #: transaction (0: each is written as it comes).  See :mod:`digest.tracking`.
+    hit_flush_seconds: float = Field(default=0.2, ge=0, le=3600)
     http_timeout: float = Field(default=20.0, gt=0)
     http_max_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
     log_level: str = "INFO"

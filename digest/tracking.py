@@ -21,9 +21,14 @@ does not verify, or a link of another edition, is a 404 page, never a redirect.
 A reader who opted out (``Subscriber.no_tracking``, on their preferences page) gets the
 variant untouched: direct links, no image.
 
-Recording costs one INSERT per click or open (:func:`record_hit`, an ``INSERT … SELECT``
-that also skips readers who opted out or were erased since); the link's URL is cached in
-memory, so a burst of clicks writes and reads little.
+Recording: the web app does not write a click or an open while the reader waits.  It
+puts it on a :class:`HitRecorder`, an in-process queue that a thread of its own writes
+every ``DIGEST_HIT_FLUSH_SECONDS`` (or sooner, once :data:`HitRecorder.batch` are waiting)
+in one transaction of a few statements (:func:`record_hits`: readers who opted out or were
+erased since, and editions deleted since, are skipped).  Stopping the web app (SIGTERM,
+Ctrl-C) writes what is waiting before the process ends.  With the setting at 0 each hit
+is written at once, in its own ``INSERT … SELECT`` (:func:`record_hit`).  The link's URL
+is cached in memory, so a burst of clicks reads nothing.
 """
 
 from __future__ import annotations
@@ -31,9 +36,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import logging
 import re
 import threading
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -42,16 +50,18 @@ from typing import Any, cast
 from itsdangerous import BadSignature, Signer
 from itsdangerous.signer import HMACAlgorithm
 from markupsafe import escape
-from sqlalchemy import Table, false, func, literal, select
+from sqlalchemy import Table, false, func, insert, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
 from digest.compose import ArticleLink
-from digest.models import EditionLink, Hit
+from digest.models import Edition, EditionLink, Hit
 from digest.personalize import placeholder
 from subscribers.db import MAX_ID, utcnow
 from subscribers.models import Subscriber
+
+log = logging.getLogger(__name__)
 
 #: The per-reader placeholder in tracked links and the pixel.
 FIELD = "track"
@@ -274,6 +284,10 @@ class _LinkCache:
         self._size = size
         self._lock = threading.Lock()
 
+    def cached(self, link_id: int) -> LinkTarget | None:
+        """The link if it was read before (no database work)."""
+        return self._items.get(link_id)
+
     def get(self, session: Session, link_id: int) -> LinkTarget | None:
         found = self._items.get(link_id)
         if found is not None:
@@ -325,6 +339,163 @@ def record_hit(
         ),
     )
     return bool(result.rowcount)
+
+
+@dataclass(frozen=True)
+class PendingHit:
+    """A click or open not written yet."""
+
+    kind: str
+    edition_id: int
+    subscriber_id: int
+    link_id: int | None
+    at: datetime
+
+
+def record_hits(session: Session, hits: Sequence[PendingHit]) -> int:
+    """Store many clicks and opens at once (three statements whatever their number),
+    skipping readers who opted out of tracking or were erased, and editions deleted, since
+    (as :func:`record_hit` does).  Returns how many were stored."""
+    if not hits:
+        return 0
+    readers = {h.subscriber_id for h in hits}
+    editions = {h.edition_id for h in hits}
+    trackable = set(
+        session.scalars(
+            select(Subscriber.id).where(
+                Subscriber.id.in_(readers), Subscriber.no_tracking == false()
+            )
+        )
+    )
+    alive = set(session.scalars(select(Edition.id).where(Edition.id.in_(editions))))
+    rows = [
+        {
+            "edition_id": h.edition_id,
+            "subscriber_id": h.subscriber_id,
+            "link_id": h.link_id,
+            "kind": h.kind,
+            "at": h.at,
+        }
+        for h in hits
+        if h.subscriber_id in trackable and h.edition_id in alive
+    ]
+    if rows:
+        session.execute(insert(Hit), rows)
+    return len(rows)
+
+
+class HitRecorder:
+    """Clicks and opens queued in memory and written in batches by a thread of its own.
+
+    :meth:`add` never touches the database: a burst of clicks costs the readers no
+    waiting, and the database one transaction per batch instead of one per click.  The
+    thread writes every ``interval`` seconds, or at once when :attr:`batch` hits are
+    waiting.  :meth:`close` (the web app's shutdown) writes everything still queued.  A
+    write that fails (the database away or busy beyond its timeout) is retried with the
+    next batch; only :attr:`limit` hits are kept meanwhile, the oldest dropped and logged.
+    """
+
+    #: Hits that make the thread write before its interval is up.
+    batch = 500
+    #: Hits kept while the database cannot be written.
+    limit = 200_000
+
+    def __init__(
+        self,
+        session: Callable[[], AbstractContextManager[Session]],
+        interval: float,
+    ) -> None:
+        self._session = session
+        self.interval = interval
+        self._pending: list[PendingHit] = []
+        self._lock = threading.Lock()
+        self._flushing = threading.Lock()
+        self._wake = threading.Event()
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        #: Hits written so far, and dropped (the queue full while the database was away).
+        self.written = 0
+        self.dropped = 0
+
+    def add(
+        self, kind: str, edition_id: int, subscriber_id: int, link_id: int | None = None
+    ) -> None:
+        hit = PendingHit(kind, edition_id, subscriber_id, link_id, utcnow())
+        with self._lock:
+            if self._closed:
+                closed = True
+            else:
+                closed = False
+                self._pending.append(hit)
+                over = len(self._pending) - self.limit
+                if over > 0:
+                    del self._pending[:over]
+                    self.dropped += over
+                    log.error("%d clicks or opens dropped: the database is not writable", over)
+                if self._thread is None:
+                    self._thread = threading.Thread(
+                        target=self._run, name="digest-hits", daemon=True
+                    )
+                    self._thread.start()
+                if len(self._pending) >= self.batch:
+                    self._wake.set()
+        if closed:  # after close (a request finishing late): written at once
+            self._write([hit])
+
+    @property
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._pending)
+
+    def flush(self) -> int:
+        """Write every queued hit now; returns how many were stored."""
+        with self._flushing:
+            with self._lock:
+                hits, self._pending = self._pending, []
+            if not hits:
+                return 0
+            try:
+                return self._write(hits)
+            except Exception:
+                with self._lock:  # kept for the next try, oldest first
+                    self._pending[:0] = hits
+                raise
+
+    def _write(self, hits: Sequence[PendingHit]) -> int:
+        stored = 0
+        for start in range(0, len(hits), 5_000):
+            with self._session() as session:
+                stored += record_hits(session, hits[start : start + 5_000])
+        self.written += stored
+        return stored
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(self.interval)
+            self._wake.clear()
+            with self._lock:
+                if self._closed:
+                    return
+            try:
+                self.flush()
+            except Exception as exc:
+                log.warning("clicks and opens not written yet (will retry): %s", exc)
+                time.sleep(min(self.interval, 1.0))
+
+    def close(self) -> int:
+        """Stop the thread and write what is queued (a process ending gracefully)."""
+        with self._lock:
+            self._closed = True
+            thread = self._thread
+        self._wake.set()
+        if thread is not None:
+            thread.join()
+        try:
+            return self.flush()
+        except Exception as exc:
+            lost = self.pending
+            log.error("%d clicks or opens not written at shutdown: %s", lost, exc)
+            return 0
 
 
 # ---------------------------------------------------------------------------
@@ -409,8 +580,10 @@ __all__ = [
     "PIXEL",
     "BadTrackingToken",
     "EditionTracking",
+    "HitRecorder",
     "LinkClicks",
     "LinkTarget",
+    "PendingHit",
     "SectionClicks",
     "click_url",
     "edition_tracking",
@@ -422,6 +595,7 @@ __all__ = [
     "read_reader",
     "reader_token",
     "record_hit",
+    "record_hits",
     "track_html",
     "track_text",
 ]

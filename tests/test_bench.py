@@ -19,6 +19,7 @@ def test_bench_runs_every_section_and_writes_results(tmp_path: Path) -> None:
     args += ["--startup-runs", "1"]
     args += ["--rate-readers", "300", "--rate-limit", "200", "--rate-workers", "2"]
     args += ["--no-node", "--postgres", postgres, "--work", str(tmp_path), "--out", str(out)]
+    args += ["--web-seconds", "0"]  # the web bursts have their own test (test_bench_web.py)
     assert main(args) == 0
     results = json.loads(out.read_text())
 

@@ -17,6 +17,8 @@ Serve it with ``digest serve`` (uvicorn), or uvicorn's factory mode:
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -24,6 +26,7 @@ from fastapi import FastAPI
 from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy.exc import DataError
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import ClientDisconnect, Request
@@ -87,7 +90,15 @@ def create_app(
     check_settings(app.settings)
     options = replace(options or WebOptions())
     options.open_preview = options.open_preview or open_preview
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        if state.hits is not None:  # the clicks and opens still queued, before the end
+            await run_in_threadpool(state.hits.close)
+
     web = FastAPI(
+        lifespan=lifespan,
         title="digest",
         version=__version__,
         description="JSON endpoints of digest's web app (the pages are HTML).",
@@ -125,6 +136,7 @@ def create_app(
         https_only=https,
     )
     web.add_middleware(BodyGuard, max_bytes=MAX_UPLOAD_BYTES)
+    web.add_middleware(tracking_links.FastClicks, web=state)  # most clicks end here
     web.add_middleware(SecurityHeaders, hsts=https)
     if settings.trusted_proxies:  # X-Forwarded-For from these only (uvicorn's own is off)
         web.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)

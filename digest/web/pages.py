@@ -11,13 +11,21 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-from collections.abc import Callable, Mapping
+import os
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
 import jinja2
+
+try:
+    import fcntl
+except ImportError:  # not on Windows: a lock per process only
+    fcntl = None  # type: ignore[assignment]
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
@@ -31,6 +39,7 @@ from digest.app import App
 from digest.config import DigestConfig
 from digest.errors import ConfigError, DigestError
 from digest.templating import builtin_templates_dir
+from digest.tracking import HitRecorder
 from digest.web.lint import GMAIL_CLIP_BYTES
 from digest.web.preview import PreviewCache
 from digest.web.ratelimit import Backoff, RateLimiter
@@ -81,6 +90,9 @@ class WebOptions:
     login_backoff_max: float = 15 * 60.0
     #: Seconds a request body may pause between two pieces (see BODY_TIMEOUT).
     body_timeout: float = BODY_TIMEOUT
+    #: Seconds clicks and opens are gathered before they are written together (None:
+    #: ``DIGEST_HIT_FLUSH_SECONDS``; 0: each is written as it comes).
+    hit_flush_seconds: float | None = None
 
 
 class WebState:
@@ -103,6 +115,10 @@ class WebState:
         self.login_backoff = Backoff(options.login_free_failures, options.login_backoff_max)
         self.previews = PreviewCache(options.preview_ttl)
         self.env = page_environment(settings.templates)
+        flush = options.hit_flush_seconds
+        flush = settings.hit_flush_seconds if flush is None else flush
+        #: Clicks and opens waiting to be written (None: written one by one).
+        self.hits = HitRecorder(lambda: transaction(app), flush) if flush > 0 else None
 
     @property
     def base_url(self) -> str:
@@ -461,13 +477,66 @@ def flash(request: Request, message: str, level: str = "info") -> None:
 # Running database work off the event loop
 
 
+class SQLiteGate:
+    """On SQLite, the web app's transactions one at a time, across its processes too.
+
+    Every SQLite transaction begins with ``BEGIN IMMEDIATE`` (see :mod:`digest.db`), so
+    they run one after another anyway.  A thread waiting in SQLite's busy handler sleeps
+    1, 2, 5 … 100 ms between tries, and keeps losing to threads that come later: under a
+    burst of unsubscribes, requests waited for hundreds of milliseconds.  Waiting here
+    instead (a lock per process, and ``flock`` on ``DATABASE-web.lock`` between the
+    workers of ``digest serve``) wakes the next one as soon as the last one ends.
+    """
+
+    def __init__(self, database: str | None) -> None:
+        self._local = threading.Lock()
+        shared = database and database != ":memory:" and fcntl is not None
+        self._path = f"{database}-web.lock" if shared else None
+
+    @contextmanager
+    def __call__(self) -> Iterator[None]:
+        with self._local:
+            if self._path is None:
+                yield
+                return
+            fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                yield
+            finally:
+                os.close(fd)  # and the lock with it
+
+
+_GATES: dict[str, SQLiteGate] = {}
+_GATES_LOCK = threading.Lock()
+
+
+def _gate(app: App) -> AbstractContextManager[None]:
+    engine = app.engine
+    if engine.dialect.name != "sqlite":
+        return nullcontext()
+    database = engine.url.database or ""
+    with _GATES_LOCK:
+        gate = _GATES.get(database)
+        if gate is None:
+            gate = _GATES[database] = SQLiteGate(database)
+    return gate()
+
+
+@contextmanager
+def transaction(app: App) -> Iterator[Session]:
+    """``app.transaction()``, queued behind the web app's other transactions on SQLite."""
+    with _gate(app), app.transaction() as session:
+        yield session
+
+
 async def in_session(request: Request, work: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """``work(session, *args, **kwargs)`` in one transaction, in a worker thread."""
     app = state(request).app
 
     def run() -> T:
         session: Session
-        with app.transaction() as session:
+        with transaction(app) as session:
             return work(session, *args, **kwargs)
 
     return await run_in_threadpool(run)

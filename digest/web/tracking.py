@@ -1,7 +1,9 @@
 """Tracked links and the open pixel (see :mod:`digest.tracking`).
 
 ``GET /r/{reader}/{link}`` records a click and answers 302 to the article; ``GET
-/o/{reader}`` records an open and answers a 1x1 GIF (a ``HEAD`` records nothing).  A
+/o/{reader}`` records an open and answers a 1x1 GIF (a ``HEAD`` records nothing).  Both
+queue the hit on the app's :class:`~digest.tracking.HitRecorder` (written in batches,
+and at shutdown) unless ``DIGEST_HIT_FLUSH_SECONDS`` is 0.  A
 token that does not verify, or a link of another edition than the reader's token names,
 gets the 404 page: never a redirect.  A click that cannot be recorded (the database busy
 beyond its timeout) still leads to the article, and is logged.
@@ -16,10 +18,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from digest import tracking
 from digest.errors import DigestError
-from digest.web.pages import WebError, in_session, state
+from digest.web.pages import WebError, WebState, in_session, state
 
 log = logging.getLogger(__name__)
 router = APIRouter(include_in_schema=False)
@@ -46,6 +49,16 @@ async def click(request: Request, reader: str, link: str) -> Response:
         raise _not_found() from None
 
     record = request.method == "GET"  # a HEAD (a link checker) leads on, counting nothing
+    hits = state(request).hits
+    if hits is not None:  # queued, written with others (see digest.tracking)
+        target = tracking.LINKS.cached(link_id)
+        if target is None:
+            target = await in_session(request, tracking.link_target, link_id)
+        if target is None or target.edition_id != edition_id:
+            raise _not_found()
+        if record:
+            hits.add(tracking.CLICK, edition_id, subscriber_id, link_id)
+        return RedirectResponse(target.url, status_code=302, headers=_NO_STORE)
 
     def work(session: Session) -> str | None:
         target = tracking.link_target(session, link_id)
@@ -76,12 +89,65 @@ async def pixel(request: Request, reader: str) -> Response:
         edition_id, subscriber_id = tracking.read_reader(state(request).secret, reader)
     except tracking.BadTrackingToken:
         raise _not_found() from None
+    hits = state(request).hits
     try:
-        if request.method == "GET":
+        if request.method == "GET" and hits is not None:
+            hits.add(tracking.OPEN, edition_id, subscriber_id)
+        elif request.method == "GET":
             await in_session(request, tracking.record_hit, tracking.OPEN, edition_id, subscriber_id)
     except (SQLAlchemyError, DigestError) as exc:
         log.warning("open of edition %s not recorded: %s", edition_id, exc)
     return Response(tracking.PIXEL, media_type="image/gif", headers=_NO_STORE)
 
 
-__all__ = ["router"]
+class FastClicks:
+    """ASGI middleware answering the usual click and open before the framework's stack.
+
+    After a big send, nearly every request is a ``GET /r/…`` of a link read before:
+    both tokens verify, the link is in :data:`digest.tracking.LINKS`, and the hit is
+    queued (never written while the reader waits).  Such a request needs neither the
+    session cookie, nor sign-in checks, nor routing and dependency solving, which cost
+    more than the click itself; this answers it directly, exactly as the routes above
+    would.  Anything else (a bad token, a link not cached yet, hits written one by one)
+    goes on to the routes.  Goes inside :class:`~digest.web.security.SecurityHeaders`.
+    """
+
+    def __init__(self, app: ASGIApp, *, web: WebState) -> None:
+        self.app = app
+        self.web = web
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        answer = self._answer(scope) if scope["type"] == "http" else None
+        if answer is None:
+            await self.app(scope, receive, send)
+        else:
+            await answer(scope, receive, send)
+
+    def _answer(self, scope: Scope) -> Response | None:
+        hits = self.web.hits
+        method = scope["method"]
+        if hits is None or method not in ("GET", "HEAD"):
+            return None
+        path: str = scope["path"]
+        parts = path.split("/")
+        try:
+            if len(parts) == 4 and parts[1] == "r":
+                edition_id, subscriber_id = tracking.read_reader(self.web.secret, parts[2])
+                link_id = tracking.read_link(self.web.secret, parts[3])
+                target = tracking.LINKS.cached(link_id)
+                if target is None or target.edition_id != edition_id:
+                    return None
+                if method == "GET":
+                    hits.add(tracking.CLICK, edition_id, subscriber_id, link_id)
+                return RedirectResponse(target.url, status_code=302, headers=_NO_STORE)
+            if len(parts) == 3 and parts[1] == "o":
+                edition_id, subscriber_id = tracking.read_reader(self.web.secret, parts[2])
+                if method == "GET":
+                    hits.add(tracking.OPEN, edition_id, subscriber_id)
+                return Response(tracking.PIXEL, media_type="image/gif", headers=_NO_STORE)
+        except tracking.BadTrackingToken:
+            return None
+        return None
+
+
+__all__ = ["FastClicks", "router"]

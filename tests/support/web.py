@@ -65,7 +65,11 @@ def web_world(
 def client_for(
     world: World, *, open_preview: bool = False, options: WebOptions | None = None
 ) -> Iterator[TestClient]:
-    """A client over https (the world's base URL is https, so cookies are Secure)."""
+    """A client over https (the world's base URL is https, so cookies are Secure).
+
+    Clicks and opens are written as they come (a test reads them at once), unless
+    ``options`` says otherwise."""
+    options = options or WebOptions(hit_flush_seconds=0)
     web = create_app(world.app, open_preview=open_preview, options=options)
     with TestClient(web, base_url="https://testserver", follow_redirects=False) as client:
         yield client
