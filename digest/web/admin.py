@@ -12,6 +12,7 @@ right password is let in once the wait is over.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -24,7 +25,7 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from digest import signins
+from digest import accounts, signins
 from digest.errors import NotFound
 from digest.models import Edition, Variant
 from digest.personalize import web_url
@@ -35,15 +36,19 @@ from digest.web.pages import (
     AdminDisabled,
     Limited,
     WebError,
+    actor,
     client_ip,
+    console_on,
     field,
     fields,
     flash,
     in_session,
     is_admin,
+    is_editor,
     read_form,
     render,
     require_admin,
+    require_editor,
     safe_next,
     sign_in,
     sign_out,
@@ -63,6 +68,7 @@ from subscribers.db import MAX_ID
 from subscribers.errors import SubscribersError
 from subscribers.models import ConsentSource, MailingList, Status, Subscriber
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/admin", include_in_schema=False)
 
 PAGE_SIZE = 50
@@ -79,18 +85,21 @@ Id = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 @router.get("/login")
 async def login_page(request: Request) -> Response:
-    if state(request).admin is None:
+    if not console_on(request):
         require_admin(request)  # raises AdminDisabled
-    if is_admin(request):
+    if is_editor(request):
         return RedirectResponse(safe_next(request.query_params.get("next")), status_code=303)
-    context = {"next": safe_next(request.query_params.get("next")), "error": None}
+    context = {"next": safe_next(request.query_params.get("next")), "error": None, "email": ""}
     return render(request, "admin/login.html.j2", context)
 
 
 @router.post("/login")
 async def login(request: Request) -> Response:
+    """Sign in with an account's email address and password; with no email address,
+    ``DIGEST_ADMIN_PASSWORD`` signs in as the bootstrap admin while no admin account
+    exists.  Wrong attempts back off per client IP and per account."""
     web = state(request)
-    if web.admin is None:
+    if not console_on(request):
         raise AdminDisabled("Set DIGEST_ADMIN_PASSWORD and restart the web app to switch it on.")
     ip = client_ip(request)
     wait = web.login_backoff.wait(ip)
@@ -102,24 +111,58 @@ async def login(request: Request) -> Response:
         )
     form = await read_form(request)
     target = safe_next(field(form, "next", 500))
+    email = field(form, "email", 320).lower()
+    if email == signins.ADMIN:
+        email = ""
+    account_key = f"account:{email}" if email else ""
+    wait = web.login_backoff.wait(account_key) if account_key else 0.0
+    if wait:
+        raise Limited(
+            f"Too many wrong passwords for this account. Wait {retry_after(wait)} seconds "
+            "and try again.",
+            retry_after(wait),
+        )
     password = form.get("password")
-    admin = web.admin
-    ok = isinstance(password, str) and await _check(admin.check, password)
-    if not ok:
+    password = password if isinstance(password, str) else ""
+    signin, error = await run_in_threadpool(_check_login, request, email, password)
+    if signin is None:
         delay = web.login_backoff.failed(ip)
-        error = "That password is not right."
+        if account_key:
+            delay = max(delay, web.login_backoff.failed(account_key))
         if delay:
             error += f" Wait {retry_after(delay)} seconds before trying again."
-        context = {"next": target, "error": error}
+        context = {"next": target, "error": error, "email": email}
         return render(request, "admin/login.html.j2", context, status=401)
     web.login_backoff.succeeded(ip)
-    await sign_in(request, signins.ADMIN, admin.fingerprint)
+    if account_key:
+        web.login_backoff.succeeded(account_key)
+    await sign_in(request, *signin)
     rotate_csrf(request.session)
+    log.info("%s signed in from %s", signin[0], ip)
     return RedirectResponse(target, status_code=303)
 
 
-async def _check(check: Any, password: str) -> bool:
-    return bool(await run_in_threadpool(check, password))
+def _check_login(request: Request, email: str, password: str) -> tuple[tuple[str, str] | None, str]:
+    """(account key, credential) to sign in with, or None and what to say."""
+    web = state(request)
+    with web.app.session() as session:
+        if email:
+            account = accounts.verify(session, email, password)
+            if account is None:
+                return None, "That email address and password do not match an account."
+            return (account.email, accounts.credential(account)), ""
+        admin = web.admin
+        if admin is None:
+            return None, "Enter your account's email address and password."
+        if accounts.admin_exists(session):
+            admin.check(password)  # the same time as a real check
+            return None, (
+                "Enter your account's email address: DIGEST_ADMIN_PASSWORD signs in only "
+                "until the first admin account exists."
+            )
+        if not admin.check(password):
+            return None, "That password is not right."
+        return (signins.ADMIN, admin.fingerprint), ""
 
 
 @router.post("/logout")
@@ -139,7 +182,9 @@ async def logout(request: Request) -> Response:
 
 @router.get("")
 async def dashboard(request: Request) -> Response:
-    require_admin(request)
+    require_editor(request)
+    if not is_admin(request):  # an editor's console starts at the editions
+        return RedirectResponse("/admin/editions", status_code=303)
     config = state(request).digest_config()
 
     def load(session: Session) -> list[Any]:
@@ -279,9 +324,9 @@ def _suppression(session: Session, email: str | None) -> Any:
 
 
 def admin_actor(request: Request) -> str:
-    """Who acts in the consent log for a change made in the console (one shared
-    password, so the client's address is what tells admins apart)."""
-    return f"admin console, {client_ip(request)}"
+    """Who acts in the consent log for a change made in the console: the signed-in
+    account, and the client's address."""
+    return actor(request)
 
 
 def _by(request: Request, detail: str = "") -> By:
@@ -620,14 +665,14 @@ def recent_editions(
 
 @router.get("/editions")
 async def editions_page(request: Request) -> Response:
-    require_admin(request)
+    require_editor(request)
     stats = await in_session(request, lambda s: edition_stats(s, recent_editions(s)))
     return render(request, "admin/editions.html.j2", {"editions": stats})
 
 
 @router.get("/editions/{edition_id}")
 async def edition_page(request: Request, edition_id: Id) -> Response:
-    require_admin(request)
+    require_editor(request)
     settings = state(request).app.settings
 
     def load(session: Session) -> tuple[Any, list[dict[str, Any]]]:

@@ -46,7 +46,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     for code, text in {
         400: "Bad input",
         401: "Sign in first",
-        403: "Missing or wrong CSRF token",
+        403: "Missing or wrong CSRF token, or a role that does not open this (editors)",
         404: "Not found (or the admin console is off)",
     }.items()
 }
@@ -374,7 +374,7 @@ async def editions(
     newsletter: Annotated[str | None, Query(max_length=100)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> list[dict[str, Any]]:
-    require_admin(request)
+    require_editor(request)
     found = await in_session(
         request, lambda s: edition_stats(s, recent_editions(s, newsletter, limit))
     )
@@ -385,7 +385,7 @@ async def editions(
 async def edition(
     request: Request, edition_id: Annotated[int, Path(ge=1, le=MAX_ID)]
 ) -> dict[str, Any]:
-    require_admin(request)
+    require_editor(request)
 
     def work(session: Session) -> dict[str, Any] | None:
         found = session.get(Edition, edition_id)
