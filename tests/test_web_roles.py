@@ -289,3 +289,59 @@ def test_login_backoff_is_per_account_too(lite: World) -> None:
         assert "for this account" in waiting.text
         # Another account from that address is not held up by this one's failures.
         assert sign_in(client, ADMIN_EMAIL, ADMIN_PW).status_code == 303
+
+
+def test_the_users_page_adds_resets_and_removes(world: World) -> None:
+    with client_for(world) as client:
+        assert sign_in(client, ADMIN_EMAIL, ADMIN_PW).status_code == 303
+        page = client.get("/admin/users")
+        assert page.status_code == 200 and EDITOR_EMAIL in page.text
+        token = csrf_of(page.text)
+        differ = client.post(
+            "/admin/users",
+            data={
+                "csrf": token,
+                "email": "lin@example.org",
+                "role": "editor",
+                "password": "lin's password 1",
+                "password_again": "lin's password 2",
+            },
+        )
+        assert differ.status_code == 400 and "The two passwords differ." in differ.text
+        short = client.post(
+            "/admin/users",
+            data={
+                "csrf": token,
+                "email": "lin@example.org",
+                "role": "editor",
+                "password": "short",
+                "password_again": "short",
+            },
+        )
+        assert short.status_code == 400 and "too short" in short.text
+        added = client.post(
+            "/admin/users",
+            data={
+                "csrf": token,
+                "email": "lin@example.org",
+                "role": "editor",
+                "password": "lin's password 1",
+                "password_again": "lin's password 1",
+            },
+        )
+        assert added.status_code == 303
+        reset = client.post(
+            "/admin/users/password",
+            data={"csrf": token, "email": "lin@example.org", "password": "lin's new password"},
+        )
+        assert reset.status_code == 303
+        with world.app.session() as s:
+            assert accounts.verify(s, "lin@example.org", "lin's new password") is not None
+        own = client.post("/admin/users/remove", data={"csrf": token, "email": ADMIN_EMAIL})
+        assert own.status_code == 303
+        assert "cannot remove your own account" in client.get("/admin/users").text
+        gone = client.post("/admin/users/remove", data={"csrf": token, "email": "lin@example.org"})
+        assert gone.status_code == 303
+    with world.app.session() as s:
+        assert accounts.get(s, "lin@example.org") is None
+        assert accounts.get(s, ADMIN_EMAIL) is not None

@@ -34,7 +34,16 @@ from digest import __version__
 from digest.app import App
 from digest.config import DEVELOPMENT_SECRET_KEY, Settings
 from digest.errors import ConfigError, DigestError
-from digest.web import admin, admin_suppressions, api, archive, editor, public, webhooks
+from digest.web import (
+    admin,
+    admin_suppressions,
+    admin_users,
+    api,
+    archive,
+    editor,
+    public,
+    webhooks,
+)
 from digest.web.pages import (
     ADMIN_SESSION_SECONDS,
     MAX_UPLOAD_BYTES,
@@ -85,7 +94,7 @@ def create_app(
     )
     web.state.app = app
     web.state.web = state = WebState(app, options)
-    for module in (public, archive, editor, admin, admin_suppressions, api):
+    for module in (public, archive, editor, admin, admin_suppressions, admin_users, api):
         web.include_router(module.router)
     web.router.routes.extend(webhooks.routes(app))
     web.mount("/static", StaticFiles(directory=STATIC), name="static")

@@ -69,6 +69,9 @@ from subscribers.errors import SubscribersError
 from subscribers.models import ConsentSource, MailingList, Status, Subscriber
 
 log = logging.getLogger(__name__)
+#: One line per change made in the console, naming the account (changes to readers are
+#: in the consent log too, with the same actor).
+audit = logging.getLogger("digest.audit")
 router = APIRouter(prefix="/admin", include_in_schema=False)
 
 PAGE_SIZE = 50
@@ -138,7 +141,7 @@ async def login(request: Request) -> Response:
         web.login_backoff.succeeded(account_key)
     await sign_in(request, *signin)
     rotate_csrf(request.session)
-    log.info("%s signed in from %s", signin[0], ip)
+    audit.info("%s signed in from %s", signin[0], ip)
     return RedirectResponse(target, status_code=303)
 
 
@@ -225,6 +228,7 @@ async def create_list(request: Request) -> Response:
     except SubscribersError as exc:
         flash(request, str(exc), "error")
     else:
+        audit.info("%s created the list %r", actor(request), name)
         flash(request, f"List {name!r} created.", "success")
     return RedirectResponse("/admin", status_code=303)
 
@@ -408,6 +412,8 @@ async def subscriber_save(request: Request, subscriber_id: Id) -> Response:
         changed = await in_session(request, work)
     except SubscribersError as exc:
         return await _subscriber_view(request, subscriber_id, error=str(exc), status=400)
+    if changed:
+        audit.info("%s edited subscriber %s", actor(request), subscriber_id)
     flash(request, "Saved." if changed else "Nothing changed.", "success")
     return RedirectResponse(f"/admin/subscribers/{subscriber_id}", status_code=303)
 
@@ -632,6 +638,7 @@ async def segments_post(request: Request) -> Response:
     except SubscribersError as exc:
         values["error"] = str(exc)
         return await _segments_view(request, values, status=400)
+    audit.info("%s saved the segment %s/%s", actor(request), values["list"], values["name"])
     flash(request, f"Segment {values['name']!r} saved on {values['list']!r}.", "success")
     return RedirectResponse("/admin/segments", status_code=303)
 
@@ -646,6 +653,7 @@ async def segments_delete(request: Request) -> Response:
     except SubscribersError as exc:
         flash(request, str(exc), "error")
     else:
+        audit.info("%s deleted the segment %s/%s", actor(request), list_name, name)
         flash(request, f"Segment {name!r} deleted.", "success")
     return RedirectResponse("/admin/segments", status_code=303)
 
