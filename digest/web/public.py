@@ -52,6 +52,7 @@ from digest.web.pages import (
     state,
 )
 from digest.web.ratelimit import retry_after
+from digest.web.welcome import send_welcome_quietly
 from subscribers import consent
 from subscribers.consent import GONE, By
 from subscribers.errors import (
@@ -312,19 +313,22 @@ async def confirm_post(request: Request, token: str) -> Response:
     link = _link(request, token, "confirm")
     by = By(ConsentSource.CONFIRM, client_ip(request))
 
-    def work(session: Session) -> list[str] | None:
+    def work(session: Session) -> tuple[list[str], list[str]] | None:
+        """(the lists the reader is on now, those they joined with this confirmation)."""
         if session.get(Subscriber, link.subscriber_id) is None:
             return None
         if link.list_name is not None and find_list(session, link.list_name) is None:
             return None
+        before = _active_lists(session, link.subscriber_id)
         confirm(session, link.subscriber_id, link.list_name, by=by)
+        after = _active_lists(session, link.subscriber_id)
+        joined = [n for n in after if n not in before]
         if link.list_name is not None:
-            return [link.list_name]
-        after = _describe(session, link.subscriber_id) or {"memberships": {}}
-        return [n for n, s in after["memberships"].items() if s == Status.ACTIVE.value]
+            return [link.list_name], joined
+        return after, joined
 
     try:
-        done = await in_session(request, work)
+        found = await in_session(request, work)
     except (NotResubscribable, Suppressed):
         raise WebError(
             "This address unsubscribed or cannot receive our email, so it was not "
@@ -332,10 +336,11 @@ async def confirm_post(request: Request, token: str) -> Response:
             title="Not subscribed",
             status=400,
         ) from None
-    if done is None:
+    if found is None:
         raise _gone_link()
+    done, joined = found
     config = state(request).digest_config()
-    return render(
+    response = render(
         request,
         "confirmed.html.j2",
         {
@@ -343,6 +348,32 @@ async def confirm_post(request: Request, token: str) -> Response:
             "preferences_url": _own_link(request, link.subscriber_id, "preferences"),
         },
     )
+    welcome = _welcomes(config, joined)
+    if welcome:
+        response.background = BackgroundTask(_send_welcomes, state(request).app, welcome, link)
+    return response
+
+
+def _active_lists(session: Session, subscriber_id: int) -> list[str]:
+    after = _describe(session, subscriber_id)
+    if after is None or after["gone"]:
+        return []
+    return [n for n, s in after["memberships"].items() if s == Status.ACTIVE.value]
+
+
+def _welcomes(config: DigestConfig, joined: list[str]) -> list[NewsletterConfig]:
+    """One welcome per list just joined: from the first newsletter mailing it."""
+    out = []
+    for name in joined:
+        mailing = [nl for nl in config.newsletters.values() if nl.list_name == name]
+        if mailing:
+            out.append(mailing[0])
+    return out
+
+
+def _send_welcomes(app: Any, newsletters: list[NewsletterConfig], link: Link) -> None:
+    for nl in newsletters:
+        send_welcome_quietly(app, nl, link.subscriber_id)
 
 
 def _own_link(request: Request, subscriber_id: int, purpose: str) -> str:
