@@ -209,7 +209,10 @@ class NewsletterConfig(BaseModel):
 
     name: str
     title: str = Field(min_length=1)
+    #: Why readers get it: the emails' footer (and the subscribe page, without ``pitch``).
     description: str = ""
+    #: The subscribe page's (and the embeddable form's) words; default: ``description``.
+    pitch: str = ""
     #: The subscriber list this newsletter mails (``list`` in the TOML).
     list_name: str = Field(alias="list", min_length=1)
     sources: list[SourceConfig] = Field(default_factory=list)
@@ -234,6 +237,11 @@ class NewsletterConfig(BaseModel):
     )
     archive: bool = False
     local_time: bool = False
+
+    @property
+    def subscribe_pitch(self) -> str:
+        """What the subscribe page says about the newsletter."""
+        return self.pitch or self.description
 
     @field_validator("sources", mode="before")
     @classmethod

@@ -36,6 +36,7 @@ from digest.config import DEVELOPMENT_SECRET_KEY, Settings
 from digest.errors import ConfigError, DigestError
 from digest.web import (
     admin,
+    admin_embed,
     admin_suppressions,
     admin_users,
     api,
@@ -94,7 +95,8 @@ def create_app(
     )
     web.state.app = app
     web.state.web = state = WebState(app, options)
-    for module in (public, archive, editor, admin, admin_suppressions, admin_users, api):
+    modules = (public, archive, editor, admin, admin_embed, admin_suppressions, admin_users, api)
+    for module in modules:
         web.include_router(module.router)
     web.router.routes.extend(webhooks.routes(app))
     web.mount("/static", StaticFiles(directory=STATIC), name="static")
