@@ -14,9 +14,10 @@ import io
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import jinja2
 from sqlalchemy.orm import Session
@@ -558,6 +559,7 @@ def render(
     who = signed_in(request)
     flashes = request.session.pop("flash", []) if "flash" in request.session else []
     values = {
+        "when": _clock(config),
         "request": request,
         "csrf": csrf_token(request.session),
         "signed_in": signed_in(request) is not None,
@@ -574,6 +576,44 @@ def render(
     response = HTMLResponse(html, status_code=status, headers=dict(headers or {}))
     response.headers.setdefault("Cache-Control", "no-store")
     return response
+
+
+def admin_zone(config: DigestConfig | None, newsletter: str | None = None) -> ZoneInfo:
+    """The time zone admin pages show times in: ``newsletter``'s, else the first
+    newsletter's (the site's), else UTC."""
+    newsletters = config.newsletters if config else {}
+    chosen = newsletters.get(newsletter or "") or next(iter(newsletters.values()), None)
+    try:
+        return ZoneInfo(chosen.timezone) if chosen else ZoneInfo("UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
+
+
+def format_when(value: datetime | str | None, zone: ZoneInfo) -> str:
+    """A stored time (an aware datetime, or ISO text) in ``zone``, to the minute, with the
+    zone's abbreviation: ``2026-11-23 09:05 CET``; "—" for none."""
+    if value is None or value == "":
+        return "—"
+    moment: datetime
+    if isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            return value
+    else:
+        moment = value
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z")
+
+
+def _clock(config: DigestConfig | None) -> Callable[..., str]:
+    """``when(value, newsletter=None)`` for templates (see :func:`format_when`)."""
+
+    def when(value: datetime | str | None, newsletter: str | None = None) -> str:
+        return format_when(value, admin_zone(config, newsletter))
+
+    return when
 
 
 def _lang(newsletters: list[Any]) -> str:
@@ -631,6 +671,7 @@ __all__ = [
     "WebOptions",
     "WebState",
     "actor",
+    "admin_zone",
     "check_api_csrf",
     "client_ip",
     "console_on",
@@ -638,6 +679,7 @@ __all__ = [
     "field",
     "fields",
     "flash",
+    "format_when",
     "in_session",
     "is_admin",
     "is_editor",
