@@ -32,6 +32,7 @@ from digest.models import Edition, Variant
 from digest.personalize import web_url
 from digest.privacy import forget_person
 from digest.stats import edition_stats
+from digest.web import segment_builder as builder
 from digest.web.pages import (
     MAX_UPLOAD_BYTES,
     AdminDisabled,
@@ -618,6 +619,9 @@ async def _segments_view(
         "categories": [],
         "count": None,
         "error": None,
+        "match": "all",
+        "rows": [],
+        "more": 0,
     }
     values.update(form_values or {})
     return render(
@@ -627,6 +631,10 @@ async def _segments_view(
             "segments": await in_session(request, _segments),
             "lists": await _list_names(request),
             "all_categories": config.choosable_categories() or [],
+            "statuses": [s.value for s in Status],
+            "kinds": builder.KINDS,
+            "attr_ops": builder.ATTR_OPS,
+            "builder_rows": builder.padded(values["rows"], values["more"]),
             "form": values,
         },
         status=status,
@@ -647,8 +655,11 @@ def parse_rule(text: str) -> dict[str, Any]:
 
 @router.post("/segments")
 async def segments_post(request: Request) -> Response:
+    """Count or save a segment.  The rule is the JSON in ``rule``; the builder's rows
+    (``action=build``, or an empty ``rule``) write it; ``action=more`` adds rows."""
     require_admin(request)
     form = await read_form(request)
+    match, rows = builder.rows_from_form(form)
     values: dict[str, Any] = {
         "list": field(form, "list", 100),
         "name": field(form, "name", 100),
@@ -656,11 +667,23 @@ async def segments_post(request: Request) -> Response:
         "categories": fields(form, "categories"),
         "count": None,
         "error": None,
+        "match": match,
+        "rows": [r for r in rows if not r.empty],
+        "more": 0,
     }
     config = state(request).digest_config()
     action = field(form, "action", 10)
+    if action == "more":
+        values["more"] = 3
+        return await _segments_view(request, values)
     try:
-        rule = parse_rule(values["rule"])
+        if action == "build" or (not values["rule"].strip() and values["rows"]):
+            rule = builder.build_rule(match, rows)
+            values["rule"] = json.dumps(rule, ensure_ascii=False)
+            if action == "build":
+                action = "count"
+        else:
+            rule = parse_rule(values["rule"])
         if action == "count":
             values["count"] = await in_session(request, rule_count, values["list"], rule)
             return await _segments_view(request, values)

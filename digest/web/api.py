@@ -23,6 +23,7 @@ from starlette.responses import JSONResponse
 
 from digest.models import Edition
 from digest.stats import edition_stats
+from digest.web import segment_builder
 from digest.web.admin import recent_editions, rule_count
 from digest.web.editor import check_day, get_preview, parse_day, pick_newsletter
 from digest.web.pages import (
@@ -348,6 +349,24 @@ async def segment_count(request: Request) -> dict[str, int]:
     check_api_csrf(request)
     body = _valid(RuleCountIn, await read_json(request))
     return await in_session(request, rule_count, body.list_name, body.rule)
+
+
+@router.post("/segments/build", include_in_schema=False)
+async def segment_build(request: Request) -> dict[str, Any]:
+    """The segment builder's rows (``{"list", "match", "conditions"}``) as rule data,
+    with its counts: what the admin's segment page shows as the rows change."""
+    require_admin(request)
+    check_api_csrf(request)
+    data = await read_json(request)
+    if not isinstance(data, dict):
+        raise WebError("send a JSON object with list, match and conditions")
+    list_name = data.get("list")
+    if not isinstance(list_name, str) or not list_name.strip():
+        raise WebError("list: name the list to count on")
+    match, rows = segment_builder.rows_from_json(data)
+    rule = segment_builder.build_rule(match, rows)
+    counts = await in_session(request, rule_count, list_name.strip(), rule)
+    return {"rule": rule, **counts}
 
 
 def _valid(model: type[RuleCountIn], data: Any) -> RuleCountIn:
