@@ -106,6 +106,9 @@ async def login(request: Request) -> Response:
     web = state(request)
     if not console_on(request):
         raise AdminDisabled("Set DIGEST_ADMIN_PASSWORD and restart the web app to switch it on.")
+    # The form (small, bounded) is read before the backoff answers: a 429 sent before
+    # the body was read would close the connection under a client still sending it.
+    form = await read_form(request)
     ip = client_ip(request)
     wait = web.login_backoff.wait(ip)
     if wait:
@@ -114,7 +117,6 @@ async def login(request: Request) -> Response:
             "and try again.",
             retry_after(wait),
         )
-    form = await read_form(request)
     target = safe_next(field(form, "next", 500))
     email = field(form, "email", 320).lower()
     if email == signins.ADMIN:
