@@ -64,6 +64,7 @@ class Settings(BaseSettings):
     )
     sendgrid_api_host: str = "https://api.sendgrid.com"
     sendgrid_webhook_public_key: str | None = None
+    #: Bootstrap admin password: signs in only until the first admin account exists.
     admin_password: SecretStr | None = None
     #: Subscribe-form posts allowed per client IP per minute (an in-process token bucket).
     subscribe_rate: int = Field(default=5, ge=1, le=10_000)

@@ -113,7 +113,7 @@ def users_list(app: App, as_json: bool) -> None:
         console.print("No accounts yet. Add one with `digest users add EMAIL --role admin`.")
         return
     table = Table(show_edge=False)
-    for col in ("Email", "Role", "Added", "Password changed", "Signed in"):
+    for col in ("Email", "Role", "Added (UTC)", "Password changed (UTC)", "Signed in"):
         table.add_column(col, overflow="fold")
     for r in rows:
         table.add_row(
