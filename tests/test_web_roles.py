@@ -345,3 +345,18 @@ def test_the_users_page_adds_resets_and_removes(world: World) -> None:
     with world.app.session() as s:
         assert accounts.get(s, "lin@example.org") is None
         assert accounts.get(s, ADMIN_EMAIL) is not None
+
+
+def test_console_changes_are_logged_with_the_account(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="digest.audit")
+    with client_for(world) as client:
+        assert sign_in(client, ADMIN_EMAIL, ADMIN_PW).status_code == 303
+        token = page_csrf(client, "/admin")
+        assert (
+            client.post("/admin/lists", data={"csrf": token, "name": "monthly"}).status_code == 303
+        )
+    lines = [r.getMessage() for r in caplog.records if r.name == "digest.audit"]
+    assert f"{ADMIN_EMAIL} signed in from testclient" in lines
+    assert f"{ADMIN_EMAIL} (admin console, testclient) created the list 'monthly'" in lines
