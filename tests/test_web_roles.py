@@ -360,3 +360,13 @@ def test_console_changes_are_logged_with_the_account(
     lines = [r.getMessage() for r in caplog.records if r.name == "digest.audit"]
     assert f"{ADMIN_EMAIL} signed in from testclient" in lines
     assert f"{ADMIN_EMAIL} (admin console, testclient) created the list 'monthly'" in lines
+
+
+def test_the_open_preview_opens_the_preview_only(fast_sqlite_url: str, tmp_path: Path) -> None:
+    world = web_world(fast_sqlite_url, tmp_path, password=None)
+    with client_for(world, open_preview=True) as client:
+        assert client.get("/preview?newsletter=weekly&as_of=2026-11-23").status_code == 200
+        found = client.get("/api/preview", params={"newsletter": "weekly", "as_of": "2026-11-23"})
+        assert found.status_code == 200, found.text
+        for path in ("/admin", "/admin/editions", "/admin/editions/1", "/api/editions"):
+            assert client.get(path).status_code == 404, path  # the console stays off

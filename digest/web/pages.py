@@ -209,6 +209,8 @@ SIGNIN_KEY = "signin"
 _SIGNIN_STATE = "digest_signin"
 #: Where it notes whether the console is on (see :func:`console_on`).
 _CONSOLE_STATE = "digest_console"
+#: What ``digest preview`` (``open_preview``) serves without signing in.
+_OPEN_PREVIEW_PATHS = ("/preview", "/api/preview")
 #: Paths whose pages need to know whether the console is on.
 _CONSOLE_PATHS = ("/admin", "/api", "/preview")
 
@@ -346,8 +348,8 @@ def require_editor(request: Request) -> None:
     """Raise unless an editor or an admin is signed in.  The preview is open in
     ``digest preview``; otherwise it is part of the admin console."""
     web = state(request)
-    if web.options.open_preview:
-        return
+    if web.options.open_preview and request.url.path.startswith(_OPEN_PREVIEW_PATHS):
+        return  # `digest preview`: the preview only, never the console's pages
     if not console_on(request):
         raise AdminDisabled(
             "The preview is part of the admin console: set DIGEST_ADMIN_PASSWORD (or add an "
