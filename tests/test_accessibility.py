@@ -226,12 +226,13 @@ def test_the_web_pages_have_no_serious_violation(
         audit.check(page, "admin: segment builder, counted")
         visit("/admin/embed", "admin: sign-up forms")
         visit("/admin/users", "admin: users")
+        visit("/admin/account", "admin: your account")
         visit("/admin/editions", "admin: editions")
         visit(f"/admin/editions/{edition_id}", "admin: edition")
         visit("/preview?newsletter=weekly&as_of=2026-11-23", "preview")
         context.close()
     print(audit.report())
-    assert len(audit.findings) == 2 * 26
+    assert len(audit.findings) == 2 * 27
     assert not audit.blocking(), audit.blocking()
 
 

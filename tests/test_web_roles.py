@@ -56,6 +56,8 @@ PUBLIC = {
 EDITOR = {
     ("GET", "/admin"),  # an editor's console starts at the editions (a redirect)
     ("GET", "/admin/editions"),
+    ("GET", "/admin/account"),  # one's own password
+    ("POST", "/admin/account"),
     ("GET", "/admin/editions/{edition_id}"),
     ("GET", "/preview"),
     ("GET", "/preview/frame"),
@@ -370,3 +372,34 @@ def test_the_open_preview_opens_the_preview_only(fast_sqlite_url: str, tmp_path:
         assert found.status_code == 200, found.text
         for path in ("/admin", "/admin/editions", "/admin/editions/1", "/api/editions"):
             assert client.get(path).status_code == 404, path  # the console stays off
+
+
+def test_anyone_signed_in_changes_their_own_password(world: World) -> None:
+    with client_for(world) as client, client_for(world) as other:
+        assert sign_in(other, EDITOR_EMAIL, EDITOR_PW).status_code == 303
+        assert sign_in(client, EDITOR_EMAIL, EDITOR_PW).status_code == 303
+        token = page_csrf(client, "/admin/account")
+        wrong = client.post(
+            "/admin/account",
+            data={
+                "csrf": token,
+                "current": "not it",
+                "password": "new pw of grace",
+                "password_again": "new pw of grace",
+            },
+        )
+        assert wrong.status_code == 400 and "current password is not right" in wrong.text
+        done = client.post(
+            "/admin/account",
+            data={
+                "csrf": token,
+                "current": EDITOR_PW,
+                "password": "new pw of grace",
+                "password_again": "new pw of grace",
+            },
+        )
+        assert done.status_code == 303
+        assert client.get("/admin/editions").status_code == 200  # this browser stays in
+        assert other.get("/admin/editions").status_code == 401  # the other is signed out
+    with world.app.session() as s:
+        assert accounts.verify(s, EDITOR_EMAIL, "new pw of grace") is not None

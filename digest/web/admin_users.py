@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from digest import accounts
+from digest import accounts, signins
 from digest.errors import DigestError
 from digest.web.pages import (
     actor,
@@ -23,11 +23,13 @@ from digest.web.pages import (
     read_form,
     render,
     require_admin,
+    require_editor,
+    sign_in,
     signed_in,
 )
 
 log = logging.getLogger("digest.audit")
-router = APIRouter(prefix="/admin/users", include_in_schema=False)
+router = APIRouter(prefix="/admin", include_in_schema=False)
 
 
 async def _view(
@@ -53,13 +55,13 @@ async def _view(
     )
 
 
-@router.get("")
+@router.get("/users")
 async def users_page(request: Request) -> Response:
     require_admin(request)
     return await _view(request)
 
 
-@router.post("")
+@router.post("/users")
 async def users_add(request: Request) -> Response:
     require_admin(request)
     form = await read_form(request)
@@ -83,7 +85,7 @@ async def users_add(request: Request) -> Response:
     return RedirectResponse("/admin/users", status_code=303)
 
 
-@router.post("/password")
+@router.post("/users/password")
 async def users_password(request: Request) -> Response:
     require_admin(request)
     form = await read_form(request)
@@ -100,7 +102,7 @@ async def users_password(request: Request) -> Response:
     return RedirectResponse("/admin/users", status_code=303)
 
 
-@router.post("/remove")
+@router.post("/users/remove")
 async def users_remove(request: Request) -> Response:
     require_admin(request)
     form = await read_form(request)
@@ -117,6 +119,67 @@ async def users_remove(request: Request) -> Response:
         log.info("%s removed the account %s", actor(request), email)
         flash(request, f"Removed {email}; its sessions are signed out.", "success")
     return RedirectResponse("/admin/users", status_code=303)
+
+
+# ---------------------------------------------------------------------------
+# One's own account (editors and admins)
+
+
+async def _account_view(
+    request: Request, *, error: str | None = None, status: int = 200
+) -> Response:
+    me = signed_in(request)
+    bootstrap = me is not None and me.account == signins.ADMIN
+    return render(
+        request,
+        "admin/account.html.j2",
+        {"bootstrap": bootstrap, "error": error, "min_length": accounts.MIN_PASSWORD_LENGTH},
+        status=status,
+    )
+
+
+@router.get("/account")
+async def account_page(request: Request) -> Response:
+    require_editor(request)
+    return await _account_view(request)
+
+
+@router.post("/account")
+async def account_password(request: Request) -> Response:
+    """Change one's own password: the current one, then the new one twice.  Every other
+    session of the account is signed out; this browser is signed in again."""
+    require_editor(request)
+    form = await read_form(request)
+    me = signed_in(request)
+    if me is None or me.account == signins.ADMIN:
+        return await _account_view(
+            request, error="The bootstrap admin has no account to change.", status=400
+        )
+
+    def text(name: str) -> str:
+        value = form.get(name)
+        return value if isinstance(value, str) else ""
+
+    current, new = text("current"), text("password")
+    if new != text("password_again"):
+        return await _account_view(request, error="The two new passwords differ.", status=400)
+
+    def work(session: Session) -> str | None:
+        if accounts.verify(session, me.account, current) is None:
+            return None
+        account = accounts.set_password(session, me.account, new)
+        return accounts.credential(account)
+
+    try:
+        credential = await in_session(request, work)
+    except DigestError as exc:
+        return await _account_view(request, error=str(exc), status=400)
+    if credential is None:
+        return await _account_view(request, error="Your current password is not right.", status=400)
+    await sign_in(request, me.account, credential)
+    log.info("%s changed their password", actor(request))
+    flash(request, "Password changed; your other sessions are signed out.", "success")
+    return RedirectResponse("/admin/account", status_code=303)
 
 
 __all__ = ["router"]
