@@ -65,6 +65,7 @@ class Settings(BaseSettings):
     )
     sendgrid_api_host: str = "https://api.sendgrid.com"
     sendgrid_webhook_public_key: str | None = None
+    #: Bootstrap admin password: signs in only until the first admin account exists.
     admin_password: SecretStr | None = None
     #: Subscribe-form posts allowed per client IP per minute (an in-process token bucket).
     subscribe_rate: int = Field(default=5, ge=1, le=10_000)
@@ -260,7 +261,10 @@ class NewsletterConfig(BaseModel):
 
     name: str
     title: str = Field(min_length=1)
+    #: Why readers get it: the emails' footer (and the subscribe page, without ``pitch``).
     description: str = ""
+    #: The subscribe page's (and the embeddable form's) words; default: ``description``.
+    pitch: str = ""
     #: The subscriber list this newsletter mails (``list`` in the TOML).
     list_name: str = Field(alias="list", min_length=1)
     sources: list[SourceConfig] = Field(default_factory=list)
@@ -312,6 +316,11 @@ class NewsletterConfig(BaseModel):
     #: Who delivers the scheduled runs: ``direct`` (the scheduler sends) or ``workers``
     #: (the scheduler plans the edition and `digest worker` processes send it).
     delivery: Literal["direct", "workers"] = "direct"
+
+    @property
+    def subscribe_pitch(self) -> str:
+        """What the subscribe page says about the newsletter."""
+        return self.pitch or self.description
 
     @field_validator("sources", mode="before")
     @classmethod

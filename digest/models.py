@@ -387,6 +387,22 @@ class SchedulerRun(Base):
     detail: Mapped[str] = mapped_column(Text, default="")
 
 
+class Account(Base):
+    """A person who signs in to the web app (see :mod:`digest.accounts`): an email
+    address, a role (``editor`` or ``admin``) and an argon2id hash of the password."""
+
+    __tablename__ = "web_account"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    #: The address signed in with, lower-cased; also the key in ``web_session.account``.
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    #: argon2id, in the PHC string format (salt and parameters included).
+    password_hash: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    password_changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class WebSession(Base):
     """A sign-in to the web app, revocable: the browser's signed cookie holds a random
     token, this table only its SHA-256 (see :mod:`digest.signins`)."""

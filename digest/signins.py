@@ -12,9 +12,9 @@ row is not revoked, has not expired, and was made with the account's current cre
 * :func:`revoke` on sign-out, :func:`revoke_all` for "sign out everywhere", and
   :func:`revoke_stale` for sessions made with an old credential.
 
-Accounts: today there is one, ``admin`` (``DIGEST_ADMIN_PASSWORD``).  Per-person accounts
-hang off the same table: ``account`` holds the account's key and ``credential`` its
-password's fingerprint, and revoking one account's sessions is :func:`revoke_all`.
+Accounts (:mod:`digest.accounts`): ``account`` holds the account's email address (or
+``admin``, the bootstrap admin of ``DIGEST_ADMIN_PASSWORD``) and ``credential`` its
+password's fingerprint; revoking one account's sessions is :func:`revoke_all`.
 
 Nothing here commits: the caller owns the transaction.
 """
@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 from digest.models import WebSession
 from subscribers.db import rowcount, utcnow
 
-#: The account of ``DIGEST_ADMIN_PASSWORD`` (the only one until per-person accounts).
+#: The bootstrap admin of ``DIGEST_ADMIN_PASSWORD`` (until an admin account exists).
 ADMIN = "admin"
 #: How often, at most, a session's ``last_seen_at`` is written.
 TOUCH_EVERY = timedelta(minutes=1)
@@ -48,6 +48,8 @@ class SignIn:
     account: str
     created_at: datetime
     expires_at: datetime
+    #: The account's role (``admin`` or ``editor``, see :mod:`digest.accounts`).
+    role: str = "admin"
 
 
 def token_hash(token: str) -> str:

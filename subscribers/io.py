@@ -554,7 +554,14 @@ def export_csv(
     """Write the recipients of ``list_name`` (and ``segment``) as CSV to ``out`` (opened
     with ``newline=""``); returns the number of subscribers written.  Streams: memory
     stays flat however long the list."""
-    stmt = recipients(session, list_name, segment)
+    return export_selection(session, out, recipients(session, list_name, segment))
+
+
+def export_selection(session: Session, out: IO[str], stmt: Any) -> int:
+    """Write the subscribers ``stmt`` selects (its first entity is the
+    :class:`Subscriber`, e.g. :func:`subscribers.service.search`) as CSV that imports
+    back: email, name, categories, timezone and one column per attribute, every cell
+    neutralised (:func:`neutralise`).  Returns how many were written."""
     keys: set[str] = set()
     for attrs in session.scalars(
         stmt.with_only_columns(Subscriber.attributes).execution_options(yield_per=5000)
@@ -565,6 +572,8 @@ def export_csv(
     writer.writerow([*FIXED, *extra])
     written = 0
     for sub in _stream(session, stmt):
+        if not sub.email:  # erased: nothing to export
+            continue
         attrs = sub.attributes or {}
         cells = [
             sub.email or "",
@@ -588,6 +597,7 @@ __all__ = [
     "ImportReport",
     "RowResult",
     "export_csv",
+    "export_selection",
     "import_csv",
     "neutralise",
     "read_csv",

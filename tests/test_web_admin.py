@@ -240,8 +240,8 @@ def test_edit_unsubscribe_and_forget_a_subscriber(world: World) -> None:
         assert cells == [
             ["(the person)", "— → active", "admin", ""],
             ["weekly", "— → active", "admin", ""],
-            ["weekly", "active → unsubscribed", "admin", "admin console, testclient"],
-            ["(the person)", "active → unsubscribed", "admin", "admin console, testclient"],
+            ["weekly", "active → unsubscribed", "admin", "admin (admin console, testclient)"],
+            ["(the person)", "active → unsubscribed", "admin", "admin (admin console, testclient)"],
         ]
 
         unticked = client.post(f"/admin/subscribers/{sid}/forget", data={"csrf": token})

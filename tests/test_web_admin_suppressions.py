@@ -84,7 +84,7 @@ def test_lift_asks_for_confirmation_and_keeps_the_reader_bounced(world: World) -
         reader = service.find_subscriber(s, "reader0@example.net")
         assert reader is not None and reader.status is Status.BOUNCED
         line = privacy.describe(s, reader)["consent_log"][-1]
-        assert line["actor"].startswith("admin console, ") and line["note"]
+        assert line["actor"].startswith("admin (admin console, ") and line["note"]
 
 
 def test_subscriber_page_shows_the_suppression_and_links_to_lift_it(world: World) -> None:

@@ -240,7 +240,7 @@ def test_an_admin_imports_a_csv_and_builds_a_segment(
         tab.go("/admin/import")
         page.get_by_role("heading", name="Sign in").wait_for()  # 401: the sign-in form
         tab.check_and_shoot("admin-login")
-        page.get_by_label("Admin password").fill(PASSWORD)
+        page.get_by_label("Password", exact=True).fill(PASSWORD)
         page.get_by_role("button", name="Sign in").click()
 
         tab.go("/admin/import")
@@ -253,7 +253,7 @@ def test_an_admin_imports_a_csv_and_builds_a_segment(
         tab.check_and_shoot("admin-import-report")
 
         page.get_by_role("link", name="Segments").click()
-        page.get_by_label("Name").fill("health")
+        page.get_by_label("Name", exact=True).fill("health")
         page.get_by_label("Rule (JSON)").fill('{"attr": "sector", "equals": "health"}')
         live = page.locator("#live-count")
         live.get_by_text("2 recipients match").wait_for()  # counted as typed (admin.js)
@@ -262,6 +262,17 @@ def test_an_admin_imports_a_csv_and_builds_a_segment(
         row = page.get_by_role("row").filter(has_text='"sector"')
         assert row.locator("td.num").all_inner_texts() == ["2", "2"]
         tab.check_and_shoot("admin-segments")
+
+        # The builder writes the same rule as the conditions change (admin.js).
+        condition = page.get_by_role("group", name="Condition 1")
+        condition.get_by_label("On", exact=True).select_option("attr")
+        condition.get_by_label("Attribute name").fill("sector")
+        condition.get_by_label("Value", exact=True).fill("health")
+        live.get_by_text("2 recipients match").wait_for()
+        page.wait_for_function("document.getElementById('seg-rule').value.includes('health')")
+        assert page.get_by_label("Rule (JSON)").input_value() == (
+            '{"attr":"sector","equals":"health"}'
+        )
 
         row.get_by_role("link", name="health").click()
         page.get_by_text("2 subscribers found.").wait_for()

@@ -67,7 +67,7 @@ def test_the_schema_is_for_signed_in_admins_and_lists_the_json_endpoints(
         schema = client.get("/api/openapi.json")
     # before: anyone could read the admin API's map
     assert anonymous.status_code == 401 and anonymous.json() == {
-        "error": "Sign in with the admin password to see this page."
+        "error": "Sign in to see this page."
     }
     assert schema.status_code == 200
     assert set(schema.json()["paths"]) == {

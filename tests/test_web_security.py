@@ -257,7 +257,7 @@ def test_an_anonymous_json_body_is_never_read(lite: World) -> None:
         small = client.post("/api/segments/count", json={"list": "weekly", "rule": {}})
     # before: FastAPI read and parsed the whole body, then the handler said 401
     assert big.status_code == 401 and small.status_code == 401
-    assert big.json() == {"error": "Sign in with the admin password to see this page."}
+    assert big.json() == {"error": "Sign in to see this page."}
     assert big.headers["connection"] == "close"  # the rest of the upload is not waited for
     assert counting.read == 0
 

@@ -84,7 +84,8 @@ def serve(
     """Run the web app: subscribe pages, preview, admin console and webhooks.
 
     Public pages answer at DIGEST_BASE_URL (put a TLS proxy in front and set it to
-    the https address); the admin console at /admin needs DIGEST_ADMIN_PASSWORD.
+    the https address); the admin console at /admin needs an account (digest users
+    add) or, until the first admin account exists, DIGEST_ADMIN_PASSWORD.
     X-Forwarded-For is believed only from DIGEST_TRUSTED_PROXIES (none by default),
     so that rate limits see real client addresses.  Slow clients are cut off: see
     --header-timeout, --body-timeout and --keep-alive.
@@ -92,7 +93,7 @@ def serve(
     \b
     Example:
         digest serve
-        DIGEST_ADMIN_PASSWORD=s3cret digest serve --host 0.0.0.0 --port 8080
+        digest users add ada@example.org --role admin && digest serve --port 8080
         DIGEST_TRUSTED_PROXIES=127.0.0.1 digest serve --header-timeout 5
     """
     from digest.web import WebOptions, check_settings, create_app

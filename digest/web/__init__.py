@@ -40,7 +40,9 @@ from digest.config import DEVELOPMENT_SECRET_KEY, Settings
 from digest.errors import ConfigError, DigestError
 from digest.web import (
     admin,
+    admin_embed,
     admin_suppressions,
+    admin_users,
     admin_workers,
     api,
     archive,
@@ -108,17 +110,20 @@ def create_app(
     )
     web.state.app = app
     web.state.web = state = WebState(app, options)
-    for module in (
+    modules = (
         public,
         tracking_links,
         archive,
         editor,
         desk,
         admin,
+        admin_embed,
         admin_suppressions,
+        admin_users,
         admin_workers,
         api,
-    ):
+    )
+    for module in modules:
         web.include_router(module.router)
     web.router.routes.extend(webhooks.routes(app))
     web.mount("/static", StaticFiles(directory=STATIC), name="static")

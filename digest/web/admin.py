@@ -11,7 +11,9 @@ right password is let in once the wait is over.
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -23,7 +25,7 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from digest import drafts, signins
+from digest import accounts, drafts, signins
 from digest.activity import timeline
 from digest.errors import NotFound
 from digest.events import SENDGRID
@@ -34,20 +36,25 @@ from digest.queries import rule_count
 from digest.stats import edition_stats
 from digest.tracking import edition_tracking
 from digest.web import desk as desk_web
+from digest.web import segment_builder as builder
 from digest.web.pages import (
     MAX_UPLOAD_BYTES,
     AdminDisabled,
     Limited,
     WebError,
+    actor,
     client_ip,
+    console_on,
     field,
     fields,
     flash,
     in_session,
     is_admin,
+    is_editor,
     read_form,
     render,
     require_admin,
+    require_editor,
     safe_next,
     sign_in,
     sign_out,
@@ -68,6 +75,10 @@ from subscribers.db import MAX_ID
 from subscribers.errors import SubscribersError
 from subscribers.models import ConsentSource, MailingList, Status, Subscriber
 
+log = logging.getLogger(__name__)
+#: One line per change made in the console, naming the account (changes to readers are
+#: in the consent log too, with the same actor).
+audit = logging.getLogger("digest.audit")
 router = APIRouter(prefix="/admin", include_in_schema=False)
 
 PAGE_SIZE = 50
@@ -84,19 +95,25 @@ Id = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 @router.get("/login")
 async def login_page(request: Request) -> Response:
-    if state(request).admin is None:
+    if not console_on(request):
         require_admin(request)  # raises AdminDisabled
-    if is_admin(request):
+    if is_editor(request):
         return RedirectResponse(safe_next(request.query_params.get("next")), status_code=303)
-    context = {"next": safe_next(request.query_params.get("next")), "error": None}
+    context = {"next": safe_next(request.query_params.get("next")), "error": None, "email": ""}
     return render(request, "admin/login.html.j2", context)
 
 
 @router.post("/login")
 async def login(request: Request) -> Response:
+    """Sign in with an account's email address and password; with no email address,
+    ``DIGEST_ADMIN_PASSWORD`` signs in as the bootstrap admin while no admin account
+    exists.  Wrong attempts back off per client IP and per account."""
     web = state(request)
-    if web.admin is None:
+    if not console_on(request):
         raise AdminDisabled("Set DIGEST_ADMIN_PASSWORD and restart the web app to switch it on.")
+    # The form (small, bounded) is read before the backoff answers: a 429 sent before
+    # the body was read would close the connection under a client still sending it.
+    form = await read_form(request)
     ip = client_ip(request)
     wait = web.login_backoff.wait(ip)
     if wait:
@@ -105,26 +122,59 @@ async def login(request: Request) -> Response:
             "and try again.",
             retry_after(wait),
         )
-    form = await read_form(request)
     target = safe_next(field(form, "next", 500))
+    email = field(form, "email", 320).lower()
+    if email == signins.ADMIN:
+        email = ""
+    account_key = f"account:{email}" if email else ""
+    wait = web.login_backoff.wait(account_key) if account_key else 0.0
+    if wait:
+        raise Limited(
+            f"Too many wrong passwords for this account. Wait {retry_after(wait)} seconds "
+            "and try again.",
+            retry_after(wait),
+        )
     password = form.get("password")
-    admin = web.admin
-    ok = isinstance(password, str) and await _check(admin.check, password)
-    if not ok:
+    password = password if isinstance(password, str) else ""
+    signin, error = await run_in_threadpool(_check_login, request, email, password)
+    if signin is None:
         delay = web.login_backoff.failed(ip)
-        error = "That password is not right."
+        if account_key:
+            delay = max(delay, web.login_backoff.failed(account_key))
         if delay:
             error += f" Wait {retry_after(delay)} seconds before trying again."
-        context = {"next": target, "error": error}
+        context = {"next": target, "error": error, "email": email}
         return render(request, "admin/login.html.j2", context, status=401)
     web.login_backoff.succeeded(ip)
-    await sign_in(request, signins.ADMIN, admin.fingerprint)
+    if account_key:
+        web.login_backoff.succeeded(account_key)
+    await sign_in(request, *signin)
     rotate_csrf(request.session)
+    audit.info("%s signed in from %s", signin[0], ip)
     return RedirectResponse(target, status_code=303)
 
 
-async def _check(check: Any, password: str) -> bool:
-    return bool(await run_in_threadpool(check, password))
+def _check_login(request: Request, email: str, password: str) -> tuple[tuple[str, str] | None, str]:
+    """(account key, credential) to sign in with, or None and what to say."""
+    web = state(request)
+    with web.app.transaction() as session:
+        if email:
+            account = accounts.verify(session, email, password)
+            if account is None:
+                return None, "That email address and password do not match an account."
+            return (account.email, accounts.credential(account)), ""
+        admin = web.admin
+        if admin is None:
+            return None, "Enter your account's email address and password."
+        if accounts.admin_exists(session):
+            admin.check(password)  # the same time as a real check
+            return None, (
+                "Enter your account's email address: DIGEST_ADMIN_PASSWORD signs in only "
+                "until the first admin account exists."
+            )
+        if not admin.check(password):
+            return None, "That password is not right."
+        return (signins.ADMIN, admin.fingerprint), ""
 
 
 @router.post("/logout")
@@ -144,7 +194,9 @@ async def logout(request: Request) -> Response:
 
 @router.get("")
 async def dashboard(request: Request) -> Response:
-    require_admin(request)
+    require_editor(request)
+    if not is_admin(request):  # an editor's console starts at the editions
+        return RedirectResponse("/admin/editions", status_code=303)
     config = state(request).digest_config()
 
     def load(session: Session) -> tuple[list[Any], list[Any]]:
@@ -188,6 +240,7 @@ async def create_list(request: Request) -> Response:
     except SubscribersError as exc:
         flash(request, str(exc), "error")
     else:
+        audit.info("%s created the list %r", actor(request), name)
         flash(request, f"List {name!r} created.", "success")
     return RedirectResponse("/admin", status_code=303)
 
@@ -229,9 +282,8 @@ def _search(
     return {"rows": rows, "total": total, "segments": segments, "lists": list_names}
 
 
-@router.get("/subscribers")
-async def subscribers_page(request: Request) -> Response:
-    require_admin(request)
+def _filters(request: Request) -> tuple[str, str | None, str | None, str | None]:
+    """The subscriber list's filters from the query: text, status, list, segment."""
     params = request.query_params
     query = (params.get("q") or "").strip()[:200]
     status = params.get("status") or None
@@ -241,6 +293,46 @@ async def subscribers_page(request: Request) -> Response:
     seg_list, segment = _parse_segment(params.get("segment") or "")
     if segment:
         list_name = seg_list
+    return query, status, list_name, segment
+
+
+@router.get("/subscribers.csv")
+async def subscribers_csv(request: Request) -> Response:
+    """The subscribers the list page shows (its filters, every page) as CSV that imports
+    back, cells neutralised against formulas as ``digest subscribers export`` does, with a
+    UTF-8 byte order mark so that spreadsheet programs read the accents right."""
+    require_admin(request)
+    query, status, list_name, segment = _filters(request)
+
+    def work(session: Session) -> tuple[str, int]:
+        stmt = service.search(session, list_name, segment=segment, status=status, query=query)
+        out = io.StringIO(newline="")
+        out.write("\ufeff")
+        written = subscribers_io.export_selection(session, out, stmt)
+        return out.getvalue(), written
+
+    try:
+        text, written = await in_session(request, work)
+    except SubscribersError as exc:
+        raise WebError(str(exc), status=404) from None
+    audit.info("%s exported %s subscribers as CSV", actor(request), written)
+    name = "-".join(p for p in ("subscribers", list_name, segment, status) if p)
+    safe = "".join(c if c.isascii() and (c.isalnum() or c in "-_") else "_" for c in name)
+    return Response(
+        text.encode("utf-8"),
+        media_type="text/csv; charset=utf-8",
+        headers={
+            "Content-Disposition": f'attachment; filename="{safe}.csv"',
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+@router.get("/subscribers")
+async def subscribers_page(request: Request) -> Response:
+    require_admin(request)
+    params = request.query_params
+    query, status, list_name, segment = _filters(request)
     page = int(params["page"]) if (params.get("page") or "").isdigit() else 1
     page = max(1, min(page, 100_000))
     try:
@@ -261,6 +353,7 @@ async def subscribers_page(request: Request) -> Response:
             "page": page,
             "pages": pages,
             "query_for": lambda p: _page_query(params, p),
+            "csv_query": urlencode({k: v for k, v in params.items() if k != "page" and v}),
         },
     )
 
@@ -287,9 +380,9 @@ def _suppression(session: Session, email: str | None) -> Any:
 
 
 def admin_actor(request: Request) -> str:
-    """Who acts in the consent log for a change made in the console (one shared
-    password, so the client's address is what tells admins apart)."""
-    return f"admin console, {client_ip(request)}"
+    """Who acts in the consent log for a change made in the console: the signed-in
+    account, and the client's address."""
+    return actor(request)
 
 
 def _by(request: Request, detail: str = "") -> By:
@@ -373,6 +466,8 @@ async def subscriber_save(request: Request, subscriber_id: Id) -> Response:
         changed = await in_session(request, work)
     except SubscribersError as exc:
         return await _subscriber_view(request, subscriber_id, error=str(exc), status=400)
+    if changed:
+        audit.info("%s edited subscriber %s", actor(request), subscriber_id)
     flash(request, "Saved." if changed else "Nothing changed.", "success")
     return RedirectResponse(f"/admin/subscribers/{subscriber_id}", status_code=303)
 
@@ -525,6 +620,9 @@ async def _segments_view(
         "categories": [],
         "count": None,
         "error": None,
+        "match": "all",
+        "rows": [],
+        "more": 0,
     }
     values.update(form_values or {})
     return render(
@@ -534,6 +632,10 @@ async def _segments_view(
             "segments": await in_session(request, _segments),
             "lists": await _list_names(request),
             "all_categories": config.choosable_categories() or [],
+            "statuses": [s.value for s in Status],
+            "kinds": builder.KINDS,
+            "attr_ops": builder.ATTR_OPS,
+            "builder_rows": builder.padded(values["rows"], values["more"]),
             "form": values,
         },
         status=status,
@@ -554,8 +656,11 @@ def parse_rule(text: str) -> dict[str, Any]:
 
 @router.post("/segments")
 async def segments_post(request: Request) -> Response:
+    """Count or save a segment.  The rule is the JSON in ``rule``; the builder's rows
+    (``action=build``, or an empty ``rule``) write it; ``action=more`` adds rows."""
     require_admin(request)
     form = await read_form(request)
+    match, rows = builder.rows_from_form(form)
     values: dict[str, Any] = {
         "list": field(form, "list", 100),
         "name": field(form, "name", 100),
@@ -563,11 +668,23 @@ async def segments_post(request: Request) -> Response:
         "categories": fields(form, "categories"),
         "count": None,
         "error": None,
+        "match": match,
+        "rows": [r for r in rows if not r.empty],
+        "more": 0,
     }
     config = state(request).digest_config()
     action = field(form, "action", 10)
+    if action == "more":
+        values["more"] = 3
+        return await _segments_view(request, values)
     try:
-        rule = parse_rule(values["rule"])
+        if action == "build" or (not values["rule"].strip() and values["rows"]):
+            rule = builder.build_rule(match, rows)
+            values["rule"] = json.dumps(rule, ensure_ascii=False)
+            if action == "build":
+                action = "count"
+        else:
+            rule = parse_rule(values["rule"])
         if action == "count":
             found = await in_session(request, rule_count, values["list"], rule)
             values["count"] = found.to_dict()
@@ -587,6 +704,7 @@ async def segments_post(request: Request) -> Response:
     except SubscribersError as exc:
         values["error"] = str(exc)
         return await _segments_view(request, values, status=400)
+    audit.info("%s saved the segment %s/%s", actor(request), values["list"], values["name"])
     flash(request, f"Segment {values['name']!r} saved on {values['list']!r}.", "success")
     return RedirectResponse("/admin/segments", status_code=303)
 
@@ -601,6 +719,7 @@ async def segments_delete(request: Request) -> Response:
     except SubscribersError as exc:
         flash(request, str(exc), "error")
     else:
+        audit.info("%s deleted the segment %s/%s", actor(request), list_name, name)
         flash(request, f"Segment {name!r} deleted.", "success")
     return RedirectResponse("/admin/segments", status_code=303)
 
@@ -611,7 +730,7 @@ async def segments_delete(request: Request) -> Response:
 
 @router.get("/editions")
 async def editions_page(request: Request) -> Response:
-    require_admin(request)
+    require_editor(request)
     stats = await run_in_threadpool(state(request).digest.editions, limit=PAGE_SIZE)
     newsletters = list(state(request).app.config.newsletters.values())
     return render(
@@ -621,7 +740,7 @@ async def editions_page(request: Request) -> Response:
 
 @router.get("/editions/{edition_id}")
 async def edition_page(request: Request, edition_id: Id) -> Response:
-    require_admin(request)
+    require_editor(request)
     settings = state(request).app.settings
     status = await in_session(
         request, lambda s: s.scalar(select(Edition.status).where(Edition.id == edition_id))

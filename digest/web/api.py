@@ -24,6 +24,7 @@ from starlette.responses import JSONResponse
 
 from digest.models import Edition
 from digest.stats import edition_stats
+from digest.web import segment_builder
 from digest.web.editor import check_day, get_preview, parse_day, pick_newsletter
 from digest.web.pages import (
     MAX_JSON_BYTES,
@@ -45,7 +46,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     for code, text in {
         400: "Bad input",
         401: "Sign in first",
-        403: "Missing or wrong CSRF token",
+        403: "Missing or wrong CSRF token, or a role that does not open this (editors)",
         404: "Not found (or the admin console is off)",
     }.items()
 }
@@ -354,6 +355,24 @@ async def segment_count(request: Request) -> dict[str, int]:
     return found.to_dict()
 
 
+@router.post("/segments/build", include_in_schema=False)
+async def segment_build(request: Request) -> dict[str, Any]:
+    """The segment builder's rows (``{"list", "match", "conditions"}``) as rule data,
+    with its counts: what the admin's segment page shows as the rows change."""
+    require_admin(request)
+    check_api_csrf(request)
+    data = await read_json(request)
+    if not isinstance(data, dict):
+        raise WebError("send a JSON object with list, match and conditions")
+    list_name = data.get("list")
+    if not isinstance(list_name, str) or not list_name.strip():
+        raise WebError("list: name the list to count on")
+    match, rows = segment_builder.rows_from_json(data)
+    rule = segment_builder.build_rule(match, rows)
+    found = await run_in_threadpool(state(request).digest.count_rule, list_name.strip(), rule)
+    return {"rule": rule, **found.to_dict()}
+
+
 def _valid(model: type[RuleCountIn], data: Any) -> RuleCountIn:
     try:
         return model.model_validate(data)
@@ -378,7 +397,7 @@ async def editions(
     newsletter: Annotated[str | None, Query(max_length=100)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> list[dict[str, Any]]:
-    require_admin(request)
+    require_editor(request)
     found = await run_in_threadpool(state(request).digest.editions, newsletter, limit=limit)
     return [e.to_dict() for e in found]
 
@@ -387,7 +406,7 @@ async def editions(
 async def edition(
     request: Request, edition_id: Annotated[int, Path(ge=1, le=MAX_ID)]
 ) -> dict[str, Any]:
-    require_admin(request)
+    require_editor(request)
 
     def work(session: Session) -> dict[str, Any] | None:
         found = session.get(Edition, edition_id)

@@ -55,7 +55,7 @@ from digest.web.pages import (
     in_session,
     read_form,
     render,
-    require_admin,
+    require_editor,
     signed_in,
     state,
 )
@@ -272,7 +272,7 @@ def _progress_numbers(counts: dict[str, int], status: str) -> dict[str, Any]:
 async def prepare_draft(request: Request) -> Response:
     """The draft of the edition the newsletter's next scheduled run sends (made if need
     be), opened on the desk."""
-    require_admin(request)
+    require_editor(request)
     form = await read_form(request)
     name = field(form, "newsletter", 100)
     app = state(request).app
@@ -289,7 +289,7 @@ async def prepare_draft(request: Request) -> Response:
 
 @router.get("/{edition_id}/frame")
 async def edition_frame(request: Request, edition_id: Id) -> Response:
-    require_admin(request)
+    require_editor(request)
     params = request.query_params
     headers = {"Content-Security-Policy": EMAIL_CSP, "Cache-Control": "no-store"}
     try:
@@ -305,7 +305,7 @@ async def edition_frame(request: Request, edition_id: Id) -> Response:
 async def edition_events(request: Request, edition_id: Id) -> Response:
     """``progress`` (the send's numbers, as JSON) whenever they change; ``change`` when
     the edition was edited, changed state or a template was saved (the page reloads)."""
-    require_admin(request)
+    require_editor(request)
     web = state(request)
     app = web.app
     since = request.query_params.get("since", "")[:200]
@@ -353,7 +353,7 @@ async def edition_events(request: Request, edition_id: Id) -> Response:
 @router.get("/{edition_id}/progress")
 async def edition_progress(request: Request, edition_id: Id) -> Response:
     """The send's numbers as JSON (what the event stream sends)."""
-    require_admin(request)
+    require_editor(request)
     snapshot = await run_in_threadpool(desk.progress, state(request).app, edition_id)
     numbers = _progress_numbers(snapshot.counts.to_dict(), snapshot.status)
     return Response(json.dumps(numbers), media_type="application/json")
@@ -384,7 +384,7 @@ async def _act(
 
 @router.post("/{edition_id}/intro")
 async def edit_intro(request: Request, edition_id: Id) -> Response:
-    require_admin(request)
+    require_editor(request)
     form = await read_form(request)
     text = form.get("intro")
     if not isinstance(text, str):
@@ -401,7 +401,7 @@ async def edit_intro(request: Request, edition_id: Id) -> Response:
 
 @router.post("/{edition_id}/subject")
 async def edit_subject(request: Request, edition_id: Id) -> Response:
-    require_admin(request)
+    require_editor(request)
     form = await read_form(request)
     text = field(form, "subject", 1000)
 
@@ -418,7 +418,7 @@ _MOVES = {"up", "down", "top", "exclude", "include"}
 @router.post("/{edition_id}/article")
 async def edit_article(request: Request, edition_id: Id) -> Response:
     """One article: ``do`` = up, down, top (make it the top story), exclude, include."""
-    require_admin(request)
+    require_editor(request)
     form = await read_form(request)
     ref = field(form, "article", 20)
     what = field(form, "do", 20)
@@ -451,7 +451,7 @@ async def edit_article(request: Request, edition_id: Id) -> Response:
 @router.post("/{edition_id}/new")
 async def edit_new(request: Request, edition_id: Id) -> Response:
     """The articles that arrived since the draft was made: ``do`` = add or decline."""
-    require_admin(request)
+    require_editor(request)
     form = await read_form(request)
     what = field(form, "do", 10)
     if what not in ("add", "decline"):
@@ -467,7 +467,7 @@ async def edit_new(request: Request, edition_id: Id) -> Response:
 
 @router.post("/{edition_id}/test")
 async def send_test_copy(request: Request, edition_id: Id) -> Response:
-    require_admin(request)
+    require_editor(request)
     form = await read_form(request)
     addresses = split_addresses(field(form, "to", 4000))
     variant = field(form, "variant", 100) or ALL
@@ -490,7 +490,7 @@ async def send_test_copy(request: Request, edition_id: Id) -> Response:
 
 @router.post("/{edition_id}/approve")
 async def approve(request: Request, edition_id: Id) -> Response:
-    require_admin(request)
+    require_editor(request)
     await read_form(request)
 
     def work(app: App, who: str) -> str:
@@ -517,7 +517,7 @@ def _start_send(request: Request, edition_id: int, segment: str | None, who: str
 @router.get("/{edition_id}/send")
 async def confirm_page(request: Request, edition_id: Id) -> Response:
     """Before anything is sent: the list, the segment, the readers; or why it is refused."""
-    require_admin(request)
+    require_editor(request)
     segment = (request.query_params.get("segment") or "").strip()[:100] or None
     return await _confirm_view(request, edition_id, segment)
 
@@ -553,7 +553,7 @@ async def _confirm_view(
 @router.post("/{edition_id}/send")
 async def send_now(request: Request, edition_id: Id) -> Response:
     """Approve (a draft) and send now, once confirmed on the confirmation page."""
-    require_admin(request)
+    require_editor(request)
     form = await read_form(request)
     segment = field(form, "segment", 100) or None
     if form.get("confirm") != "yes":
@@ -583,7 +583,7 @@ async def send_now(request: Request, edition_id: Id) -> Response:
 @router.post("/{edition_id}/schedule")
 async def schedule_send(request: Request, edition_id: Id) -> Response:
     """Approve (a draft) to go out at a time, in the newsletter's time zone."""
-    require_admin(request)
+    require_editor(request)
     form = await read_form(request)
     text = field(form, "send_at", 30)
     name, status, _ = await in_session(request, _stamp, edition_id)
@@ -630,7 +630,7 @@ async def schedule_send(request: Request, edition_id: Id) -> Response:
 
 @router.post("/{edition_id}/pause")
 async def pause(request: Request, edition_id: Id) -> Response:
-    require_admin(request)
+    require_editor(request)
     await read_form(request)
 
     def work(app: App, who: str) -> str:
@@ -642,7 +642,7 @@ async def pause(request: Request, edition_id: Id) -> Response:
 
 @router.post("/{edition_id}/resume")
 async def resume(request: Request, edition_id: Id) -> Response:
-    require_admin(request)
+    require_editor(request)
     await read_form(request)
 
     def work(app: App, who: str) -> str:
@@ -655,7 +655,7 @@ async def resume(request: Request, edition_id: Id) -> Response:
 
 @router.post("/{edition_id}/cancel")
 async def cancel(request: Request, edition_id: Id) -> Response:
-    require_admin(request)
+    require_editor(request)
     form = await read_form(request)
     if form.get("confirm") != "yes":
         return await desk_page(

@@ -19,6 +19,7 @@ it open on the editor's own machine.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, time
@@ -40,6 +41,7 @@ from digest.queries import list_editions
 from digest.sendtest import send_test
 from digest.web.pages import (
     WebError,
+    actor,
     field,
     flash,
     in_session,
@@ -282,6 +284,14 @@ async def preview_send_test(request: Request) -> Response:
         through = f" (backend {choice})" if choice is not None else ""
         flash(request, f"The test copy was not sent{through}: {exc}", "error")
         return RedirectResponse(back, status_code=303)
+    logging.getLogger("digest.audit").info(
+        "%s sent a test copy of %s (%s, %s) to %d addresses",
+        actor(request),
+        nl.name,
+        day,
+        which,
+        len(addresses),
+    )
     flash(request, sent.summary(), "success" if sent.emailed else "info")
     return RedirectResponse(back, status_code=303)
 

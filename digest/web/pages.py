@@ -3,7 +3,8 @@
 Pages are Jinja2 templates from ``templates/web/`` (a ``web/`` folder in
 ``DIGEST_TEMPLATES`` overrides them file by file), autoescaped, with undefined
 names as errors.  Each page gets ``request``, ``csrf`` (the session's token for
-its forms), ``signed_in`` (the admin), ``flashes`` (one-time messages) and ``site``.
+its forms), ``signed_in`` (whether anyone is), ``role`` and ``account`` (who),
+``flashes`` (one-time messages) and ``site``.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import jinja2
 
@@ -33,7 +35,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from digest import signins
+from digest import accounts, signins
 from digest.api import Digest
 from digest.app import App
 from digest.config import DigestConfig
@@ -175,6 +177,13 @@ class SignInRequired(WebError):
     title = "Please sign in"
 
 
+class RoleRequired(WebError):
+    """Signed in, but the account's role does not open this page."""
+
+    status = 403
+    title = "Not for your role"
+
+
 class AdminDisabled(WebError):
     status = 404
     title = "The admin console is switched off"
@@ -214,12 +223,20 @@ def wants_json(request: Request) -> bool:
 SIGNIN_KEY = "signin"
 #: Where :class:`SignInCheck` leaves the request's sign-in (a ``SignIn`` or None).
 _SIGNIN_STATE = "digest_signin"
+#: Where it notes whether the console is on (see :func:`console_on`).
+_CONSOLE_STATE = "digest_console"
+#: What ``digest preview`` (``open_preview``) serves without signing in.
+_OPEN_PREVIEW_PATHS = ("/preview", "/api/preview")
+#: Paths whose pages need to know whether the console is on.
+_CONSOLE_PATHS = ("/admin", "/api", "/preview")
 
 
 class SignInCheck:
     """ASGI middleware: looks the session cookie's sign-in token up in the database once
-    per request (only when there is one), before any route runs or any body is read, so
-    that :func:`is_admin` answers from memory.  Sits inside the session middleware."""
+    per request (only when there is one), with its account's role, before any route runs
+    or any body is read, so that :func:`signed_in` answers from memory.  Also notes
+    whether the console is on (``DIGEST_ADMIN_PASSWORD`` set, or an account exists).
+    Sits inside the session middleware."""
 
     def __init__(self, app: ASGIApp, web: WebState) -> None:
         self.app = app
@@ -230,24 +247,60 @@ class SignInCheck:
             found: signins.SignIn | None = None
             token = scope.get("session", {}).get(SIGNIN_KEY)
             admin = self.web.admin
-            if isinstance(token, str) and token and admin is not None:
-                found = await run_in_threadpool(self._find, token, admin.fingerprint)
-            scope.setdefault("state", {})[_SIGNIN_STATE] = found
+            bootstrap = admin.fingerprint if admin is not None else None
+            if isinstance(token, str) and token:
+                found = await run_in_threadpool(self._find, token, bootstrap)
+            on = admin is not None or found is not None
+            if not on and str(scope.get("path", "")).startswith(_CONSOLE_PATHS):
+                on = await run_in_threadpool(self._accounts_exist)
+            state_ = scope.setdefault("state", {})
+            state_[_SIGNIN_STATE] = found
+            state_[_CONSOLE_STATE] = on
         await self.app(scope, receive, send)
 
-    def _find(self, token: str, credential: str) -> signins.SignIn | None:
+    def _find(self, token: str, bootstrap: str | None) -> signins.SignIn | None:
         with self.web.app.transaction() as session:
-            return signins.find(session, token, credential)
+            return accounts.find_signin(session, token, bootstrap)
+
+    def _accounts_exist(self) -> bool:
+        with self.web.app.transaction() as session:
+            return accounts.any_exists(session)
 
 
 def signed_in(request: Request) -> signins.SignIn | None:
-    """The request's sign-in (see :class:`SignInCheck`), or None."""
+    """The request's sign-in (see :class:`SignInCheck`), or None.  Its ``account`` names
+    who acts (an email address, or ``admin`` for the bootstrap admin); ``role`` is
+    ``admin`` or ``editor``."""
     found = request.scope.get("state", {}).get(_SIGNIN_STATE)
     return found if isinstance(found, signins.SignIn) else None
 
 
+def console_on(request: Request) -> bool:
+    """Whether the console is switched on: ``DIGEST_ADMIN_PASSWORD`` is set or an account
+    exists."""
+    return state(request).admin is not None or bool(
+        request.scope.get("state", {}).get(_CONSOLE_STATE)
+    )
+
+
 def is_admin(request: Request) -> bool:
-    return state(request).admin is not None and signed_in(request) is not None
+    """Whether an account with the admin role is signed in."""
+    found = signed_in(request)
+    return found is not None and found.role == accounts.ADMIN
+
+
+def is_editor(request: Request) -> bool:
+    """Whether someone who may work on editions (an editor or an admin) is signed in."""
+    found = signed_in(request)
+    return found is not None and found.role in accounts.ROLES
+
+
+def actor(request: Request) -> str:
+    """Who acts, for the records (consent log, logs): the signed-in account and the
+    client's address."""
+    found = signed_in(request)
+    who = found.account if found is not None else "nobody signed in"
+    return f"{who} (admin console, {client_ip(request)})"
 
 
 async def sign_in(request: Request, account: str, credential: str) -> None:
@@ -290,26 +343,39 @@ async def sign_out(request: Request, *, everywhere: bool = False) -> int:
 
 
 def require_admin(request: Request) -> None:
-    """Raise unless an admin is signed in (404 when the console is off, else 401)."""
-    if state(request).admin is None:
+    """Raise unless an account with the admin role is signed in (404 when the console is
+    off, 401 when nobody is signed in, 403 for an editor)."""
+    if not console_on(request):
         raise AdminDisabled(
-            "Set DIGEST_ADMIN_PASSWORD and restart the web app to switch the admin console on."
+            "Set DIGEST_ADMIN_PASSWORD (or add an account with `digest users add`) and "
+            "restart the web app to switch the admin console on."
         )
-    if not is_admin(request):
-        raise SignInRequired("Sign in with the admin password to see this page.")
+    found = signed_in(request)
+    if found is None:
+        raise SignInRequired("Sign in to see this page.")
+    if found.role != accounts.ADMIN:
+        raise RoleRequired(
+            "This page is for admins only: your account is an editor's, which opens the "
+            "editions and the preview. Ask an admin if you need more."
+        )
 
 
 def require_editor(request: Request) -> None:
-    """The preview is open in ``digest preview``; otherwise it is part of the admin console."""
+    """Raise unless an editor or an admin is signed in.  The preview is open in
+    ``digest preview``; otherwise it is part of the admin console."""
     web = state(request)
-    if web.options.open_preview:
-        return
-    if web.admin is None:
+    if web.options.open_preview and request.url.path.startswith(_OPEN_PREVIEW_PATHS):
+        return  # `digest preview`: the preview only, never the console's pages
+    if not console_on(request):
         raise AdminDisabled(
-            "The preview is part of the admin console: set DIGEST_ADMIN_PASSWORD and restart "
-            "the web app, or run `digest preview` on your own machine."
+            "The preview is part of the admin console: set DIGEST_ADMIN_PASSWORD (or add an "
+            "account with `digest users add`) and restart the web app, or run "
+            "`digest preview` on your own machine."
         )
-    require_admin(request)
+    if signed_in(request) is None:
+        raise SignInRequired("Sign in to see this page.")
+    if not is_editor(request):
+        raise RoleRequired("This page is for editors and admins only.")
 
 
 def client_ip(request: Request) -> str:
@@ -561,12 +627,16 @@ def render(
         config = None
     newsletters = list(config.newsletters.values()) if config else []
     site = newsletters[0].title if len(newsletters) == 1 else "Newsletters"
+    who = signed_in(request)
     flashes = request.session.pop("flash", []) if "flash" in request.session else []
     values = {
+        "when": _clock(config),
         "request": request,
         "csrf": csrf_token(request.session),
-        "signed_in": is_admin(request),
-        "admin_enabled": web.admin is not None,
+        "signed_in": signed_in(request) is not None,
+        "role": who.role if who is not None else "",
+        "account": who.account if who is not None else "",
+        "admin_enabled": console_on(request),
         "open_preview": web.options.open_preview,
         "flashes": flashes,
         "site": site,
@@ -577,6 +647,44 @@ def render(
     response = HTMLResponse(html, status_code=status, headers=dict(headers or {}))
     response.headers.setdefault("Cache-Control", "no-store")
     return response
+
+
+def admin_zone(config: DigestConfig | None, newsletter: str | None = None) -> ZoneInfo:
+    """The time zone admin pages show times in: ``newsletter``'s, else the first
+    newsletter's (the site's), else UTC."""
+    newsletters = config.newsletters if config else {}
+    chosen = newsletters.get(newsletter or "") or next(iter(newsletters.values()), None)
+    try:
+        return ZoneInfo(chosen.timezone) if chosen else ZoneInfo("UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
+
+
+def format_when(value: datetime | str | None, zone: ZoneInfo) -> str:
+    """A stored time (an aware datetime, or ISO text) in ``zone``, to the minute, with the
+    zone's abbreviation: ``2026-11-23 09:05 CET``; "—" for none."""
+    if value is None or value == "":
+        return "—"
+    moment: datetime
+    if isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            return value
+    else:
+        moment = value
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z")
+
+
+def _clock(config: DigestConfig | None) -> Callable[..., str]:
+    """``when(value, newsletter=None)`` for templates (see :func:`format_when`)."""
+
+    def when(value: datetime | str | None, newsletter: str | None = None) -> str:
+        return format_when(value, admin_zone(config, newsletter))
+
+    return when
 
 
 def _lang(newsletters: list[Any]) -> str:
@@ -627,19 +735,25 @@ __all__ = [
     "BodyTimeout",
     "CsrfFailed",
     "Limited",
+    "RoleRequired",
     "SignInCheck",
     "SignInRequired",
     "WebError",
     "WebOptions",
     "WebState",
+    "actor",
+    "admin_zone",
     "check_api_csrf",
     "client_ip",
+    "console_on",
     "error_page",
     "field",
     "fields",
     "flash",
+    "format_when",
     "in_session",
     "is_admin",
+    "is_editor",
     "read_body",
     "read_form",
     "read_json",

@@ -24,7 +24,9 @@ the start of the day mail resumes); sends skip them until then.
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, date, datetime, time, timedelta
+from html import escape
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -53,6 +55,8 @@ from digest.web.pages import (
     state,
 )
 from digest.web.ratelimit import retry_after
+from digest.web.security import CSRF_FIELD
+from digest.web.welcome import send_welcome_quietly
 from subscribers import consent
 from subscribers.consent import GONE, By
 from subscribers.errors import (
@@ -71,6 +75,14 @@ from subscribers.tokens import Link, make_token, read_link
 from subscribers.validate import clean_categories, clean_name, email_hash, normalise
 
 router = APIRouter(include_in_schema=False)
+log = logging.getLogger(__name__)
+
+#: The embeddable sign-up form (on the publication's own site) posts without a CSRF
+#: token (it has no session here); it says so with this field, and carries a honeypot
+#: that people never see and robots fill in.  See :func:`embed_snippet`.
+EMBED_FIELD = "source"
+EMBED_VALUE = "embed"
+HONEYPOT_FIELD = "website"
 
 #: Tokens that are not tokens: the links in previews and web versions.
 STAND_IN_TOKENS = frozenset({"preview"})
@@ -162,13 +174,25 @@ def _form_context(
 async def subscribe_post(request: Request, newsletter: str) -> Response:
     web = state(request)
     nl = _newsletter(request, newsletter)
-    form = await read_form(request)
+    form = await read_form(request, check_csrf=False)
+    embedded = CSRF_FIELD not in form and form.get(EMBED_FIELD) == EMBED_VALUE
+    if not embedded:  # this site's own form: its token, as every form here
+        check_csrf_token(request, form.get(CSRF_FIELD))
     ip = client_ip(request)
     wait = web.subscribe_limit.take(ip)
     if wait:
         raise Limited(
             "Too many sign-ups from your network in a short time. Wait a minute and try again.",
             retry_after(wait),
+        )
+    if embedded and field(form, HONEYPOT_FIELD, 200):
+        # A robot filled the field people never see: the same answer, nothing done.
+        log.info("embedded sign-up to %s refused: the honeypot was filled", nl.name)
+        mlist = await in_session(request, _list_open, nl)
+        return render(
+            request,
+            "subscribed.html.j2",
+            {"newsletter": nl, "double_opt_in": bool(mlist and mlist.double_opt_in)},
         )
     email, name = field(form, "email", 320), field(form, "name", 200)
     chosen = [c for c in fields(form, "categories") if c in nl.category_names]
@@ -314,19 +338,22 @@ async def confirm_post(request: Request, token: str) -> Response:
     link = _link(request, token, "confirm")
     by = By(ConsentSource.CONFIRM, client_ip(request))
 
-    def work(session: Session) -> list[str] | None:
+    def work(session: Session) -> tuple[list[str], list[str]] | None:
+        """(the lists the reader is on now, those they joined with this confirmation)."""
         if session.get(Subscriber, link.subscriber_id) is None:
             return None
         if link.list_name is not None and find_list(session, link.list_name) is None:
             return None
+        before = _active_lists(session, link.subscriber_id)
         confirm(session, link.subscriber_id, link.list_name, by=by)
+        after = _active_lists(session, link.subscriber_id)
+        joined = [n for n in after if n not in before]
         if link.list_name is not None:
-            return [link.list_name]
-        after = _describe(session, link.subscriber_id) or {"memberships": {}}
-        return [n for n, s in after["memberships"].items() if s == Status.ACTIVE.value]
+            return [link.list_name], joined
+        return after, joined
 
     try:
-        done = await in_session(request, work)
+        found = await in_session(request, work)
     except (NotResubscribable, Suppressed):
         raise WebError(
             "This address unsubscribed or cannot receive our email, so it was not "
@@ -334,10 +361,11 @@ async def confirm_post(request: Request, token: str) -> Response:
             title="Not subscribed",
             status=400,
         ) from None
-    if done is None:
+    if found is None:
         raise _gone_link()
+    done, joined = found
     config = state(request).digest_config()
-    return render(
+    response = render(
         request,
         "confirmed.html.j2",
         {
@@ -345,6 +373,32 @@ async def confirm_post(request: Request, token: str) -> Response:
             "preferences_url": _own_link(request, link.subscriber_id, "preferences"),
         },
     )
+    welcome = _welcomes(config, joined)
+    if welcome:
+        response.background = BackgroundTask(_send_welcomes, state(request).app, welcome, link)
+    return response
+
+
+def _active_lists(session: Session, subscriber_id: int) -> list[str]:
+    after = _describe(session, subscriber_id)
+    if after is None or after["gone"]:
+        return []
+    return [n for n, s in after["memberships"].items() if s == Status.ACTIVE.value]
+
+
+def _welcomes(config: DigestConfig, joined: list[str]) -> list[NewsletterConfig]:
+    """One welcome per list just joined: from the first newsletter mailing it."""
+    out = []
+    for name in joined:
+        mailing = [nl for nl in config.newsletters.values() if nl.list_name == name]
+        if mailing:
+            out.append(mailing[0])
+    return out
+
+
+def _send_welcomes(app: Any, newsletters: list[NewsletterConfig], link: Link) -> None:
+    for nl in newsletters:
+        send_welcome_quietly(app, nl, link.subscriber_id)
 
 
 def _own_link(request: Request, subscriber_id: int, purpose: str) -> str:
@@ -576,4 +630,25 @@ async def preferences_unsubscribe(request: Request, token: str) -> Response:
     return render(request, "unsubscribed.html.j2", {"one_click": False, "titles": []})
 
 
-__all__ = ["mask", "router"]
+def embed_snippet(base_url: str, nl: NewsletterConfig) -> str:
+    """The HTML of a sign-up form for the publication's own site: a plain form posting
+    to ``/subscribe/NEWSLETTER`` (no script, no token), with the honeypot."""
+    action = f"{base_url}/subscribe/{nl.name}"
+    pitch = f"  <p>{escape(nl.subscribe_pitch)}</p>\n" if nl.subscribe_pitch else ""
+    field_id = f"digest-{nl.name}"
+    return (
+        f'<form method="post" action="{escape(action)}" accept-charset="utf-8">\n'
+        f"{pitch}"
+        f'  <label for="{escape(field_id)}-email">Email address</label>\n'
+        f'  <input type="email" id="{escape(field_id)}-email" name="email" required '
+        'autocomplete="email">\n'
+        f'  <input type="hidden" name="{EMBED_FIELD}" value="{EMBED_VALUE}">\n'
+        f'  <div aria-hidden="true" style="position:absolute;left:-5000px">'
+        f'<input type="text" name="{HONEYPOT_FIELD}" tabindex="-1" autocomplete="off" '
+        'value=""></div>\n'
+        f'  <button type="submit">Subscribe to {escape(nl.title)}</button>\n'
+        "</form>\n"
+    )
+
+
+__all__ = ["EMBED_FIELD", "HONEYPOT_FIELD", "embed_snippet", "mask", "router"]

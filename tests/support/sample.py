@@ -29,12 +29,18 @@ class SampleMail:
     editions: dict[str, Path]
     test_copy: Path
     confirmation: Path
+    welcome: Path
 
     def all(self) -> dict[str, Path]:
         """Every message by name: ``edition KEY`` (each variant), ``test copy``,
-        ``confirmation``."""
+        ``confirmation``, ``welcome``."""
         named = {f"edition {key}": path for key, path in self.editions.items()}
-        return {**named, "test copy": self.test_copy, "confirmation": self.confirmation}
+        return {
+            **named,
+            "test copy": self.test_copy,
+            "confirmation": self.confirmation,
+            "welcome": self.welcome,
+        }
 
 
 def _run(env: dict[str, str], *args: str) -> None:
@@ -69,7 +75,8 @@ def sample_mail(root: Path) -> SampleMail:
         else:
             editions.setdefault(variant, path)
     assert test_copy is not None and len(editions) > 3, sorted(outbox.rglob("*.eml"))
-    return SampleMail(root, env, editions, test_copy, _confirmation(env, outbox))
+    confirmation = _confirmation(env, outbox)
+    return SampleMail(root, env, editions, test_copy, confirmation, _welcome(env, outbox))
 
 
 def _confirmation(env: dict[str, str], outbox: Path) -> Path:
@@ -80,6 +87,21 @@ def _confirmation(env: dict[str, str], outbox: Path) -> Path:
     try:
         before = set(outbox.rglob("*.eml"))
         send_confirmation(app, app.config.newsletter("weekly"), 1)
+    finally:
+        app.close()
+    (made,) = set(outbox.rglob("*.eml")) - before
+    return made
+
+
+def _welcome(env: dict[str, str], outbox: Path) -> Path:
+    """The welcome email to the first sample reader, as confirming sends it (with the
+    sample edition's web link)."""
+    from digest.web.welcome import send_welcome
+
+    app = App(**{k.removeprefix("DIGEST_").lower(): v for k, v in env.items()})
+    try:
+        before = set(outbox.rglob("*.eml"))
+        send_welcome(app, app.config.newsletter("weekly"), 1)
     finally:
         app.close()
     (made,) = set(outbox.rglob("*.eml")) - before
