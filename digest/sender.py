@@ -276,6 +276,10 @@ class Sender:
             else timedelta(0)
         )
         self.options = options or SendOptions()
+        limit = kind.connection_limit(app.settings)
+        if limit is not None and self.options.concurrency > limit:
+            # the relay's limit (e.g. SMTP's ?connections=N): one connection per thread
+            self.options = replace(self.options, concurrency=limit)
         self.cancel = cancel or threading.Event()
         self.on_progress = on_progress
         self.owner = owner

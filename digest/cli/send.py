@@ -138,7 +138,7 @@ def send(
     sender = Sender(
         app,
         choice,
-        options=send_options(choice, concurrency, rate),
+        options=send_options(choice, concurrency, rate, app.settings),
         cancel=cancel,
         on_progress=on_progress,
     )
