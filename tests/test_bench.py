@@ -47,6 +47,9 @@ def test_bench_runs_every_section_and_writes_results(tmp_path: Path) -> None:
 
     ingest = results["ingest"]
     assert ingest["new"] == 30 and ingest["reingest_unchanged"] == 30 and not ingest["errors"]
+    assert ingest["ratio"] > 0 and ingest["reingest_ratio"] > 0
+    assert len(ingest["feedparser_seconds"]) == 3
+    assert sum("ingest" in t["target"] for t in results["targets"]) == 2
 
     assert not any("compose" in t["target"] for t in results["targets"])  # information only
     assert results["machine"]["cpus"]

@@ -92,10 +92,18 @@ def owner_is_dead(owner: str | None) -> bool:
 
 
 def insert_deliveries(
-    session: Session, common: dict[str, Any], people: Sequence[tuple[int, str]]
+    session: Session,
+    common: dict[str, Any],
+    people: Sequence[tuple[int, str]],
+    *,
+    copy_allowed: bool = False,
 ) -> None:
     """Deliveries for ``people`` (subscriber id, address), every other column from
     ``common``; a reader who already has one for the edition is left alone.
+
+    With ``copy_allowed`` (the caller knows none of ``people`` has one: planning, which
+    holds the edition's lock and picks only readers without a delivery), PostgreSQL
+    gets the rows by ``COPY`` (:func:`_copy_deliveries`), its fastest way in.
 
     One ``INSERT … SELECT`` per batch, whose rows come from one parameter: two
     arrays through ``unnest`` on PostgreSQL, a JSON array through ``json_each`` on
@@ -106,8 +114,11 @@ def insert_deliveries(
     if not people:
         return
     columns = Delivery.__table__.c
-    values = [literal(value, type_=columns[name].type) for name, value in common.items()]
     dialect = session.get_bind().dialect.name
+    if dialect == "postgresql" and copy_allowed:
+        _copy_deliveries(session, common, people)
+        return
+    values = [literal(value, type_=columns[name].type) for name, value in common.items()]
     if dialect == "postgresql":
         wanted = (
             func.unnest(
@@ -140,6 +151,25 @@ def insert_deliveries(
         index_elements=["edition_id", "subscriber_id"]
     )
     session.connection().execute(stmt)
+
+
+def _copy_deliveries(
+    session: Session, common: dict[str, Any], people: Sequence[tuple[int, str]]
+) -> None:
+    """``COPY delivery … FROM STDIN`` through psycopg, in the session's transaction: the
+    shared values converted once by their column types, then one row per reader."""
+    columns = Delivery.__table__.c
+    dialect = session.get_bind().dialect
+    shared = []
+    for name, value in common.items():
+        process = columns[name].type.bind_processor(dialect)
+        shared.append(process(value) if process is not None else value)
+    names = ", ".join(["subscriber_id", "email", *common])
+    raw = session.connection().connection.driver_connection
+    assert raw is not None
+    with raw.cursor() as cur, cur.copy(f"COPY delivery ({names}) FROM STDIN") as copy:
+        for subscriber_id, email in people:
+            copy.write_row((subscriber_id, email, *shared))
 
 
 #: json_each and json_extract are built into SQLite from 3.38 (and usually before).
@@ -204,6 +234,7 @@ def plan_deliveries(
                 "updated_at": now,
             },
             [(r.subscriber_id, r.email) for r in rows],
+            copy_allowed=True,
         )
         counts.planned += len(rows)
         counts.batches += 1
@@ -224,6 +255,7 @@ def plan_deliveries(
                     "updated_at": now,
                 },
                 [(r.subscriber_id, r.email) for r in group],
+                copy_allowed=True,
             )
         for r in skipped:
             reason = r.reason or "skipped"
