@@ -307,8 +307,9 @@ class _Batch:
 class _Known:
     """The stored articles a source's entries may be, by link spelling and by id, read in
     a few queries for the whole feed rather than one or two per entry (a re-ingest of
-    unchanged entries was mostly those lookups).  Articles inserted during the run are
-    not in it: an entry whose link spelling is one of theirs is looked up as before."""
+    unchanged entries was mostly those lookups).  Articles inserted during the run, or
+    whose link changed in it, are not: an entry spelling one of those links is looked
+    up in the database as before (``inserted``)."""
 
     by_url: dict[str, Article]
     by_guid: dict[str, list[Article]]
@@ -484,6 +485,9 @@ def _store_entry(
         return "unchanged"
     if article.canonical_url != entry.url and _taken(session, entry.url, article.id):
         return "unchanged"  # the new spelling belongs to another article already
+    if article.canonical_url != entry.url:
+        # its link changes: entries spelling either link are looked up in the database
+        batch.known.inserted.update({article.canonical_url, entry.url})
     for name, value in fields.items():
         setattr(article, name, value)
     if entry.published_at is not None:
