@@ -505,3 +505,25 @@ def test_several_segments_in_one_pass_each_reader_once(db_url: str, tmp_path: Pa
         assert s.scalar(select(func.count()).select_from(DeliveryBatch)) == 2
     again = sender.send("weekly", AS_OF, segments=["health", "north"])
     assert again.planned == 0 and len(box.sent) == 3
+
+
+def test_one_message_in_flight_per_thread_while_posts_go_out(db_url: str, tmp_path: Path) -> None:
+    """A post's outcome is stored with the next post's start: whenever a post is being
+    handed over, it is the only delivery "sending" (a crash then leaves one uncertain),
+    and every earlier one is recorded sent."""
+    world = make_world(db_url, tmp_path, readers=6)
+    box = MemoryMailbox()
+    seen: list[tuple[int, int]] = []
+
+    def check(post: Post) -> list[RecipientResult]:
+        with world.app.session() as s:
+            statuses = dict(
+                s.execute(select(Delivery.status, func.count()).group_by(Delivery.status)).all()
+            )
+        seen.append((statuses.get(DeliveryStatus.SENDING, 0), statuses.get(DeliveryStatus.SENT, 0)))
+        return MemoryBackend(box).deliver(post)
+
+    box.script.extend([check] * 6)
+    report = send(world.app, backend_factory=lambda: MemoryBackend(box, 1), options=FAST)
+    assert report.counts.sent == 6
+    assert seen == [(1, n) for n in range(6)]
