@@ -7,8 +7,9 @@ matters, runs in its own process:
   the reference Node ``mjml`` package in a warm Node process;
 * :mod:`bench.delivery` — a synthetic edition delivered to a local SendGrid
   contract server (another process), phase by phase, with peak RSS;
-* :mod:`bench.smtp` — messages through the send loop to a local aiosmtpd server;
-* :mod:`bench.ingest` — a generated RSS feed through ingestion.
+* :mod:`bench.smtp` — ``digest send --backend smtp`` to a local aiosmtpd server, beside a
+  bare smtplib loop of prebuilt messages to the same server (the wire's limit);
+* :mod:`bench.ingest` — a generated RSS feed through ingestion, beside feedparser alone.
 
 :mod:`bench.synthetic` builds the data, :mod:`bench.servers` runs the servers,
 :mod:`bench.report` prints the table and writes ``bench/results.json``.

@@ -26,7 +26,7 @@ from typing import Any
 
 from rich.console import Console
 
-from bench import compose, delivery, ingest, report, shared_rate, startup, web
+from bench import compose, delivery, ingest, report, shared_rate, smtp, startup, web
 from bench.servers import ServerProcess
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results.json"
@@ -45,6 +45,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--large", action="store_true", help="Add a 1,000,000-reader run.")
     parser.add_argument("--sizes", type=_sizes, help="Delivery sizes (default 10000,100000).")
     parser.add_argument("--smtp", type=int, default=10_000, help="SMTP messages (0: skip).")
+    parser.add_argument(
+        "--smtp-connections", type=int, default=4, help="SMTP connections, digest and wire alike."
+    )
     parser.add_argument("--ingest", type=int, default=5_000, help="Feed entries (0: skip).")
     parser.add_argument(
         "--rate-readers", type=int, default=8_000, help="Readers of the shared-rate run (0: skip)."
@@ -144,11 +147,11 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
                             )
         if "smtp" in args.only and args.smtp:
             with (
-                ServerProcess("smtp") as smtp,
-                console.status(f"smtp: {args.smtp:,} messages…"),
+                ServerProcess("smtp") as sink,
+                console.status(f"smtp: {args.smtp:,} messages, digest and the bare wire…"),
             ):
-                results["smtp"] = delivery.measure(
-                    "sqlite", args.smtp, work, smtp, backend="smtp", concurrency=args.concurrency
+                results["smtp"] = smtp.measure(
+                    work, args.smtp, sink, connections=args.smtp_connections
                 )
         if "rate" in args.only and args.rate_readers:
             with (

@@ -6,15 +6,17 @@ RSS (``getrusage(RUSAGE_SELF).ru_maxrss``, read by that process as it ends) is
 the delivery's alone; the server runs in a process of its own.
 
 The edition goes out the way production sends it, through one
-:class:`digest.sender.Sender`: ``send(..., enqueue=True)`` once per segment
-(``digest send weekly --segment S --enqueue``) plans each audience, then
+:class:`digest.sender.Sender`: ``send(..., segments=SEGMENTS, enqueue=True)``
+(``digest send weekly --segment region-0 … --segment region-9 --enqueue``) plans
+the ten audiences in one pass over the list, then
 ``deliver()`` with four threads (``digest worker --concurrency 4``) delivers
 every batch.  Phases:
 
-* **resolve** — creating the edition and, for each of the ten audiences,
-  streaming its readers from the database (list, status, suppression and the
-  segment's rule), mapping each reader's categories to a variant, and writing
-  the ledger (a pending Delivery per reader, in batches); render time excluded;
+* **resolve** — creating the edition, counting the ten audiences' category
+  choices (one query), streaming their readers from the database in one pass
+  (list, status, suppression and the segments' rules), mapping each reader's
+  categories to a variant, and writing the ledger (a pending Delivery per
+  reader, in batches); render time excluded;
 * **render** — the time spent inside :meth:`digest.compose.Composer.render`
   (Jinja2 → MJML → HTML, and the text twin), once per distinct variant;
 * **send** — the send loop until every batch is done: claiming batches, the
@@ -50,8 +52,8 @@ from bench.synthetic import AS_OF, SEGMENTS, World, populate, postgres_world, sq
 
 #: What each figure means (also written to results.json).
 DEFINITIONS = {
-    "resolve_s": "creating the edition and, for each of the ten audiences, streaming its "
-    "readers (list, status, suppression, segment rule), mapping each to a variant and "
+    "resolve_s": "creating the edition and, for the ten audiences in one pass, streaming "
+    "their readers (list, status, suppression, segment rules), mapping each to a variant and "
     "writing the ledger; render time excluded",
     "render_s": "time inside Composer.render (Jinja2 → MJML → HTML, and the text twin), "
     "once per distinct variant",
@@ -175,10 +177,8 @@ def run(
     started = time.perf_counter()
     sender = Sender(app, backend, options=SendOptions(concurrency=concurrency))
     with clock.installed(), _profiled(profile) if profile else nullcontext():
-        edition_id = None
-        for segment in SEGMENTS:
-            report = sender.send("weekly", AS_OF, segment=segment, enqueue=True)
-            edition_id = report.edition_id
+        report = sender.send("weekly", AS_OF, segments=SEGMENTS, enqueue=True)
+        edition_id = report.edition_id
         assert edition_id is not None
         planned = time.perf_counter()
         cpu.append(_cpu_s())

@@ -17,10 +17,18 @@ from bench.startup import VERSION_FACTOR
 DELIVERY_SIZE = 100_000
 DELIVERY_SECONDS = 15.0
 DELIVERY_RSS_MB = 300.0
+#: The large run (``make bench-large``, issue 17).
+LARGE_SIZE = 1_000_000
+LARGE_SECONDS = 60.0
 #: "Flat": from the second-largest run to the largest (readers ×10), peak RSS grows by less
 #: than this factor.  Smaller runs never fill their batches (1,000 readers each), so the
 #: working set only reaches its ceiling from about 100,000 readers on.
 RSS_FLAT_FACTOR = 1.25
+#: digest send --backend smtp against a bare smtplib loop to the same sink (issue 17).
+SMTP_RATIO = 0.7
+#: Ingest, and re-ingest of unchanged entries, against feedparser alone (issue 17).
+INGEST_RATIO = 0.5
+REINGEST_RATIO = 0.8
 
 
 def _fmt(value: Any, digits: int = 1) -> str:
@@ -36,6 +44,32 @@ def _fmt(value: Any, digits: int = 1) -> str:
 def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     """Each target with the figure measured and whether it is met (None: not measured)."""
     out: list[dict[str, Any]] = []
+    smtp = results.get("smtp")
+    if smtp:
+        out.append(
+            {
+                "target": f"SMTP ≥ {SMTP_RATIO:.0%} of the wire's limit "
+                f"({smtp['connections']} connections, aiosmtpd)",
+                "measured": f"{smtp['digest_messages_per_s']:,.0f} vs "
+                f"{smtp['wire_messages_per_s']:,.0f} messages/s: ×{smtp['ratio']:.2f}",
+                "met": smtp["ratio"] >= SMTP_RATIO,
+            }
+        )
+    ingest = results.get("ingest")
+    if ingest and "ratio" in ingest:
+        for label, key, goal, rate in (
+            ("ingest", "ratio", INGEST_RATIO, "entries_per_s"),
+            ("re-ingest of unchanged entries", "reingest_ratio", REINGEST_RATIO, None),
+        ):
+            mine = ingest[rate] if rate else ingest["reingest_entries_per_s"]
+            out.append(
+                {
+                    "target": f"{label} ≥ {goal:.0%} of feedparser's rate on the same file",
+                    "measured": f"{mine:,} vs {ingest['feedparser_entries_per_s']:,} entries/s: "
+                    f"×{ingest[key]:.2f}",
+                    "met": ingest[key] >= goal,
+                }
+            )
     runs = results.get("delivery") or []
     for database in sorted({r["database"] for r in runs}):
         mine = sorted(
@@ -57,6 +91,18 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                     f"({database})",
                     "measured": f"{headline['peak_rss_mb']} MB",
                     "met": headline["peak_rss_mb"] < DELIVERY_RSS_MB,
+                }
+            )
+        million = next((r for r in mine if r["subscribers"] == LARGE_SIZE), None)
+        if million is not None:
+            out.append(
+                {
+                    "target": f"1,000,000 recipients end to end < {LARGE_SECONDS:.0f} s "
+                    f"and < {DELIVERY_RSS_MB:.0f} MB peak RSS ({database})",
+                    "measured": f"{million['total_s']} s (resolve {million['resolve_s']}, "
+                    f"send {million['send_s']}), {million['peak_rss_mb']} MB",
+                    "met": million["total_s"] < LARGE_SECONDS
+                    and million["peak_rss_mb"] < DELIVERY_RSS_MB,
                 }
             )
         if len(mine) > 1:
@@ -180,19 +226,30 @@ def print_tables(results: dict[str, Any], console: Console | None = None) -> Non
     smtp = results.get("smtp")
     if smtp:
         t = Table(
-            title="SMTP: the same edition, one message per reader → aiosmtpd (separate process)"
+            title="SMTP: the same edition, one message per reader → aiosmtpd (separate process), "
+            f"{smtp['connections']} connections"
         )
-        for col in ("messages", "send s", "messages/s", "total s", "received (dup)", "RSS MB"):
+        for col in ("sender", "messages", "seconds", "messages/s", "bytes each", "received (dup)"):
             t.add_column(col, justify="right")
-        server = smtp.get("server") or {}
-        t.add_row(
-            _fmt(smtp["recipients"]),
-            _fmt(smtp["send_s"], 2),
-            _fmt(smtp["sent_per_send_s"]),
-            _fmt(smtp["total_s"], 2),
-            f"{_fmt(server.get('distinct'))} ({_fmt(server.get('duplicates'))})",
-            _fmt(smtp["peak_rss_mb"], 0),
-        )
+        for i, run in enumerate(smtp["digest_runs"], start=1):
+            server = run.get("server") or {}
+            t.add_row(
+                f"digest send --backend smtp, run {i}",
+                _fmt(run["recipients"]),
+                _fmt(run["send_s"], 2),
+                _fmt(run["sent_per_send_s"]),
+                _fmt(smtp["digest_mean_bytes"]),
+                f"{_fmt(server.get('distinct'))} ({_fmt(server.get('duplicates'))})",
+            )
+        for i, wire in enumerate(smtp["wire_runs"], start=1):
+            t.add_row(
+                f"bare smtplib loop, run {i}",
+                _fmt(wire["messages"]),
+                _fmt(wire["seconds"], 2),
+                _fmt(wire["messages_per_s"]),
+                _fmt(smtp["wire_message_bytes"]),
+                _fmt(wire.get("received")),
+            )
         console.print(t)
 
     rate = results.get("rate")
@@ -231,7 +288,14 @@ def print_tables(results: dict[str, Any], console: Console | None = None) -> Non
     ingest = results.get("ingest")
     if ingest:
         t = Table(title="Ingest: one generated RSS file → articles (SQLite)")
-        for col in ("entries", "seconds", "entries/s", "re-ingest s", "re-ingest entries/s"):
+        for col in (
+            "entries",
+            "seconds",
+            "entries/s",
+            "re-ingest s",
+            "re-ingest entries/s",
+            "feedparser alone, entries/s",
+        ):
             t.add_column(col, justify="right")
         t.add_row(
             _fmt(ingest["entries"]),
@@ -239,6 +303,7 @@ def print_tables(results: dict[str, Any], console: Console | None = None) -> Non
             _fmt(ingest["entries_per_s"]),
             _fmt(ingest["reingest_seconds"], 2),
             _fmt(ingest["reingest_entries_per_s"]),
+            _fmt(ingest.get("feedparser_entries_per_s")),
         )
         console.print(t)
 

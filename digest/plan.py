@@ -11,7 +11,7 @@ the send's local hour in the reader's own timezone (:mod:`digest.delivery.waves`
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -28,7 +28,6 @@ from digest.editions import edition_collection, period_collection
 from digest.models import WHOLE_LIST, Delivery, Edition, EditionAudience, Variant
 from subscribers.db import utcnow
 from subscribers.models import Subscriber
-from subscribers.service import recipients
 
 NO_SECTIONS = "none of the reader's chosen categories has articles this period"
 
@@ -98,34 +97,36 @@ def _planned_recipients(
     newsletter: NewsletterConfig,
     collection: Collection,
     edition_id: int,
-    segment: str | None,
-    fixed: tuple[str, ...],
+    segments: Sequence[str | None],
+    fixed: Sequence[tuple[str, ...]],
     wave: Callable[[str | None], datetime | None] | None = None,
 ) -> Iterator[ledger.PlannedRecipient]:
+    """Every reader of ``segments`` not planned yet, in one pass over the list, with
+    their variant (from their choice, or the first matching segment's fixed categories)."""
     all_sections = [s.name for s in collection.sections]
-    q = (
-        recipients(session, newsletter.list_name, segment)
-        .where(
-            ~exists().where(
-                Delivery.edition_id == edition_id, Delivery.subscriber_id == Subscriber.id
-            )
-        )
-        .with_only_columns(
-            # as text: a reader's choice is one of a few distinct values, decoded
-            # (and mapped to a variant) once each rather than once per reader
-            Subscriber.id,
-            Subscriber.email,
-            cast(Subscriber.categories, Text),
-            Subscriber.timezone,
-        )
+    query, which = audience.audiences_query(session, newsletter, segments)
+    q = query.where(
+        ~exists().where(Delivery.edition_id == edition_id, Delivery.subscriber_id == Subscriber.id)
+    ).with_only_columns(
+        # as text: a reader's choice is one of a few distinct values, decoded
+        # (and mapped to a variant) once each rather than once per reader
+        Subscriber.id,
+        Subscriber.email,
+        cast(Subscriber.categories, Text),
+        Subscriber.timezone,
+        which,
     )
-    cache: dict[str | None, str | None] = {}
-    for sub_id, email, categories, zone in session.execute(q.execution_options(yield_per=2000)):
-        key = cache.get(categories, _UNSEEN)
+    cache: dict[tuple[int, str | None], str | None] = {}
+    for sub_id, email, categories, zone, index in session.execute(
+        q.execution_options(yield_per=5000)
+    ):
+        key = cache.get((index, categories), _UNSEEN)
         if key is _UNSEEN:
             choice = _categories(categories)
-            sections = sections_for(collection, choice, fixed)
-            key = cache[categories] = variant_key(sections, all_sections) if sections else None
+            sections = sections_for(collection, choice, fixed[index])
+            key = cache[(index, categories)] = (
+                variant_key(sections, all_sections) if sections else None
+            )
         not_before = wave(zone) if wave is not None and key else None
         yield ledger.PlannedRecipient(
             sub_id, email or "", key, None if key else NO_SECTIONS, not_before
@@ -145,21 +146,35 @@ def plan_audience(
     With ``local_time = true``, each reader's batch waits for the send's local hour
     (``as_of``) in the reader's own timezone.
     """
-    name = audience_name(segment)
+    return plan_audiences(app, newsletter, edition_id, [segment], batch_size, as_of)
+
+
+def plan_audiences(
+    app: App,
+    newsletter: NewsletterConfig,
+    edition_id: int,
+    segments: Sequence[str | None],
+    batch_size: int,
+    as_of: datetime | None = None,
+) -> ledger.PlanCounts | None:
+    """Write the ledger for several audiences of an edition at once (None if every one
+    was planned before): one query counts their readers' choices, one pass over the
+    list writes everyone's delivery, so batches fill across segments (a reader in two
+    segments is planned for the first).  Audiences planned before are left out.
+    """
     with app.transaction() as s:
         edition = _lock_edition(s, edition_id)
-        planned = s.scalar(
-            select(
-                exists().where(
-                    EditionAudience.edition_id == edition_id, EditionAudience.audience == name
-                )
+        done = set(
+            s.scalars(
+                select(EditionAudience.audience).where(EditionAudience.edition_id == edition_id)
             )
         )
-        if planned:
+        todo = list(dict.fromkeys(seg for seg in segments if audience_name(seg) not in done))
+        if not todo:
             return None
         collection = edition_collection(s, newsletter, edition)
-        fixed = audience.segment_categories(s, newsletter, segment)
-        sets = [k for k in audience.section_sets(s, newsletter, collection, segment) if k]
+        fixed = [audience.segment_categories(s, newsletter, seg) for seg in todo]
+        sets = [k for k in audience.audiences_section_sets(s, newsletter, collection, todo) if k]
         composer = Composer(app.settings, newsletter)
         variant_ids = _variant_rows(s, composer, collection, edition, sets)
         counts = ledger.plan_deliveries(
@@ -170,14 +185,15 @@ def plan_audience(
                 newsletter,
                 collection,
                 edition.id,
-                segment,
+                todo,
                 fixed,
                 waves.planner(newsletter, as_of, utcnow()),
             ),
             variant_ids,
             batch_size,
         )
-        s.add(EditionAudience(edition_id=edition.id, audience=name))
+        for seg in todo:
+            s.add(EditionAudience(edition_id=edition.id, audience=audience_name(seg)))
     if counts.planned + counts.skipped >= ledger.ANALYZE_AFTER:
         ledger.refresh_statistics(app.engine)
     return counts
@@ -216,4 +232,11 @@ def count_audience(
     return counts
 
 
-__all__ = ["NO_SECTIONS", "AudienceCounts", "audience_name", "count_audience", "plan_audience"]
+__all__ = [
+    "NO_SECTIONS",
+    "AudienceCounts",
+    "audience_name",
+    "count_audience",
+    "plan_audience",
+    "plan_audiences",
+]

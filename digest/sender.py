@@ -30,7 +30,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -59,7 +59,7 @@ from digest.editions import (
 )
 from digest.errors import DeliveryError
 from digest.models import Edition, EditionStatus, Variant
-from digest.plan import audience_name, count_audience, plan_audience
+from digest.plan import audience_name, count_audience, plan_audiences
 from subscribers.db import utcnow
 
 log = logging.getLogger(__name__)
@@ -288,6 +288,10 @@ class Sender:
             account = kind.account_limit(app.settings)
             if account is not None:
                 self.options = replace(self.options, account=account)
+        limit = kind.connection_limit(app.settings)
+        if limit is not None and self.options.concurrency > limit:
+            # the relay's limit (e.g. SMTP's ?connections=N): one connection per thread
+            self.options = replace(self.options, concurrency=limit)
         self.cancel = cancel or threading.Event()
         self.on_progress = on_progress
         self.owner = owner
@@ -317,6 +321,7 @@ class Sender:
         period: str | PeriodChoice | None = None,
         segment: str | None = None,
         force: bool = False,
+        segments: Sequence[str] = (),
     ) -> Plan:
         """Find or create the edition for the period (see :meth:`choose`) and write the
         ledger for ``segment`` (None: the whole list), unless it was written before.
@@ -326,15 +331,20 @@ class Sender:
         and this is not a resumption of an edition already going out; ``force`` (only
         with a period named by key) sends it all the same.  Older editions queued but
         not started are paused once this one is planned (:attr:`Plan.overtaken`).
+
+        ``segments`` (instead of ``segment``) plans several segments in one pass over
+        the list (:func:`~digest.plan.plan_audiences`).
         """
         nl = self.app.config.newsletter(newsletter)
         choice = self.choose(nl.name, as_of, period)
         _check_force(nl.name, choice, force)
+        audiences: list[str | None] = list(segments) or [segment]
         if not force:
             with self.app.sessions() as s:
-                problem = order_problem(s, nl, choice.period, audience_name(segment))
-            if problem is not None:
-                raise problem
+                for each in audiences:
+                    problem = order_problem(s, nl, choice.period, audience_name(each))
+                    if problem is not None:
+                        raise problem
         required = nl.approval == "required"
         edition, created = get_or_create_edition(
             self.app,
@@ -349,7 +359,7 @@ class Sender:
                 record(s, edition.id, "scheduler", "prepare", "draft prepared at send time")
         if not self._approved(nl, edition.id):
             return Plan(nl.name, choice.period.key, edition.id, created, choice=choice, held=True)
-        counts = plan_audience(self.app, nl, edition.id, segment, self.batch_size, choice.as_of)
+        counts = plan_audiences(self.app, nl, edition.id, audiences, self.batch_size, choice.as_of)
         overtaken: list[str] = []
         if counts is not None and counts.planned:
             with self.app.transaction() as s:
@@ -493,18 +503,26 @@ class Sender:
         dry_run: bool = False,
         resend_uncertain: bool = False,
         enqueue: bool = False,
+        segments: Sequence[str] = (),
     ) -> SendResult:
         """Create or resume the edition for the period (``period``, else the one before
         ``as_of``, else the one due now) and deliver it (with ``enqueue``, only plan it:
         workers deliver it).  An edition older than one already going out is refused
         (:attr:`SendOutcome.OUT_OF_ORDER`, nothing written) unless ``period`` names it
-        and ``force`` is given."""
+        and ``force`` is given.  ``segments`` sends to several segments at once (planned
+        in one pass over the list; a reader in two gets one copy)."""
         started = time.monotonic()
         choice = self.choose(newsletter, as_of, period)
+        if len(segments) == 1:
+            segment, segments = segments[0], ()
         if dry_run:
+            if segments:
+                raise ValueError("a dry run counts one audience: give at most one segment")
             return self._dry_run(newsletter, choice, segment, force)
         try:
-            plan = self.plan(newsletter, period=choice, segment=segment, force=force)
+            plan = self.plan(
+                newsletter, period=choice, segment=segment, force=force, segments=segments
+            )
         except EditionOrderError as refused:
             return SendResult(
                 refused.newsletter,

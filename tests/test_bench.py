@@ -39,10 +39,20 @@ def test_bench_runs_every_section_and_writes_results(tmp_path: Path) -> None:
         assert run["total_s"] >= run["send_s"] > 0 and run["peak_rss_mb"] > 0
 
     smtp = results["smtp"]
-    assert smtp["counts"] == {"sent": 20} and smtp["server"]["distinct"] == 20
+    for run in smtp["digest_runs"]:
+        assert run["counts"] == {"sent": 10} and run["server"]["distinct"] == 10
+        assert run["server"]["duplicates"] == 0
+        assert run["concurrency"] == smtp["connections"] == 4
+    assert [w["received"] for w in smtp["wire_runs"]] == [10, 10]
+    assert not any(w["errors"] for w in smtp["wire_runs"])
+    assert smtp["ratio"] > 0 and isinstance(smtp["met"], bool)
+    assert any(t["target"].startswith("SMTP") for t in results["targets"])
 
     ingest = results["ingest"]
     assert ingest["new"] == 30 and ingest["reingest_unchanged"] == 30 and not ingest["errors"]
+    assert ingest["ratio"] > 0 and ingest["reingest_ratio"] > 0
+    assert len(ingest["feedparser_seconds"]) == 3
+    assert sum("ingest" in t["target"] for t in results["targets"]) == 2
 
     rate = results["rate"]
     assert rate["server"]["distinct"] == 300 and rate["server"]["duplicates"] == 0

@@ -113,6 +113,8 @@ def test_wrong_password_pauses_then_right_one_delivers(db_url: str, tmp_path: Pa
         ("http://mail.example.org", "is not an SMTP URL"),
         ("smtp://mail.example.org?starttls=maybe", "starttls='maybe'"),
         ("smtp://user:pw@mail.example.org:notaport", "DIGEST_SMTP_URL"),
+        ("smtp://mail.example.org?connections=0", "connections='0'.*1 to 64"),
+        ("smtp://mail.example.org?connections=many", "connections='many'"),
     ],
 )
 def test_bad_smtp_url_is_one_clear_error(url: str | None, message: str) -> None:
@@ -133,6 +135,28 @@ def test_smtp_url_forms() -> None:
     )
     s = parse_smtp_url("smtp://mail.example.org?starttls=required")
     assert (s.port, s.implicit_tls, s.starttls) == (587, False, "required")
+    assert s.connections is None
+    assert parse_smtp_url("smtp://mail.example.org?connections=4").connections == 4
+
+
+def test_connections_in_the_url_send_over_that_many_connections_at_once(
+    db_url: str, tmp_path: Path, smtp_server: SMTPServer
+) -> None:
+    """``?connections=3``: three sending threads, one connection each (never more, even
+    when more threads are asked for), and every reader gets one message."""
+    from digest.cli._common import send_options
+    from digest.sender import Sender
+
+    url = smtp_server.url + ("&" if "?" in smtp_server.url else "?") + "connections=3"
+    world = _world(db_url, tmp_path, url, readers=12)
+    assert send_options("smtp", None, None, world.app.settings).concurrency == 3
+    assert send_options("smtp", 2, None, world.app.settings).concurrency == 2
+    asked = SendOptions(**{**FAST.__dict__, "concurrency": 8})
+    assert Sender(world.app, "smtp", options=asked).options.concurrency == 3
+    report = send(world.app, backend="smtp", options=asked, batch_size=2)
+    assert report.counts.sent == 12
+    assert sorted(smtp_server.sink.per_recipient().values()) == [1] * 12
+    assert 1 <= smtp_server.sink.connections <= 3
 
 
 def test_verp_envelope_sender_names_each_delivery(

@@ -21,7 +21,7 @@ from digest.sender import SendOutcome
 from subscribers.models import Subscriber, SuppressionReason
 from subscribers.service import unsubscribe
 from subscribers.suppression import suppress
-from tests.support.world import add_readers, make_world, send
+from tests.support.world import AS_OF, add_readers, make_world, send
 
 FAST = SendOptions(backoff_base=0.0, backoff_cap=0.0, pause_after=3)
 
@@ -462,3 +462,68 @@ def test_the_send_loop_is_built_in_one_place() -> None:
             if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "SendLoop":
                 builders.append(str(path.relative_to(root)))
     assert builders == ["digest/sender.py"]
+
+
+def test_several_segments_in_one_pass_each_reader_once(db_url: str, tmp_path: Path) -> None:
+    """``segments``: planned together (one pass over the list), a reader in two segments
+    gets one copy, batches fill across segments, both audiences are recorded, and a
+    second run sends nothing again."""
+    from digest.models import DeliveryBatch, EditionAudience
+    from digest.sender import Sender
+    from subscribers.segments import create_segment
+    from subscribers.service import add_subscriber
+
+    world = make_world(db_url, tmp_path)
+    with world.app.transaction() as s:
+        for email, attrs in [
+            ("both@example.net", {"sector": "health", "region": "north"}),
+            ("health@example.net", {"sector": "health", "region": "south"}),
+            ("north@example.net", {"sector": "local", "region": "north"}),
+            ("neither@example.net", {"sector": "local", "region": "south"}),
+        ]:
+            add_subscriber(s, email, "weekly", attributes=attrs)
+        create_segment(s, "weekly", "health", {"attr": "sector", "equals": "health"})
+        create_segment(s, "weekly", "north", {"attr": "region", "equals": "north"})
+    box = MemoryMailbox()
+    sender = Sender(
+        world.app, options=FAST, backend_factory=lambda: MemoryBackend(box), batch_size=2
+    )
+    report = sender.send("weekly", AS_OF, segments=["health", "north"])
+    assert sorted(m["to"] for m in box.sent) == [
+        "both@example.net",
+        "health@example.net",
+        "north@example.net",
+    ]
+    assert report.planned == 3 and report.counts.sent == 3
+    with world.app.transaction() as s:
+        audiences = s.scalars(select(EditionAudience.audience).order_by(EditionAudience.audience))
+        assert list(audiences) == ["health", "north"]
+        sizes = s.execute(
+            select(func.count()).select_from(Delivery).group_by(Delivery.batch_id)
+        ).scalars()
+        assert sorted(sizes) == [1, 2]  # one variant: a full batch and the rest
+        assert s.scalar(select(func.count()).select_from(DeliveryBatch)) == 2
+    again = sender.send("weekly", AS_OF, segments=["health", "north"])
+    assert again.planned == 0 and len(box.sent) == 3
+
+
+def test_one_message_in_flight_per_thread_while_posts_go_out(db_url: str, tmp_path: Path) -> None:
+    """A post's outcome is stored with the next post's start: whenever a post is being
+    handed over, it is the only delivery "sending" (a crash then leaves one uncertain),
+    and every earlier one is recorded sent."""
+    world = make_world(db_url, tmp_path, readers=6)
+    box = MemoryMailbox()
+    seen: list[tuple[int, int]] = []
+
+    def check(post: Post) -> list[RecipientResult]:
+        with world.app.transaction() as s:
+            statuses = dict(
+                s.execute(select(Delivery.status, func.count()).group_by(Delivery.status)).all()
+            )
+        seen.append((statuses.get(DeliveryStatus.SENDING, 0), statuses.get(DeliveryStatus.SENT, 0)))
+        return MemoryBackend(box).deliver(post)
+
+    box.script.extend([check] * 6)
+    report = send(world.app, backend_factory=lambda: MemoryBackend(box, 1), options=FAST)
+    assert report.counts.sent == 6
+    assert seen == [(1, n) for n in range(6)]

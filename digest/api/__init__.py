@@ -283,6 +283,7 @@ class Digest:
         period: str | PeriodChoice | None = None,
         backend: str | BackendChoice | None = None,
         segment: str | None = None,
+        segments: Sequence[str] = (),
         force: bool = False,
         dry_run: bool = False,
         resend_uncertain: bool = False,
@@ -292,8 +293,9 @@ class Digest:
         on_progress: ProgressCallback | None = None,
     ) -> SendResult:
         """Create or resume the period's edition and deliver it, exactly once per reader
-        (``enqueue``: only plan it, for ``digest worker``); :attr:`SendResult.outcome`
-        says what happened."""
+        (``enqueue``: only plan it, for ``digest worker``); ``segments`` sends to several
+        segments at once, planned in one pass (a reader in two gets one copy);
+        :attr:`SendResult.outcome` says what happened."""
         sender = self.sender(backend, options=options, cancel=cancel, on_progress=on_progress)
         return sender.send(
             newsletter,
@@ -301,6 +303,7 @@ class Digest:
             period=period,
             force=force,
             segment=segment,
+            segments=segments,
             dry_run=dry_run,
             resend_uncertain=resend_uncertain,
             enqueue=enqueue,

@@ -12,7 +12,7 @@ import click
 from rich.console import Console
 
 from digest.app import App
-from digest.config import NewsletterConfig
+from digest.config import NewsletterConfig, Settings
 from digest.delivery.registry import BackendChoice, backend_class, names, resolve_backend
 
 if TYPE_CHECKING:  # the send loop loads with the commands that send
@@ -87,7 +87,8 @@ concurrency_option = click.option(
     "--concurrency",
     type=click.IntRange(1, 64),
     default=None,
-    help="Sending threads (default: 4 for sendgrid, 1 for the others).",
+    help="Sending threads (default: 4 for sendgrid, for smtp the URL's ?connections=N, "
+    "else 1; never more than ?connections allows).",
 )
 rate_option = click.option(
     "--rate",
@@ -98,13 +99,21 @@ rate_option = click.option(
 
 
 def send_options(
-    backend: str | BackendChoice, concurrency: int | None, rate: float | None, **more: Any
+    backend: str | BackendChoice,
+    concurrency: int | None,
+    rate: float | None,
+    settings: Settings | None = None,
+    **more: Any,
 ) -> SendOptions:
-    """The send loop's options from --concurrency and --rate (and ``more``)."""
+    """The send loop's options from --concurrency and --rate (and ``more``); without
+    --concurrency, as many threads as the provider's connection limit in ``settings``
+    (SMTP's ``?connections=N``), else the backend's default."""
     from digest.delivery.loop import SendOptions
 
     name = backend.name if isinstance(backend, BackendChoice) else backend
-    threads = concurrency or backend_class(name).concurrency
+    cls = backend_class(name)
+    limit = cls.connection_limit(settings) if settings is not None else None
+    threads = concurrency or limit or cls.concurrency
     return SendOptions(concurrency=threads, rate=rate, **more)
 
 

@@ -86,7 +86,7 @@ def scheduler(
     service = DigestScheduler(
         app,
         backend=choice,
-        options=send_options(choice, concurrency, rate),
+        options=send_options(choice, concurrency, rate, app.settings),
         stop=stop,
         enqueue=enqueue,
     )
@@ -217,7 +217,7 @@ def schedule_run(
     period = command_period(nl, as_of, purpose=Purpose.SEND, as_json=as_json)
     when = period.as_of  # the slot the run is recorded for
     cancel = threading.Event()
-    options = send_options(choice, concurrency, rate)
+    options = send_options(choice, concurrency, rate, app.settings)
     ctx = RunContext(app, cancel=cancel, backend=choice, options=options)
 
     def on_signal(_signum: int) -> None:

@@ -53,7 +53,14 @@ if TYPE_CHECKING:
     "(editions go out in period order otherwise).",
 )
 @backend_option
-@click.option("--segment", metavar="NAME", help="Send only to this segment of the list.")
+@click.option(
+    "--segment",
+    "segments",
+    metavar="NAME",
+    multiple=True,
+    help="Send only to this segment of the list; repeat it for several segments, planned "
+    "in one pass (a reader in two gets one copy, the first segment's).",
+)
 @click.option("--dry-run", is_flag=True, help="Show who would get what; write and send nothing.")
 @click.option(
     "--resend-uncertain",
@@ -78,7 +85,7 @@ def send(
     period: str | None,
     force: bool,
     backend: str | None,
-    segment: str | None,
+    segments: tuple[str, ...],
     dry_run: bool,
     resend_uncertain: bool,
     enqueue: bool,
@@ -100,11 +107,14 @@ def send(
     Example:
         digest send weekly --as-of 2026-11-23 --backend outbox
         digest send weekly --segment health --dry-run
+        digest send weekly --segment north --segment south --enqueue
         digest send weekly --enqueue   # then: digest worker
         digest send weekly --period 2026-W47 --force
     """
     if period and as_of:
         raise click.UsageError("give --period or --as-of, not both")
+    if dry_run and len(segments) > 1:
+        raise click.UsageError("--dry-run counts one audience: give at most one --segment")
     nl = newsletter_to_compose(app, newsletter)
     if force and not period:
         due = choose_period(nl, as_of=parse_as_of(as_of, nl.zone) if as_of else None)
@@ -143,11 +153,11 @@ def send(
             period=when,
             backend=choice,
             force=force,
-            segment=segment,
+            segments=segments,
             dry_run=dry_run,
             resend_uncertain=resend_uncertain,
             enqueue=enqueue,
-            options=send_options(choice, concurrency, rate),
+            options=send_options(choice, concurrency, rate, app.settings),
             cancel=cancel,
             on_progress=on_progress,
         )

@@ -87,7 +87,9 @@ def worker(
         stats = run_worker(
             app,
             choice,
-            options=send_options(choice, concurrency, rate, lease=timedelta(seconds=lease)),
+            options=send_options(
+                choice, concurrency, rate, app.settings, lease=timedelta(seconds=lease)
+            ),
             poll=poll,
             once=once,
             stop=stop,

@@ -105,6 +105,13 @@ class Backend(ABC):
         keys); a missing or malformed key is a ConfigError naming it."""
 
     @classmethod
+    def connection_limit(cls, settings: Settings) -> int | None:
+        """How many connections the provider allows at once, as configured (e.g. SMTP's
+        ``?connections=N``): a send then uses that many sending threads unless asked for
+        fewer, and never more.  None: nothing said (``concurrency`` by default)."""
+        return None
+
+    @classmethod
     def configured_by(cls, settings: Settings) -> str | None:
         """The setting that asks for this backend when ``DIGEST_BACKEND`` is unset
         (e.g. ``DIGEST_SMTP_URL`` for SMTP), if it is set; None otherwise."""

@@ -15,16 +15,19 @@ import os
 import socket
 import sqlite3
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
     ARRAY,
+    Connection,
     Engine,
     Integer,
     String,
+    any_,
     bindparam,
     case,
     func,
@@ -48,7 +51,7 @@ from digest.models import (
     Edition,
     EditionStatus,
 )
-from subscribers.db import in_values, utcnow
+from subscribers.db import utcnow
 
 UNCERTAIN_HINT = "it may or may not have been sent; resend with --resend-uncertain"
 UNCERTAIN_REASON = f"in flight when a sender stopped: {UNCERTAIN_HINT}"
@@ -89,10 +92,18 @@ def owner_is_dead(owner: str | None) -> bool:
 
 
 def insert_deliveries(
-    session: Session, common: dict[str, Any], people: Sequence[tuple[int, str]]
+    session: Session,
+    common: dict[str, Any],
+    people: Sequence[tuple[int, str]],
+    *,
+    copy_allowed: bool = False,
 ) -> None:
     """Deliveries for ``people`` (subscriber id, address), every other column from
     ``common``; a reader who already has one for the edition is left alone.
+
+    With ``copy_allowed`` (the caller knows none of ``people`` has one: planning, which
+    holds the edition's lock and picks only readers without a delivery), PostgreSQL
+    gets the rows by ``COPY`` (:func:`_copy_deliveries`), its fastest way in.
 
     One ``INSERT … SELECT`` per batch, whose rows come from one parameter: two
     arrays through ``unnest`` on PostgreSQL, a JSON array through ``json_each`` on
@@ -103,8 +114,11 @@ def insert_deliveries(
     if not people:
         return
     columns = Delivery.__table__.c
-    values = [literal(value, type_=columns[name].type) for name, value in common.items()]
     dialect = session.get_bind().dialect.name
+    if dialect == "postgresql" and copy_allowed:
+        _copy_deliveries(session, common, people)
+        return
+    values = [literal(value, type_=columns[name].type) for name, value in common.items()]
     if dialect == "postgresql":
         wanted = (
             func.unnest(
@@ -137,6 +151,25 @@ def insert_deliveries(
         index_elements=["edition_id", "subscriber_id"]
     )
     session.connection().execute(stmt)
+
+
+def _copy_deliveries(
+    session: Session, common: dict[str, Any], people: Sequence[tuple[int, str]]
+) -> None:
+    """``COPY delivery … FROM STDIN`` through psycopg, in the session's transaction: the
+    shared values converted once by their column types, then one row per reader."""
+    columns = Delivery.__table__.c
+    dialect = session.get_bind().dialect
+    shared = []
+    for name, value in common.items():
+        process = columns[name].type.bind_processor(dialect)
+        shared.append(process(value) if process is not None else value)
+    names = ", ".join(["subscriber_id", "email", *common])
+    raw = session.connection().connection.driver_connection
+    assert raw is not None
+    with raw.cursor() as cur, cur.copy(f"COPY delivery ({names}) FROM STDIN") as copy:
+        for subscriber_id, email in people:
+            copy.write_row((subscriber_id, email, *shared))
 
 
 #: json_each and json_extract are built into SQLite from 3.38 (and usually before).
@@ -201,6 +234,7 @@ def plan_deliveries(
                 "updated_at": now,
             },
             [(r.subscriber_id, r.email) for r in rows],
+            copy_allowed=True,
         )
         counts.planned += len(rows)
         counts.batches += 1
@@ -221,6 +255,7 @@ def plan_deliveries(
                     "updated_at": now,
                 },
                 [(r.subscriber_id, r.email) for r in group],
+                copy_allowed=True,
             )
         for r in skipped:
             reason = r.reason or "skipped"
@@ -372,37 +407,107 @@ class LostClaim(Exception):
     """Another sender took this batch over (our lease ran out)."""
 
 
+@contextmanager
+def _step(sessions: sessionmaker[Session]) -> Iterator[Connection]:
+    """One committed step on a plain connection, for the send loop's per-post writes.
+
+    The same transaction a session would run (BEGIN IMMEDIATE on SQLite, and queued
+    behind the other sending threads when ``sessions`` queue, see
+    :func:`digest.delivery.loop.queued_sessions`), without a session's bookkeeping:
+    a post of one message (SMTP) pays for two of these, so their cost per message
+    is most of what the sender adds to the relay's own time.
+    """
+    bind = sessions.kw["bind"]
+    queue = sessions.kw.get("queue")
+    if queue is not None:
+        queue.acquire()
+    try:
+        with bind.begin() as conn:
+            yield conn
+    finally:
+        if queue is not None:
+            queue.release()
+
+
+def _in(conn: Connection, column: Any, values: list[Any]) -> Any:
+    if conn.dialect.name == "postgresql":
+        return column == any_(bindparam(None, values, type_=ARRAY(column.type)))
+    return column.in_(values)
+
+
+#: The per-post statements, built once (SQLAlchemy then finds each compiled form in its
+#: cache instead of building the statement again for every message).
+_RENEW = (
+    update(DeliveryBatch)
+    .where(
+        DeliveryBatch.id == bindparam("batch"),
+        DeliveryBatch.claimed_by == bindparam("owner"),
+        DeliveryBatch.status == BatchStatus.SENDING,
+    )
+    .values(lease_until=bindparam("until"), updated_at=bindparam("now"))
+)
+_START_ONE = (
+    update(Delivery)
+    .where(Delivery.id == bindparam("delivery"), Delivery.status == DeliveryStatus.PENDING)
+    .values(
+        status=DeliveryStatus.SENDING,
+        attempts=Delivery.attempts + 1,
+        updated_at=bindparam("now"),
+    )
+)
+_RECORD_ONE = (
+    update(Delivery)
+    .where(Delivery.id == bindparam("delivery"))
+    .values(
+        status=bindparam("to_status", type_=Delivery.__table__.c.status.type),
+        provider_id=bindparam("to_provider_id", type_=String),
+        message_id=bindparam("to_message_id", type_=String),
+        reason=bindparam("to_reason", type_=String),
+        updated_at=bindparam("now", type_=Delivery.__table__.c.updated_at.type),
+    )
+)
+
+
 def start_post(
-    sessions: sessionmaker[Session], claim: Claim, delivery_ids: Sequence[int], lease: timedelta
+    sessions: sessionmaker[Session],
+    claim: Claim,
+    delivery_ids: Sequence[int],
+    lease: timedelta,
+    *,
+    record: Sequence[RecipientResult] = (),
 ) -> set[int]:
-    """Mark a post's deliveries in flight and renew the lease, in one committed step.
+    """Mark a post's deliveries in flight and renew the lease, in one committed step
+    (with ``record``, the outcome of the post before it is stored in the same step: one
+    transaction a post, see :func:`record_results`).
 
     Returns the ids this call moved from pending to sending: only those may be
-    posted (a row another sender already took is never posted twice).
+    posted (a row another sender already took is never posted twice).  Raises
+    :class:`LostClaim`, having written nothing, when the batch is no longer ours.
     """
     now = utcnow()
-    with sessions.begin() as s:
-        renewed = s.execute(
-            update(DeliveryBatch)
-            .where(
-                DeliveryBatch.id == claim.batch_id,
-                DeliveryBatch.claimed_by == claim.owner,
-                DeliveryBatch.status == BatchStatus.SENDING,
-            )
-            .values(lease_until=now + lease, updated_at=now)
+    with _step(sessions) as conn:
+        renewed = conn.execute(
+            _RENEW,
+            {"batch": claim.batch_id, "owner": claim.owner, "until": now + lease, "now": now},
         )
         if not _rowcount(renewed):
             raise LostClaim(f"batch {claim.batch_id} was taken over")
-        moved = s.scalars(
-            update(Delivery)
-            .where(
-                in_values(s, Delivery.id, list(delivery_ids)),
-                Delivery.status == DeliveryStatus.PENDING,
+        if record:
+            _record(conn, record, now)
+        ids = list(delivery_ids)
+        if len(ids) == 1:
+            moved = conn.execute(_START_ONE, {"delivery": ids[0], "now": now})
+            return set(ids) if _rowcount(moved) else set()
+        return set(
+            conn.scalars(
+                update(Delivery)
+                .where(_in(conn, Delivery.id, ids), Delivery.status == DeliveryStatus.PENDING)
+                .values(
+                    status=DeliveryStatus.SENDING, attempts=Delivery.attempts + 1, updated_at=now
+                )
+                .returning(Delivery.id)
             )
-            .values(status=DeliveryStatus.SENDING, attempts=Delivery.attempts + 1, updated_at=now)
-            .returning(Delivery.id)
         )
-        return set(moved)
 
 
 def record_results(
@@ -418,7 +523,15 @@ def record_results(
     (a SendGrid post of 1,000 readers shares one provider id: one statement);
     the others row by row, in one ``executemany``.
     """
-    now = utcnow()
+    if finish is None and not any(r.delivery_id is not None for r in results):
+        return
+    with _step(sessions) as conn:
+        _record(conn, results, utcnow())
+        if finish is not None:
+            _finish(conn, finish)
+
+
+def _record(conn: Connection, results: Sequence[RecipientResult], now: datetime) -> None:
     groups: dict[tuple[DeliveryStatus, str | None, str | None, str | None], list[int]] = {}
     for r in results:
         if r.delivery_id is None:
@@ -428,36 +541,31 @@ def record_results(
         groups.setdefault((status, r.provider_id, r.message_id, reason), []).append(r.delivery_id)
     singles = [
         {
-            "id": ids[0],
-            "status": status,
-            "provider_id": provider_id,
-            "message_id": message_id,
-            "reason": reason,
-            "updated_at": now,
+            "delivery": ids[0],
+            "to_status": status,
+            "to_provider_id": provider_id,
+            "to_message_id": message_id,
+            "to_reason": reason,
+            "now": now,
         }
         for (status, provider_id, message_id, reason), ids in groups.items()
         if len(ids) == 1
     ]
-    if not groups and finish is None:
-        return
-    with sessions.begin() as s:
-        if singles:
-            s.execute(update(Delivery), singles)
-        for (status, provider_id, message_id, reason), ids in groups.items():
-            if len(ids) > 1:
-                s.execute(
-                    update(Delivery)
-                    .where(in_values(s, Delivery.id, ids))
-                    .values(
-                        status=status,
-                        provider_id=provider_id,
-                        message_id=message_id,
-                        reason=reason,
-                        updated_at=now,
-                    )
+    if singles:
+        conn.execute(_RECORD_ONE, singles)
+    for (status, provider_id, message_id, reason), ids in groups.items():
+        if len(ids) > 1:
+            conn.execute(
+                update(Delivery)
+                .where(_in(conn, Delivery.id, ids))
+                .values(
+                    status=status,
+                    provider_id=provider_id,
+                    message_id=message_id,
+                    reason=reason,
+                    updated_at=now,
                 )
-        if finish is not None:
-            _finish(s, finish)
+            )
 
 
 def unsend(sessions: sessionmaker[Session], delivery_ids: Sequence[int], reason: str) -> None:
@@ -560,7 +668,7 @@ def finish(sessions: sessionmaker[Session], claim: Claim) -> None:
         _finish(s, claim)
 
 
-def _finish(s: Session, claim: Claim) -> None:
+def _finish(s: Session | Connection, claim: Claim) -> None:
     left = s.scalar(
         select(func.count())
         .select_from(Delivery)

@@ -283,28 +283,45 @@ class SendLoop:
         # The batch's worth of the account's rate, in one statement; its posts are
         # spaced across that share.
         share = self.shared.reserve(len(rows)) if self.shared is not None and rows else None
+        # The outcome of the post just made, stored with the next post's start (one
+        # committed step a post, not two) or with the batch's end.  Until then its
+        # deliveries stay "sending": a crash leaves at most the one post in hand
+        # uncertain, as before.
+        done: list[RecipientResult] = []
         start = 0
-        for number, (envelope, chunk) in enumerate(posts, 1):
-            if self.stopping:
-                ledger.release(self.sessions, claim)
-                return
-            if share is not None:
-                if not self._wait_until(share.at(start), claim):
-                    return  # another sender has the batch now
+        try:
+            for number, (envelope, chunk) in enumerate(posts, 1):
                 if self.stopping:
+                    self._store(done)
                     ledger.release(self.sessions, claim)
                     return
-            start += len(chunk)
-            outcome = self._post(backend, claim, envelope, chunk, last=number == len(posts))
-            if outcome == "again":
-                # Not delivered yet, and worth trying again: the batch goes back to
-                # the queue. Repeated failures pause the edition (see _failure);
-                # readers are never failed for a provider's passing trouble.
-                ledger.release(self.sessions, claim)
-                return
-            if outcome in ("finished", "lost"):
-                return  # settled with the last post, or another sender has the batch now
-        ledger.finish(self.sessions, claim)
+                if share is not None:
+                    self._store(done)  # nothing waits on the rate unrecorded
+                    if not self._wait_until(share.at(start), claim):
+                        return  # another sender has the batch now
+                    if self.stopping:
+                        ledger.release(self.sessions, claim)
+                        return
+                start += len(chunk)
+                last = number == len(posts)
+                outcome = self._post(backend, claim, envelope, chunk, last=last, done=done)
+                if outcome == "again":
+                    # Not delivered yet, and worth trying again: the batch goes back to
+                    # the queue. Repeated failures pause the edition (see _failure);
+                    # readers are never failed for a provider's passing trouble.
+                    ledger.release(self.sessions, claim)
+                    return
+                if outcome in ("finished", "lost"):
+                    return  # settled with the last post, or another sender has the batch now
+            self._store(done)
+            ledger.finish(self.sessions, claim)
+        finally:
+            self._store(done)  # whatever happened, what was sent is never left unrecorded
+
+    def _store(self, done: list[RecipientResult]) -> None:
+        if done:
+            ledger.record_results(self.sessions, done)
+            done.clear()
 
     def _post(
         self,
@@ -314,12 +331,18 @@ class SendLoop:
         chunk: Sequence[ledger.Row],
         *,
         last: bool = False,
+        done: list[RecipientResult] | None = None,
     ) -> PostOutcome:
         """Send one post.  Returns ``"again"`` when it must be tried again later (the
         caller releases the batch), ``"lost"`` when another sender took the batch
         over (nothing more of it is ours to post), ``"finished"`` when the outcome was
         recorded and, being the batch's ``last`` post, the batch settled in the same
-        step, else ``"sent"``."""
+        step, else ``"sent"``.
+
+        ``done`` holds the previous post's results, not stored yet: they are stored in
+        the step that marks this post in flight (and the list emptied); this post's
+        own results are left in it when it is not the ``last`` (else stored at once)."""
+        done = [] if done is None else done
         recipients = [
             Recipient(
                 r.delivery_id, r.subscriber_id, r.email, r.name, self.context.fields(r, envelope)
@@ -331,8 +354,13 @@ class SendLoop:
             return "again"
         try:
             moved = ledger.start_post(
-                self.sessions, claim, [r.delivery_id for r in chunk], self.options.lease
+                self.sessions,
+                claim,
+                [r.delivery_id for r in chunk],
+                self.options.lease,
+                record=done,
             )
+            done.clear()
         except ledger.LostClaim:
             log.warning("batch %s was taken over by another sender", claim.batch_id)
             return "lost"
@@ -384,7 +412,10 @@ class SendLoop:
                 f"the backend gave no result for it; {ledger.UNCERTAIN_HINT}",
             )
             self._count(uncertain=len(unanswered))
-        ledger.record_results(self.sessions, results, finish=finish)
+        if last:
+            ledger.record_results(self.sessions, results, finish=finish)
+        else:
+            done.extend(results)  # stored with the next post's start
         sent = sum(1 for r in results if r.ok)
         self._count(sent=sent, failed=len(results) - sent)
         if sent:

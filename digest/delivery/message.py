@@ -292,12 +292,24 @@ def _ascii_text(payload: object) -> bool:
     return isinstance(payload, str) and payload.isascii()
 
 
-def build_mime(envelope: Envelope, recipient: Recipient) -> EmailMessage:
+def new_boundary() -> str:
+    """A multipart boundary: ``=_`` first, which quoted-printable text can never contain."""
+    return f"=_digest_{secrets.token_hex(12)}"
+
+
+def build_mime(
+    envelope: Envelope,
+    recipient: Recipient,
+    *,
+    boundary: str | None = None,
+    date: datetime | None = None,
+) -> EmailMessage:
     """The complete message for one reader: multipart/alternative, text then HTML.
 
     Only the message itself carries ``MIME-Version``; each part is quoted-printable
     at 76 characters a line; the boundary starts with ``=_``, which quoted-printable
-    text can never contain.
+    text can never contain.  ``boundary`` and ``date`` are fresh unless given (tests).
+    :func:`wire_bytes` writes the same bytes from a variant prepared once.
     """
     msg = DigestMessage(policy=POLICY)
     msg["From"] = formataddr((envelope.sender_name, envelope.sender))
@@ -305,11 +317,11 @@ def build_mime(envelope: Envelope, recipient: Recipient) -> EmailMessage:
     if envelope.reply_to:
         msg["Reply-To"] = envelope.reply_to
     msg["Subject"] = subject_for(envelope, recipient)
-    msg["Date"] = format_datetime(datetime.now(UTC))  # "+0000": RFC 5322's form of UTC
+    msg["Date"] = format_datetime(date or datetime.now(UTC))  # "+0000": RFC 5322's form of UTC
     for name, value in list_headers(envelope, recipient).items():
         msg[name] = value
     msg["MIME-Version"] = "1.0"
-    msg._content_type = f'multipart/alternative; boundary="=_digest_{secrets.token_hex(12)}"'
+    msg._content_type = f'multipart/alternative; boundary="{boundary or new_boundary()}"'
     msg["Content-Type"] = msg._content_type
     msg.set_payload(
         [

@@ -5,7 +5,15 @@
 - ``smtp://user:pass@host:587`` — STARTTLS when the server offers it
   (``?starttls=required`` insists on it, ``?starttls=never`` never tries);
 - ``smtps://user:pass@host:465`` — TLS from the first byte;
-- ``?timeout=30`` seconds per command; ``?cafile=/path/ca.pem`` to trust a private CA.
+- ``?timeout=30`` seconds per command; ``?cafile=/path/ca.pem`` to trust a private CA;
+- ``?connections=4``: how many connections the relay allows at once; a send opens that
+  many in parallel (one per sending thread; ``--concurrency`` may ask for fewer, never
+  more).  Each connection has at most one message in flight, so a crash leaves at most
+  one uncertain message per connection.
+
+Each reader's message is written from its variant prepared once
+(:func:`digest.delivery.prepared.wire_bytes`): the same bytes as the outbox's
+``build_mime``, without encoding the bodies again for every reader.
 
 With ``DIGEST_BOUNCE_ADDRESS`` set, each message's envelope sender (``MAIL FROM``, which
 becomes its ``Return-Path``) is a VERP address naming the delivery
@@ -31,7 +39,8 @@ from digest.delivery.base import (
     RecipientResult,
     RetryableError,
 )
-from digest.delivery.message import Post, Recipient, UnsendableAddress, ascii_address, build_mime
+from digest.delivery.message import Post, Recipient, UnsendableAddress, ascii_address
+from digest.delivery.prepared import wire_bytes
 from digest.delivery.verp import Verp, verp_for
 from digest.errors import ConfigError
 
@@ -46,6 +55,8 @@ class SMTPSettings:
     password: str | None
     timeout: float
     cafile: str | None
+    #: Connections the relay allows at once (``?connections=N``); None: not said (one).
+    connections: int | None = None
 
 
 def parse_smtp_url(url: str | None) -> SMTPSettings:
@@ -69,6 +80,15 @@ def parse_smtp_url(url: str | None) -> SMTPSettings:
         timeout = float(query.get("timeout", "30"))
     except ValueError as exc:
         raise ConfigError(f"DIGEST_SMTP_URL: {exc}; {hint}") from None
+    connections = None
+    if "connections" in query:
+        text = query["connections"]
+        if not text.isdigit() or not 1 <= int(text) <= 64:
+            raise ConfigError(
+                f"DIGEST_SMTP_URL: connections={text!r}; give the number of connections the "
+                "relay allows at once, 1 to 64 (e.g. ?connections=4)"
+            )
+        connections = int(text)
     return SMTPSettings(
         host=parts.hostname,
         port=port,
@@ -78,6 +98,7 @@ def parse_smtp_url(url: str | None) -> SMTPSettings:
         password=unquote(parts.password) if parts.password else None,
         timeout=timeout,
         cafile=query.get("cafile"),
+        connections=connections,
     )
 
 
@@ -124,6 +145,13 @@ class SMTPBackend(Backend):
         return AccountLimit(
             f"smtp:{user}{smtp.host}:{smtp.port}", settings.smtp_rate, "DIGEST_SMTP_RATE"
         )
+
+    @classmethod
+    def connection_limit(cls, settings: Settings) -> int | None:
+        """``?connections=N`` on ``DIGEST_SMTP_URL``: the relay's limit (None: not said)."""
+        if not settings.smtp_url:
+            return None
+        return parse_smtp_url(settings.smtp_url).connections
 
     # -- connection -------------------------------------------------------
     def _context(self) -> ssl.SSLContext:
@@ -193,7 +221,8 @@ class SMTPBackend(Backend):
         results = []
         for rcpt in post.recipients:
             try:
-                msg = build_mime(post.envelope, rcpt)
+                address = ascii_address(rcpt.email)
+                data, message_id = wire_bytes(post.envelope, rcpt)
             except UnsendableAddress as exc:
                 results.append(RecipientResult(rcpt.delivery_id, ok=False, error=str(exc)))
                 continue
@@ -202,7 +231,7 @@ class SMTPBackend(Backend):
             conn = self._conn
             try:
                 sender = self.envelope_sender(post, rcpt)
-                refusal = self._envelope(conn, sender, ascii_address(rcpt.email))
+                refusal = self._envelope(conn, sender, address)
                 if refusal is not None:
                     results.append(RecipientResult(rcpt.delivery_id, ok=False, error=refusal))
                     continue
@@ -211,7 +240,7 @@ class SMTPBackend(Backend):
                 self.close()
                 raise RetryableError(f"SMTP connection lost: {exc}") from None
             try:
-                code, reply = conn.data(msg.as_bytes())
+                code, reply = conn.data(data)
                 if code != 250:
                     raise smtplib.SMTPDataError(code, reply)
             except smtplib.SMTPDataError as exc:
@@ -226,7 +255,7 @@ class SMTPBackend(Backend):
                 raise AmbiguousError(
                     f"SMTP connection lost while handing over the message: {exc}"
                 ) from None
-            results.append(RecipientResult(rcpt.delivery_id, ok=True, message_id=msg["Message-ID"]))
+            results.append(RecipientResult(rcpt.delivery_id, ok=True, message_id=message_id))
         return results
 
     def envelope_sender(self, post: Post, rcpt: Recipient) -> str:

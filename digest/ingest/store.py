@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, func, or_, select
+from sqlalchemy import Table, bindparam, func, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -142,6 +142,28 @@ def _insert_ignore(session: Session, table: Table, values: dict[str, Any], key: 
     return session.execute(stmt).scalar_one_or_none()
 
 
+def _insert_article(session: Session, values: dict[str, Any]) -> int | None:
+    """:func:`_insert_ignore` of an article, with the statement built once per column set
+    (one new article after another: compiled once, not once per entry)."""
+    dialect = session.get_bind().dialect.name
+    key = (dialect, tuple(values))
+    stmt = _ARTICLE_INSERTS.get(key)
+    if stmt is None:
+        table: Table = Article.__table__  # type: ignore[assignment]
+        builder = pg_insert if dialect == "postgresql" else sqlite_insert
+        stmt = _ARTICLE_INSERTS[key] = (
+            builder(table)
+            .values({name: bindparam(f"v_{name}", type_=table.c[name].type) for name in values})
+            .on_conflict_do_nothing(index_elements=["canonical_url"])
+            .returning(table.c.id)
+        )
+    params = {f"v_{name}": value for name, value in values.items()}
+    return session.connection().execute(stmt, params).scalar_one_or_none()
+
+
+_ARTICLE_INSERTS: dict[tuple[str, tuple[str, ...]], Any] = {}
+
+
 def _link(session: Session, article_ids: list[int], source_id: int, now: datetime) -> None:
     """Record that the articles were seen in ``source_id`` (those already recorded, by a
     racing ingest say, stay as they are)."""
@@ -231,10 +253,12 @@ def store_parsed(
     counts = Counts()
     seen_urls: set[str] = set()
     seen_guids: set[str] = set()
+    linked = set(session.scalars(_source_articles(source)))
     batch = _Batch(
         # The articles this source was seen in already: linking them again writes nothing.
-        linked=set(session.scalars(_source_articles(source))),
+        linked=linked,
         titles=_known_title_keys(session, source, parsed.entries),
+        known=_Known.load(session, parsed.entries, source_articles=frozenset(linked)),
     )
     for entry in parsed.entries:
         if len(entry.url) > MAX_URL or entry.url in seen_urls:
@@ -265,6 +289,8 @@ class _Batch:
     #: Title keys of other sources' articles that some entry of this source shares:
     #: only those entries need the same-title lookup.
     titles: set[str]
+    #: Stored articles the entries may be, looked up together before the first entry.
+    known: _Known = field(default_factory=lambda: _Known({}, {}, frozenset()))
     #: Articles first seen in this source in this run: recorded together at the end.
     new_links: list[int] = field(default_factory=list)
 
@@ -275,6 +301,47 @@ class _Batch:
         self.linked.add(article_id)
         self.new_links.append(article_id)
         return True
+
+
+@dataclass
+class _Known:
+    """The stored articles a source's entries may be, by link spelling and by id, read in
+    a few queries for the whole feed rather than one or two per entry (a re-ingest of
+    unchanged entries was mostly those lookups).  Articles inserted during the run, or
+    whose link changed in it, are not: an entry spelling one of those links is looked
+    up in the database as before (``inserted``)."""
+
+    by_url: dict[str, Article]
+    by_guid: dict[str, list[Article]]
+    #: The source's articles before this run (a non-global id matches only those).
+    source_articles: frozenset[int]
+    inserted: set[str] = field(default_factory=set)
+
+    @classmethod
+    def load(
+        cls, session: Session, entries: list[Entry], *, source_articles: frozenset[int]
+    ) -> _Known:
+        urls = sorted({u for e in entries if len(e.url) <= MAX_URL for u in url_variants(e.url)})
+        guids = sorted({g for e in entries if (g := _guid(e))})
+        by_url: dict[str, Article] = {}
+        by_guid: dict[str, list[Article]] = {}
+        for start in range(0, len(urls), 500):
+            for a in session.scalars(
+                select(Article).where(Article.canonical_url.in_(urls[start : start + 500]))
+            ):
+                by_url[a.canonical_url] = a
+        for start in range(0, len(guids), 500):
+            for a in session.scalars(
+                select(Article)
+                .where(Article.guid.in_(guids[start : start + 500]))
+                .order_by(Article.id)
+            ):
+                by_guid.setdefault(a.guid or "", []).append(a)
+        return cls(by_url, by_guid, source_articles)
+
+
+def _guid(entry: Entry) -> str | None:
+    return entry.guid
 
 
 def _known_title_keys(session: Session, source: Source, entries: list[Entry]) -> set[str]:
@@ -309,20 +376,33 @@ def _find(
     fields: dict[str, Any],
     now: datetime,
     titles: set[str],
+    known: _Known | None = None,
 ) -> tuple[Article | None, str]:
     """The stored article ``entry`` is (see the module doc), and how it was matched."""
     url = entry.url
-    # One indexed lookup for the URL and its other spellings; the exact one wins.
+    # The URL and its other spellings (read for the whole feed before, or one indexed
+    # lookup); the exact one wins.
     spellings = url_variants(url)
-    rows = session.scalars(select(Article).where(Article.canonical_url.in_(spellings))).all()
-    if rows:
+    if known is not None and not known.inserted.intersection(spellings):
+        by_url = {u: known.by_url[u] for u in spellings if u in known.by_url}
+    else:
+        rows = session.scalars(select(Article).where(Article.canonical_url.in_(spellings))).all()
         by_url = {a.canonical_url: a for a in rows}
+    if by_url:
         same = next(by_url[u] for u in spellings if u in by_url)
         if same.canonical_url == url:
             return same, "the same link"
         return same, f"the same link spelt differently ({same.canonical_url})"
     guid = fields["guid"]
-    if guid:
+    if guid and known is not None and guid == entry.guid:
+        matches = [
+            a
+            for a in known.by_guid.get(guid, ())
+            if is_global_guid(guid) or a.id in known.source_articles
+        ]
+        if matches:
+            return matches[0], "the same id"
+    elif guid:
         query = select(Article).where(Article.guid == guid)
         if not is_global_guid(guid):
             query = query.where(Article.id.in_(_source_articles(source)))
@@ -366,7 +446,7 @@ def _store_entry(
     source's article."""
     fields = _fields(entry, aliases)
     digest = content_hash(fields, entry.published_at)
-    article, how = _find(session, source, entry, fields, now, batch.titles)
+    article, how = _find(session, source, entry, fields, now, batch.titles, batch.known)
     if article is None:
         values = {
             **fields,
@@ -377,7 +457,8 @@ def _store_entry(
             "content_hash": digest,
             "source_id": source.id,
         }
-        new_id = _insert_ignore(session, Article.__table__, values, "canonical_url")  # type: ignore[arg-type]
+        new_id = _insert_article(session, values)
+        batch.known.inserted.add(entry.url)
         if new_id is not None:
             batch.see(new_id)
             return "new"
@@ -404,6 +485,9 @@ def _store_entry(
         return "unchanged"
     if article.canonical_url != entry.url and _taken(session, entry.url, article.id):
         return "unchanged"  # the new spelling belongs to another article already
+    if article.canonical_url != entry.url:
+        # its link changes: entries spelling either link are looked up in the database
+        batch.known.inserted.update({article.canonical_url, entry.url})
     for name, value in fields.items():
         setattr(article, name, value)
     if entry.published_at is not None:
