@@ -354,7 +354,15 @@ class NewsletterConfig(BaseModel):
     @model_validator(mode="after")
     def _unique_categories(self) -> NewsletterConfig:
         seen: dict[str, str] = {}
-        for cat in self.categories:
+        numbers: dict[str, int] = {}
+        for number, cat in enumerate(self.categories, start=1):
+            if cat.name in numbers:
+                raise ValueError(
+                    f"categories {numbers[cat.name]} and {number} are both named {cat.name!r}; "
+                    "give each category its own name (a second spelling of one belongs in its "
+                    "aliases)"
+                )
+            numbers[cat.name] = number
             for label in (cat.name, *cat.aliases):
                 key = category_key(label)
                 if key in seen and seen[key] != cat.name:

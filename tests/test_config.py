@@ -171,6 +171,14 @@ def test_sample_config_loads() -> None:
             + '[[newsletters.weekly.categories]]\nname = "B"\naliases = ["X"]\n',
             r"label 'X' is used by both 'A' and 'B'",
         ),
+        (
+            MINIMAL
+            + '[[newsletters.weekly.categories]]\nname = "Transport"\n'
+            + '[[newsletters.weekly.categories]]\nname = "Events"\n'
+            + '[[newsletters.weekly.categories]]\nname = "Transport"\n',
+            r"newsletters\.weekly: categories 1 and 3 are both named 'Transport'; give each "
+            r"category its own name \(a second spelling of one belongs in its aliases\)",
+        ),
     ],
 )
 def test_bad_config_names_file_key_and_problem(tmp_path: Path, text: str, expected: str) -> None:
