@@ -328,6 +328,8 @@ def test_the_other_editions_commands(db_url: str, tmp_path: Path, monkeypatch: A
         (["editions", "resume", "1"], 1, "only a paused edition can be resumed"),
         (["editions", "send", "1"], 1, "is a draft; approve it first"),
         (["editions", "approve", "1", "--send-at", "soon"], 2, "is not a time"),
+        # a mistyped year must not send the edition at once
+        (["editions", "approve", "1", "--send-at", "2020-01-01T08:00"], 1, "has passed"),
         (["editions", "show", "42"], 1, "no edition '42'"),
     ]
     for args, code, message in mistakes:
