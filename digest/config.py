@@ -512,6 +512,12 @@ def _describe(path: Path, prefix: str, exc: ValidationError) -> str:
         msg = "unknown key; check the spelling against the README's configuration reference"
     elif err["type"] == "missing":
         msg = "required key is missing"
+    elif err["type"] == "literal_error":
+        allowed = str((err.get("ctx") or {}).get("expected", "")).replace(" or ", ", ")
+        msg = f"{err['input']!r} is not one of {allowed}"
+    elif err["type"] in ("bool_parsing", "bool_type"):
+        name = loc.rsplit(".", 1)[-1]
+        msg = f"{err['input']!r} is not true or false; write {name} = true or false, without quotes"
     more = len(exc.errors()) - 1
     suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
     return f"{path}: {key}: {msg}{suffix}"

@@ -159,6 +159,15 @@ def test_sample_config_loads() -> None:
         ),
         (MINIMAL + "max_per_category = 0\n", r"newsletters\.weekly\.max_per_category: "),
         (MINIMAL + 'colour = "red"\n', r"newsletters\.weekly\.colour: unknown key"),
+        (
+            MINIMAL + 'approval = "requried"\n',
+            r"newsletters\.weekly\.approval: 'requried' is not one of 'auto', 'required'",
+        ),
+        (
+            MINIMAL + 'track_clicks = "sometimes"\n',
+            r"newsletters\.weekly\.track_clicks: 'sometimes' is not true or false; write "
+            r"track_clicks = true or false, without quotes",
+        ),
         (MINIMAL.replace('list = "weekly"\n', ""), r"newsletters\.weekly\.list: required"),
         (MINIMAL.replace("news@example.org", "nobody"), r"newsletters\.weekly\.sender: "),
         ("[newsletters.weekly\n", r"not valid TOML"),
