@@ -383,7 +383,15 @@ class NewsletterConfig(BaseModel):
     @model_validator(mode="after")
     def _unique_categories(self) -> NewsletterConfig:
         seen: dict[str, str] = {}
-        for cat in self.categories:
+        numbers: dict[str, int] = {}
+        for number, cat in enumerate(self.categories, start=1):
+            if cat.name in numbers:
+                raise ValueError(
+                    f"categories {numbers[cat.name]} and {number} are both named {cat.name!r}; "
+                    "give each category its own name (a second spelling of one belongs in its "
+                    "aliases)"
+                )
+            numbers[cat.name] = number
             for label in (cat.name, *cat.aliases):
                 key = category_key(label)
                 if key in seen and seen[key] != cat.name:
@@ -533,6 +541,12 @@ def _describe(path: Path, prefix: str, exc: ValidationError) -> str:
         msg = "unknown key; check the spelling against the README's configuration reference"
     elif err["type"] == "missing":
         msg = "required key is missing"
+    elif err["type"] == "literal_error":
+        allowed = str((err.get("ctx") or {}).get("expected", "")).replace(" or ", ", ")
+        msg = f"{err['input']!r} is not one of {allowed}"
+    elif err["type"] in ("bool_parsing", "bool_type"):
+        name = loc.rsplit(".", 1)[-1]
+        msg = f"{err['input']!r} is not true or false; write {name} = true or false, without quotes"
     more = len(exc.errors()) - 1
     suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
     return f"{path}: {key}: {msg}{suffix}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
@@ -87,10 +88,25 @@ def head_revision() -> str:
     return head
 
 
+@contextmanager
+def _quiet_check() -> Iterator[None]:
+    """Alembic logs "Context impl …" at INFO each time it looks at a schema: every command
+    does, and at INFO (digest inbound, the scheduler, workers) each one printed those lines.
+    A real upgrade still logs its steps."""
+    logger = logging.getLogger("alembic.runtime.migration")
+    level = logger.level
+    if not logger.isEnabledFor(logging.DEBUG):
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def current_revision(engine: Engine) -> str | None:
     from alembic.runtime.migration import MigrationContext
 
-    with _connect(engine) as conn:
+    with _connect(engine) as conn, _quiet_check():
         return MigrationContext.configure(conn).get_current_revision()
 
 
@@ -104,7 +120,8 @@ def upgrade(engine: Engine) -> tuple[str | None, str]:
             conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _PG_LOCK_ID})
             conn.commit()
         try:
-            before = MigrationContext.configure(conn).get_current_revision()
+            with _quiet_check():
+                before = MigrationContext.configure(conn).get_current_revision()
             if before != head_revision():
                 cfg = _alembic_config()
                 cfg.attributes["connection"] = conn

@@ -345,12 +345,24 @@ class Approval:
     send_at: datetime | None
 
 
+def _future(send_at: datetime, e: Edition, nl: NewsletterConfig) -> None:
+    """A send time must be ahead: one in the past (a mistyped year) would send at once."""
+    if send_at <= utcnow():
+        local = send_at.astimezone(nl.zone)
+        raise DeskError(
+            f"the send time {local:%Y-%m-%d %H:%M} ({nl.timezone}) has passed; give a later "
+            f"one, or send {drafts.describe_edition(e)} now with `digest editions send {e.id}`"
+        )
+
+
 def approve(app: App, ref: str | int, *, actor: str, send_at: datetime | None = None) -> Approval:
     """Freeze the draft; ``send_at`` schedules it for a time (else the next run)."""
     if send_at is not None and send_at.tzinfo is None:
         raise ValueError("send_at must be timezone-aware")
 
     def work(s: Session, nl: NewsletterConfig, e: Edition) -> Approval:
+        if send_at is not None:
+            _future(send_at, e, nl)
         drafts.approve(s, e, actor, send_at=send_at)
         held = bool(_held_runs(s, nl, e)) and nl.late_approval == "now"
         due = (send_at is None and held) or (send_at is not None and send_at <= utcnow())
@@ -368,6 +380,7 @@ def schedule(app: App, ref: str | int, send_at: datetime, *, actor: str) -> None
                 f"{drafts.describe_edition(e)} is {e.status}; only an approved edition waits "
                 "for a send time"
             )
+        _future(send_at, e, nl)
         e.send_at = send_at
         drafts.record(s, e.id, actor, "schedule", f"to go out at {send_at:%Y-%m-%d %H:%M} UTC")
 

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from digest.collect import Period, collect_period, section_of
 from digest.config import NewsletterConfig
 from digest.errors import DigestError, NotFound
+from digest.ingest.clean import canonical_url, url_variants
 from digest.models import Article, Edition, EditionAction, EditionStatus
 from digest.templating.notes import MAX_NOTE_CHARS
 from subscribers.db import utcnow
@@ -110,8 +111,18 @@ def find_article(session: Session, edition: Edition, ref: str) -> Article:
     article = None
     if ref.isdigit() and len(ref) < 12:
         article = session.get(Article, int(ref))
-    else:
-        article = session.scalars(select(Article).where(Article.canonical_url == ref)).first()
+    elif known:
+        # The URL as the editor has it: copied from the email (the newsletter's UTM
+        # parameters), the address bar or the feed; matched as ingest matches articles.
+        spellings = [
+            ref,
+            *url_variants(canonical_url(ref)),
+            *url_variants(canonical_url(ref, keep_fragment=True)),
+        ]
+        found = session.scalars(
+            select(Article).where(Article.id.in_(known), Article.canonical_url.in_(spellings))
+        ).all()
+        article = min(found, key=lambda a: spellings.index(a.canonical_url), default=None)
     if article is None or article.id not in known:
         raise NotFound(
             f"{ref[:200]!r} is not an article of {describe_edition(edition)}; give its URL or id "

@@ -83,6 +83,20 @@ class EditionStats:
         """Readers who opened (estimates): the pixel, else as the provider reports."""
         return self.tracked.get("open", (0, 0))[0] or self.count(EventType.OPENED)
 
+    def figures(self) -> list[tuple[str, int, float | None, int]]:
+        """Per event type: readers, their share (see :meth:`rate`) and events.  Opens
+        and clicks count as the chart does: the tracked ones when there are any, else
+        the provider's."""
+        rows = []
+        base = self.count(EventType.DELIVERED) or self.sent
+        for kind, readers in self.readers.items():
+            events = self.events.get(kind, 0)
+            tracked = {EventType.OPENED.value: "open", EventType.CLICKED.value: "click"}.get(kind)
+            if tracked and self.tracked.get(tracked, (0, 0))[0]:
+                readers, events = self.tracked[tracked]
+            rows.append((kind, readers, 100.0 * readers / base if base else None, events))
+        return rows
+
     def bars(self) -> list[tuple[str, int]]:
         return [
             ("Sent", self.sent),

@@ -366,13 +366,35 @@ def import_csv(
                 seen[parsed.key] = line
                 pending.append(parsed)
             if len(pending) >= CHUNK:
-                _import_chunk(session, mlist, pending, results, now, by, consent_ip, dry_run)
+                _import_chunk(
+                    session,
+                    mlist,
+                    pending,
+                    results,
+                    now,
+                    by,
+                    consent_ip,
+                    dry_run,
+                    known_categories,
+                    everything,
+                )
                 pending = []
             done += 1
             if progress and done % 1000 == 0:
                 progress(done, total)
         if pending:
-            _import_chunk(session, mlist, pending, results, now, by, consent_ip, dry_run)
+            _import_chunk(
+                session,
+                mlist,
+                pending,
+                results,
+                now,
+                by,
+                consent_ip,
+                dry_run,
+                known_categories,
+                everything,
+            )
     except IntegrityError:
         raise SubscribersError(
             f"{label}: another process added some of these subscribers during the import; "
@@ -410,6 +432,25 @@ _SUPPRESSED_REASON = {
 }
 
 
+def _choice(
+    old: Sequence[str] | None,
+    new: list[str],
+    known: Collection[str] | None,
+    everything: Collection[str] | None,
+) -> list[str]:
+    """A reader's sections after an import that chose ``new`` among ``known`` (the
+    sections of the list's newsletters): their choice among other lists' sections stays.
+    ``new`` empty means all of this list's: spelt out when other choices stay, since an
+    empty choice would mean every section of every list."""
+    if known is None:
+        return new
+    ours = set(known)
+    kept = [c for c in old or () if c not in ours]
+    if not kept:
+        return new
+    return [*kept, *(new or list(everything if everything is not None else known))]
+
+
 def _import_chunk(
     session: Session,
     mlist: MailingList,
@@ -419,6 +460,8 @@ def _import_chunk(
     by: consent.By,
     consent_ip: str | None,
     dry_run: bool,
+    known: Collection[str] | None = None,
+    everything: Collection[str] | None = None,
 ) -> None:
     hashes = {row.key: email_hash(row.key) for row in rows}
     blocked = suppressed_hashes(session, hashes.values())
@@ -479,7 +522,11 @@ def _import_chunk(
         values = {
             "id": old.id,
             "name": row.name if row.name is not None else old.name,
-            "categories": row.categories if row.categories is not None else old.categories,
+            "categories": (
+                _choice(old.categories, row.categories, known, everything)
+                if row.categories is not None
+                else old.categories
+            ),
             "timezone": row.timezone if row.timezone is not None else old.timezone,
             "attributes": {**(old.attributes or {}), **row.attributes},
         }

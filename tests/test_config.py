@@ -159,6 +159,15 @@ def test_sample_config_loads() -> None:
         ),
         (MINIMAL + "max_per_category = 0\n", r"newsletters\.weekly\.max_per_category: "),
         (MINIMAL + 'colour = "red"\n', r"newsletters\.weekly\.colour: unknown key"),
+        (
+            MINIMAL + 'approval = "requried"\n',
+            r"newsletters\.weekly\.approval: 'requried' is not one of 'auto', 'required'",
+        ),
+        (
+            MINIMAL + 'track_clicks = "sometimes"\n',
+            r"newsletters\.weekly\.track_clicks: 'sometimes' is not true or false; write "
+            r"track_clicks = true or false, without quotes",
+        ),
         (MINIMAL.replace('list = "weekly"\n', ""), r"newsletters\.weekly\.list: required"),
         (MINIMAL.replace("news@example.org", "nobody"), r"newsletters\.weekly\.sender: "),
         ("[newsletters.weekly\n", r"not valid TOML"),
@@ -170,6 +179,14 @@ def test_sample_config_loads() -> None:
             + '[[newsletters.weekly.categories]]\nname = "A"\naliases = ["x"]\n'
             + '[[newsletters.weekly.categories]]\nname = "B"\naliases = ["X"]\n',
             r"label 'X' is used by both 'A' and 'B'",
+        ),
+        (
+            MINIMAL
+            + '[[newsletters.weekly.categories]]\nname = "Transport"\n'
+            + '[[newsletters.weekly.categories]]\nname = "Events"\n'
+            + '[[newsletters.weekly.categories]]\nname = "Transport"\n',
+            r"newsletters\.weekly: categories 1 and 3 are both named 'Transport'; give each "
+            r"category its own name \(a second spelling of one belongs in its aliases\)",
         ),
     ],
 )

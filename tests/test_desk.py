@@ -328,6 +328,8 @@ def test_the_other_editions_commands(db_url: str, tmp_path: Path, monkeypatch: A
         (["editions", "resume", "1"], 1, "only a paused edition can be resumed"),
         (["editions", "send", "1"], 1, "is a draft; approve it first"),
         (["editions", "approve", "1", "--send-at", "soon"], 2, "is not a time"),
+        # a mistyped year must not send the edition at once
+        (["editions", "approve", "1", "--send-at", "2020-01-01T08:00"], 1, "has passed"),
         (["editions", "show", "42"], 1, "no edition '42'"),
     ]
     for args, code, message in mistakes:
@@ -344,3 +346,29 @@ def test_the_other_editions_commands(db_url: str, tmp_path: Path, monkeypatch: A
     assert resumed.exit_code == 0 and "Resumed; 5 sent now." in resumed.output
     cancelled = CliRunner().invoke(cli, ["editions", "cancel", "1"])
     assert cancelled.exit_code == 1 and "is sent; it cannot be cancelled" in cancelled.output
+
+
+def test_an_article_is_found_by_the_url_as_the_email_or_the_site_spells_it(
+    db_url: str, tmp_path: Path
+) -> None:
+    """An editor copies an article's link from the email (with the newsletter's UTM
+    parameters), from the browser's address bar (no trailing slash, ``www.``, http) or
+    from the feed (``?utm_source=rss``): each names the article its canonical URL does."""
+    world = make_world(db_url, tmp_path, readers=1)
+    app = world.app
+    ref = desk.prepare(
+        app, "weekly", as_of=datetime(2026, 11, 23, 8, tzinfo=UTC), actor="ann"
+    ).edition_id
+    assert desk.exclude(app, ref, EXCLUDED_URL + "?utm_source=digest&utm_medium=email", actor="ann")
+    assert desk.include(
+        app, ref, "http://www." + EXCLUDED_URL.removeprefix("https://") + "/", actor="ann"
+    )
+    assert desk.move(
+        app,
+        ref,
+        "  " + TOP_URL.upper().replace("/DATA/1", "/data/1") + "#top ",
+        actor="ann",
+        top=True,
+    )
+    with pytest.raises(desk.NotFound, match="is not an article of edition 1"):
+        desk.exclude(app, ref, "https://news.example.org/policy/0/other", actor="ann")

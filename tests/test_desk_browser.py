@@ -205,6 +205,10 @@ def test_an_admin_pauses_and_resumes_a_send_and_watches_it(
         # the page reloads itself when the edition's state changes, taking the flash)
         expect(page.locator("#progress-sent")).to_have_text("6", timeout=WAIT_MS)
         expect(page.locator("#edition-status")).to_have_text("sent", timeout=WAIT_MS)
+        # once it is all out, the page offers nothing that acts on a send in progress
+        expect(page.get_by_role("button", name="Pause")).to_have_count(0, timeout=WAIT_MS)
+        expect(page.get_by_role("button", name="Cancel edition")).to_have_count(0)
+        expect(page.get_by_text("Sending", exact=True)).to_have_count(0)
         page.close()
     assert len(_mail(world)) == 6
     assert [e.action for e in desk.view(world.app, 1).log][-2:] == ["pause", "resume"]

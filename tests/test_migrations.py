@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from alembic.autogenerate import compare_metadata
@@ -33,6 +34,16 @@ def test_upgrade_is_idempotent_and_at_head(engine: Engine) -> None:
     assert db.upgrade(engine) == (db.head_revision(), db.head_revision())
     tables = set(inspect(engine).get_table_names())
     assert {"article", "edition", "delivery", "subscriber", "suppression"} <= tables
+
+
+def test_checking_a_current_schema_logs_nothing(engine: Engine, caplog: Any) -> None:
+    """Every command checks the schema; at INFO (digest inbound, the scheduler, workers)
+    that check printed alembic's "Context impl SQLiteImpl." lines each time."""
+    db.upgrade(engine)
+    with caplog.at_level(logging.INFO):
+        db.ensure_schema(engine)
+        db.upgrade(engine)
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("alembic")] == []
 
 
 def test_0002_upgrades_a_database_with_a_ledger_and_back(db_url: str) -> None:

@@ -172,6 +172,42 @@ def test_existing_subscriber_joins_and_pending_becomes_active(weekly: Session) -
     assert people(weekly)["pend@example.org"].consent_method is ConsentMethod.FORM
 
 
+def test_an_import_changes_only_the_choice_of_its_own_lists_sections(weekly: Session) -> None:
+    """A reader of two newsletters chose sections of each: importing one list's file
+    changes their choice among that list's sections and keeps the other's."""
+    sport = ["Football", "Rowing"]
+    import_csv(
+        weekly, b"email,categories\nada@example.org,Football\n", "copy", known_categories=sport
+    )
+    import_csv(
+        weekly,
+        b"email,categories\nada@example.org,Data and security\n",
+        "weekly",
+        known_categories=KNOWN,
+    )
+    weekly.commit()
+    assert people(weekly)["ada@example.org"].categories == ["Football", "Data and security"]
+    report = import_csv(
+        weekly, b"email,categories\nada@example.org,Rowing\n", "copy", known_categories=sport
+    )
+    weekly.commit()
+    assert outcomes(report) == [(2, "updated", "")]
+    assert people(weekly)["ada@example.org"].categories == ["Data and security", "Rowing"]
+    # every section of one list: all of that list's, the other's choice kept
+    import_csv(
+        weekly,
+        b"email,categories\nada@example.org,Football;Rowing\n",
+        "copy",
+        known_categories=sport,
+    )
+    weekly.commit()
+    assert people(weekly)["ada@example.org"].categories == [
+        "Data and security",
+        "Football",
+        "Rowing",
+    ]
+
+
 def test_suppression_and_unsubscribes_win_over_import(weekly: Session) -> None:
     service.suppress(weekly, "bounced@example.org", SuppressionReason.HARD_BOUNCE)
     service.add_subscriber(weekly, "spam@example.org", "copy")

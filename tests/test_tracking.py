@@ -154,6 +154,14 @@ def test_an_smtp_send_with_click_tracking_records_clicks_shown_on_the_edition_pa
     with world.app.sessions() as s:
         (stats,) = edition_stats(s, [s.get(Edition, edition_id(world))])
     assert stats.clickers == 1 and stats.tracked["click"] == (1, 2)
+    # every table on the page tells the same story: the "In numbers" table counts the
+    # tracked clicks as the chart does, not only the provider's click events (none here)
+    numbers = page.text[page.text.index('id="numbers-title"') :]
+    numbers = numbers[: numbers.index("</table>")]
+    clicked_row = re.search(r"<th scope=\"row\">Clicked</th>(.*?)</tr>", numbers, re.S)
+    assert clicked_row is not None
+    cells = re.findall(r'<td class="num">([^<]*)</td>', clicked_row.group(1))
+    assert cells == ["1", "33.3 %", "2"]
 
 
 def test_a_tampered_or_foreign_token_gets_a_404_never_a_redirect(

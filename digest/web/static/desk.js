@@ -24,10 +24,19 @@
     if (bar) { bar.max = p.total || 1; bar.value = p.done; bar.textContent = p.percent + " %"; }
     marker.setAttribute("data-progress", p.status + " " + p.sent + "/" + p.total);
   });
+  // All out: say so, and take away what acts on a send in progress (Pause, Cancel).
+  function finished() {
+    set("progress-title", "Sent");
+    set("edition-status", "sent");
+    set("send-state", "Sent.");
+    document.querySelectorAll("[data-while-sending]").forEach(function (el) { el.remove(); });
+    marker.textContent = "Everyone has it. Reload the page for its delivery and engagement figures.";
+  }
   source.addEventListener("change", function (event) {
     source.close();
     // a send that has just finished keeps its numbers on the page; anything else reloads
     if (event.data === "sent" && document.getElementById("progress")) {
+      finished();
       marker.setAttribute("data-desk-events-state", "done");
       return;
     }
