@@ -442,9 +442,11 @@ def send(
     segment: str | None = None,
     sender: Sender | None = None,
     backend: str | BackendChoice | None = None,
+    enqueue: bool = False,
 ) -> SendResult:
-    """Send an approved edition now (or resume one going out).  A draft must be approved
-    first; a newer edition already going out refuses it (editions go out in order)."""
+    """Send an approved edition now (or resume one going out; with ``enqueue``, only plan
+    it: `digest worker` processes send it).  A draft must be approved first; a newer
+    edition already going out refuses it (editions go out in order)."""
     with app.transaction() as s:
         edition = require_edition(s, str(ref))
         nl = _newsletter(app, edition)
@@ -464,7 +466,9 @@ def send(
         )
         key, edition_id = edition.period, edition.id
     choice = choose_period(nl, period=key, purpose=Purpose.SEND)
-    result = _sender(app, sender, backend).send(nl.name, period=choice, segment=segment)
+    result = _sender(app, sender, backend).send(
+        nl.name, period=choice, segment=segment, enqueue=enqueue
+    )
     with app.transaction() as s:
         drafts.record(s, edition_id, actor, "sent", _summary(result))
         if result.outcome not in (SendOutcome.OUT_OF_ORDER, SendOutcome.HELD):

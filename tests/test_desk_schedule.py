@@ -188,3 +188,28 @@ def test_with_late_approval_next_an_approval_after_the_hold_waits_for_the_next_r
     held, nothing = runs_of(app)
     assert held[0] is RunOutcome.SENT and "sent after ann approved it" in held[1]
     assert nothing == (RunOutcome.SKIPPED, "no new articles for 2026-W48; nothing to send")
+
+
+def test_an_edition_approved_for_a_later_time_waits_for_it_past_the_run(
+    world: World, app: App, scheduler: DigestScheduler, time_machine: TimeMachineFixture
+) -> None:
+    """Approved "to go out at 10:00", the edition is not sent by the 08:00 run (it used
+    to be: the run turned any approved edition into a send), and the sweep sends it at
+    10:00, once."""
+    time_machine.move_to(SUNDAY_AFTERNOON, tick=False)
+    scheduler.start()
+    scheduler.tick()
+    later = AS_OF + timedelta(hours=2)
+    desk.approve(app, 1, actor="ann", send_at=later)
+
+    time_machine.move_to(AS_OF + timedelta(seconds=5), tick=False)
+    scheduler.tick()
+    assert not [m for m in mail(world) if "reader" in str(m["To"])]
+    assert status(app) == EditionStatus.APPROVED
+    ((outcome, detail),) = runs_of(app)
+    assert outcome is RunOutcome.SKIPPED and "approved to go out at" in detail, detail
+
+    time_machine.move_to(later + timedelta(minutes=6), tick=False)
+    scheduler.tick()
+    assert len([m for m in mail(world) if "reader" in str(m["To"])]) == 3
+    assert status(app) == EditionStatus.SENT

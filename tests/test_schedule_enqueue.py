@@ -128,4 +128,4 @@ def test_an_unknown_delivery_is_one_line_naming_the_key(tmp_path: Path) -> None:
         load_config(path)
     message = str(caught.value)
     assert "newsletters.weekly.delivery" in message
-    assert "'direct' or 'workers'" in message
+    assert "is not one of 'direct', 'workers'" in message

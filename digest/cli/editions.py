@@ -4,6 +4,7 @@ over :mod:`digest.desk`, which the admin's edition pages call too)."""
 from __future__ import annotations
 
 import sys
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,15 +20,19 @@ from digest.cli._common import (
     backend_option,
     choose_backend,
     console,
+    err_console,
     json_option,
     parse_as_of,
     pass_app,
     pass_digest,
     print_json,
+    send_options,
 )
 from digest.cli.send import print_result
 from digest.errors import DigestError
+from digest.sender import Sender
 from digest.sendtest import editor_addresses
+from digest.signals import graceful_stop
 
 if TYPE_CHECKING:
     from digest.api import Digest
@@ -380,9 +385,23 @@ def _when(value: str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _send(app: App, edition: str, segment: str | None, backend: str | None) -> None:
+def _sender(app: App, backend: str | None, cancel: threading.Event) -> Sender:
+    """A sender as `digest send` builds one: the backend's threads (SMTP's
+    ``?connections=N``), its shared rate, and a stop after the message in hand."""
     choice = choose_backend(app, backend)
-    result = desk.send(app, edition, actor=desk.cli_actor(), segment=segment, backend=choice)
+    options = send_options(choice, None, None, app.settings)
+    return Sender(app, choice, options=options, cancel=cancel)
+
+
+def _stopping(_signum: int) -> None:
+    err_console.print("stopping after the message in hand…")
+
+
+def _send(app: App, edition: str, segment: str | None, backend: str | None) -> None:
+    cancel = threading.Event()
+    sender = _sender(app, backend, cancel)
+    with graceful_stop(cancel, _stopping):
+        result = desk.send(app, edition, actor=desk.cli_actor(), segment=segment, sender=sender)
     print_result(result)
     if result.outcome.value in ("out_of_order", "held"):
         raise SystemExit(1)
@@ -452,8 +471,10 @@ def editions_resume(app: App, edition: str, no_send: bool, backend: str | None) 
     Example:
         digest editions resume 12
     """
-    choice = None if no_send else choose_backend(app, backend)
-    sent = desk.resume(app, edition, actor=desk.cli_actor(), backend=choice, deliver=not no_send)
+    cancel = threading.Event()
+    sender = None if no_send else _sender(app, backend, cancel)
+    with graceful_stop(cancel, _stopping):
+        sent = desk.resume(app, edition, actor=desk.cli_actor(), sender=sender, deliver=not no_send)
     console.print(f"Resumed; {sent} sent now." if not no_send else "Resumed.")
 
 

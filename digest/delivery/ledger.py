@@ -629,7 +629,6 @@ def release_owner(sessions: sessionmaker[Session], owner: str) -> int:
     """Give back every batch claimed by ``owner``'s threads (claims ``owner:…``), as a
     worker that stops does: another takes them at once, without waiting for the lease.
     Anything of them still in flight is uncertain.  Returns the batches released."""
-    now = utcnow()
     with sessions.begin() as s:
         mine = DeliveryBatch.claimed_by.startswith(f"{owner}:", autoescape=True)
         ids = list(
@@ -642,8 +641,15 @@ def release_owner(sessions: sessionmaker[Session], owner: str) -> int:
         s.execute(
             update(Delivery)
             .where(Delivery.batch_id.in_(ids), Delivery.status == DeliveryStatus.SENDING)
-            .values(status=DeliveryStatus.UNCERTAIN, reason=UNCERTAIN_REASON, updated_at=now)
+            # updated_at keeps the time of the post (the grace period counts from it)
+            .values(
+                status=DeliveryStatus.UNCERTAIN,
+                reason=UNCERTAIN_REASON,
+                updated_at=Delivery.updated_at,
+            )
         )
+        for batch_id in ids:  # what the provider has reported already is settled
+            evidence.resolve(s, batch_id=batch_id)
         s.execute(
             update(DeliveryBatch)
             .where(DeliveryBatch.id.in_(ids))

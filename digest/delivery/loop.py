@@ -296,10 +296,12 @@ class SendLoop:
                     ledger.release(self.sessions, claim)
                     return
                 if share is not None:
-                    self._store(done)  # nothing waits on the rate unrecorded
+                    if share.at(start) > time.monotonic():
+                        self._store(done)  # nothing waits on the rate unrecorded
                     if not self._wait_until(share.at(start), claim):
                         return  # another sender has the batch now
                     if self.stopping:
+                        self._store(done)
                         ledger.release(self.sessions, claim)
                         return
                 start += len(chunk)
@@ -309,6 +311,7 @@ class SendLoop:
                     # Not delivered yet, and worth trying again: the batch goes back to
                     # the queue. Repeated failures pause the edition (see _failure);
                     # readers are never failed for a provider's passing trouble.
+                    self._store(done)  # the previous post's outcome, before the batch goes
                     ledger.release(self.sessions, claim)
                     return
                 if outcome in ("finished", "lost"):

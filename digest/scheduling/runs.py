@@ -19,7 +19,7 @@ import logging
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from types import MappingProxyType
 from typing import Any
@@ -38,7 +38,7 @@ from digest.delivery.registry import BackendChoice
 from digest.editions import PeriodChoice, Purpose, choose_period, find_edition
 from digest.errors import DigestError, NotFound, ScheduleError
 from digest.ingest import IngestReport, ingest
-from digest.models import EditionStatus, RunOutcome, SchedulerRun
+from digest.models import Edition, EditionStatus, RunOutcome, SchedulerRun
 from digest.queries import last_runs
 from digest.schedule_rules import fire_times, trigger_for
 from digest.sender import Sender, SendOutcome, SendResult
@@ -312,14 +312,18 @@ def run_edition(
         else:
             if nl.approval == "required":  # editions approved after their run was held
                 send_approved(ctx, slot_of=nl.name)
-            enqueue = ctx.enqueues(nl)
-            result.report = ctx.sender.send(nl.name, period=choice, enqueue=enqueue)
-            result.outcome, result.detail = describe(nl, result.report, result.ingested)
-            held = result.report
-            if held.outcome is SendOutcome.HELD and held.created and held.edition_id:
-                _notify(ctx, held.edition_id)
-            if result.report.outcome is SendOutcome.ENQUEUED:
-                result.detail += _worker_note(app, nl)
+            later = _approved_for_later(app, nl, choice)
+            if later is not None:  # the desk set its own time: the sweep sends it then
+                result.outcome, result.detail = RunOutcome.SKIPPED, later
+            else:
+                enqueue = ctx.enqueues(nl)
+                result.report = ctx.sender.send(nl.name, period=choice, enqueue=enqueue)
+                result.outcome, result.detail = describe(nl, result.report, result.ingested)
+                held = result.report
+                if held.outcome is SendOutcome.HELD and held.created and held.edition_id:
+                    _notify(ctx, held.edition_id)
+                if result.report.outcome is SendOutcome.ENQUEUED:
+                    result.detail += _worker_note(app, nl)
     except Exception as exc:
         result.outcome, result.detail = RunOutcome.FAILED, _one_line(exc)
         finish_run(app, run_id, RunOutcome.FAILED, result.detail)
@@ -483,13 +487,37 @@ def send_approved(ctx: RunContext, *, slot_of: str | None = None) -> int:
         if ctx.cancel.is_set():
             break
         try:
-            result = desk.send(ctx.app, edition_id, actor="scheduler", sender=ctx.sender)
+            with ctx.app.sessions() as s:
+                edition = s.get(Edition, edition_id)
+                nl = ctx.app.config.newsletters.get(edition.newsletter) if edition else None
+            enqueue = nl is not None and ctx.enqueues(nl)
+            result = desk.send(
+                ctx.app, edition_id, actor="scheduler", sender=ctx.sender, enqueue=enqueue
+            )
         except USER_ERRORS as exc:
             log.error("edition %s: not sent: %s", edition_id, exc)
             continue
         log.info("edition %s sent when due: %s", edition_id, result.outcome)
         sent += 1
     return sent
+
+
+def _approved_for_later(app: App, nl: NewsletterConfig, choice: PeriodChoice) -> str | None:
+    """Why the run does not send its edition now: it was approved to go out at a later
+    time (``send_at``), which the scheduler's sweep keeps (:func:`send_approved`)."""
+    with app.sessions() as s:
+        edition = find_edition(s, nl.name, choice.period.key)
+        if edition is None or edition.status != EditionStatus.APPROVED or not edition.send_at:
+            return None
+        send_at = edition.send_at
+    if send_at.tzinfo is None:
+        send_at = send_at.replace(tzinfo=UTC)
+    if send_at <= utcnow():
+        return None
+    return (
+        f"edition {edition.id} ({choice.period.key}) was approved to go out at "
+        f"{local(nl, send_at)}; it is sent then"
+    )
 
 
 def _worker_note(app: App, newsletter: NewsletterConfig) -> str:
