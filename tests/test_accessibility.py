@@ -28,7 +28,7 @@ from digest.personalize import personal_links
 from digest.tracking import CLICK, record_hit
 from digest.workers import register
 from subscribers.service import find_subscriber
-from tests.support.browser import ARGS, CHROMIUM, MISSING
+from tests.support.browser import chromium
 from tests.support.web import PASSWORD, seed_sqlite, serving, web_world
 from tests.support.world import AS_OF
 from tests.support.world import send as send_edition
@@ -54,14 +54,11 @@ sqlite_template = __import__("tests.support.web", fromlist=["sqlite_template"]).
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    if sync_playwright is None:
-        pytest.skip("playwright or axe-playwright-python is not installed (pip install -e .[dev])")
-    if not CHROMIUM.exists():
-        pytest.skip(MISSING)
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+    missing = "playwright or axe-playwright-python is not installed (pip install -e .[dev])"
+    if sync_playwright is None:  # axe's bundle is imported with Playwright above
+        pytest.skip(missing)
+    with chromium(missing) as b:
         yield b
-        b.close()
 
 
 def _local_only(route: Route) -> None:

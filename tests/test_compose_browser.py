@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 from digest.cli import cli
 from digest.config import SAMPLE_CONFIG
-from tests.support.browser import ARGS, CHROMIUM, MISSING
+from tests.support.browser import chromium
 
 pytestmark = pytest.mark.browser
 
@@ -69,14 +69,8 @@ def sample_html(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    if sync_playwright is None:
-        pytest.skip("playwright is not installed (pip install playwright)")
-    if not CHROMIUM.exists():
-        pytest.skip(MISSING)
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+    with chromium() as b:
         yield b
-        b.close()
 
 
 def _offline(route: Route) -> None:

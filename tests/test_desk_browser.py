@@ -23,7 +23,7 @@ from digest import desk
 from digest.models import RunOutcome
 from digest.scheduling import runs
 from tests.support import web as support
-from tests.support.browser import ARGS, CHROMIUM, MISSING
+from tests.support.browser import chromium
 from tests.support.web import PASSWORD, web_world
 from tests.support.world import AS_OF, World, add_readers, send
 from tests.test_web_browser import serving
@@ -50,14 +50,8 @@ WAIT_MS = 15_000
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    if sync_playwright is None:
-        pytest.skip("playwright is not installed (pip install playwright)")
-    if not CHROMIUM.exists():
-        pytest.skip(MISSING)
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+    with chromium() as b:
         yield b
-        b.close()
 
 
 def _local_only(route: Route) -> None:

@@ -25,7 +25,7 @@ from digest.models import Edition, Event
 from digest.web import WebOptions
 from subscribers.service import find_subscriber
 from tests.support import web as support
-from tests.support.browser import ARGS, CHROMIUM, MISSING
+from tests.support.browser import chromium
 from tests.support.web import (
     PASSWORD,
     link_path,
@@ -54,14 +54,8 @@ fast_sqlite_url = support.fast_sqlite_url
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    if sync_playwright is None:
-        pytest.skip("playwright is not installed (pip install playwright)")
-    if not CHROMIUM.exists():
-        pytest.skip(MISSING)
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+    with chromium() as b:
         yield b
-        b.close()
 
 
 @dataclass

@@ -12,7 +12,7 @@ import pytest
 
 from digest import accounts
 from tests.support import web as support
-from tests.support.browser import ARGS, CHROMIUM, MISSING
+from tests.support.browser import chromium
 from tests.support.web import serving, web_world
 
 pytestmark = pytest.mark.browser
@@ -30,14 +30,8 @@ MANAGEMENT = ["/admin/subscribers", "/admin/import", "/admin/segments", "/admin/
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    if sync_playwright is None:
-        pytest.skip("playwright is not installed (pip install -e .[dev])")
-    if not CHROMIUM.exists():
-        pytest.skip(MISSING)
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+    with chromium() as b:
         yield b
-        b.close()
 
 
 def _local_only(route: Route) -> None:
