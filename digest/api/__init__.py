@@ -266,13 +266,17 @@ class Digest:
         *,
         period: str | PeriodChoice | None = None,
         segment: str | None = None,
+        segments: Sequence[str] = (),
         force: bool = False,
+        backend: str | BackendChoice | None = None,
     ) -> Plan:
         """Find or create the period's edition and write its ledger for ``segment`` (None:
-        the whole list); editions go out in period order unless ``force`` with a named
-        ``period`` (:class:`~digest.editions.EditionOrderError` otherwise)."""
-        return self.sender("outbox").plan(
-            newsletter, as_of, period=period, segment=segment, force=force
+        the whole list; ``segments``: several in one pass) in batches the size of
+        ``backend``'s posts (default: the backend the settings choose); editions go out in
+        period order unless ``force`` with a named ``period``
+        (:class:`~digest.editions.EditionOrderError` otherwise)."""
+        return self.sender(backend).plan(
+            newsletter, as_of, period=period, segment=segment, segments=segments, force=force
         )
 
     def send(
