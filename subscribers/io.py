@@ -349,6 +349,21 @@ def import_csv(
     done = 0
     now = utcnow()
     results: dict[int, RowResult] = {}
+
+    def flush(chunk: list[_Row]) -> None:
+        _import_chunk(
+            session,
+            mlist,
+            chunk,
+            results,
+            now,
+            by,
+            consent_ip,
+            dry_run,
+            known_categories,
+            everything,
+        )
+
     try:
         for line, cells in raw_rows:
             parsed = _parse_row(line, cells, header, known_categories, everything)
@@ -366,35 +381,13 @@ def import_csv(
                 seen[parsed.key] = line
                 pending.append(parsed)
             if len(pending) >= CHUNK:
-                _import_chunk(
-                    session,
-                    mlist,
-                    pending,
-                    results,
-                    now,
-                    by,
-                    consent_ip,
-                    dry_run,
-                    known_categories,
-                    everything,
-                )
+                flush(pending)
                 pending = []
             done += 1
             if progress and done % 1000 == 0:
                 progress(done, total)
         if pending:
-            _import_chunk(
-                session,
-                mlist,
-                pending,
-                results,
-                now,
-                by,
-                consent_ip,
-                dry_run,
-                known_categories,
-                everything,
-            )
+            flush(pending)
     except IntegrityError:
         raise SubscribersError(
             f"{label}: another process added some of these subscribers during the import; "

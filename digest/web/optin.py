@@ -26,7 +26,9 @@ the message through the configured delivery backend.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from sqlalchemy.orm import Session
 
@@ -151,31 +153,82 @@ def send_confirmation(app: App, newsletter: NewsletterConfig, subscriber_id: int
             raise NotFound(f"no subscriber with id {subscriber_id}")
         email, name = subscriber.email, subscriber.name or ""
     message, urls = compose_confirmation(app, newsletter, subscriber_id, email, name)
-    stand_in = Edition(id=0, newsletter=newsletter.name, period=CONFIRM)
-    env = envelope(newsletter, stand_in, CONFIRM, message.subject, message.html, message.text)
+    return send_to_reader(
+        app,
+        newsletter,
+        CONFIRM,
+        message,
+        urls,
+        (subscriber_id, email, name),
+        web_url=app.settings.base_url.rstrip("/") + "/",  # no edition to show yet
+        what="confirmation email",
+    )
+
+
+class ReaderMessage(Protocol):
+    """What a composed message to one reader holds (a confirmation, a welcome)."""
+
+    @property
+    def subject(self) -> str: ...
+    @property
+    def html(self) -> str: ...
+    @property
+    def text(self) -> str: ...
+
+
+def send_to_reader(
+    app: App,
+    newsletter: NewsletterConfig,
+    kind: str,
+    message: ReaderMessage,
+    urls: Mapping[str, str],
+    reader: tuple[int, str, str],
+    *,
+    web_url: str,
+    what: str,
+) -> str:
+    """One message of its own (a confirmation, a welcome: ``kind``) to one reader
+    ``(subscriber id, address, name)`` through the configured backend, with the reader's
+    links filled in; returns where it went, or raises :class:`DeliveryError` naming
+    ``what`` when the backend refuses it."""
+    subscriber_id, email, name = reader
+    stand_in = Edition(id=0, newsletter=newsletter.name, period=kind)
+    env = envelope(newsletter, stand_in, kind, message.subject, message.html, message.text)
     fields = {
         "first_name": first_name(name, newsletter.locale),
         "unsubscribe_url": urls["unsubscribe_url"],
         "preferences_url": urls["preferences_url"],
-        "web_url": app.settings.base_url.rstrip("/") + "/",  # no edition to show yet
+        "web_url": web_url,
     }
     recipient = Recipient(None, subscriber_id, email, name, fields)
     choice = resolve_backend(app.settings)
     with choice.backend_class.from_settings(app.settings) as sender:
         (result,) = sender.send(Post(env, [recipient]))
     if not result.ok:
-        raise DeliveryError(f"the confirmation email was refused by {choice}: {result.error}")
+        raise DeliveryError(f"the {what} was refused by {choice}: {result.error}")
     return f"{result.provider_id or choice.name}, backend {choice}"
+
+
+def send_quietly(
+    send: Callable[[App, NewsletterConfig, int], str],
+    app: App,
+    newsletter: NewsletterConfig,
+    subscriber_id: int,
+    what: str,
+) -> None:
+    """``send(app, newsletter, subscriber_id)`` after the page has been answered:
+    failures are logged, never raised."""
+    try:
+        where = send(app, newsletter, subscriber_id)
+    except Exception:
+        log.exception("could not send the %s to subscriber %s", what, subscriber_id)
+        return
+    log.info("%s for subscriber %s sent (%s)", what, subscriber_id, where)
 
 
 def send_confirmation_quietly(app: App, newsletter: NewsletterConfig, subscriber_id: int) -> None:
     """:func:`send_confirmation` after the page has been answered: failures are logged."""
-    try:
-        where = send_confirmation(app, newsletter, subscriber_id)
-    except Exception:
-        log.exception("could not send the confirmation email to subscriber %s", subscriber_id)
-        return
-    log.info("confirmation email for subscriber %s sent (%s)", subscriber_id, where)
+    send_quietly(send_confirmation, app, newsletter, subscriber_id, "confirmation email")
 
 
 __all__ = [
@@ -184,5 +237,7 @@ __all__ = [
     "links",
     "send_confirmation",
     "send_confirmation_quietly",
+    "send_quietly",
+    "send_to_reader",
     "subscribe",
 ]

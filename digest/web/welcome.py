@@ -18,13 +18,11 @@ from sqlalchemy.orm import Session
 
 from digest.app import App
 from digest.config import NewsletterConfig
-from digest.delivery.envelopes import envelope
-from digest.delivery.message import Post, Recipient
-from digest.delivery.registry import resolve_backend
-from digest.errors import DeliveryError, NotFound
+from digest.errors import NotFound
 from digest.models import Edition, EditionStatus, Variant
 from digest.personalize import first_name, personal_links, web_url
 from digest.templating import create_environment, mjml_to_html, render, translate, wrap_text
+from digest.web.optin import send_quietly, send_to_reader
 from subscribers.models import Subscriber
 
 log = logging.getLogger(__name__)
@@ -107,31 +105,21 @@ def send_welcome(app: App, newsletter: NewsletterConfig, subscriber_id: int) -> 
         email, name = subscriber.email, subscriber.name or ""
         latest = latest_edition_url(app, session, newsletter)
     message, urls = compose_welcome(app, newsletter, subscriber_id, email, name, latest)
-    stand_in = Edition(id=0, newsletter=newsletter.name, period=WELCOME)
-    env = envelope(newsletter, stand_in, WELCOME, message.subject, message.html, message.text)
-    fields = {
-        "first_name": first_name(name, newsletter.locale),
-        "unsubscribe_url": urls["unsubscribe_url"],
-        "preferences_url": urls["preferences_url"],
-        "web_url": latest or app.settings.base_url.rstrip("/") + "/",
-    }
-    recipient = Recipient(None, subscriber_id, email, name, fields)
-    choice = resolve_backend(app.settings)
-    with choice.backend_class.from_settings(app.settings) as sender:
-        (result,) = sender.send(Post(env, [recipient]))
-    if not result.ok:
-        raise DeliveryError(f"the welcome email was refused by {choice}: {result.error}")
-    return f"{result.provider_id or choice.name}, backend {choice}"
+    return send_to_reader(
+        app,
+        newsletter,
+        WELCOME,
+        message,
+        urls,
+        (subscriber_id, email, name),
+        web_url=latest or app.settings.base_url.rstrip("/") + "/",
+        what="welcome email",
+    )
 
 
 def send_welcome_quietly(app: App, newsletter: NewsletterConfig, subscriber_id: int) -> None:
     """:func:`send_welcome` after the page has been answered: failures are logged."""
-    try:
-        where = send_welcome(app, newsletter, subscriber_id)
-    except Exception:
-        log.exception("could not send the welcome email to subscriber %s", subscriber_id)
-        return
-    log.info("welcome email for subscriber %s sent (%s)", subscriber_id, where)
+    send_quietly(send_welcome, app, newsletter, subscriber_id, "welcome email")
 
 
 __all__ = [
