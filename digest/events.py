@@ -31,13 +31,13 @@ import hashlib
 import json
 import logging
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, select
+from sqlalchemy import Table, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -52,6 +52,7 @@ from subscribers.db import MAX_ID
 from subscribers.models import ConsentSource, Subscriber, SuppressionReason
 
 log = logging.getLogger(__name__)
+_EVENTS = cast(Table, Event.__table__)
 
 SENDGRID = "sendgrid"
 #: The provider of the events digest records itself (a reader's own links).
@@ -283,6 +284,16 @@ def _subscriber(session: Session, event: ProviderEvent) -> Subscriber | None:
     return service.find_subscriber(session, event.email) if event.email else None
 
 
+@dataclass(frozen=True, slots=True)
+class OwnEvent:
+    """What a reader did through a link of an edition's email (see :func:`record_own`)."""
+
+    kind: EventType
+    edition_id: int
+    subscriber_id: int
+    detail: str = ""
+
+
 def record_own(
     session: Session,
     kind: EventType,
@@ -290,32 +301,57 @@ def record_own(
     edition_id: int,
     subscriber_id: int,
     detail: str = "",
-) -> int | None:
+) -> bool:
     """Store what a reader did through a link in an edition's email (unsubscribed,
     changed preferences) as an event of that edition, whatever backend sent it.
 
     Nothing else happens: the change itself went through :mod:`subscribers.consent`.
-    Returns the new row's id, or None when the edition no longer exists.
+    False when the edition no longer exists (nothing is stored).
     """
-    delivery_id, found = _match(session, edition_id, subscriber_id)
-    if found is None:
-        return None
-    subscriber = session.get(Subscriber, subscriber_id)
+    return record_own_many(session, [OwnEvent(kind, edition_id, subscriber_id, detail)]) == 1
+
+
+def record_own_many(session: Session, events: Sequence[OwnEvent]) -> int:
+    """:func:`record_own` for many at once (a burst of one-click unsubscribes), in three
+    statements; returns how many were stored (those of editions that still exist)."""
+    if not events:
+        return 0
+    editions = {e.edition_id for e in events}
+    readers = {e.subscriber_id for e in events}
+    deliveries = {
+        (edition, reader): delivery
+        for delivery, edition, reader in session.execute(
+            select(Delivery.id, Delivery.edition_id, Delivery.subscriber_id).where(
+                Delivery.edition_id.in_(editions), Delivery.subscriber_id.in_(readers)
+            )
+        )
+    }
+    found = set(session.scalars(select(Edition.id).where(Edition.id.in_(editions))))
+    emails: dict[int, str | None] = {
+        sid: email
+        for sid, email in session.execute(
+            select(Subscriber.id, Subscriber.email).where(Subscriber.id.in_(readers))
+        )
+    }
     when = datetime.now(UTC)
-    event = Event(
-        provider=DIGEST,
-        provider_event_id=f"{DIGEST}:{uuid.uuid4().hex}",
-        type=kind.value,
-        email=subscriber.email if subscriber is not None else None,
-        delivery_id=delivery_id,
-        edition_id=found,
-        occurred_at=when,
-        payload={"subscriber_id": subscriber_id, "detail": detail[:500]},
-        created_at=when,
-    )
-    session.add(event)
-    session.flush()
-    return event.id
+    rows = [
+        {
+            "provider": DIGEST,
+            "provider_event_id": f"{DIGEST}:{uuid.uuid4().hex}",
+            "type": e.kind.value,
+            "email": emails.get(e.subscriber_id),
+            "delivery_id": deliveries.get((e.edition_id, e.subscriber_id)),
+            "edition_id": e.edition_id,
+            "occurred_at": when,
+            "payload": {"subscriber_id": e.subscriber_id, "detail": e.detail[:500]},
+            "created_at": when,
+        }
+        for e in events
+        if e.edition_id in found
+    ]
+    if rows:
+        session.execute(insert(_EVENTS), rows)
+    return len(rows)
 
 
 @dataclass
@@ -415,6 +451,7 @@ __all__ = [
     "BadEvent",
     "EventType",
     "IngestSummary",
+    "OwnEvent",
     "ProviderEvent",
     "apply_effects",
     "ingest",
@@ -423,4 +460,5 @@ __all__ = [
     "read_sendgrid",
     "record",
     "record_own",
+    "record_own_many",
 ]

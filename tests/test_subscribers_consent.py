@@ -553,3 +553,68 @@ def test_removing_keeps_an_unsubscribe_and_deleting_a_list_is_logged(session: Se
     )
     assert "deleted" in last.detail
     assert consent.replay(consent.history(session, sub.id)).problems == []
+
+
+# ---------------------------------------------------------------------------
+# A burst of unsubscribes in bulk (the web app's one-click posts, in batches)
+
+
+def test_a_batch_of_unsubscribes_does_what_each_would_do_in_turn(session: Session) -> None:
+    lists.create_list(session, "weekly")
+    lists.create_list(session, "daily")
+    ids = {}
+    for name, on in (("ann", ("weekly", "daily")), ("bob", ("weekly",)), ("cy", ("weekly",))):
+        for list_name in on:
+            added = service.add_subscriber(session, f"{name}@example.org", list_name)
+            ids[name] = added.subscriber.id
+    session.commit()
+    click = By(ConsentSource.ONE_CLICK, "192.0.2.7")
+    page = By(ConsentSource.UNSUBSCRIBE_PAGE, "192.0.2.8")
+    L = consent.Leaving
+    results = service.unsubscribe_many(
+        session,
+        [
+            L(ids["ann"], "weekly", click),
+            L(ids["ann"], "weekly", click),  # the same post twice: nothing the second time
+            L(ids["bob"], "daily", click),  # not on it: nothing, and bob stays active
+            L(ids["cy"], "gone-list", click),  # no such list: nothing at all
+            L(10**9, "weekly", click),  # no such reader
+            L(ids["bob"], None, page),  # everything: off weekly, unsubscribed
+            L(ids["ann"], "daily", click),  # ann's last list: unsubscribed as a whole
+        ],
+    )
+    session.commit()
+    assert results == [["weekly"], [], [], None, None, ["weekly"], ["daily"]]
+    status = {n: session.get(Subscriber, i).status for n, i in ids.items()}  # type: ignore[union-attr]
+    assert status == {"ann": Status.UNSUBSCRIBED, "bob": Status.UNSUBSCRIBED, "cy": Status.ACTIVE}
+    assert recipients_of(session, "weekly") == ["cy@example.org"]
+    A, U = Status.ACTIVE, Status.UNSUBSCRIBED
+    lines = {
+        n: [
+            (ln.list_name, ln.from_status, ln.to_status, ln.source.value, ln.actor)
+            for ln in consent.history(session, i)
+        ][len(on) + 1 :]
+        for n, i, on in (
+            ("ann", ids["ann"], "wd"),
+            ("bob", ids["bob"], "w"),
+            ("cy", ids["cy"], "w"),
+        )
+    }
+    assert lines == {
+        "ann": [
+            ("weekly", A, U, "one-click", "192.0.2.7"),
+            ("daily", A, U, "one-click", "192.0.2.7"),
+            (None, A, U, "one-click", "192.0.2.7"),
+        ],
+        "bob": [
+            ("weekly", A, U, "unsubscribe-page", "192.0.2.8"),
+            (None, A, U, "unsubscribe-page", "192.0.2.8"),
+        ],
+        "cy": [],
+    }
+    for i in ids.values():
+        assert consent.replay(consent.history(session, i)).problems == []
+
+
+def recipients_of(session: Session, list_name: str) -> list[str]:
+    return sorted(sub.email for sub in session.scalars(service.recipients(session, list_name)))

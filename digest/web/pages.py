@@ -14,7 +14,7 @@ import io
 import json
 import os
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -42,6 +42,7 @@ from digest.config import DigestConfig
 from digest.errors import ConfigError, DigestError
 from digest.templating import builtin_templates_dir
 from digest.tracking import HitRecorder
+from digest.web.groupcommit import GroupCommit
 from digest.web.lint import GMAIL_CLIP_BYTES
 from digest.web.preview import PreviewCache
 from digest.web.ratelimit import Backoff, RateLimiter
@@ -52,6 +53,7 @@ from digest.web.security import (
     csrf_ok,
     csrf_token,
 )
+from digest.web.unsubscribes import unsubscribe_batch
 from digest.web.watch import LiveConfig
 from subscribers.errors import NotFound, SubscribersError
 
@@ -121,6 +123,10 @@ class WebState:
         flush = settings.hit_flush_seconds if flush is None else flush
         #: Clicks and opens waiting to be written (None: written one by one).
         self.hits = HitRecorder(lambda: transaction(app), flush) if flush > 0 else None
+        #: Unsubscribes, written together when they come in bursts.
+        self.unsubscribes = GroupCommit(
+            lambda: transaction(app), unsubscribe_batch, name="digest-unsubscribes"
+        )
 
     @property
     def base_url(self) -> str:
@@ -612,6 +618,23 @@ async def in_session(request: Request, work: Callable[..., T], *args: Any, **kwa
 # Rendering
 
 
+class LazyCsrf:
+    """The session's CSRF token, made when a page prints it (``{{ csrf }}``): a page
+    without a form neither creates a session nor sets a cookie (a one-click
+    unsubscribe's answer, an archive page)."""
+
+    __slots__ = ("_session",)
+
+    def __init__(self, session: MutableMapping[str, Any]) -> None:
+        self._session = session
+
+    def __str__(self) -> str:
+        return csrf_token(self._session)
+
+    def __html__(self) -> str:
+        return str(self)
+
+
 def render(
     request: Request,
     template: str,
@@ -632,7 +655,7 @@ def render(
     values = {
         "when": _clock(config),
         "request": request,
-        "csrf": csrf_token(request.session),
+        "csrf": LazyCsrf(request.session),
         "signed_in": signed_in(request) is not None,
         "role": who.role if who is not None else "",
         "account": who.account if who is not None else "",

@@ -56,6 +56,7 @@ from digest.web.pages import (
 )
 from digest.web.ratelimit import retry_after
 from digest.web.security import CSRF_FIELD
+from digest.web.unsubscribes import Unsubscribe
 from digest.web.welcome import send_welcome_quietly
 from subscribers import consent
 from subscribers.consent import GONE, By
@@ -482,16 +483,8 @@ async def unsubscribe_post(request: Request, token: str) -> Response:
     source = ConsentSource.ONE_CLICK if one_click else ConsentSource.UNSUBSCRIBE_PAGE
     by = By(source, client_ip(request))
 
-    def work(session: Session) -> None:
-        if session.get(Subscriber, link.subscriber_id) is None:
-            return
-        if list_name is not None and find_list(session, list_name) is None:
-            return  # the list is gone: nothing is sent from it any more
-        left = unsubscribe(session, link.subscriber_id, list_name, by=by)
-        if left and link.edition_id is not None:
-            _edition_event(session, link, EventType.UNSUBSCRIBED, f"{source.value}: {left}")
-
-    await in_session(request, work)
+    post = Unsubscribe(link.subscriber_id, list_name, link.edition_id, by)
+    await state(request).unsubscribes.submit(post)
     config = state(request).digest_config()
     titles = _titles(config, [list_name]) if list_name else []
     return render(request, "unsubscribed.html.j2", {"one_click": one_click, "titles": titles})

@@ -24,6 +24,7 @@ time a body may pause between two pieces), and its own size limits (see
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import logging
 import socket
@@ -54,6 +55,21 @@ class ServeLimits:
     max_header_bytes: int = MAX_HEADER_BYTES
 
 
+def no_delay(transport: asyncio.BaseTransport) -> None:
+    """Turn Nagle's algorithm off on a TCP connection.
+
+    asyncio does this itself only for sockets whose protocol number says TCP, and the
+    listening socket uvicorn binds for several workers (``socket.socket(family)``)
+    says 0.  With Nagle on, the body of a response sent after its head on a kept-alive
+    connection waited for the client's delayed ACK: 40 ms more for every such
+    response (measured: a one-click unsubscribe took 48 ms instead of 5).
+    """
+    sock = transport.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        with contextlib.suppress(OSError):  # the connection is already gone
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
 class HeaderTimeoutProtocol(H11Protocol):
     """uvicorn's HTTP/1.1 protocol, closing connections whose request headers do not
     arrive within the header timeout (read from the config's ``header_timeout``)."""
@@ -64,6 +80,7 @@ class HeaderTimeoutProtocol(H11Protocol):
         self._header_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        no_delay(transport)
         super().connection_made(transport)
         self._arm()
 
@@ -149,6 +166,7 @@ __all__ = [
     "MAX_HEADER_BYTES",
     "HeaderTimeoutProtocol",
     "ServeLimits",
+    "no_delay",
     "serve",
     "server_config",
 ]

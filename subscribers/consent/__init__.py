@@ -5,7 +5,8 @@
 * :mod:`~subscribers.consent.changes`: the changes themselves (join, confirm, leave,
   remove, a bounce or a complaint, erasure), checked against the machine, and the
   note that a suppression was lifted (which changes nothing);
-* :mod:`~subscribers.consent.bulk`: a CSV import's changes, in bulk;
+* :mod:`~subscribers.consent.bulk`: a CSV import's changes, and a burst of
+  unsubscribes, in bulk;
 * :mod:`~subscribers.consent.log`: the consent log every change writes, a reader's
   history, and replaying it.
 
@@ -15,6 +16,7 @@ No code outside this package assigns ``Subscriber.status`` or ``Membership.statu
 
 from __future__ import annotations
 
+from subscribers.consent.bulk import Leaving, leave_many
 from subscribers.consent.changes import (
     LIVE,
     RESUBSCRIBE_HINT,
@@ -50,6 +52,7 @@ __all__ = [
     "LIVE",
     "RESUBSCRIBE_HINT",
     "By",
+    "Leaving",
     "Level",
     "Replayed",
     "State",
@@ -64,6 +67,7 @@ __all__ = [
     "history",
     "join",
     "leave",
+    "leave_many",
     "left_on",
     "lifted",
     "remove",

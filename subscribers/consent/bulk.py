@@ -1,7 +1,12 @@
-"""The status changes of a CSV import, as a few bulk statements per chunk (with their
-consent log lines): new readers, pending readers made active, new and confirmed
-memberships.  :mod:`subscribers.io` decides, row by row and by the machine's rules,
-what each row may do; this module writes it.
+"""Status changes in bulk, as a few statements for many readers (with their consent
+log lines):
+
+* a CSV import's: new readers, pending readers made active, new and confirmed
+  memberships.  :mod:`subscribers.io` decides, row by row and by the machine's rules,
+  what each row may do; :func:`admit` writes it;
+* a burst of unsubscribes (the one-click posts that follow a big send):
+  :func:`leave_many` does what :func:`~subscribers.consent.changes.leave` does for
+  each, checked against the same machine, in five statements for the whole batch.
 """
 
 from __future__ import annotations
@@ -17,8 +22,8 @@ from sqlalchemy import text as sql_text
 from sqlalchemy.orm import Session
 
 from subscribers.consent.log import By, line_values
-from subscribers.consent.machine import Level, State, allowed
-from subscribers.db import UTCDateTime
+from subscribers.consent.machine import Level, State, allowed, explain
+from subscribers.db import UTCDateTime, utcnow
 from subscribers.errors import ConsentRefused
 from subscribers.models import (
     ConsentEvent,
@@ -32,6 +37,11 @@ from subscribers.models import (
 _SUB = cast(Table, Subscriber.__table__)
 _MEM = cast(Table, Membership.__table__)
 _LOG = cast(Table, ConsentEvent.__table__)
+_LISTS = cast(Table, MailingList.__table__)
+
+#: Statuses of a membership that still gets (or is about to get) mail (as in
+#: :mod:`subscribers.consent.changes`).
+_LIVE = (Status.ACTIVE, Status.PENDING)
 
 
 @dataclass(slots=True)
@@ -239,4 +249,106 @@ def _insert_new_pg(
     )
 
 
-__all__ = ["Admissions", "NewReader", "admit", "check_import"]
+# ---------------------------------------------------------------------------
+# A burst of unsubscribes
+
+
+@dataclass(frozen=True, slots=True)
+class Leaving:
+    """One reader leaving one list by name (``None``: every list), and who asked."""
+
+    subscriber_id: int
+    list_name: str | None
+    by: By
+
+
+def leave_many(
+    session: Session, requests: Sequence[Leaving], *, now: datetime | None = None
+) -> list[list[str] | None]:
+    """Each request's :func:`~subscribers.consent.changes.leave`, in order, for the
+    whole batch at once; returns each request's lists left now (sorted by name), or
+    None (nothing done) for a reader or a list that does not exist.
+
+    Leaving a list one is not live on leaves nothing (``[]``), but a live reader with
+    no live membership left becomes unsubscribed as a whole, as ``leave`` does.  A
+    change the machine refuses raises :class:`ConsentRefused` before anything is
+    written.  Nothing commits.
+    """
+    if not requests:
+        return []
+    now = now or utcnow()
+    ids = sorted({r.subscriber_id for r in requests})
+    readers: dict[int, Status] = {
+        sid: status
+        for sid, status in session.execute(
+            select(_SUB.c.id, _SUB.c.status).where(_SUB.c.id.in_(ids))
+        )
+    }
+    live: dict[int, dict[str, tuple[int, Status]]] = {sid: {} for sid in readers}
+    for sid, list_id, name, status in session.execute(
+        select(_MEM.c.subscriber_id, _MEM.c.list_id, _LISTS.c.name, _MEM.c.status)
+        .join(_LISTS, _LISTS.c.id == _MEM.c.list_id)
+        .where(_MEM.c.subscriber_id.in_(list(readers)), _MEM.c.status.in_(_LIVE))
+    ):
+        live[sid][name] = (list_id, Status(status))
+    named = {r.list_name for r in requests if r.list_name is not None}
+    lists = set(session.scalars(select(_LISTS.c.name).where(_LISTS.c.name.in_(named))))
+
+    members: list[dict[str, Any]] = []
+    gone: list[int] = []
+    lines: list[dict[str, Any]] = []
+    results: list[list[str] | None] = []
+    for request in requests:
+        sid, by = request.subscriber_id, request.by
+        if sid not in readers or (request.list_name is not None and request.list_name not in lists):
+            results.append(None)
+            continue
+        mine = live[sid]
+        names = sorted(mine) if request.list_name is None else [request.list_name]
+        left = []
+        for name in names:
+            if name not in mine:
+                continue
+            list_id, old = mine.pop(name)
+            _check(Level.MEMBERSHIP, old, Status.UNSUBSCRIBED, by)
+            members.append({"sid": sid, "lid": list_id})
+            lines.append(_line(sid, list_id, name, old, by, now))
+            left.append(name)
+        if not mine and readers[sid] in _LIVE:
+            _check(Level.READER, readers[sid], Status.UNSUBSCRIBED, by)
+            lines.append(_line(sid, None, None, readers[sid], by, now))
+            readers[sid] = Status.UNSUBSCRIBED
+            gone.append(sid)
+        results.append(left)
+
+    if members:
+        session.execute(
+            update(_MEM)
+            .where(_MEM.c.subscriber_id == bindparam("sid"), _MEM.c.list_id == bindparam("lid"))
+            .values(status=Status.UNSUBSCRIBED, updated_at=now),
+            members,
+        )
+    if gone:
+        session.execute(
+            update(_SUB)
+            .where(_SUB.c.id.in_(gone), _SUB.c.status.in_(_LIVE))
+            .values(status=Status.UNSUBSCRIBED, unsubscribed_at=now)
+        )
+    if lines:
+        session.execute(insert(_LOG), lines)
+    return results
+
+
+def _check(level: Level, old: Status, new: Status, by: By) -> None:
+    if not allowed(level, State.of(old), State.of(new), by.source):
+        raise ConsentRefused(explain(level, State.of(old), State.of(new), by.source))
+
+
+def _line(
+    sid: int, list_id: int | None, name: str | None, old: Status, by: By, now: datetime
+) -> dict[str, Any]:
+    values = line_values(None, old, Status.UNSUBSCRIBED, by, now)
+    return {**values, "subscriber_id": sid, "list_id": list_id, "list_name": name}
+
+
+__all__ = ["Admissions", "Leaving", "NewReader", "admit", "check_import", "leave_many"]

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import delete, func, insert, literal, select
+from sqlalchemy import delete, insert, literal, select
 from sqlalchemy.orm import Session
 
+from subscribers.consent.bulk import Leaving, leave_many
 from subscribers.consent.log import By, asked_since_leaving, left_on, line_values, record
 from subscribers.consent.machine import (
     ERASERS,
@@ -243,28 +244,17 @@ def confirm(
 def leave(session: Session, subscriber: Subscriber, mlist: MailingList | None, by: By) -> list[str]:
     """Unsubscribe from ``mlist`` (or from every list): its live membership becomes
     unsubscribed, and leaving the last live one (or everything) makes the reader
-    unsubscribed as a whole.  Safe to repeat; returns the lists left now."""
-    stmt = (
-        select(MailingList)
-        .join(Membership, Membership.list_id == MailingList.id)
-        .where(Membership.subscriber_id == subscriber.id, Membership.status.in_(LIVE))
-        .order_by(MailingList.name)
-    )
-    if mlist is not None:
-        stmt = stmt.where(MailingList.id == mlist.id)
-    now = utcnow()
-    left = []
-    for each in session.scalars(stmt).all():
-        set_membership(session, subscriber, each, Status.UNSUBSCRIBED, by, now=now)
-        left.append(each.name)
+    unsubscribed as a whole.  Safe to repeat; returns the lists left now.
+
+    One request of :func:`~subscribers.consent.bulk.leave_many`: the same statements
+    whether one reader leaves or a burst of them does."""
     session.flush()
-    remaining = session.scalar(
-        select(func.count())
-        .select_from(Membership)
-        .where(Membership.subscriber_id == subscriber.id, Membership.status.in_(LIVE))
-    )
-    if not remaining and subscriber.status in LIVE:
-        set_reader(session, subscriber, Status.UNSUBSCRIBED, by, now=now)
+    wanted = Leaving(subscriber.id, mlist.name if mlist is not None else None, by)
+    left = leave_many(session, [wanted])[0] or []
+    session.expire(subscriber)
+    for each in list(session.identity_map.values()):
+        if isinstance(each, Membership) and each.subscriber_id == subscriber.id:
+            session.expire(each)
     return left
 
 
