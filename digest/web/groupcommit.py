@@ -42,7 +42,7 @@ class GroupCommit(Generic[I, R]):
     #: Most items in one transaction.
     batch = 500
     #: Seconds the thread waits for work before it ends.
-    idle = 30.0
+    idle = 5.0
 
     def __init__(
         self,
