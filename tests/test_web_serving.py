@@ -13,9 +13,9 @@ from digest.web.serving import HeaderTimeoutProtocol, server_config
 
 
 async def _no_delay_after_accept(protocol: type[H11Protocol]) -> int:
-    """Accept a connection on a listening socket made as uvicorn makes it for several
-    workers (``socket.socket(family)``: protocol number 0), hand it to ``protocol`` as
-    the server would, and read TCP_NODELAY of the accepted socket."""
+    """Accept a connection on a listening socket made as ``digest serve`` makes it (and
+    uvicorn for several workers): ``socket.socket(family)``, protocol number 0; hand it
+    to ``protocol`` as the server would, and read TCP_NODELAY of the accepted socket."""
     config: uvicorn.Config = server_config(lambda: None, "WARNING")
     config.load()
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -38,8 +38,8 @@ async def _no_delay_after_accept(protocol: type[H11Protocol]) -> int:
         listener.close()
 
 
-def test_nagle_is_off_on_every_connection_of_a_multi_worker_server() -> None:
+def test_nagle_is_off_on_every_connection_the_server_accepts() -> None:
     """With Nagle on, a response's body sent after its head on a kept-alive connection
-    waited 40 ms for the client's delayed ACK (a one-click unsubscribe: 48 ms, not 5)."""
+    waited 40 ms for the client's delayed ACK (a one-click unsubscribe: 44 ms, not 2)."""
     assert asyncio.run(_no_delay_after_accept(H11Protocol)) == 0  # uvicorn's own: on
     assert asyncio.run(_no_delay_after_accept(HeaderTimeoutProtocol)) == 1
