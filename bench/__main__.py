@@ -70,6 +70,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--concurrency", type=int, default=4, help="Sending threads.")
     parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="Sending processes for the deliveries (as many `digest worker`); default 1.",
+    )
+    parser.add_argument(
         "--validate-every",
         type=int,
         default=10,
@@ -143,6 +149,7 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
                                     postgres_url=args.postgres,
                                     concurrency=args.concurrency,
                                     profile=profile,
+                                    processes=args.processes,
                                 )
                             )
         if "smtp" in args.only and args.smtp:

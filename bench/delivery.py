@@ -152,6 +152,58 @@ def generate(world: World, subscribers: int) -> dict[str, Any]:
     return {"seconds": round(time.perf_counter() - start, 2)}
 
 
+def _app(world: World, backend: str, server_url: str, api_key: str) -> Any:
+    if backend == "smtp":
+        return world.app(smtp_url=server_url)
+    return world.app(sendgrid_api_key=api_key, sendgrid_api_host=server_url)
+
+
+def deliver_only(
+    world: World, backend: str, server_url: str, api_key: str, concurrency: int, edition_id: int
+) -> dict[str, Any]:
+    """One sending process of several (``--processes``): ``Sender.deliver`` of an edition
+    already planned, as a ``digest worker`` does, claiming batches beside the others."""
+    from digest.delivery.loop import SendOptions
+    from digest.sender import Sender
+
+    app = _app(world, backend, server_url, api_key)
+    cpu = _cpu_s()
+    Sender(app, backend, options=SendOptions(concurrency=concurrency)).deliver(edition_id)
+    app.close()
+    return {"cpu_s": round(_cpu_s() - cpu, 2), "peak_rss_mb": round(_peak_rss_mb(), 1)}
+
+
+def _deliver_in(processes: int, argv: list[str], edition_id: int) -> dict[str, Any]:
+    """``processes`` sending processes (``python -m bench.delivery deliver``), together."""
+    children = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "bench.delivery",
+                "deliver",
+                *argv,
+                "--edition",
+                str(edition_id),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(processes)
+    ]
+    outs = []
+    for child in children:
+        out, err = child.communicate()
+        if child.returncode != 0:
+            raise RuntimeError(f"bench.delivery deliver failed:\n{err[-3000:]}")
+        outs.append(json.loads(out.strip().splitlines()[-1]))
+    return {
+        "cpu_s": round(sum(o["cpu_s"] for o in outs), 2),
+        "peak_rss_mb": max(o["peak_rss_mb"] for o in outs),
+    }
+
+
 def run(
     world: World,
     backend: str,
@@ -159,16 +211,15 @@ def run(
     api_key: str,
     concurrency: int,
     profile: Path | None = None,
+    processes: int = 1,
+    argv: list[str] | None = None,
 ) -> dict[str, Any]:
     from digest.delivery import ledger
     from digest.delivery.loop import SendOptions
     from digest.models import Edition
     from digest.sender import Sender
 
-    if backend == "smtp":
-        app = world.app(smtp_url=server_url)
-    else:
-        app = world.app(sendgrid_api_key=api_key, sendgrid_api_host=server_url)
+    app = _app(world, backend, server_url, api_key)
     with app.transaction() as s:
         s.get(Edition, 1)  # open the pool: the baseline includes a connection
     baseline = _rss_now_mb()
@@ -183,9 +234,15 @@ def run(
         planned = time.perf_counter()
         cpu.append(_cpu_s())
         peak_planning = _peak_rss_mb()
-        result = sender.deliver(edition_id)
+        if processes > 1:
+            app.close()  # the sending processes have the database to themselves
+            others = _deliver_in(processes, argv or [], edition_id)
+            paused, pause_reason = False, None
+        else:
+            result = sender.deliver(edition_id)
+            others, paused, pause_reason = None, result.paused, result.pause_reason
         finished = time.perf_counter()
-        cpu.append(_cpu_s())
+        cpu.append(_cpu_s() + (others["cpu_s"] if others else 0.0))
     with app.sessions() as s:
         counts = ledger.edition_tally(s, edition_id).statuses
         edition = s.get(Edition, edition_id)
@@ -199,8 +256,8 @@ def run(
         "recipients": recipients,
         "counts": {k: v for k, v in counts.items() if v},
         "edition_status": status.value,
-        "paused": result.paused,
-        "pause_reason": result.pause_reason,
+        "paused": paused,
+        "pause_reason": pause_reason,
         "total_s": round(total, 2),
         "resolve_s": round(planned - started - render, 2),
         "render_s": round(render, 3),
@@ -214,8 +271,9 @@ def run(
         "naive_render_s": round(render / clock.renders * recipients, 1) if clock.renders else None,
         "baseline_rss_mb": round(baseline, 1),
         "peak_rss_after_resolve_mb": round(peak_planning, 1),
-        "peak_rss_mb": round(_peak_rss_mb(), 1),
+        "peak_rss_mb": round(max(_peak_rss_mb(), others["peak_rss_mb"] if others else 0), 1),
         "concurrency": concurrency,
+        "processes": processes,
     }
 
 
@@ -245,8 +303,10 @@ def measure(
     postgres_url: str | None = None,
     concurrency: int = 4,
     profile: Path | None = None,
+    processes: int = 1,
 ) -> dict[str, Any]:
-    """Generate ``subscribers`` readers in a fresh database and deliver one edition to them."""
+    """Generate ``subscribers`` readers in a fresh database and deliver one edition to
+    them (the sending in ``processes`` processes, as that many ``digest worker``)."""
     folder = root / f"{backend}-{database}-{subscribers}"
     context = (
         postgres_world(folder, postgres_url)
@@ -269,6 +329,8 @@ def measure(
             server.info.get("api_key", ""),
             "--concurrency",
             str(concurrency),
+            "--processes",
+            str(processes),
             *extra,
         )
     received = server.stats()
@@ -284,7 +346,7 @@ def measure(
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.delivery")
-    parser.add_argument("step", choices=["run"])
+    parser.add_argument("step", choices=["run", "deliver"])
     parser.add_argument("--db", required=True)
     parser.add_argument("--root", type=Path, required=True)
     parser.add_argument("--backend", choices=["sendgrid", "smtp"], default="sendgrid")
@@ -292,9 +354,30 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--api-key", default="")
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--profile", type=Path)
+    parser.add_argument("--processes", type=int, default=1)
+    parser.add_argument("--edition", type=int)
     args = parser.parse_args(argv)
     world = World(args.db, args.root, args.root / "digest.toml")
-    result = run(world, args.backend, args.server, args.api_key, args.concurrency, args.profile)
+    common = [
+        "--db", args.db, "--root", str(args.root), "--backend", args.backend,
+        "--server", args.server, "--api-key", args.api_key,
+        "--concurrency", str(args.concurrency),
+    ]  # fmt: skip
+    if args.step == "deliver":
+        result = deliver_only(
+            world, args.backend, args.server, args.api_key, args.concurrency, args.edition
+        )
+    else:
+        result = run(
+            world,
+            args.backend,
+            args.server,
+            args.api_key,
+            args.concurrency,
+            args.profile,
+            args.processes,
+            common,
+        )
     print(json.dumps(result))
 
 
