@@ -176,6 +176,12 @@ def _line(a: Article, section: str, position: int = 0, top: bool = False) -> Art
     )
 
 
+def newsletter_of(app: App, ref: str | int) -> NewsletterConfig:
+    """The newsletter an edition belongs to (its time zone reads the editor's times)."""
+    with app.transaction() as s:
+        return _newsletter(app, require_edition(s, str(ref)))
+
+
 def _newsletter(app: App, edition: Edition) -> NewsletterConfig:
     found = app.config.newsletters.get(edition.newsletter)
     if found is None:

@@ -348,6 +348,19 @@ def test_the_other_editions_commands(db_url: str, tmp_path: Path, monkeypatch: A
     assert cancelled.exit_code == 1 and "is sent; it cannot be cancelled" in cancelled.output
 
 
+def test_send_at_without_an_offset_is_the_newsletters_time(
+    db_url: str, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """As in the browser and for --as-of: 08:00 in July is 08:00 in London (07:00 UTC)."""
+    world = _world(db_url, tmp_path, monkeypatch)
+    assert _run("editions", "prepare", "weekly", "--as-of", "2026-11-23").exit_code == 0
+    approved = _run("editions", "approve", "1", "--send-at", "2099-07-04T08:00")
+    assert approved.exit_code == 0
+    assert desk.view(world.app, 1).send_at == datetime(2099, 7, 4, 7, tzinfo=UTC)
+    said = " ".join(approved.output.split())
+    assert "It goes out at 2099-07-04 08:00 (Europe/London; 07:00 UTC)" in said
+
+
 def test_an_article_is_found_by_the_url_as_the_email_or_the_site_spells_it(
     db_url: str, tmp_path: Path
 ) -> None:

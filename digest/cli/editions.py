@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -341,8 +341,9 @@ def editions_add_new(app: App, edition: str) -> None:
 @click.option(
     "--send-at",
     "send_at",
-    help="Send at this time (ISO 8601, e.g. 2026-11-23T08:00+00:00) instead of at the next "
-    "scheduled run.",
+    help="Send at this time instead of at the next scheduled run: ISO 8601, in the "
+    "newsletter's time zone unless it carries an offset (2026-11-23T08:00, or "
+    "2026-11-23T08:00+00:00).",
 )
 @click.option(
     "--no-send",
@@ -361,28 +362,35 @@ def editions_approve(
     \b
     Example:
         digest editions approve 12
-        digest editions approve 12 --send-at 2026-11-23T08:00+00:00
+        digest editions approve 12 --send-at 2026-11-23T08:00
     """
-    when = _when(send_at) if send_at else None
+    nl = desk.newsletter_of(app, edition) if send_at else None
+    when = _when(send_at, nl.zone) if send_at and nl else None
     done = desk.approve(app, edition, actor=desk.cli_actor(), send_at=when)
     console.print(f"Edition {done.edition_id} approved.")
     if done.due and not no_send:
         console.print("Its scheduled time has passed: sending it now.")
         _send(app, str(done.edition_id), None, backend)
-    elif when:
-        console.print(f"It goes out at {when:%Y-%m-%d %H:%M} UTC (a running `digest scheduler`).")
+    elif when and nl:
+        local = when.astimezone(nl.zone)
+        console.print(
+            f"It goes out at {local:%Y-%m-%d %H:%M} ({nl.timezone}; {when.astimezone(UTC):%H:%M} "
+            "UTC) by a running `digest scheduler`."
+        )
     else:
         console.print("It goes out at the newsletter's next scheduled run.")
 
 
-def _when(value: str) -> datetime:
+def _when(value: str, zone: tzinfo) -> datetime:
+    """``--send-at``: an ISO 8601 time, in ``zone`` (the newsletter's) without an offset."""
     try:
         moment = datetime.fromisoformat(value.strip())
     except ValueError:
         raise BadInput(
-            f"--send-at {value!r} is not a time; write ISO 8601 like 2026-11-23T08:00+00:00"
+            f"--send-at {value!r} is not a time; write ISO 8601 like 2026-11-23T08:00 (in the "
+            "newsletter's time zone) or 2026-11-23T08:00+00:00"
         ) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return moment if moment.tzinfo else moment.replace(tzinfo=zone)
 
 
 def _sender(app: App, backend: str | None, cancel: threading.Event) -> Sender:
