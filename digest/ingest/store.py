@@ -24,7 +24,11 @@ source's copy is reported as *merged* the first time it is seen (with the
 article it was merged into), and as unchanged after that.
 
 A re-ingest compares ``content_hash`` (SHA-256 of the fields we store) and
-writes nothing when it matches.  ``first_seen_at`` and ``pinned`` are never
+writes nothing when it matches.  Before that, a feed entry whose raw hash (SHA-256 of
+the entry as feedparser gave it, with the cleaning code and the category aliases: see
+:func:`raw_context`) equals the ``raw_hash`` of the article this source stored under
+its exact link is unchanged without being cleaned or compared field by field: the
+raw entry is what the stored fields were cleaned from.  ``first_seen_at`` and ``pinned`` are never
 changed by an update; a date-less entry keeps the date it was first given.
 
 Inserts use the dialect's ``INSERT … ON CONFLICT DO NOTHING`` (SQLite and
@@ -39,6 +43,9 @@ import json
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cache
+from importlib.metadata import version as package_version
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Table, bindparam, func, or_, select
@@ -46,6 +53,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+import digest.ingest.clean
+import digest.ingest.feeds
 from digest.config import category_key
 from digest.ingest.clean import strip_controls, title_key, url_variants
 from digest.ingest.dedupe import MAX_URL
@@ -123,6 +132,35 @@ def content_hash(fields: dict[str, Any], published_at: datetime | None) -> str:
     payload["published_at"] = published_at.isoformat() if published_at else None
     blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+@cache
+def _cleaning_code() -> str:
+    """A fingerprint of the code that turns a raw feed entry into stored fields: a new
+    version of it cleans every entry once more (as ``content_hash`` always did)."""
+    versions = "\n".join(package_version(name) for name in ("feedparser", "nh3"))
+    digest_ = hashlib.sha256(versions.encode())
+    for module in (digest.ingest.clean, digest.ingest.feeds, digest.ingest.dedupe):
+        digest_.update(Path(module.__file__ or "").read_bytes())
+    digest_.update(Path(__file__).read_bytes())
+    return digest_.hexdigest()
+
+
+def raw_context(aliases: dict[str, str]) -> str:
+    """What besides a raw entry its stored fields depend on: the cleaning code and the
+    category aliases (part of :func:`~digest.ingest.feeds.raw_entry_hash`)."""
+    return _cleaning_code() + json.dumps(aliases, sort_keys=True, ensure_ascii=False)
+
+
+def stored_raw_hashes(session: Session, ref: str) -> frozenset[str]:
+    """The raw hashes of the articles the source at ``ref`` owns (see the module doc)."""
+    return frozenset(
+        session.scalars(
+            select(Article.raw_hash)
+            .join(Source, Article.source_id == Source.id)
+            .where(Source.url == ref, Article.raw_hash.is_not(None))
+        )
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -254,11 +292,14 @@ def store_parsed(
     seen_urls: set[str] = set()
     seen_guids: set[str] = set()
     linked = set(session.scalars(_source_articles(source)))
+    same_raw = _same_raw(session, source, parsed.entries)
+    rest = [e for e in parsed.entries if e.url not in same_raw]
     batch = _Batch(
         # The articles this source was seen in already: linking them again writes nothing.
         linked=linked,
-        titles=_known_title_keys(session, source, parsed.entries),
-        known=_Known.load(session, parsed.entries, source_articles=frozenset(linked)),
+        titles=_known_title_keys(session, source, rest),
+        known=_Known.load(session, rest, source_articles=frozenset(linked)),
+        same_raw=same_raw,
     )
     for entry in parsed.entries:
         if len(entry.url) > MAX_URL or entry.url in seen_urls:
@@ -270,6 +311,9 @@ def store_parsed(
         seen_urls.add(entry.url)
         if entry.guid:
             seen_guids.add(entry.guid)
+        if _unchanged_raw(entry, batch):
+            counts.unchanged += 1
+            continue
         outcome = _store_entry(session, source, entry, batch, now=now, aliases=aliases)
         if isinstance(outcome, Dropped):
             counts.merged += 1
@@ -293,6 +337,11 @@ class _Batch:
     known: _Known = field(default_factory=lambda: _Known({}, {}, frozenset()))
     #: Articles first seen in this source in this run: recorded together at the end.
     new_links: list[int] = field(default_factory=list)
+    #: Entries (by link) whose raw hash is their article's (see :func:`_same_raw`): the
+    #: article's id.  Left out of ``titles`` and ``known``.
+    same_raw: dict[str, int] = field(default_factory=dict)
+    #: Articles this run wrote to.
+    written: set[int] = field(default_factory=set)
 
     def see(self, article_id: int) -> bool:
         """Note that this source has ``article_id``; True the first time ever."""
@@ -342,6 +391,37 @@ class _Known:
 
 def _guid(entry: Entry) -> str | None:
     return entry.guid
+
+
+def _same_raw(session: Session, source: Source, entries: list[Entry]) -> dict[str, int]:
+    """The entries whose article (the one this source owns under the entry's exact link)
+    was stored from the same raw entry: link → article id, read for the whole feed."""
+    wanted = {e.url: e.raw_hash for e in entries if e.raw_hash and len(e.url) <= MAX_URL}
+    urls = sorted(wanted)
+    found: dict[str, int] = {}
+    for start in range(0, len(urls), 500):
+        for row in session.execute(
+            select(Article.id, Article.canonical_url, Article.raw_hash).where(
+                Article.canonical_url.in_(urls[start : start + 500]),
+                Article.source_id == source.id,
+            )
+        ):
+            if row.raw_hash == wanted[row.canonical_url]:
+                found[row.canonical_url] = row.id
+    return found
+
+
+def _unchanged_raw(entry: Entry, batch: _Batch) -> bool:
+    """Whether ``entry`` is its article unchanged by its raw hash (see :func:`_same_raw`),
+    and nothing earlier in this run touched that article or its link's spellings."""
+    article_id = batch.same_raw.get(entry.url)
+    if article_id is None or article_id in batch.written:
+        return False
+    inserted = batch.known.inserted
+    if inserted and not inserted.isdisjoint(url_variants(entry.url)):
+        return False
+    batch.see(article_id)
+    return True
 
 
 def _known_title_keys(session: Session, source: Source, entries: list[Entry]) -> set[str]:
@@ -444,9 +524,15 @@ def _store_entry(
 ) -> str | Dropped:
     """``new``, ``updated`` or ``unchanged``; or the report of its merge into another
     source's article."""
+    entry.complete()
     fields = _fields(entry, aliases)
     digest = content_hash(fields, entry.published_at)
-    article, how = _find(session, source, entry, fields, now, batch.titles, batch.known)
+    known: _Known | None = batch.known
+    if entry.url in batch.same_raw:
+        # Left out of the lookups made for the whole feed: look it up on its own.
+        known = None
+        batch.titles |= _known_title_keys(session, source, [entry])
+    article, how = _find(session, source, entry, fields, now, batch.titles, known)
     if article is None:
         values = {
             **fields,
@@ -455,12 +541,14 @@ def _store_entry(
             "first_seen_at": now,
             "updated_at": now,
             "content_hash": digest,
+            "raw_hash": entry.raw_hash,
             "source_id": source.id,
         }
         new_id = _insert_article(session, values)
         batch.known.inserted.add(entry.url)
         if new_id is not None:
             batch.see(new_id)
+            batch.written.add(new_id)
             return "new"
         # Another ingest inserted it a moment ago: carry on as an update of that row.
         article = session.scalars(select(Article).where(Article.canonical_url == entry.url)).one()
@@ -482,6 +570,8 @@ def _store_entry(
     if article.content_hash == digest and article.canonical_url == entry.url:
         if article.source_id is None:
             article.source_id = source.id
+        if article.raw_hash != entry.raw_hash:
+            article.raw_hash = entry.raw_hash  # what it was cleaned from, for next time
         return "unchanged"
     if article.canonical_url != entry.url and _taken(session, entry.url, article.id):
         return "unchanged"  # the new spelling belongs to another article already
@@ -494,8 +584,10 @@ def _store_entry(
         article.published_at = entry.published_at
         article.date_estimated = False
     article.content_hash = digest
+    article.raw_hash = entry.raw_hash
     article.source_id = source.id
     article.updated_at = now
+    batch.written.add(article.id)
     return "updated"
 
 
@@ -514,8 +606,10 @@ __all__ = [
     "content_hash",
     "is_global_guid",
     "normalise_categories",
+    "raw_context",
     "record_error",
     "record_not_modified",
     "source_row",
     "store_parsed",
+    "stored_raw_hashes",
 ]
