@@ -33,7 +33,10 @@ changed by an update; a date-less entry keeps the date it was first given.
 
 Inserts use the dialect's ``INSERT … ON CONFLICT DO NOTHING`` (SQLite and
 PostgreSQL), so two ingests racing on one new article cannot both insert it:
-the loser finds the winner's row and treats its entry as an update.
+the loser finds the winner's row and treats its entry as an update.  A source's
+new articles wait and are inserted together, a page of rows per statement, before
+anything that could see them is read (a lookup by link or id, a link change) and
+at the end of the source.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cache
@@ -48,13 +52,14 @@ from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Table, bindparam, func, or_, select
+from sqlalchemy import Table, func, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-import digest.ingest.clean
-import digest.ingest.feeds
+import digest.ingest.clean as clean_module
+import digest.ingest.dedupe as dedupe_module
+import digest.ingest.feeds as feeds_module
 from digest.config import category_key
 from digest.ingest.clean import strip_controls, title_key, url_variants
 from digest.ingest.dedupe import MAX_URL
@@ -140,7 +145,7 @@ def _cleaning_code() -> str:
     version of it cleans every entry once more (as ``content_hash`` always did)."""
     versions = "\n".join(package_version(name) for name in ("feedparser", "nh3"))
     digest_ = hashlib.sha256(versions.encode())
-    for module in (digest.ingest.clean, digest.ingest.feeds, digest.ingest.dedupe):
+    for module in (clean_module, feeds_module, dedupe_module):
         digest_.update(Path(module.__file__ or "").read_bytes())
     digest_.update(Path(__file__).read_bytes())
     return digest_.hexdigest()
@@ -180,26 +185,27 @@ def _insert_ignore(session: Session, table: Table, values: dict[str, Any], key: 
     return session.execute(stmt).scalar_one_or_none()
 
 
-def _insert_article(session: Session, values: dict[str, Any]) -> int | None:
-    """:func:`_insert_ignore` of an article, with the statement built once per column set
-    (one new article after another: compiled once, not once per entry)."""
+def _insert_articles(session: Session, rows: list[dict[str, Any]]) -> dict[str, int]:
+    """Insert articles (rows of the same columns) unless their link exists already, a
+    page of rows per statement; the new ids by link (a link stored already is missing)."""
     dialect = session.get_bind().dialect.name
-    key = (dialect, tuple(values))
-    stmt = _ARTICLE_INSERTS.get(key)
+    stmt = _ARTICLE_INSERTS.get(dialect)
     if stmt is None:
         table: Table = Article.__table__  # type: ignore[assignment]
         builder = pg_insert if dialect == "postgresql" else sqlite_insert
-        stmt = _ARTICLE_INSERTS[key] = (
+        stmt = _ARTICLE_INSERTS[dialect] = (
             builder(table)
-            .values({name: bindparam(f"v_{name}", type_=table.c[name].type) for name in values})
             .on_conflict_do_nothing(index_elements=["canonical_url"])
-            .returning(table.c.id)
+            .returning(table.c.id, table.c.canonical_url)
         )
-    params = {f"v_{name}": value for name, value in values.items()}
-    return session.connection().execute(stmt, params).scalar_one_or_none()
+    ids: dict[str, int] = {}
+    for start in range(0, len(rows), 500):
+        result = session.connection().execute(stmt, rows[start : start + 500])
+        ids.update((url, article_id) for article_id, url in result)
+    return ids
 
 
-_ARTICLE_INSERTS: dict[tuple[str, tuple[str, ...]], Any] = {}
+_ARTICLE_INSERTS: dict[str, Any] = {}
 
 
 def _link(session: Session, article_ids: list[int], source_id: int, now: datetime) -> None:
@@ -300,6 +306,7 @@ def store_parsed(
         titles=_known_title_keys(session, source, rest),
         known=_Known.load(session, rest, source_articles=frozenset(linked)),
         same_raw=same_raw,
+        counts=counts,
     )
     for entry in parsed.entries:
         if len(entry.url) > MAX_URL or entry.url in seen_urls:
@@ -314,14 +321,18 @@ def store_parsed(
         if _unchanged_raw(entry, batch):
             counts.unchanged += 1
             continue
-        outcome = _store_entry(session, source, entry, batch, now=now, aliases=aliases)
-        if isinstance(outcome, Dropped):
-            counts.merged += 1
-            counts.dropped.append(outcome)
-        else:
-            setattr(counts, outcome, getattr(counts, outcome) + 1)
+        _count(counts, _store_entry(session, source, entry, batch, now=now, aliases=aliases))
+    _insert_pending(session, source, batch, now=now)
     _link(session, batch.new_links, source.id, now)
     return counts
+
+
+def _count(counts: Counts, outcome: str | Dropped) -> None:
+    if isinstance(outcome, Dropped):
+        counts.merged += 1
+        counts.dropped.append(outcome)
+    else:
+        setattr(counts, outcome, getattr(counts, outcome) + 1)
 
 
 @dataclass
@@ -342,6 +353,12 @@ class _Batch:
     same_raw: dict[str, int] = field(default_factory=dict)
     #: Articles this run wrote to.
     written: set[int] = field(default_factory=set)
+    #: New articles not inserted yet (entry, its fields and hash): inserted together
+    #: (:func:`_insert_pending`) before anything that could see them is read.
+    pending: list[tuple[Entry, dict[str, Any], str]] = field(default_factory=list)
+    #: The source's counts (a new article found inserted by a racing ingest becomes an
+    #: update when the pending articles are inserted).
+    counts: Counts = field(default_factory=Counts)
 
     def see(self, article_id: int) -> bool:
         """Note that this source has ``article_id``; True the first time ever."""
@@ -457,8 +474,10 @@ def _find(
     now: datetime,
     titles: set[str],
     known: _Known | None = None,
+    before_query: Callable[[], None] = lambda: None,
 ) -> tuple[Article | None, str]:
-    """The stored article ``entry`` is (see the module doc), and how it was matched."""
+    """The stored article ``entry`` is (see the module doc), and how it was matched.
+    ``before_query`` runs before the article table is read by link or id."""
     url = entry.url
     # The URL and its other spellings (read for the whole feed before, or one indexed
     # lookup); the exact one wins.
@@ -466,6 +485,7 @@ def _find(
     if known is not None and not known.inserted.intersection(spellings):
         by_url = {u: known.by_url[u] for u in spellings if u in known.by_url}
     else:
+        before_query()
         rows = session.scalars(select(Article).where(Article.canonical_url.in_(spellings))).all()
         by_url = {a.canonical_url: a for a in rows}
     if by_url:
@@ -483,6 +503,7 @@ def _find(
         if matches:
             return matches[0], "the same id"
     elif guid:
+        before_query()
         query = select(Article).where(Article.guid == guid)
         if not is_global_guid(guid):
             query = query.where(Article.id.in_(_source_articles(source)))
@@ -532,9 +553,33 @@ def _store_entry(
         # Left out of the lookups made for the whole feed: look it up on its own.
         known = None
         batch.titles |= _known_title_keys(session, source, [entry])
-    article, how = _find(session, source, entry, fields, now, batch.titles, known)
+    article, how = _find(
+        session,
+        source,
+        entry,
+        fields,
+        now,
+        batch.titles,
+        known,
+        before_query=lambda: _insert_pending(session, source, batch, now=now),
+    )
     if article is None:
-        values = {
+        # Inserted with the others before anything that could see it is read.
+        batch.pending.append((entry, fields, digest))
+        batch.known.inserted.add(entry.url)
+        return "new"
+    return _update(session, source, entry, article, how, fields, digest, batch, now=now)
+
+
+def _insert_pending(session: Session, source: Source, batch: _Batch, *, now: datetime) -> None:
+    """Insert the new articles waiting in ``batch``, in a few statements.  One that a
+    racing ingest inserted a moment ago is that row's update instead."""
+    if not batch.pending:
+        return
+    pending, batch.pending = batch.pending, []
+    session.flush()  # changes of links made before these inserts land before them
+    rows = [
+        {
             **fields,
             "published_at": entry.published_at or now,
             "date_estimated": entry.published_at is None,
@@ -544,15 +589,38 @@ def _store_entry(
             "raw_hash": entry.raw_hash,
             "source_id": source.id,
         }
-        new_id = _insert_article(session, values)
-        batch.known.inserted.add(entry.url)
+        for entry, fields, digest in pending
+    ]
+    ids = _insert_articles(session, rows)
+    for entry, fields, digest in pending:
+        new_id = ids.get(entry.url)
         if new_id is not None:
             batch.see(new_id)
             batch.written.add(new_id)
-            return "new"
+            continue
         # Another ingest inserted it a moment ago: carry on as an update of that row.
         article = session.scalars(select(Article).where(Article.canonical_url == entry.url)).one()
-        how = "the same link"
+        batch.counts.new -= 1
+        outcome = _update(
+            session, source, entry, article, "the same link", fields, digest, batch, now=now
+        )
+        _count(batch.counts, outcome)
+
+
+def _update(
+    session: Session,
+    source: Source,
+    entry: Entry,
+    article: Article,
+    how: str,
+    fields: dict[str, Any],
+    digest: str,
+    batch: _Batch,
+    *,
+    now: datetime,
+) -> str | Dropped:
+    """``entry``'s stored ``article`` brought up to date: ``updated`` or ``unchanged``, or
+    the report of its merge into another source's article."""
     first_time = batch.see(article.id)
     if article.source_id not in (None, source.id):
         # Owned by another source (see the module docstring): reported once, when merged.
@@ -573,8 +641,10 @@ def _store_entry(
         if article.raw_hash != entry.raw_hash:
             article.raw_hash = entry.raw_hash  # what it was cleaned from, for next time
         return "unchanged"
-    if article.canonical_url != entry.url and _taken(session, entry.url, article.id):
-        return "unchanged"  # the new spelling belongs to another article already
+    if article.canonical_url != entry.url:
+        _insert_pending(session, source, batch, now=now)  # one of them may have that link
+        if _taken(session, entry.url, article.id):
+            return "unchanged"  # the new spelling belongs to another article already
     if article.canonical_url != entry.url:
         # its link changes: entries spelling either link are looked up in the database
         batch.known.inserted.update({article.canonical_url, entry.url})
