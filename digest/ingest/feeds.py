@@ -51,6 +51,7 @@ from digest.ingest.clean import (
     parse_date,
     safe_url,
     sanitize_html,
+    sanitized_to_text,
     text_to_html,
     unescape_markup,
 )
@@ -514,9 +515,9 @@ def _feedparser_summary(raw: Any, base: str | None) -> tuple[str, str]:
             # Escaped twice, the markup would show as text: decode it once more.
             value = unescape_markup(value)
             cleaned = sanitize_html(value, safe_url(detail.get("base"), base) or base)
-        else:
-            cleaned = text_to_html(value)
-        if cleaned:
+            if cleaned:  # html5ever wrote it: its text is read without parsing it again
+                return cleaned, sanitized_to_text(cleaned)
+        elif cleaned := text_to_html(value):
             return cleaned, html_to_text(cleaned)
     return "", ""
 
