@@ -3,7 +3,10 @@
 RSS 0.9x/1.0/2.0 and Atom go through feedparser; JSON Feed 1.0/1.1 is read
 here with :mod:`json`.  Every parser returns :class:`Entry` objects that are
 already clean: canonical link, sanitised summary plus its plain text, safe
-image URL, aware UTC date (or None when the source gave none).
+image URL, aware UTC date (or None when the source gave none).  The one
+exception is asked for: given the raw hashes of a source's stored entries
+(:class:`Stored`), an RSS or Atom entry found among them is cleaned only as far
+as its link, id and title, the rest when :meth:`Entry.complete` is called.
 
 Choices about hostile XML, in one place:
 

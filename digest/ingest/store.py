@@ -42,6 +42,7 @@ at the end of the source.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import re
 from collections.abc import Callable
@@ -145,9 +146,20 @@ def _cleaning_code() -> str:
     version of it cleans every entry once more (as ``content_hash`` always did)."""
     versions = "\n".join(package_version(name) for name in ("feedparser", "nh3"))
     digest_ = hashlib.sha256(versions.encode())
-    for module in (clean_module, feeds_module, dedupe_module):
-        digest_.update(Path(module.__file__ or "").read_bytes())
-    digest_.update(Path(__file__).read_bytes())
+    for name, file in (
+        (clean_module.__name__, clean_module.__file__),
+        (feeds_module.__name__, feeds_module.__file__),
+        (dedupe_module.__name__, dedupe_module.__file__),
+        (__name__, __file__),
+    ):
+        try:
+            digest_.update(Path(file or "").read_bytes())
+        except OSError:  # no source file (a frozen build): its version stands for it
+            digest_.update(f"{name} {package_version('digest')}".encode())
+    try:  # category labels are folded by digest.config's category_key
+        digest_.update(inspect.getsource(category_key).encode())
+    except (OSError, TypeError):
+        digest_.update(package_version("digest").encode())
     return digest_.hexdigest()
 
 
