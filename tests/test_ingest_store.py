@@ -697,3 +697,26 @@ def test_articles_stored_before_raw_hashes_are_compared_as_before_and_get_one(
     writes.clear()
     run(sessions, config, [path], now=LATER)
     assert writes == []
+
+
+def test_an_entry_unchanged_but_for_its_settled_link_is_cleaned_and_updated(
+    sessions: sessionmaker[Session], config: DigestConfig, tmp_path: Path
+) -> None:
+    """Its raw form is as stored, but its link loses the fragment that told it apart from
+    a post that has gone: the store cleans it after all, and moves the article."""
+    page = "https://a.example.org/2026/11/23"
+    post_a = rich_item("post-a", link=f"{page}#a", title="Morning one: the plan")
+    post_b = rich_item("post-b", link=f"{page}#b", title="Morning two: the budget")
+    path = rich_feed(tmp_path, post_a + post_b)
+    run(sessions, config, [path], now=NOW)
+    assert set(articles(sessions)) == {f"{page}#a", f"{page}#b"}
+    rich_feed(tmp_path, post_a)
+    report = run(sessions, config, [path], now=LATER)
+    assert (report.totals["updated"], report.totals["unchanged"]) == (1, 0)
+    moved = articles(sessions)[page]
+    assert (moved.guid, moved.title, moved.summary_text) == (
+        "post-a",
+        "Morning one: the plan",
+        "The plan, in brief.",
+    )
+    assert moved.image_url == RICH["image"]
