@@ -76,6 +76,10 @@ class Article(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     #: Hash of the stored fields: a re-ingest that changes nothing writes nothing.
     content_hash: Mapped[str] = mapped_column(String(64))
+    #: SHA-256 of the raw feed entry that gave the stored fields (before cleaning), or
+    #: None: a re-ingest finds an entry with the same raw hash unchanged without cleaning
+    #: it again (see digest.ingest.store).
+    raw_hash: Mapped[str | None] = mapped_column(String(64))
     pinned: Mapped[bool] = mapped_column(Boolean, default=False)
     #: The source that first stored the article: only its changes update it.
     source_id: Mapped[int | None] = mapped_column(ForeignKey("source.id", ondelete="SET NULL"))

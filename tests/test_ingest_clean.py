@@ -19,6 +19,7 @@ from digest.ingest.clean import (
     parse_date,
     safe_url,
     sanitize_html,
+    sanitized_to_text,
     text_to_html,
     title_key,
     unescape_markup,
@@ -399,3 +400,37 @@ def test_decode_entities_only_decodes_complete_references() -> None:
 def test_html_to_text_numbers_ordered_lists_and_nests() -> None:
     html = "<ol><li>one</li><li>two<ul><li>inner</li></ul></li></ol><ul><li>next list</li></ul>"
     assert html_to_text(html) == "1. one\n2. two\n  - inner\n\n- next list"
+
+
+@pytest.mark.parametrize(
+    "html",
+    [
+        "<p>One</p><p>Two &amp; three&nbsp;four</p>",
+        "<ul><li>a<ul><li>b</li></ul></li><li>c<p>d</p></li></ul><ol><li>x</li><li>y</li></ol>",
+        "<p>Line<br>break<br/>again</p><blockquote>Quote <em>it</em></blockquote>",
+        "<a href='/x'><p>Block in a link</p></a><a>outer<a>inner</a></a>",
+        "<p>Open <b>bold <i>both</p> after</b> tail",
+        "<table><tr><td>cell</td><td>two</td></tr></table><div>div<h2>head</h2></div>",
+        "text &lt;img src=x&gt; &#8217; &unknown; <script>bad()</script><style>x{}</style>",
+        "<figure><img src='a.jpg'><figcaption>credit</figcaption></figure><p>after</p>",
+        "<li>stray item</li><p><p>double</p>\u00a0<!-- c --><pre>  keep   me </pre>",
+    ],
+)
+def test_text_of_sanitised_html_is_read_without_a_second_parse(html: str) -> None:
+    """sanitize_html's output is html5ever's: reading its text directly gives exactly
+    what html_to_text (which parses it once more) gives."""
+    cleaned = sanitize_html(html, "https://a.example.org/")
+    assert sanitized_to_text(cleaned) == html_to_text(cleaned)
+
+
+_MARKUP = st.sampled_from(
+    ["<p>", "</p>", "<ul>", "</ul>", "<ol>", "<li>", "</li>", "<br>", "<a href='/x'>", "</a>",
+     "<b>", "</b>", "<blockquote>", "</blockquote>", "<div>", "</div>", "<table><tr><td>",
+     "<script>", "</script>", "&amp;", "&nbsp;", "&lt;p&gt;", "<!--", "-->", " ", "\n"]
+)  # fmt: skip
+
+
+@given(st.lists(st.one_of(_MARKUP, st.text(max_size=8)), max_size=30))
+def test_text_of_any_sanitised_html_needs_no_second_parse(pieces: list[str]) -> None:
+    cleaned = sanitize_html("".join(pieces), "https://a.example.org/")
+    assert sanitized_to_text(cleaned) == html_to_text(cleaned)

@@ -7,8 +7,10 @@ import re
 import shutil
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from xml.sax.saxutils import escape
 
 import pytest
 from sqlalchemy import Engine, event, func, insert, select
@@ -217,7 +219,9 @@ def test_unchanged_reingest_writes_no_article(
     sessions: sessionmaker[Session], config: DigestConfig, writes: list[str]
 ) -> None:
     run(sessions, config)
-    assert len(writes) == 5 + 3  # five articles; each source's sightings in one statement
+    # Five articles from three sources: each source's new articles in one statement,
+    # and its sightings in another.
+    assert len(writes) == 3 + 3
     before = {url: (a.updated_at, a.content_hash) for url, a in articles(sessions).items()}
     writes.clear()
     report = run(sessions, config, now=LATER)
@@ -535,3 +539,184 @@ def test_a_sponsor_slot_repeated_under_new_titles_is_counted_as_merged(
     [result] = run(sessions, config, [str(DATA / "sponsor-slots.rss")]).results
     assert (result.new, result.merged) == (3, 1)
     assert result.dropped[0].title.startswith("Partner content:")
+
+
+# ---------------------------------------------------------------------------
+# Re-ingest by raw hash: unchanged entries are not cleaned or written again; every
+# change to what is stored still lands.
+
+RICH = {
+    "title": "Council publishes its digital plan",
+    "link": "https://a.example.org/plan",
+    "description": "<p>The plan, in <b>brief</b>.</p>",
+    "content": "",
+    "date": "Wed, 18 Nov 2026 10:00:00 GMT",
+    "author": "Ann Writer",
+    "category": "Digital Transformation",
+    "image": "https://img.example.org/plan.jpg",
+}
+
+
+def rich_item(guid: str, **changes: str) -> str:
+    f = {**RICH, **changes}
+    content = f"<content:encoded>{escape(f['content'])}</content:encoded>" if f["content"] else ""
+    summary = f"<description>{escape(f['description'])}</description>" if f["description"] else ""
+    return (
+        f"<item><title>{f['title']}</title><link>{f['link']}</link><guid>{guid}</guid>"
+        f"{summary}{content}<pubDate>{f['date']}</pubDate><dc:creator>{f['author']}</dc:creator>"
+        f"<category>{f['category']}</category><media:content url='{f['image']}' medium='image'/>"
+        "</item>"
+    )
+
+
+def rich_feed(tmp_path: Path, items: str, built: str = "Thu, 19 Nov 2026 08:00:00 GMT") -> str:
+    path = tmp_path / "rich.xml"
+    path.write_text(
+        '<?xml version="1.0" encoding="utf-8"?><rss version="2.0" '
+        'xmlns:dc="http://purl.org/dc/elements/1.1/" xmlns:media="http://search.yahoo.com/mrss/" '
+        'xmlns:content="http://purl.org/rss/1.0/modules/content/"><channel><title>T</title>'
+        f"<link>https://a.example.org/</link><lastBuildDate>{built}</lastBuildDate>"
+        f"{items}</channel></rss>"
+    )
+    return str(path)
+
+
+OTHER = {"link": "https://a.example.org/other", "title": "Another story entirely"}
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "stored"),
+    [
+        ({}, {"title": "Council publishes a plan"}, ("title", "Council publishes a plan")),
+        ({}, {"link": "https://a.example.org/v2"}, ("canonical_url", "https://a.example.org/v2")),
+        ({}, {"description": "<p>The plan, revised.</p>"}, ("summary_text", "The plan, revised.")),
+        ({"description": "", "content": "<p>Body one.</p>"},
+         {"description": "", "content": "<p>Body two.</p>"}, ("summary_text", "Body two.")),
+        ({}, {"date": "Thu, 19 Nov 2026 06:30:00 GMT"},
+         ("published_at", datetime(2026, 11, 19, 6, 30, tzinfo=UTC))),
+        ({}, {"author": "Bo Editor"}, ("author", "Bo Editor")),
+        ({}, {"category": "Customer Service"}, ("categories", ["Digital Customer Service"])),
+        ({}, {"image": "https://img.example.org/plan-v2.jpg"},
+         ("image_url", "https://img.example.org/plan-v2.jpg")),
+    ],
+    ids=["title", "link", "summary", "content", "date", "author", "categories", "image"],
+)  # fmt: skip
+def test_a_changed_entry_is_updated_and_its_unchanged_neighbour_is_not_rewritten(
+    sessions: sessionmaker[Session],
+    config: DigestConfig,
+    tmp_path: Path,
+    writes: list[str],
+    before: dict[str, str],
+    after: dict[str, str],
+    stored: tuple[str, object],
+) -> None:
+    path = rich_feed(tmp_path, rich_item("p-1", **before) + rich_item("p-2", **OTHER))
+    assert run(sessions, config, [path], now=NOW).totals["new"] == 2
+    writes.clear()
+    # The next day: the channel says it was rebuilt; one entry changed one field.
+    rich_feed(
+        tmp_path,
+        rich_item("p-1", **{**before, **after}) + rich_item("p-2", **OTHER),
+        built="Fri, 20 Nov 2026 08:00:00 GMT",
+    )
+    report = run(sessions, config, [path], now=LATER)
+    assert (report.totals["new"], report.totals["updated"], report.totals["unchanged"]) == (0, 1, 1)
+    assert [w.split()[0] for w in writes] == ["UPDATE"]  # the changed article's row only
+    by_guid = {a.guid: a for a in articles(sessions).values()}
+    name, value = stored
+    assert getattr(by_guid["p-1"], name) == value
+    assert by_guid["p-1"].updated_at == LATER
+    assert (by_guid["p-2"].updated_at, by_guid["p-2"].title) == (NOW, OTHER["title"])
+    # And again, nothing changed: nothing is written.
+    writes.clear()
+    again = run(sessions, config, [path], now=LATER + timedelta(days=1))
+    assert (again.totals["updated"], again.totals["unchanged"], writes) == (0, 2, [])
+
+
+def test_unchanged_entries_are_not_cleaned_again(tmp_path: Path) -> None:
+    """Given the raw hashes stored, the entries they match wait to be cleaned until
+    someone asks (the store does not, for an unchanged article); cleaned then, each is
+    exactly what a full parse gives."""
+    from digest.ingest import parse_source
+    from digest.ingest.feeds import Stored
+
+    path = rich_feed(
+        tmp_path,
+        rich_item("p-1")
+        + rich_item("p-2", **OTHER)
+        + rich_item("p-3", link="https://a.example.org/untitled", title=""),
+    )
+    fetched = Fetched(location=path, body=Path(path).read_bytes())
+    full = parse_source(fetched).entries
+    first = parse_source(fetched, stored=Stored("ctx")).entries
+    assert [e.deferred for e in first] == [None, None, None]
+    assert [e.raw_hash for e in full] == [None, None, None]
+    hashes = {h for e in first if e.url != OTHER["link"] and (h := e.raw_hash)}
+    again = parse_source(fetched, stored=Stored("ctx", frozenset(hashes))).entries
+    # p-2 is not among the stored hashes; p-3 takes its title from its summary.
+    assert [e.deferred is not None for e in again] == [True, False, False]
+    assert (again[0].summary_html, again[0].image_url, again[0].categories) == ("", None, [])
+    assert [replace(e.complete(), raw_hash=None) for e in again] == full
+    assert [e.raw_hash for e in again] == [e.raw_hash for e in first]
+    # Another context (new cleaning code, other aliases): every entry hashes differently.
+    other = parse_source(fetched, stored=Stored("other", frozenset(hashes))).entries
+    assert [e.deferred for e in other] == [None, None, None]
+    assert not hashes & {e.raw_hash for e in other}
+
+
+def test_new_category_aliases_reach_entries_whose_raw_form_is_unchanged(
+    sessions: sessionmaker[Session], config: DigestConfig, tmp_path: Path
+) -> None:
+    path = rich_feed(tmp_path, rich_item("p-1", category="Cyber security"))
+    run(sessions, config, [path], now=NOW)
+    [article] = articles(sessions).values()
+    assert article.categories == ["Data and security"]
+    # The editors stop calling "Cyber security" "Data and security"; the feed is as it was.
+    config.path.write_text(CONFIG.replace('aliases = ["Cyber security"]', "aliases = []"))
+    report = run(sessions, load_config(config.path), [path], now=LATER)
+    assert report.totals["updated"] == 1
+    [article] = articles(sessions).values()
+    assert article.categories == ["Cyber security"]
+
+
+def test_articles_stored_before_raw_hashes_are_compared_as_before_and_get_one(
+    sessions: sessionmaker[Session], config: DigestConfig, tmp_path: Path, writes: list[str]
+) -> None:
+    path = rich_feed(tmp_path, rich_item("p-1") + rich_item("p-2", **OTHER))
+    run(sessions, config, [path], now=NOW)
+    with sessions() as s, s.begin():
+        for a in s.scalars(select(Article)):
+            a.raw_hash = None  # as stored before migration 0012
+    before = {url: (a.updated_at, a.content_hash) for url, a in articles(sessions).items()}
+    writes.clear()
+    report = run(sessions, config, [path], now=LATER)
+    assert (report.totals["updated"], report.totals["unchanged"]) == (0, 2)
+    assert {url: (a.updated_at, a.content_hash) for url, a in articles(sessions).items()} == before
+    assert all(a.raw_hash for a in articles(sessions).values())
+    assert all(w.startswith("UPDATE article SET raw_hash") for w in writes), writes
+    writes.clear()
+    run(sessions, config, [path], now=LATER)
+    assert writes == []
+
+
+def test_an_entry_unchanged_but_for_its_settled_link_is_cleaned_and_updated(
+    sessions: sessionmaker[Session], config: DigestConfig, tmp_path: Path
+) -> None:
+    """Its raw form is as stored, but its link loses the fragment that told it apart from
+    a post that has gone: the store cleans it after all, and moves the article."""
+    page = "https://a.example.org/2026/11/23"
+    post_a = rich_item("post-a", link=f"{page}#a", title="Morning one: the plan")
+    post_b = rich_item("post-b", link=f"{page}#b", title="Morning two: the budget")
+    path = rich_feed(tmp_path, post_a + post_b)
+    run(sessions, config, [path], now=NOW)
+    assert set(articles(sessions)) == {f"{page}#a", f"{page}#b"}
+    rich_feed(tmp_path, post_a)
+    report = run(sessions, config, [path], now=LATER)
+    assert (report.totals["updated"], report.totals["unchanged"]) == (1, 0)
+    moved = articles(sessions)[page]
+    assert (moved.guid, moved.title, moved.summary_text) == (
+        "post-a",
+        "Morning one: the plan",
+        "The plan, in brief.",
+    )
+    assert moved.image_url == RICH["image"]

@@ -554,3 +554,52 @@ def test_0009_adds_drafts_approvals_and_the_action_log_and_back(db_url: str) -> 
         assert rows("SELECT edition_id, email FROM delivery") == [(1, "a@example.org")]
     finally:
         eng.dispose()
+
+
+def test_0012_adds_raw_hashes_to_articles_and_back(db_url: str) -> None:
+    """A database at 0011 with an article goes to 0012: the article keeps its fields and
+    has no raw hash yet (its next ingest compares it field by field, as before); down
+    to 0011 the column goes and the article stays; and up again."""
+    from alembic import command
+    from sqlalchemy import text
+
+    eng = db.make_engine(db_url)
+    cfg = db._alembic_config()
+    t = "2026-11-23 08:00:00+00:00"
+
+    def migrate(step: Any, revision: str) -> None:
+        with eng.connect() as conn:
+            cfg.attributes["connection"] = conn
+            step(cfg, revision)
+            conn.commit()
+
+    def columns() -> set[str]:
+        return {c["name"] for c in inspect(eng).get_columns("article")}
+
+    try:
+        migrate(command.upgrade, "0011")
+        with eng.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO article (id, canonical_url, title, summary_html, summary_text, "
+                    "author, categories, published_at, date_estimated, first_seen_at, "
+                    "updated_at, content_hash, pinned) VALUES (1, 'https://a.example.org/1', "
+                    "'Plan', '', '', '', '[]', :t, false, :t, :t, 'h', false)"
+                ),
+                {"t": t},
+            )
+        assert "raw_hash" not in columns()
+        migrate(command.upgrade, "0012")
+        with eng.connect() as conn:
+            row = conn.execute(text("SELECT title, content_hash, raw_hash FROM article")).one()
+        assert tuple(row) == ("Plan", "h", None)
+        with eng.begin() as conn:
+            conn.execute(text("UPDATE article SET raw_hash = :h"), {"h": "a" * 64})
+        migrate(command.downgrade, "0011")
+        assert "raw_hash" not in columns()
+        with eng.connect() as conn:
+            assert conn.execute(text("SELECT title FROM article")).scalar_one() == "Plan"
+        migrate(command.upgrade, "0012")
+        assert "raw_hash" in columns()
+    finally:
+        eng.dispose()

@@ -38,7 +38,7 @@ from digest.config import DigestConfig, Settings, resolve_source_ref
 from digest.errors import DatabaseError, SourceError
 from digest.ingest import store
 from digest.ingest.dedupe import within_source
-from digest.ingest.feeds import Dropped, Parsed, parse_jsonfeed, parse_xml_feed, sniff
+from digest.ingest.feeds import Dropped, Parsed, Stored, parse_jsonfeed, parse_xml_feed, sniff
 from digest.ingest.http import Fetched, fetch, make_client
 from digest.ingest.pages import NotAnArticle, parse_page
 
@@ -123,9 +123,19 @@ class IngestReport:
         }
 
 
-def parse_source(fetched: Fetched, expect: str = "auto", *, as_article: bool = False) -> Parsed:
+def parse_source(
+    fetched: Fetched,
+    expect: str = "auto",
+    *,
+    as_article: bool = False,
+    stored: Stored | None = None,
+) -> Parsed:
     """Parse a source's bytes as whatever they turn out to be (``expect``: auto/feed/page),
     one entry per article (:func:`~digest.ingest.dedupe.within_source`).
+
+    ``stored``: what the source's stored articles say of their raw feed entries; RSS and
+    Atom entries then carry their raw hash, and those already stored are cleaned only
+    when needed (see :class:`~digest.ingest.feeds.Stored`).
 
     An HTML page is stored only when it says it is an article, or when the user
     says so: ``as_article``, or ``expect == "page"`` (``kind = "page"`` in
@@ -143,7 +153,7 @@ def parse_source(fetched: Fetched, expect: str = "auto", *, as_article: bool = F
     elif sniffed.kind == "jsonfeed":
         parsed = parse_jsonfeed(fetched)
     else:
-        parsed = parse_xml_feed(fetched, sniffed)
+        parsed = parse_xml_feed(fetched, sniffed, stored)
     return within_source(parsed)
 
 
@@ -237,6 +247,7 @@ def _ingest_one(
             raise SourceError(f"the location is longer than {store.MAX_URL} characters")
         with sessions() as session:
             etag, last_modified = store.conditional_state(session, ref)
+            stored = Stored(store.raw_context(aliases), store.stored_raw_hashes(session, ref))
         # Network and parsing happen outside any transaction: no lock is held meanwhile.
         fetched = fetch(ref, settings, client=client, etag=etag, last_modified=last_modified)
         if fetched.not_modified:
@@ -244,7 +255,7 @@ def _ingest_one(
                 result.unchanged = store.record_not_modified(session, ref, fetched, now)
             result.not_modified = True
             return result
-        parsed = parse_source(fetched, kind, as_article=as_article)
+        parsed = parse_source(fetched, kind, as_article=as_article, stored=stored)
         result.kind = parsed.kind
         result.warnings = [f"{ref}: {w}" for w in parsed.warnings]
         counts = _store(sessions, ref, parsed, fetched, now=now, aliases=aliases)

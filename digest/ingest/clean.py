@@ -15,6 +15,7 @@ import re
 import unicodedata
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from functools import lru_cache
 from html.parser import HTMLParser
 from urllib.parse import unquote_plus, urljoin, urlsplit, urlunsplit
 
@@ -38,6 +39,9 @@ _URL_STRIPPED = "".join(map(chr, range(0x21)))
 # (PostgreSQL refuses NUL; a surrogate cannot be encoded as UTF-8).
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
 _URL_UNSAFE = re.compile(r"[\x00-\x20\x7f]")
+#: Any character the three patterns above (and the strip) would change: most links have none.
+_URL_TOUCHED = re.compile(r"[\x00-\x20\x7f\ud800-\udfff]")
+_HAS_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 
 
 # ---------------------------------------------------------------------------
@@ -49,9 +53,10 @@ def _is_http(url: str | None) -> bool:
 
 
 def _prepare(url: str, base: str | None) -> str:
-    url = _URL_IGNORED.sub("", url).strip(_URL_STRIPPED)
-    url = _URL_UNSAFE.sub(lambda m: f"%{ord(m.group()):02X}", _CONTROL.sub("", url))
-    if base and _is_http(base) and not re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", url):
+    if _URL_TOUCHED.search(url):
+        url = _URL_IGNORED.sub("", url).strip(_URL_STRIPPED)
+        url = _URL_UNSAFE.sub(lambda m: f"%{ord(m.group()):02X}", _CONTROL.sub("", url))
+    if base and _is_http(base) and not _HAS_SCHEME.match(url):
         url = urljoin(base, url)  # relative only: "https://" alone must not become the base
     return url
 
@@ -125,12 +130,17 @@ def url_variants(url: str) -> list[str]:
     under each, one feed or another (the default port is already gone from a
     canonical URL).  ``url`` itself comes first.
     """
+    return list(_url_variants(url))
+
+
+@lru_cache(maxsize=16384)  # a store looks each entry's spellings up twice
+def _url_variants(url: str) -> tuple[str, ...]:
     try:
         parts = urlsplit(url)
     except ValueError:
-        return [url]
+        return (url,)
     if parts.scheme not in _SAFE_SCHEMES or not parts.netloc:
-        return [url]
+        return (url,)
     netloc = parts.netloc
     bare = netloc[4:] if netloc.startswith("www.") else netloc
     hosts = [netloc, bare if netloc != bare else f"www.{bare}"]
@@ -145,7 +155,7 @@ def url_variants(url: str) -> list[str]:
         for host in hosts
         for p in paths
     ]
-    return list(dict.fromkeys(found))
+    return tuple(dict.fromkeys(found))
 
 
 def site_of(url: str) -> str:
@@ -167,6 +177,7 @@ def normalise_title(title: str) -> str:
     return " ".join(_TITLE_DROP.sub(" ", text).split())
 
 
+@lru_cache(maxsize=16384)  # a store computes each entry's key twice
 def title_key(title: str, url: str) -> str | None:
     """The key under which an article's title is compared with other feeds' articles from
     the same site (a SHA-1 of site and normalised title), or None for a title too short
@@ -343,8 +354,17 @@ def html_to_text(html: str) -> str:
     """
     if not html:
         return ""
+    return sanitized_to_text(well_formed(html, set(_BLOCKS | {"br"})))
+
+
+def sanitized_to_text(html: str) -> str:
+    """:func:`html_to_text` of HTML that html5ever wrote already (the output of
+    :func:`sanitize_html` or :func:`well_formed`): the same text, without parsing and
+    writing it once more."""
+    if not html:
+        return ""
     parser = _TextExtractor()
-    parser.feed(well_formed(html, set(_BLOCKS | {"br"})))
+    parser.feed(html)
     return parser.text()
 
 

@@ -3,7 +3,10 @@
 RSS 0.9x/1.0/2.0 and Atom go through feedparser; JSON Feed 1.0/1.1 is read
 here with :mod:`json`.  Every parser returns :class:`Entry` objects that are
 already clean: canonical link, sanitised summary plus its plain text, safe
-image URL, aware UTC date (or None when the source gave none).
+image URL, aware UTC date (or None when the source gave none).  The one
+exception is asked for: given the raw hashes of a source's stored entries
+(:class:`Stored`), an RSS or Atom entry found among them is cleaned only as far
+as its link, id and title, the rest when :meth:`Entry.complete` is called.
 
 Choices about hostile XML, in one place:
 
@@ -24,12 +27,15 @@ Choices about hostile XML, in one place:
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import re
 import xml.sax
+from collections.abc import Callable, Container
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 from xml.parsers import expat
 
@@ -48,6 +54,7 @@ from digest.ingest.clean import (
     parse_date,
     safe_url,
     sanitize_html,
+    sanitized_to_text,
     text_to_html,
     unescape_markup,
 )
@@ -76,6 +83,19 @@ class Entry:
     categories: list[str] = field(default_factory=list)
     image_url: str | None = None
     published_at: datetime | None = None
+    #: SHA-256 of the entry as the feed gave it, before cleaning, with everything its
+    #: cleaning depends on (see :func:`parse_xml_feed`); None when not computed.
+    raw_hash: str | None = None
+    #: What fills in the fields after ``guid``, ``url`` and ``title`` when their
+    #: cleaning was deferred (:meth:`complete` runs it); None once they are filled.
+    deferred: Callable[[Entry], None] | None = field(default=None, repr=False, compare=False)
+
+    def complete(self) -> Entry:
+        """The entry with every field filled in (cleaning any that were deferred)."""
+        if self.deferred is not None:
+            finish, self.deferred = self.deferred, None
+            finish(self)
+        return self
 
 
 @dataclass
@@ -287,8 +307,36 @@ def _decode_candidates(body: bytes, candidates: list[str]) -> tuple[str, str | N
     return first
 
 
-def parse_xml_feed(fetched: Fetched, sniffed: Sniffed) -> Parsed:
-    """RSS or Atom entries via feedparser, after the checks described above."""
+@dataclass(frozen=True)
+class Stored:
+    """What a source's stored articles say about their feed entries: the raw hashes of the
+    entries they were cleaned from, and the context those hashes were computed in (a
+    fingerprint of the cleaning code and of the settings it uses, such as category
+    aliases).  Given to :func:`parse_xml_feed`, it lets the cleaning of an entry whose raw
+    hash is among ``raw_hashes`` wait until someone needs its fields
+    (:meth:`Entry.complete`): the store finds most such entries unchanged and never does."""
+
+    context: str
+    raw_hashes: Container[str] = frozenset()
+
+
+def raw_entry_hash(raw: Any, base: str | None, feed_author: str, context: str) -> str:
+    """SHA-256 of a feedparser entry with everything its cleaning reads besides the entry
+    itself (the base URL, the feed's author) and ``context`` (see :class:`Stored`).
+
+    The entry's ``repr`` covers every field feedparser gave it, so any change to the
+    entry changes the hash; a value whose ``repr`` is not stable would only make the
+    entry look changed (cleaned again), never unchanged."""
+    blob = f"{context}\n{base}\n{feed_author}\n{raw!r}"
+    return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def parse_xml_feed(fetched: Fetched, sniffed: Sniffed, stored: Stored | None = None) -> Parsed:
+    """RSS or Atom entries via feedparser, after the checks described above.
+
+    With ``stored``, every entry gets its :attr:`Entry.raw_hash`, and the cleaning of
+    those whose hash is in ``stored.raw_hashes`` is deferred (see :class:`Stored`).
+    """
     text, note = decode_xml(fetched)
     warnings = [f"encoding: {note}"] if note else []
     if "<!ENTITY" in _prolog(text):
@@ -333,7 +381,11 @@ def parse_xml_feed(fetched: Fetched, sniffed: Sniffed) -> Parsed:
     feed_author = _names(feed.get("authors")) or _name(feed.get("author_detail"))
     parsed = Parsed(kind=kind, warnings=warnings)
     for raw in data.entries:
-        entry = _feedparser_entry(raw, base, feed_author)
+        raw_hash = defer = None
+        if stored is not None:
+            raw_hash = raw_entry_hash(raw, base, feed_author, stored.context)
+            defer = raw_hash in stored.raw_hashes
+        entry = _feedparser_entry(raw, base, feed_author, raw_hash=raw_hash, defer=bool(defer))
         if isinstance(entry, Dropped):
             parsed.dropped.append(entry)
         else:
@@ -400,29 +452,46 @@ def _feedparser_link(raw: Any, guid: str | None, base: str | None) -> tuple[str 
     return None, "it has no link and no id"
 
 
-def _feedparser_entry(raw: Any, base: str | None, feed_author: str) -> Entry | Dropped:
+def _feedparser_entry(
+    raw: Any,
+    base: str | None,
+    feed_author: str,
+    *,
+    raw_hash: str | None = None,
+    defer: bool = False,
+) -> Entry | Dropped:
+    """The entry, cleaned; with ``defer``, only its link, id and title are cleaned now and
+    the rest when :meth:`Entry.complete` is called (unless the title must come from the
+    summary)."""
     guid = clean_text(raw.get("id")) or None
     url, why = _feedparser_link(raw, guid, base)
-    summary_html, summary_text = _feedparser_summary(raw, base)
-    title = _feedparser_title(raw) or _title_from(summary_text)
+    title = _feedparser_title(raw)
     if url is None:
-        return _no_link(title, guid, why)
-    return Entry(
-        url=canonical_url(url, keep_fragment=True),
-        guid=guid,
-        title=title,
-        summary_html=summary_html,
-        summary_text=summary_text,
-        author=_names(raw.get("authors")) or _name(raw.get("author_detail")) or feed_author,
-        categories=[
-            label
-            for tag in raw.get("tags") or []
-            if (label := clean_text(tag.get("label") or tag.get("term")))
-        ],
-        image_url=_feedparser_image(raw, base),
-        published_at=_struct_time(
-            raw.get("published_parsed") or raw.get("updated_parsed") or raw.get("created_parsed")
-        ),
+        return _no_link(title or _title_from(_feedparser_summary(raw, base)[1]), guid, why)
+    entry = Entry(
+        url=canonical_url(url, keep_fragment=True), guid=guid, title=title, raw_hash=raw_hash
+    )
+    finish = partial(_finish_feedparser_entry, raw, base, feed_author)
+    if defer and title:
+        entry.deferred = finish
+    else:
+        finish(entry)
+    return entry
+
+
+def _finish_feedparser_entry(raw: Any, base: str | None, feed_author: str, entry: Entry) -> None:
+    """Fill in an entry's fields after its link, id and title."""
+    entry.summary_html, entry.summary_text = _feedparser_summary(raw, base)
+    entry.title = entry.title or _title_from(entry.summary_text)
+    entry.author = _names(raw.get("authors")) or _name(raw.get("author_detail")) or feed_author
+    entry.categories = [
+        label
+        for tag in raw.get("tags") or []
+        if (label := clean_text(tag.get("label") or tag.get("term")))
+    ]
+    entry.image_url = _feedparser_image(raw, base)
+    entry.published_at = _struct_time(
+        raw.get("published_parsed") or raw.get("updated_parsed") or raw.get("created_parsed")
     )
 
 
@@ -449,9 +518,9 @@ def _feedparser_summary(raw: Any, base: str | None) -> tuple[str, str]:
             # Escaped twice, the markup would show as text: decode it once more.
             value = unescape_markup(value)
             cleaned = sanitize_html(value, safe_url(detail.get("base"), base) or base)
-        else:
-            cleaned = text_to_html(value)
-        if cleaned:
+            if cleaned:  # html5ever wrote it: its text is read without parsing it again
+                return cleaned, sanitized_to_text(cleaned)
+        elif cleaned := text_to_html(value):
             return cleaned, html_to_text(cleaned)
     return "", ""
 

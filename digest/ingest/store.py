@@ -24,28 +24,43 @@ source's copy is reported as *merged* the first time it is seen (with the
 article it was merged into), and as unchanged after that.
 
 A re-ingest compares ``content_hash`` (SHA-256 of the fields we store) and
-writes nothing when it matches.  ``first_seen_at`` and ``pinned`` are never
+writes nothing when it matches.  Before that, a feed entry whose raw hash (SHA-256 of
+the entry as feedparser gave it, with the cleaning code and the category aliases: see
+:func:`raw_context`) equals the ``raw_hash`` of the article this source stored under
+its exact link is unchanged without being cleaned or compared field by field: the
+raw entry is what the stored fields were cleaned from.  ``first_seen_at`` and ``pinned`` are never
 changed by an update; a date-less entry keeps the date it was first given.
 
 Inserts use the dialect's ``INSERT … ON CONFLICT DO NOTHING`` (SQLite and
 PostgreSQL), so two ingests racing on one new article cannot both insert it:
-the loser finds the winner's row and treats its entry as an update.
+the loser finds the winner's row and treats its entry as an update.  A source's
+new articles wait and are inserted together, a page of rows per statement, before
+anything that could see them is read (a lookup by link or id, a link change) and
+at the end of the source.
 """
 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cache
+from importlib.metadata import version as package_version
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Table, bindparam, func, or_, select
+from sqlalchemy import Table, func, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+import digest.ingest.clean as clean_module
+import digest.ingest.dedupe as dedupe_module
+import digest.ingest.feeds as feeds_module
 from digest.config import category_key
 from digest.ingest.clean import strip_controls, title_key, url_variants
 from digest.ingest.dedupe import MAX_URL
@@ -125,6 +140,46 @@ def content_hash(fields: dict[str, Any], published_at: datetime | None) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
+@cache
+def _cleaning_code() -> str:
+    """A fingerprint of the code that turns a raw feed entry into stored fields: a new
+    version of it cleans every entry once more (as ``content_hash`` always did)."""
+    versions = "\n".join(package_version(name) for name in ("feedparser", "nh3"))
+    digest_ = hashlib.sha256(versions.encode())
+    for name, file in (
+        (clean_module.__name__, clean_module.__file__),
+        (feeds_module.__name__, feeds_module.__file__),
+        (dedupe_module.__name__, dedupe_module.__file__),
+        (__name__, __file__),
+    ):
+        try:
+            digest_.update(Path(file or "").read_bytes())
+        except OSError:  # no source file (a frozen build): its version stands for it
+            digest_.update(f"{name} {package_version('digest')}".encode())
+    try:  # category labels are folded by digest.config's category_key
+        digest_.update(inspect.getsource(category_key).encode())
+    except (OSError, TypeError):
+        digest_.update(package_version("digest").encode())
+    return digest_.hexdigest()
+
+
+def raw_context(aliases: dict[str, str]) -> str:
+    """What besides a raw entry its stored fields depend on: the cleaning code and the
+    category aliases (part of :func:`~digest.ingest.feeds.raw_entry_hash`)."""
+    return _cleaning_code() + json.dumps(aliases, sort_keys=True, ensure_ascii=False)
+
+
+def stored_raw_hashes(session: Session, ref: str) -> frozenset[str]:
+    """The raw hashes of the articles the source at ``ref`` owns (see the module doc)."""
+    return frozenset(
+        session.scalars(
+            select(Article.raw_hash)
+            .join(Source, Article.source_id == Source.id)
+            .where(Source.url == ref, Article.raw_hash.is_not(None))
+        )
+    )
+
+
 # ---------------------------------------------------------------------------
 # Sources
 
@@ -142,26 +197,27 @@ def _insert_ignore(session: Session, table: Table, values: dict[str, Any], key: 
     return session.execute(stmt).scalar_one_or_none()
 
 
-def _insert_article(session: Session, values: dict[str, Any]) -> int | None:
-    """:func:`_insert_ignore` of an article, with the statement built once per column set
-    (one new article after another: compiled once, not once per entry)."""
+def _insert_articles(session: Session, rows: list[dict[str, Any]]) -> dict[str, int]:
+    """Insert articles (rows of the same columns) unless their link exists already, a
+    page of rows per statement; the new ids by link (a link stored already is missing)."""
     dialect = session.get_bind().dialect.name
-    key = (dialect, tuple(values))
-    stmt = _ARTICLE_INSERTS.get(key)
+    stmt = _ARTICLE_INSERTS.get(dialect)
     if stmt is None:
         table: Table = Article.__table__  # type: ignore[assignment]
         builder = pg_insert if dialect == "postgresql" else sqlite_insert
-        stmt = _ARTICLE_INSERTS[key] = (
+        stmt = _ARTICLE_INSERTS[dialect] = (
             builder(table)
-            .values({name: bindparam(f"v_{name}", type_=table.c[name].type) for name in values})
             .on_conflict_do_nothing(index_elements=["canonical_url"])
-            .returning(table.c.id)
+            .returning(table.c.id, table.c.canonical_url)
         )
-    params = {f"v_{name}": value for name, value in values.items()}
-    return session.connection().execute(stmt, params).scalar_one_or_none()
+    ids: dict[str, int] = {}
+    for start in range(0, len(rows), 500):
+        result = session.connection().execute(stmt, rows[start : start + 500])
+        ids.update((url, article_id) for article_id, url in result)
+    return ids
 
 
-_ARTICLE_INSERTS: dict[tuple[str, tuple[str, ...]], Any] = {}
+_ARTICLE_INSERTS: dict[str, Any] = {}
 
 
 def _link(session: Session, article_ids: list[int], source_id: int, now: datetime) -> None:
@@ -254,11 +310,15 @@ def store_parsed(
     seen_urls: set[str] = set()
     seen_guids: set[str] = set()
     linked = set(session.scalars(_source_articles(source)))
+    same_raw = _same_raw(session, source, parsed.entries)
+    rest = [e for e in parsed.entries if e.url not in same_raw]
     batch = _Batch(
         # The articles this source was seen in already: linking them again writes nothing.
         linked=linked,
-        titles=_known_title_keys(session, source, parsed.entries),
-        known=_Known.load(session, parsed.entries, source_articles=frozenset(linked)),
+        titles=_known_title_keys(session, source, rest),
+        known=_Known.load(session, rest, source_articles=frozenset(linked)),
+        same_raw=same_raw,
+        counts=counts,
     )
     for entry in parsed.entries:
         if len(entry.url) > MAX_URL or entry.url in seen_urls:
@@ -270,14 +330,21 @@ def store_parsed(
         seen_urls.add(entry.url)
         if entry.guid:
             seen_guids.add(entry.guid)
-        outcome = _store_entry(session, source, entry, batch, now=now, aliases=aliases)
-        if isinstance(outcome, Dropped):
-            counts.merged += 1
-            counts.dropped.append(outcome)
-        else:
-            setattr(counts, outcome, getattr(counts, outcome) + 1)
+        if _unchanged_raw(entry, batch):
+            counts.unchanged += 1
+            continue
+        _count(counts, _store_entry(session, source, entry, batch, now=now, aliases=aliases))
+    _insert_pending(session, source, batch, now=now)
     _link(session, batch.new_links, source.id, now)
     return counts
+
+
+def _count(counts: Counts, outcome: str | Dropped) -> None:
+    if isinstance(outcome, Dropped):
+        counts.merged += 1
+        counts.dropped.append(outcome)
+    else:
+        setattr(counts, outcome, getattr(counts, outcome) + 1)
 
 
 @dataclass
@@ -293,6 +360,17 @@ class _Batch:
     known: _Known = field(default_factory=lambda: _Known({}, {}, frozenset()))
     #: Articles first seen in this source in this run: recorded together at the end.
     new_links: list[int] = field(default_factory=list)
+    #: Entries (by link) whose raw hash is their article's (see :func:`_same_raw`): the
+    #: article's id.  Left out of ``titles`` and ``known``.
+    same_raw: dict[str, int] = field(default_factory=dict)
+    #: Articles this run wrote to.
+    written: set[int] = field(default_factory=set)
+    #: New articles not inserted yet (entry, its fields and hash): inserted together
+    #: (:func:`_insert_pending`) before anything that could see them is read.
+    pending: list[tuple[Entry, dict[str, Any], str]] = field(default_factory=list)
+    #: The source's counts (a new article found inserted by a racing ingest becomes an
+    #: update when the pending articles are inserted).
+    counts: Counts = field(default_factory=Counts)
 
     def see(self, article_id: int) -> bool:
         """Note that this source has ``article_id``; True the first time ever."""
@@ -344,6 +422,37 @@ def _guid(entry: Entry) -> str | None:
     return entry.guid
 
 
+def _same_raw(session: Session, source: Source, entries: list[Entry]) -> dict[str, int]:
+    """The entries whose article (the one this source owns under the entry's exact link)
+    was stored from the same raw entry: link → article id, read for the whole feed."""
+    wanted = {e.url: e.raw_hash for e in entries if e.raw_hash and len(e.url) <= MAX_URL}
+    urls = sorted(wanted)
+    found: dict[str, int] = {}
+    for start in range(0, len(urls), 500):
+        for row in session.execute(
+            select(Article.id, Article.canonical_url, Article.raw_hash).where(
+                Article.canonical_url.in_(urls[start : start + 500]),
+                Article.source_id == source.id,
+            )
+        ):
+            if row.raw_hash == wanted[row.canonical_url]:
+                found[row.canonical_url] = row.id
+    return found
+
+
+def _unchanged_raw(entry: Entry, batch: _Batch) -> bool:
+    """Whether ``entry`` is its article unchanged by its raw hash (see :func:`_same_raw`),
+    and nothing earlier in this run touched that article or its link's spellings."""
+    article_id = batch.same_raw.get(entry.url)
+    if article_id is None or article_id in batch.written:
+        return False
+    inserted = batch.known.inserted
+    if inserted and not inserted.isdisjoint(url_variants(entry.url)):
+        return False
+    batch.see(article_id)
+    return True
+
+
 def _known_title_keys(session: Session, source: Source, entries: list[Entry]) -> set[str]:
     keys = sorted({k for e in entries if (k := title_key(e.title, e.url))})
     found: set[str] = set()
@@ -377,8 +486,10 @@ def _find(
     now: datetime,
     titles: set[str],
     known: _Known | None = None,
+    before_query: Callable[[], None] = lambda: None,
 ) -> tuple[Article | None, str]:
-    """The stored article ``entry`` is (see the module doc), and how it was matched."""
+    """The stored article ``entry`` is (see the module doc), and how it was matched.
+    ``before_query`` runs before the article table is read by link or id."""
     url = entry.url
     # The URL and its other spellings (read for the whole feed before, or one indexed
     # lookup); the exact one wins.
@@ -386,6 +497,7 @@ def _find(
     if known is not None and not known.inserted.intersection(spellings):
         by_url = {u: known.by_url[u] for u in spellings if u in known.by_url}
     else:
+        before_query()
         rows = session.scalars(select(Article).where(Article.canonical_url.in_(spellings))).all()
         by_url = {a.canonical_url: a for a in rows}
     if by_url:
@@ -403,6 +515,7 @@ def _find(
         if matches:
             return matches[0], "the same id"
     elif guid:
+        before_query()
         query = select(Article).where(Article.guid == guid)
         if not is_global_guid(guid):
             query = query.where(Article.id.in_(_source_articles(source)))
@@ -444,27 +557,82 @@ def _store_entry(
 ) -> str | Dropped:
     """``new``, ``updated`` or ``unchanged``; or the report of its merge into another
     source's article."""
+    entry.complete()
     fields = _fields(entry, aliases)
     digest = content_hash(fields, entry.published_at)
-    article, how = _find(session, source, entry, fields, now, batch.titles, batch.known)
+    known: _Known | None = batch.known
+    if entry.url in batch.same_raw:
+        # Left out of the lookups made for the whole feed: look it up on its own.
+        known = None
+        batch.titles |= _known_title_keys(session, source, [entry])
+    article, how = _find(
+        session,
+        source,
+        entry,
+        fields,
+        now,
+        batch.titles,
+        known,
+        before_query=lambda: _insert_pending(session, source, batch, now=now),
+    )
     if article is None:
-        values = {
+        # Inserted with the others before anything that could see it is read.
+        batch.pending.append((entry, fields, digest))
+        batch.known.inserted.add(entry.url)
+        return "new"
+    return _update(session, source, entry, article, how, fields, digest, batch, now=now)
+
+
+def _insert_pending(session: Session, source: Source, batch: _Batch, *, now: datetime) -> None:
+    """Insert the new articles waiting in ``batch``, in a few statements.  One that a
+    racing ingest inserted a moment ago is that row's update instead."""
+    if not batch.pending:
+        return
+    pending, batch.pending = batch.pending, []
+    session.flush()  # changes of links made before these inserts land before them
+    rows = [
+        {
             **fields,
             "published_at": entry.published_at or now,
             "date_estimated": entry.published_at is None,
             "first_seen_at": now,
             "updated_at": now,
             "content_hash": digest,
+            "raw_hash": entry.raw_hash,
             "source_id": source.id,
         }
-        new_id = _insert_article(session, values)
-        batch.known.inserted.add(entry.url)
+        for entry, fields, digest in pending
+    ]
+    ids = _insert_articles(session, rows)
+    for entry, fields, digest in pending:
+        new_id = ids.get(entry.url)
         if new_id is not None:
             batch.see(new_id)
-            return "new"
+            batch.written.add(new_id)
+            continue
         # Another ingest inserted it a moment ago: carry on as an update of that row.
         article = session.scalars(select(Article).where(Article.canonical_url == entry.url)).one()
-        how = "the same link"
+        batch.counts.new -= 1
+        outcome = _update(
+            session, source, entry, article, "the same link", fields, digest, batch, now=now
+        )
+        _count(batch.counts, outcome)
+
+
+def _update(
+    session: Session,
+    source: Source,
+    entry: Entry,
+    article: Article,
+    how: str,
+    fields: dict[str, Any],
+    digest: str,
+    batch: _Batch,
+    *,
+    now: datetime,
+) -> str | Dropped:
+    """``entry``'s stored ``article`` brought up to date: ``updated`` or ``unchanged``, or
+    the report of its merge into another source's article."""
     first_time = batch.see(article.id)
     if article.source_id not in (None, source.id):
         # Owned by another source (see the module docstring): reported once, when merged.
@@ -482,9 +650,13 @@ def _store_entry(
     if article.content_hash == digest and article.canonical_url == entry.url:
         if article.source_id is None:
             article.source_id = source.id
+        if article.raw_hash != entry.raw_hash:
+            article.raw_hash = entry.raw_hash  # what it was cleaned from, for next time
         return "unchanged"
-    if article.canonical_url != entry.url and _taken(session, entry.url, article.id):
-        return "unchanged"  # the new spelling belongs to another article already
+    if article.canonical_url != entry.url:
+        _insert_pending(session, source, batch, now=now)  # one of them may have that link
+        if _taken(session, entry.url, article.id):
+            return "unchanged"  # the new spelling belongs to another article already
     if article.canonical_url != entry.url:
         # its link changes: entries spelling either link are looked up in the database
         batch.known.inserted.update({article.canonical_url, entry.url})
@@ -494,8 +666,10 @@ def _store_entry(
         article.published_at = entry.published_at
         article.date_estimated = False
     article.content_hash = digest
+    article.raw_hash = entry.raw_hash
     article.source_id = source.id
     article.updated_at = now
+    batch.written.add(article.id)
     return "updated"
 
 
@@ -514,8 +688,10 @@ __all__ = [
     "content_hash",
     "is_global_guid",
     "normalise_categories",
+    "raw_context",
     "record_error",
     "record_not_modified",
     "source_row",
     "store_parsed",
+    "stored_raw_hashes",
 ]
