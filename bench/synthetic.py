@@ -162,9 +162,24 @@ def populate(app: App, subscribers: int, *, chunk: int = 10_000, seed: int = 7) 
                 known_categories=CATEGORIES,
             )
         list_id = mlist.id
-    rng = random.Random(seed)
-    for start in range(0, subscribers, chunk):
-        stop = min(subscribers, start + chunk)
+    add_readers(app, list_id, 0, subscribers, chunk=chunk, seed=seed)
+    if app.engine.dialect.name == "postgresql":
+        # What an import should end with (PostgreSQL's advice after a bulk load, and what
+        # autovacuum does within a minute or so): without statistics the planner takes
+        # the new tables for empty ones.
+        with app.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("ANALYZE subscriber, membership, segment, article"))
+
+
+def add_readers(
+    app: App, list_id: int, first: int, stop: int, *, chunk: int = 10_000, seed: int = 7
+) -> list[int]:
+    """Readers ``reader{first}`` … ``reader{stop - 1}``, active on the list, in bulk; their ids."""
+    now = datetime.now(UTC)
+    rng = random.Random(seed + first)
+    added: list[int] = []
+    for start in range(first, stop, chunk):
+        end = min(stop, start + chunk)
         rows = [
             {
                 "email": f"reader{i}@example.net",
@@ -175,7 +190,7 @@ def populate(app: App, subscribers: int, *, chunk: int = 10_000, seed: int = 7) 
                 "categories": choice(rng),
                 "created_at": now,
             }
-            for i in range(start, stop)
+            for i in range(start, end)
         ]
         with app.transaction() as s:
             ids = s.scalars(insert(Subscriber).returning(Subscriber.id), rows).all()
@@ -192,12 +207,8 @@ def populate(app: App, subscribers: int, *, chunk: int = 10_000, seed: int = 7) 
                     for i in ids
                 ],
             )
-    if app.engine.dialect.name == "postgresql":
-        # What an import should end with (PostgreSQL's advice after a bulk load, and what
-        # autovacuum does within a minute or so): without statistics the planner takes
-        # the new tables for empty ones.
-        with app.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(text("ANALYZE subscriber, membership, segment, article"))
+        added += ids
+    return added
 
 
 def sqlite_world(root: Path) -> World:

@@ -12,8 +12,10 @@ sending its next request when the last answer is read (closed loop), for
 
 * **click**: ``GET /r/READER/LINK`` over every reader's links, expecting 302;
 * **unsubscribe**: RFC 8058's one-click ``POST`` (``List-Unsubscribe=One-Click``)
-  on every reader's ``List-Unsubscribe`` URL, round after round (the first round
-  unsubscribes, later ones find the reader gone from the list).
+  on a reader's ``List-Unsubscribe`` URL, each reader once, so that every request
+  really unsubscribes someone: the sent messages' URLs, then, for more readers than
+  the edition was sent to (added to the list after the send), the same URL made by
+  the same function the messages' headers come from.
 
 The load generator's own ceiling is measured in the same run against a trivial
 endpoint (``python -m bench.web sink``: a bare asyncio server answering a fixed
@@ -353,14 +355,17 @@ def _world(database: str, work: Path, postgres_url: str | None) -> Any:
     return nullcontext(sqlite_world(root))
 
 
-def _send(world: Any, readers: int) -> tuple[int, list[str], list[str]]:
-    """Populate, turn click tracking on, send; (edition id, click paths, unsubscribe paths)."""
+def _send(world: Any, readers: int, more: int = 0) -> tuple[int, list[str], list[str]]:
+    """Populate, turn click tracking on, send; then ``more`` readers join the list.
+    (edition id, click paths, unsubscribe paths: the sent ones, then the others')."""
     from sqlalchemy import select
 
-    from bench.synthetic import AS_OF, populate
+    from bench.synthetic import AS_OF, add_readers, populate
     from digest.delivery.memory import MemoryBackend, MemoryMailbox
     from digest.models import Edition
+    from digest.personalize import personal_links
     from digest.sender import Sender
+    from subscribers.lists import get_list
 
     text = world.config.read_text()
     world.config.write_text(
@@ -375,6 +380,15 @@ def _send(world: Any, readers: int) -> tuple[int, list[str], list[str]]:
             raise RuntimeError(f"the bench's send reached {result.counts.sent} of {readers}")
         with app.sessions() as s:
             edition = s.scalars(select(Edition.id)).one()
+            list_id = get_list(s, "weekly").id
+        others = add_readers(app, list_id, readers, readers + more)
+        base = len(app.settings.base_url.rstrip("/"))
+        minted = [
+            personal_links(
+                app.settings, sid, ("unsubscribe",), list_name="weekly", edition_id=edition
+            )["unsubscribe_url"][base:]
+            for sid in others
+        ]
     finally:
         app.close()
     clicks: list[str] = []
@@ -387,7 +401,7 @@ def _send(world: Any, readers: int) -> tuple[int, list[str], list[str]]:
         unsubscribes.append(found.group(1))
     if not clicks:
         raise RuntimeError("the sent messages carry no tracked links")
-    return edition, clicks, unsubscribes
+    return edition, clicks, unsubscribes + minted
 
 
 def _env(world: Any) -> dict[str, str]:
@@ -443,13 +457,17 @@ def measure(
     concurrency: int = 16,
     workers: int = 2,
     ceiling_seconds: float | None = None,
+    unsubscribe_readers: int | None = None,
 ) -> dict[str, Any]:
-    """Bursts of clicks then of one-click unsubscribes on ``database`` (see the module doc)."""
+    """Bursts of clicks then of one-click unsubscribes on ``database`` (see the module
+    doc); ``unsubscribe_readers`` readers in all for the unsubscribes (default: enough
+    for 3,000 a second, each once)."""
     work.mkdir(parents=True, exist_ok=True)
     ceiling_seconds = min(seconds, 10.0) if ceiling_seconds is None else ceiling_seconds
     with _world(database, work, postgres_url) as world:
         started = time.perf_counter()
-        edition, clicks, unsubscribes = _send(world, readers)
+        wanted = unsubscribe_readers or int(seconds * 3_000)
+        edition, clicks, unsubscribes = _send(world, readers, max(0, wanted - readers))
         setup_s = time.perf_counter() - started
         random.Random(17).shuffle(clicks)
         out: dict[str, Any] = {
@@ -459,6 +477,7 @@ def measure(
             "concurrency": concurrency,
             "setup_s": round(setup_s, 1),
             "click_urls": len(clicks),
+            "unsubscribe_urls": len(unsubscribes),
         }
         with _child(["sink"]) as sink:
             out["ceiling"] = _summary(
@@ -481,6 +500,7 @@ def measure(
                 method="POST",
                 concurrency=concurrency,
                 seconds=seconds,
+                once=True,  # every request unsubscribes someone
             )
             stop_code = server.stop()
         after = _counts(world, edition, unsubscribes)

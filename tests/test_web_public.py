@@ -3,16 +3,20 @@ one-click unsubscribe (RFC 8058), preferences, and the stand-in links of web cop
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from httpx import Response
+from httpx import ASGITransport, AsyncClient, Response
 from sqlalchemy import select
+from starlette.responses import PlainTextResponse
 from starlette.testclient import TestClient
+from starlette.types import Receive, Scope, Send
 
-from digest.web import WebOptions
+from digest.web import WebOptions, create_app
+from digest.web.public import FastOneClick
 from subscribers.lists import create_list
 from subscribers.models import (
     ConsentMethod,
@@ -503,3 +507,49 @@ def test_a_confirm_link_from_before_links_named_their_list_still_confirms(lite: 
         done = client.post(f"/c/{token}", data={"csrf": csrf_of(page.text)})
     assert done.status_code == 200 and "you will receive The Weekly" in done.text
     assert membership_status(lite, "early@example.net") == "active"
+
+
+def test_one_click_posts_are_answered_before_the_session_and_the_routes(lite: World) -> None:
+    """FastOneClick answers an RFC 8058 post with a good token itself (no cookie, no
+    routing); anything else reaches the routes with its whole body."""
+    sid = reader(lite)
+    web = create_app(lite.app)
+    passed: list[tuple[str, bytes]] = []
+
+    async def routes(scope: Scope, receive: Receive, send: Send) -> None:
+        body, more = b"", True
+        while more:
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        passed.append((scope["path"], body))
+        await PlainTextResponse("routes")(scope, receive, send)
+
+    fast = FastOneClick(routes, web=web.state.web)
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        scope["app"] = web  # as the application does before its middleware
+        await fast(scope, receive, send)
+
+    async def post(path: str, body: bytes, kind: str) -> Response:
+        transport = ASGITransport(app=app)
+        async with AsyncClient(transport=transport, base_url="https://testserver") as client:
+            return await client.post(path, content=body, headers={"Content-Type": kind})
+
+    form = "application/x-www-form-urlencoded"
+    token = make_token(SECRET, sid, "unsubscribe", list_name="weekly")
+    answer = asyncio.run(post(f"/u/{token}", b"List-Unsubscribe=One-Click", form))
+    assert answer.status_code == 200 and "You will no longer receive The Weekly." in answer.text
+    assert "set-cookie" not in answer.headers and passed == []
+    assert membership_status(lite, "reader@example.net") == "unsubscribed"
+
+    others = [
+        (f"/u/{token}", b"csrf=x&scope=all", form),  # the page's own form
+        (f"/u/{token}", b"List-Unsubscribe=One-Click", "text/plain"),
+        ("/u/not-a-token", b"List-Unsubscribe=One-Click", form),
+        ("/u/preview", b"List-Unsubscribe=One-Click", form),
+        (f"/p/{token}", b"List-Unsubscribe=One-Click", form),
+    ]
+    for path, body, kind in others:
+        assert asyncio.run(post(path, body, kind)).text == "routes"
+    assert passed == [(path, body) for path, body, _ in others]

@@ -140,6 +140,7 @@ def create_app(
         same_site="lax",
         https_only=https,
     )
+    web.add_middleware(public.FastOneClick, web=state)  # one-click posts end here
     web.add_middleware(BodyGuard, max_bytes=MAX_UPLOAD_BYTES)
     web.add_middleware(tracking_links.FastClicks, web=state)  # most clicks end here
     web.add_middleware(SecurityHeaders, hsts=https)

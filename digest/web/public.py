@@ -34,8 +34,9 @@ from fastapi import APIRouter
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.background import BackgroundTask
-from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from digest.config import DigestConfig, NewsletterConfig
 from digest.events import EventType, record_own
@@ -43,6 +44,7 @@ from digest.web.optin import send_confirmation_quietly, subscribe
 from digest.web.pages import (
     Limited,
     WebError,
+    WebState,
     check_csrf_token,
     client_ip,
     field,
@@ -478,16 +480,105 @@ async def unsubscribe_post(request: Request, token: str) -> Response:
         tokens = values.get("csrf") or []
         check_csrf_token(request, tokens[0] if tokens else None)
     link = _link(request, token, "unsubscribe")
-    everything = not one_click and ALL_LISTS in values.get("scope", [])
-    list_name = None if everything else link.list_name
-    source = ConsentSource.ONE_CLICK if one_click else ConsentSource.UNSUBSCRIBE_PAGE
-    by = By(source, client_ip(request))
-
+    if one_click:
+        return await one_click_unsubscribe(request, link)
+    list_name = None if ALL_LISTS in values.get("scope", []) else link.list_name
+    by = By(ConsentSource.UNSUBSCRIBE_PAGE, client_ip(request))
     post = Unsubscribe(link.subscriber_id, list_name, link.edition_id, by)
     await state(request).unsubscribes.submit(post)
-    config = state(request).digest_config()
-    titles = _titles(config, [list_name]) if list_name else []
-    return render(request, "unsubscribed.html.j2", {"one_click": one_click, "titles": titles})
+    return _unsubscribed(request, list_name)
+
+
+async def one_click_unsubscribe(request: Request, link: Link) -> Response:
+    """RFC 8058's post: the reader leaves the link's list (counted on the link's
+    edition), and gets the page saying so once that is stored."""
+    by = By(ConsentSource.ONE_CLICK, client_ip(request))
+    post = Unsubscribe(link.subscriber_id, link.list_name, link.edition_id, by)
+    await state(request).unsubscribes.submit(post)
+    return _unsubscribed(request, link.list_name)
+
+
+def _unsubscribed(request: Request, list_name: str | None) -> Response:
+    titles = _titles(state(request).digest_config(), [list_name]) if list_name else []
+    return render(request, "unsubscribed.html.j2", {"titles": titles})
+
+
+class FastOneClick:
+    """ASGI middleware answering RFC 8058 one-click posts before the session, the sign-in
+    check and the routing, which cost more than the unsubscribe itself (a burst of these
+    posts follows every big send, from mail providers that send no cookie).
+
+    A ``POST /u/TOKEN`` whose form body says ``List-Unsubscribe=One-Click`` and whose
+    token is good gets exactly what :func:`unsubscribe_post` gives it
+    (:func:`one_click_unsubscribe`).  Anything else goes on to the routes, with the body
+    read so far passed on.  Sits inside :class:`~digest.web.security.BodyGuard`.
+    """
+
+    #: Largest body looked at here (a one-click body is 26 bytes).
+    limit = 1_000
+
+    def __init__(self, app: ASGIApp, *, web: WebState) -> None:
+        self.app = app
+        self.web = web
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        token = self._token(scope)
+        if token is None:
+            await self.app(scope, receive, send)
+            return
+        try:
+            wait = self.web.options.body_timeout
+            body = await read_body(Request(scope, receive), self.limit, timeout=wait)
+        except ClientDisconnect:
+            return  # nobody to answer
+        except WebError as exc:  # the body came too slowly
+            answer = PlainTextResponse(f"{exc}\n", status_code=exc.status)
+            await answer(scope, receive, send)
+            return
+        link = self._link(token, body or b"")
+        if link is None:
+            await self.app(scope, _passed_on(body or b"", receive), send)
+            return
+        scope = {**scope, "session": {}}  # no cookie read or set: providers send none
+        response = await one_click_unsubscribe(Request(scope, receive), link)
+        await response(scope, receive, send)
+
+    def _token(self, scope: Scope) -> str | None:
+        """The token of a request that may be a one-click post, else None."""
+        if scope["type"] != "http" or scope["method"] != "POST":
+            return None
+        parts = scope["path"].split("/")
+        if len(parts) != 3 or parts[1] != "u" or parts[2] in STAND_IN_TOKENS:
+            return None
+        headers = dict(scope["headers"])
+        kind = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+        length = headers.get(b"content-length", b"")
+        if kind != b"application/x-www-form-urlencoded" or not length.isdigit():
+            return None
+        return parts[2] if int(length) <= self.limit else None
+
+    def _link(self, token: str, body: bytes) -> Link | None:
+        values = parse_qs(body.decode("utf-8", "replace"))
+        if "One-Click" not in values.get("List-Unsubscribe", []):
+            return None
+        try:
+            return read_link(self.web.secret, token, "unsubscribe")
+        except BadToken:
+            return None  # the route explains what is wrong with the link
+
+
+def _passed_on(body: bytes, receive: Receive) -> Receive:
+    """``receive`` for the app after the body was read here: the body, then the rest."""
+    given = False
+
+    async def again() -> Message:
+        nonlocal given
+        if given:
+            return await receive()
+        given = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return again
 
 
 def _edition_event(session: Session, link: Link, kind: EventType, detail: str) -> None:
@@ -620,7 +711,7 @@ async def preferences_unsubscribe(request: Request, token: str) -> Response:
                 _edition_event(session, link, EventType.UNSUBSCRIBED, f"preferences: {left}")
 
     await in_session(request, work)
-    return render(request, "unsubscribed.html.j2", {"one_click": False, "titles": []})
+    return render(request, "unsubscribed.html.j2", {"titles": []})
 
 
 def embed_snippet(base_url: str, nl: NewsletterConfig) -> str:
@@ -644,4 +735,4 @@ def embed_snippet(base_url: str, nl: NewsletterConfig) -> str:
     )
 
 
-__all__ = ["EMBED_FIELD", "HONEYPOT_FIELD", "embed_snippet", "mask", "router"]
+__all__ = ["EMBED_FIELD", "HONEYPOT_FIELD", "FastOneClick", "embed_snippet", "mask", "router"]
