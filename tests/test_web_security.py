@@ -56,6 +56,17 @@ def lite(fast_sqlite_url: str, tmp_path: Path) -> World:
     return web_world(fast_sqlite_url, tmp_path)
 
 
+def test_only_a_page_with_a_form_starts_a_session(lite: World) -> None:
+    """The CSRF token (and so the session cookie) is made when a page prints it: a page
+    without a form sets no cookie on a reader who only looks."""
+    with client_for(lite) as client:
+        home = client.get("/")
+        assert home.status_code == 200 and "set-cookie" not in home.headers
+        form = client.get("/subscribe/weekly")
+        assert form.status_code == 200 and "set-cookie" in form.headers
+        assert 'name="csrf" value="' in form.text
+
+
 def test_every_page_carries_the_security_headers(lite: World) -> None:
     with client_for(lite) as client:
         for path in ["/", "/subscribe/weekly", "/admin/login", "/nope", "/static/app.css"]:
