@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from alembic.autogenerate import compare_metadata
@@ -14,6 +15,19 @@ from subscribers.db import Base
 
 #: Tables other libraries own (APScheduler's job store creates its own).
 FOREIGN_TABLES = {"apscheduler_jobs"}
+
+
+def _migrator(eng: Engine) -> Callable[[Any, str], None]:
+    """``migrate(command.upgrade, "0007")``: one Alembic step on ``eng``, committed."""
+    cfg = db._alembic_config()
+
+    def migrate(step: Any, revision: str) -> None:
+        with eng.connect() as conn:
+            cfg.attributes["connection"] = conn
+            step(cfg, revision)
+            conn.commit()
+
+    return migrate
 
 
 def _include(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
@@ -115,13 +129,8 @@ def test_0003_moves_run_owners_and_audiences_out_of_text_and_back(db_url: str) -
     from sqlalchemy import text
 
     eng = db.make_engine(db_url)
-    cfg = db._alembic_config()
 
-    def migrate(step: Any, revision: str) -> None:
-        with eng.connect() as conn:
-            cfg.attributes["connection"] = conn
-            step(cfg, revision)
-            conn.commit()
+    migrate = _migrator(eng)
 
     def contents() -> dict[int, Any]:
         with eng.connect() as conn:
@@ -368,13 +377,8 @@ def test_0006_gives_every_edition_a_message_nonce_and_back(db_url: str) -> None:
     from sqlalchemy import text
 
     eng = db.make_engine(db_url)
-    cfg = db._alembic_config()
 
-    def migrate(step: Any, revision: str) -> None:
-        with eng.connect() as conn:
-            cfg.attributes["connection"] = conn
-            step(cfg, revision)
-            conn.commit()
+    migrate = _migrator(eng)
 
     def nonces() -> list[str]:
         with eng.connect() as conn:
@@ -435,13 +439,8 @@ def test_0007_adds_revocable_sign_ins_and_back(db_url: str) -> None:
     from digest import signins
 
     eng = db.make_engine(db_url)
-    cfg = db._alembic_config()
 
-    def migrate(step: Any, revision: str) -> None:
-        with eng.connect() as conn:
-            cfg.attributes["connection"] = conn
-            step(cfg, revision)
-            conn.commit()
+    migrate = _migrator(eng)
 
     try:
         migrate(command.upgrade, "0004")
@@ -483,14 +482,9 @@ def test_0009_adds_drafts_approvals_and_the_action_log_and_back(db_url: str) -> 
     from sqlalchemy import text
 
     eng = db.make_engine(db_url)
-    cfg = db._alembic_config()
     t = "2026-11-23 08:00:00+00:00"
 
-    def migrate(step: Any, revision: str) -> None:
-        with eng.connect() as conn:
-            cfg.attributes["connection"] = conn
-            step(cfg, revision)
-            conn.commit()
+    migrate = _migrator(eng)
 
     def rows(sql: str) -> list[Any]:
         with eng.connect() as conn:
@@ -564,14 +558,9 @@ def test_0012_adds_raw_hashes_to_articles_and_back(db_url: str) -> None:
     from sqlalchemy import text
 
     eng = db.make_engine(db_url)
-    cfg = db._alembic_config()
     t = "2026-11-23 08:00:00+00:00"
 
-    def migrate(step: Any, revision: str) -> None:
-        with eng.connect() as conn:
-            cfg.attributes["connection"] = conn
-            step(cfg, revision)
-            conn.commit()
+    migrate = _migrator(eng)
 
     def columns() -> set[str]:
         return {c["name"] for c in inspect(eng).get_columns("article")}
