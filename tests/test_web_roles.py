@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from httpx import Response
 from sqlalchemy import select
 from starlette.testclient import TestClient
 
@@ -320,38 +321,17 @@ def test_the_users_page_adds_resets_and_removes(world: World) -> None:
         page = client.get("/admin/users")
         assert page.status_code == 200 and EDITOR_EMAIL in page.text
         token = csrf_of(page.text)
-        differ = client.post(
-            "/admin/users",
-            data={
-                "csrf": token,
-                "email": "lin@example.org",
-                "role": "editor",
-                "password": "lin's password 1",
-                "password_again": "lin's password 2",
-            },
-        )
+
+        def add_lin(password: str, again: str) -> Response:
+            data = {"csrf": token, "email": "lin@example.org", "role": "editor"}
+            data |= {"password": password, "password_again": again}
+            return client.post("/admin/users", data=data)
+
+        differ = add_lin("lin's password 1", "lin's password 2")
         assert differ.status_code == 400 and "The two passwords differ." in differ.text
-        short = client.post(
-            "/admin/users",
-            data={
-                "csrf": token,
-                "email": "lin@example.org",
-                "role": "editor",
-                "password": "short",
-                "password_again": "short",
-            },
-        )
+        short = add_lin("short", "short")
         assert short.status_code == 400 and "too short" in short.text
-        added = client.post(
-            "/admin/users",
-            data={
-                "csrf": token,
-                "email": "lin@example.org",
-                "role": "editor",
-                "password": "lin's password 1",
-                "password_again": "lin's password 1",
-            },
-        )
+        added = add_lin("lin's password 1", "lin's password 1")
         assert added.status_code == 303
         reset = client.post(
             "/admin/users/password",

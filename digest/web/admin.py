@@ -56,6 +56,7 @@ from digest.web.pages import (
     require_admin,
     require_editor,
     safe_next,
+    secret,
     sign_in,
     sign_out,
     state,
@@ -134,8 +135,7 @@ async def login(request: Request) -> Response:
             "and try again.",
             retry_after(wait),
         )
-    password = form.get("password")
-    password = password if isinstance(password, str) else ""
+    password = secret(form, "password")
     signin, error = await run_in_threadpool(_check_login, request, email, password)
     if signin is None:
         delay = web.login_backoff.failed(ip)

@@ -24,6 +24,7 @@ from digest.web.pages import (
     render,
     require_admin,
     require_editor,
+    secret,
     sign_in,
     signed_in,
 )
@@ -66,9 +67,8 @@ async def users_add(request: Request) -> Response:
     require_admin(request)
     form = await read_form(request)
     email, role = field(form, "email", 320), field(form, "role", 16)
-    password = form.get("password")
-    password = password if isinstance(password, str) else ""
-    if password != form.get("password_again"):
+    password = secret(form, "password")
+    if password != secret(form, "password_again"):
         return await _view(
             request, {"email": email, "role": role}, error="The two passwords differ.", status=400
         )
@@ -90,8 +90,7 @@ async def users_password(request: Request) -> Response:
     require_admin(request)
     form = await read_form(request)
     email = field(form, "email", 320)
-    password = form.get("password")
-    password = password if isinstance(password, str) else ""
+    password = secret(form, "password")
     try:
         await in_session(request, lambda s: accounts.set_password(s, email, password))
     except DigestError as exc:
@@ -156,12 +155,8 @@ async def account_password(request: Request) -> Response:
             request, error="The bootstrap admin has no account to change.", status=400
         )
 
-    def text(name: str) -> str:
-        value = form.get(name)
-        return value if isinstance(value, str) else ""
-
-    current, new = text("current"), text("password")
-    if new != text("password_again"):
+    current, new = secret(form, "current"), secret(form, "password")
+    if new != secret(form, "password_again"):
         return await _account_view(request, error="The two new passwords differ.", status=400)
 
     def work(session: Session) -> str | None:

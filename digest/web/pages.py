@@ -443,18 +443,19 @@ async def read_body(request: Request, limit: int, *, timeout: float | None = Non
     return bytes(body)
 
 
-def _replay(body: bytes) -> Callable[[], Any]:
-    """An ASGI ``receive`` that gives ``body`` once, then says the client left."""
-    sent = False
+def replay(body: bytes, receive: Receive | None = None) -> Receive:
+    """An ASGI ``receive`` that gives ``body`` (read already) once, then what ``receive``
+    gives (without one: that the client left)."""
+    given = False
 
-    async def receive() -> Message:
-        nonlocal sent
-        if sent:
-            return {"type": "http.disconnect"}
-        sent = True
+    async def again() -> Message:
+        nonlocal given
+        if given:
+            return await receive() if receive is not None else {"type": "http.disconnect"}
+        given = True
         return {"type": "http.request", "body": body, "more_body": False}
 
-    return receive
+    return again
 
 
 async def read_form(
@@ -470,7 +471,7 @@ async def read_form(
     body = await read_body(request, limit)
     if body is None:
         raise WebError(f"the form is larger than {_size(limit)}", status=413)
-    replayed = Request(request.scope, _replay(body))
+    replayed = Request(request.scope, replay(body))
     parsed = await replayed.form(max_files=2, max_fields=500)
     items: list[tuple[str, str | UploadFile]] = []
     for key, value in parsed.multi_items():
@@ -532,6 +533,12 @@ def field(form: FormData, name: str, limit: int = 1000) -> str:
     """A text field, trimmed and capped at ``limit`` characters ("" when absent)."""
     value = form.get(name)
     return value.strip()[:limit] if isinstance(value, str) else ""
+
+
+def secret(form: FormData, name: str) -> str:
+    """A password field exactly as typed: not trimmed, not capped ("" when absent)."""
+    value = form.get(name)
+    return value if isinstance(value, str) else ""
 
 
 def fields(form: FormData, name: str, limit: int = 200) -> list[str]:
@@ -781,9 +788,11 @@ __all__ = [
     "read_form",
     "read_json",
     "render",
+    "replay",
     "require_admin",
     "require_editor",
     "safe_next",
+    "secret",
     "sign_in",
     "sign_out",
     "signed_in",

@@ -36,7 +36,7 @@ from sqlalchemy.orm import Session
 from starlette.background import BackgroundTask
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from digest.config import DigestConfig, NewsletterConfig
 from digest.events import EventType, record_own
@@ -54,6 +54,7 @@ from digest.web.pages import (
     read_body,
     read_form,
     render,
+    replay,
     state,
 )
 from digest.web.ratelimit import retry_after
@@ -537,7 +538,7 @@ class FastOneClick:
             return
         link = self._link(token, body or b"")
         if link is None:
-            await self.app(scope, _passed_on(body or b"", receive), send)
+            await self.app(scope, replay(body or b"", receive), send)
             return
         scope = {**scope, "session": {}}  # no cookie read or set: providers send none
         response = await one_click_unsubscribe(Request(scope, receive), link)
@@ -565,20 +566,6 @@ class FastOneClick:
             return read_link(self.web.secret, token, "unsubscribe")
         except BadToken:
             return None  # the route explains what is wrong with the link
-
-
-def _passed_on(body: bytes, receive: Receive) -> Receive:
-    """``receive`` for the app after the body was read here: the body, then the rest."""
-    given = False
-
-    async def again() -> Message:
-        nonlocal given
-        if given:
-            return await receive()
-        given = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    return again
 
 
 def _edition_event(session: Session, link: Link, kind: EventType, detail: str) -> None:

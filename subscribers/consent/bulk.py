@@ -22,7 +22,7 @@ from sqlalchemy import text as sql_text
 from sqlalchemy.orm import Session
 
 from subscribers.consent.log import By, line_values
-from subscribers.consent.machine import Level, State, allowed, explain
+from subscribers.consent.machine import Level, State, allowed, require
 from subscribers.db import UTCDateTime, utcnow
 from subscribers.errors import ConsentRefused
 from subscribers.models import (
@@ -305,12 +305,12 @@ def leave_many(
             if name not in mine:
                 continue
             list_id, old = mine.pop(name)
-            _check(Level.MEMBERSHIP, old, Status.UNSUBSCRIBED, by)
+            require(Level.MEMBERSHIP, State.of(old), State.UNSUBSCRIBED, by.source)
             members.append({"sid": sid, "lid": list_id, "now": now})
             lines.append(_line(sid, list_id, name, old, by, now))
             left.append(name)
         if not mine and readers[sid] in _LIVE:
-            _check(Level.READER, readers[sid], Status.UNSUBSCRIBED, by)
+            require(Level.READER, State.of(readers[sid]), State.UNSUBSCRIBED, by.source)
             lines.append(_line(sid, None, None, readers[sid], by, now))
             readers[sid] = Status.UNSUBSCRIBED
             gone.append(sid)
@@ -350,11 +350,6 @@ _LEAVE_ALL = (
     )
 )
 _LOG_LINE = insert(_LOG)
-
-
-def _check(level: Level, old: Status, new: Status, by: By) -> None:
-    if not allowed(level, State.of(old), State.of(new), by.source):
-        raise ConsentRefused(explain(level, State.of(old), State.of(new), by.source))
 
 
 def _line(

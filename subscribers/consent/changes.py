@@ -20,8 +20,7 @@ from subscribers.consent.machine import (
     REQUESTERS,
     Level,
     State,
-    allowed,
-    explain,
+    require,
 )
 from subscribers.db import utcnow
 from subscribers.errors import ConsentRefused, NotResubscribable, Suppressed
@@ -48,9 +47,7 @@ RESUBSCRIBE_HINT = (
 
 
 def _check(level: Level, old: Status | None, new: State, by: By) -> None:
-    before = State.of(old)
-    if not allowed(level, before, new, by.source):
-        raise ConsentRefused(explain(level, before, new, by.source))
+    require(level, State.of(old), new, by.source)
 
 
 # ---------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable
 
+from subscribers.errors import ConsentRefused
 from subscribers.models import ConsentSource, Status
 
 S = ConsentSource
@@ -130,6 +131,12 @@ def explain(level: Level, old: State, new: State, source: S) -> str:
     return f"{old.value} → {new.value} may be caused by {names}, not by {source.value}"
 
 
+def require(level: Level, old: State, new: State, source: S) -> None:
+    """:class:`ConsentRefused` (saying why) unless ``source`` may cause ``old`` → ``new``."""
+    if not allowed(level, old, new, source):
+        raise ConsentRefused(explain(level, old, new, source))
+
+
 def rules_table() -> str:
     """The transitions as a Markdown table (the README's "Consent" section holds it):
     one line per level, target and set of causes, the starting states joined."""
@@ -160,6 +167,7 @@ __all__ = [
     "State",
     "allowed",
     "explain",
+    "require",
     "rules_table",
     "who_may",
 ]
